@@ -1,0 +1,47 @@
+"""Shared fixtures: deterministic seeds, the real-file folder, and markers skipped when absent."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+REAL_FIXTURES = REPO.parent / "shared" / "fixtures" / "real"
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    random.seed(0)
+    np.random.seed(0)
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a hard dependency
+        return
+    torch.manual_seed(0)
+
+
+@pytest.fixture
+def real_fixtures() -> Path:
+    """The folder of real NWB files written by other projects (skips when absent)."""
+    if not REAL_FIXTURES.is_dir():
+        pytest.skip(f"real NWB fixtures not found at {REAL_FIXTURES}")
+    return REAL_FIXTURES
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    try:
+        import torch
+
+        has_gpu = torch.cuda.is_available()
+    except ImportError:  # pragma: no cover
+        has_gpu = False
+    skip_gpu = pytest.mark.skip(reason="needs a CUDA GPU; none available")
+    skip_net = pytest.mark.skip(reason="needs the network; tests never reach it here")
+    for item in items:
+        if "gpu" in item.keywords and not has_gpu:
+            item.add_marker(skip_gpu)
+        if "network" in item.keywords:
+            item.add_marker(skip_net)
