@@ -1,0 +1,175 @@
+"""Session units -> the unit subsets narrated and scored: all, regions, local populations, cell types,
+random draws of n units (population-size curves), single units.
+
+Every subset is a set of column indices into the binned counts (= rows of ``Session.units``); the
+encoder decodes any of them without retraining.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+KINDS = ("all", "region", "local_population", "cell_type", "random", "single_unit")
+
+
+@dataclass(frozen=True)
+class UnitSubset:
+    """One group of units that predictions and narrations come from.
+
+    Attributes
+    ----------
+    label
+        Human-readable, unique within a run: ``"all"``, ``"region:VISp"``, ``"cell_type:SST"``,
+        ``"local:probeA:1200-1400um"``, ``"random:50:seed3"``, ``"unit:951"``.
+    kind
+        One of :data:`KINDS`.
+    unit_idx
+        ``(n,) int64`` column indices into ``Binned.counts`` (rows of ``Session.units``).
+    seed
+        The seed of a random draw, else ``None``.
+    group
+        The region, cell type or probe span a subset stands for ("" for all / random).
+    """
+
+    label: str
+    kind: str
+    unit_idx: np.ndarray
+    seed: int | None = None
+    group: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown subset kind {self.kind!r}; valid: {', '.join(KINDS)}")
+        if len(self.unit_idx) == 0:
+            raise ValueError(f"subset {self.label!r} has no units")
+
+    @property
+    def n_units(self) -> int:
+        return int(len(self.unit_idx))
+
+
+@dataclass(frozen=True)
+class SubsetPlan:
+    """Which subsets to build.
+
+    Attributes
+    ----------
+    min_units
+        Region, cell-type and local-population groups smaller than this are skipped (and reported).
+    local_span_um
+        Width of a local population along the probe, in micrometres.
+    population_sizes
+        Sizes of the random draws for the fidelity-vs-population-size curve (sizes above the
+        session's unit count are dropped).
+    draws_per_size
+        Random draws (seeds 0..draws-1) per size.
+    single_units
+        How many single units to narrate from (the most active ones).
+    """
+
+    min_units: int = 10
+    local_span_um: float = 200.0
+    population_sizes: tuple[int, ...] = (1, 3, 10, 30, 100, 300, 1000)
+    draws_per_size: int = 3
+    single_units: int = 3
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.min_units < 1:
+            raise ValueError("min_units must be >= 1")
+        if self.local_span_um <= 0:
+            raise ValueError("local_span_um must be > 0")
+        if self.draws_per_size < 0 or self.single_units < 0:
+            raise ValueError("draws_per_size and single_units must be >= 0")
+        if any(n < 1 for n in self.population_sizes):
+            raise ValueError("population_sizes must be >= 1")
+
+
+class Skipped(tuple):
+    """(label, n_units, reason) of a group too small to narrate from."""
+
+    __slots__ = ()
+
+    def __new__(cls, label: str, n_units: int, reason: str) -> Skipped:
+        return super().__new__(cls, (label, n_units, reason))
+
+
+def _known(values: np.ndarray) -> list[str]:
+    return sorted({str(v) for v in values if str(v) not in ("", "unknown", "nan", "None")})
+
+
+def build_subsets(
+    region: np.ndarray,
+    cell_type: np.ndarray,
+    probe: np.ndarray,
+    depth: np.ndarray,
+    spike_counts: np.ndarray,
+    *,
+    unit_ids: np.ndarray | None = None,
+    plan: SubsetPlan = SubsetPlan(),
+) -> tuple[list[UnitSubset], list[Skipped]]:
+    """All subsets of a session's units, plus the groups skipped as too small.
+
+    Parameters
+    ----------
+    region, cell_type, probe
+        ``(N,) str`` per unit ("unknown" / "" where absent).
+    depth
+        ``(N,) float`` position along the probe in um (NaN where absent: no local populations).
+    spike_counts
+        ``(N,) int`` total spikes per unit; single units are the most active ones.
+    unit_ids
+        ``(N,)`` unit ids as in the file, used in single-unit labels (default: the row index).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> subs, skipped = build_subsets(np.array(["VISp"] * 12 + ["CA1"] * 2), np.array(["unknown"] * 14),
+    ...     np.array([""] * 14), np.full(14, np.nan), np.arange(14), plan=SubsetPlan(
+    ...     population_sizes=(5,), draws_per_size=1, single_units=1))
+    >>> [s.label for s in subs]
+    ['all', 'region:VISp', 'random:5:seed0', 'unit:13']
+    >>> skipped[0][0]
+    'region:CA1'
+    """
+    n = len(region)
+    subsets = [UnitSubset("all", "all", np.arange(n, dtype=np.int64))]
+    skipped: list[Skipped] = []
+
+    def add_group(label: str, kind: str, idx: np.ndarray, group: str) -> None:
+        if len(idx) < plan.min_units:
+            skipped.append(Skipped(label, len(idx), f"fewer than {plan.min_units} units"))
+        else:
+            subsets.append(UnitSubset(label, kind, idx.astype(np.int64), group=group))
+
+    for name in _known(region):
+        add_group(f"region:{name}", "region", np.flatnonzero(region.astype(str) == name), name)
+    for name in _known(cell_type):
+        add_group(f"cell_type:{name}", "cell_type", np.flatnonzero(cell_type.astype(str) == name), name)
+
+    depth = np.asarray(depth, dtype=np.float64)
+    probe = probe.astype(str)
+    for p in sorted(set(probe[np.isfinite(depth)])):
+        on_probe = np.flatnonzero((probe == p) & np.isfinite(depth))
+        lo = np.floor(depth[on_probe].min() / plan.local_span_um) * plan.local_span_um
+        bins = np.floor((depth[on_probe] - lo) / plan.local_span_um).astype(np.int64)
+        for b in np.unique(bins):
+            a, z = lo + b * plan.local_span_um, lo + (b + 1) * plan.local_span_um
+            name = f"{p or 'probe'}:{a:.0f}-{z:.0f}um"
+            add_group(f"local:{name}", "local_population", on_probe[bins == b], name)
+
+    for size in plan.population_sizes:
+        if size > n:
+            continue
+        for seed in range(plan.draws_per_size):
+            rng = np.random.default_rng([size, seed])
+            idx = np.sort(rng.choice(n, size=size, replace=False)).astype(np.int64)
+            subsets.append(UnitSubset(f"random:{size}:seed{seed}", "random", idx, seed=seed))
+
+    order = np.argsort(-np.asarray(spike_counts), kind="stable")[: plan.single_units]
+    ids = np.arange(n) if unit_ids is None else np.asarray(unit_ids)
+    for i in order:
+        subsets.append(UnitSubset(f"unit:{ids[i]}", "single_unit", np.array([i], dtype=np.int64)))
+    return subsets, skipped
