@@ -1,0 +1,86 @@
+"""ndx-neurrator: NWB types for neurrator's encoders, patch predictions, unit subsets, narrations and SAE scores.
+
+Importing the package loads the namespace from the YAML shipped inside the wheel (``ndx_neurrator/spec``),
+or from the repository's top-level ``spec/`` when running from a source checkout, and exposes every type.
+Types without behaviour come from ``pynwb.get_class``; ``SafetensorsWeights``, ``EncoderCheckpoint``,
+``SparseAutoencoder`` and ``PatchPredictions`` are registered subclasses of the generated classes that add
+checks and accessors only (no custom ObjectMapper), so files stay readable with pynwb alone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pynwb import get_class, load_namespaces
+
+NAMESPACE = "ndx-neurrator"
+__version__ = "0.1.0"
+
+
+def namespace_path() -> Path:
+    """Path of the ndx-neurrator namespace YAML this package loaded (installed copy first, then source)."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "spec", here.parents[2] / "spec"):
+        path = candidate / f"{NAMESPACE}.namespace.yaml"
+        if path.is_file():
+            return path
+    raise FileNotFoundError(
+        f"ndx-neurrator: namespace file {NAMESPACE}.namespace.yaml not found in {here / 'spec'} "
+        f"(installed wheel) or {here.parents[2] / 'spec'} (source checkout); reinstall ndx-neurrator"
+    )
+
+
+load_namespaces(str(namespace_path()))
+
+UnitSubsetsTable = get_class("UnitSubsetsTable", NAMESPACE)
+NarrationsTable = get_class("NarrationsTable", NAMESPACE)
+SAEValidationTable = get_class("SAEValidationTable", NAMESPACE)
+DecodingFidelityTable = get_class("DecodingFidelityTable", NAMESPACE)
+
+from ndx_neurrator._classes import (  # noqa: E402  (needs the namespace loaded first)
+    EncoderCheckpoint,
+    PatchPredictions,
+    SafetensorsWeights,
+    SparseAutoencoder,
+    WeightsChecksumError,
+)
+from ndx_neurrator.build import (  # noqa: E402
+    SAE_SCORE_COLUMNS,
+    create_decoding_fidelity,
+    create_encoder_checkpoint,
+    create_narrations,
+    create_patch_predictions,
+    create_sae_validation,
+    create_sparse_autoencoder,
+    create_unit_subsets,
+    get_neurrator_module,
+    iter_windows,
+    weights_from_bytes,
+)
+
+__all__ = [
+    "NAMESPACE",
+    "namespace_path",
+    "SafetensorsWeights",
+    "EncoderCheckpoint",
+    "PatchPredictions",
+    "UnitSubsetsTable",
+    "NarrationsTable",
+    "SAEValidationTable",
+    "SparseAutoencoder",
+    "DecodingFidelityTable",
+    "WeightsChecksumError",
+    "SAE_SCORE_COLUMNS",
+    "weights_from_bytes",
+    "create_encoder_checkpoint",
+    "create_patch_predictions",
+    "create_unit_subsets",
+    "create_narrations",
+    "create_sae_validation",
+    "create_sparse_autoencoder",
+    "create_decoding_fidelity",
+    "get_neurrator_module",
+    "iter_windows",
+]
+
+del get_class, load_namespaces

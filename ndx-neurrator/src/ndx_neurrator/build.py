@@ -1,0 +1,516 @@
+"""Build ndx-neurrator containers from numpy arrays and plain Python values.
+
+Each ``create_<thing>`` function checks its arguments (shapes, dtypes, lengths, row indices) and
+raises ``ValueError`` naming the container and the problem. Nothing here opens a file. Put the
+results in the file's ``neurrator`` processing module: ``get_neurrator_module(nwbfile).add(container)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+import numpy as np
+from hdmf.backends.hdf5 import H5DataIO
+from hdmf.common import DynamicTable, DynamicTableRegion, VectorData, VectorIndex
+from hdmf.data_utils import AbstractDataChunkIterator, DataChunkIterator, DataIO
+from pynwb import NWBFile, ProcessingModule
+
+import ndx_neurrator as _ndx
+from ndx_neurrator._classes import (
+    EncoderCheckpoint,
+    PatchPredictions,
+    SafetensorsWeights,
+    SparseAutoencoder,
+    _dtype_and_shape,
+)
+
+MODULE_NAME = "neurrator"
+SUBSET_KINDS = ("all", "region", "cell_type", "local_population", "random", "single_unit")
+SAE_SCORE_COLUMNS = ("concept_agreement", "latent_profile_similarity", "reconstruction_score")
+
+
+def get_neurrator_module(nwbfile: NWBFile, *, description: str | None = None) -> ProcessingModule:
+    """The file's ``processing/neurrator`` module, created on first use; all ndx-neurrator containers go there."""
+    if MODULE_NAME in nwbfile.processing:
+        return nwbfile.processing[MODULE_NAME]
+    return nwbfile.create_processing_module(
+        name=MODULE_NAME,
+        description=description
+        or "neurrator: spike encoders, predicted patch tokens, unit subsets, narrations and their evaluation",
+    )
+
+
+def _json_text(what: str, field: str, value: Mapping[str, Any] | str) -> str:
+    if isinstance(value, str):
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{what}: {field} is not valid JSON text ({exc})") from None
+        if not isinstance(parsed, dict):
+            raise ValueError(f"{what}: {field} must be a JSON object, got {type(parsed).__name__}")
+        return value
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{what}: {field} must be a mapping or JSON text, got {type(value).__name__}")
+    try:
+        return json.dumps(dict(value), sort_keys=True)
+    except TypeError as exc:
+        raise ValueError(f"{what}: {field} is not JSON-serializable ({exc})") from None
+
+
+def _rows(what: str, field: str, table: DynamicTable, rows, n: int | None = None) -> np.ndarray:
+    """Row indices into ``table`` as int64, checked against its length (and broadcast when scalar)."""
+    arr = np.asarray(rows)
+    if arr.ndim == 0 and n is not None:
+        arr = np.full(n, arr)
+    if arr.ndim != 1 or (arr.size and arr.dtype.kind not in "iu"):
+        raise ValueError(f"{what}: {field} must be a 1-D array of integer row indices, got {arr.dtype} {arr.shape}")
+    arr = arr.astype(np.int64)
+    if n is not None and len(arr) != n:
+        raise ValueError(f"{what}: {field} has {len(arr)} entries, expected {n}")
+    if arr.size and (arr.min() < 0 or arr.max() >= len(table)):
+        raise ValueError(
+            f"{what}: {field} holds row {int(arr.min() if arr.min() < 0 else arr.max())}, outside "
+            f"'{table.name}' which has {len(table)} rows (give row indices, not ids)"
+        )
+    return arr
+
+
+def _column(what: str, field: str, values, n: int, kind: str) -> np.ndarray | list[str]:
+    """A table column of length n: kind 'text' (str broadcast allowed), 'int' or 'float'."""
+    if kind == "text":
+        if isinstance(values, str):
+            return [values] * n
+        out = [str(v) for v in values]
+        if len(out) != n:
+            raise ValueError(f"{what}: {field} has {len(out)} entries, expected {n}")
+        return out
+    arr = np.asarray(values)
+    if arr.ndim == 0:
+        arr = np.full(n, arr)
+    if arr.ndim != 1 or len(arr) != n:
+        raise ValueError(f"{what}: {field} must have shape ({n},), got {arr.shape}")
+    if kind == "int":
+        if arr.size and arr.dtype.kind not in "iu":
+            raise ValueError(f"{what}: {field} must hold integers, got dtype {arr.dtype}")
+        return arr.astype(np.int64)
+    if arr.size and arr.dtype.kind not in "iuf":
+        raise ValueError(f"{what}: {field} must hold numbers, got dtype {arr.dtype}")
+    return arr.astype(np.float64)
+
+
+def _ragged(name: str, description: str, items: Sequence[Sequence], *, region_table: DynamicTable | None = None):
+    """A ragged column: (data column, VectorIndex) from a list of lists."""
+    flat = [x for item in items for x in item]
+    ends = np.cumsum([len(item) for item in items]).astype(np.int64) if len(items) else np.zeros(0, np.int64)
+    if region_table is not None:
+        target = DynamicTableRegion(
+            name=name, description=description, data=np.asarray(flat, dtype=np.int64), table=region_table
+        )
+    else:
+        target = VectorData(name=name, description=description, data=[str(x) for x in flat])
+    return target, VectorIndex(name=f"{name}_index", data=ends, target=target)
+
+
+def _descriptions(cls) -> dict[str, str]:
+    return {c["name"]: c["description"] for c in getattr(cls, "__columns__", ())}
+
+
+def _ids(n: int) -> np.ndarray:
+    return np.arange(n, dtype=np.int64)
+
+
+def weights_from_bytes(
+    data: bytes | bytearray | memoryview | np.ndarray, *, name: str = "weights", format: str = "safetensors"
+) -> SafetensorsWeights:
+    """Wrap serialized weights (normally a safetensors file's bytes) with their SHA-256.
+
+    Examples
+    --------
+    >>> w = weights_from_bytes(b"\\x08\\x00\\x00\\x00\\x00\\x00\\x00\\x00{}      ")
+    >>> len(w.sha256)
+    64
+    """
+    if isinstance(data, np.ndarray):
+        if data.dtype != np.uint8 or data.ndim != 1:
+            raise ValueError(f"SafetensorsWeights '{name}': array weights must be 1-D uint8, got {data.dtype} {data.shape}")
+        arr = data
+    elif isinstance(data, (bytes, bytearray, memoryview)):
+        arr = np.frombuffer(bytes(data), dtype=np.uint8)
+    else:
+        raise ValueError(f"SafetensorsWeights '{name}': weights must be bytes or a uint8 array, got {type(data).__name__}")
+    if arr.size == 0:
+        raise ValueError(f"SafetensorsWeights '{name}': weights are empty")
+    return SafetensorsWeights(name=name, data=arr, sha256=hashlib.sha256(arr.tobytes()).hexdigest(), format=format)
+
+
+def _default_versions() -> dict[str, str]:
+    out = {}
+    for pkg in ("ndx-neurrator", "pynwb", "hdmf", "numpy"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "unknown"
+    return out
+
+
+def create_encoder_checkpoint(
+    weights: bytes | np.ndarray | SafetensorsWeights,
+    *,
+    name: str,
+    units_table: DynamicTable,
+    unit_rows: Sequence[int] | np.ndarray,
+    architecture: str,
+    config: Mapping[str, Any] | str,
+    backbone_id: str,
+    backbone_layer: int,
+    n_patches: int,
+    dim: int,
+    preprocessing: str,
+    stimulus: str,
+    training_metrics: Mapping[str, Any] | str,
+    validation_metrics: Mapping[str, Any] | str,
+    software_versions: Mapping[str, str] | str | None = None,
+    description: str = "spike encoder trained by neurrator",
+) -> EncoderCheckpoint:
+    """An ``EncoderCheckpoint`` from safetensors bytes and plain values.
+
+    ``unit_rows`` are row indices of ``units_table`` (normally ``nwbfile.units``) the encoder was trained on.
+    ``software_versions`` defaults to the versions of ndx-neurrator, pynwb, hdmf and numpy.
+    """
+    what = f"EncoderCheckpoint '{name}'"
+    if not isinstance(weights, SafetensorsWeights):
+        weights = weights_from_bytes(weights)
+    rows = _rows(what, "unit_rows", units_table, unit_rows)
+    if rows.size == 0:
+        raise ValueError(f"{what}: unit_rows is empty; an encoder is trained on at least one unit")
+    for field, value in (("backbone_layer", backbone_layer), ("n_patches", n_patches), ("dim", dim)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise ValueError(f"{what}: {field} must be an int, got {value!r}")
+    return EncoderCheckpoint(
+        name=name,
+        description=description,
+        architecture=architecture,
+        stimulus=stimulus,
+        backbone_id=backbone_id,
+        backbone_layer=int(backbone_layer),
+        n_patches=int(n_patches),
+        dim=int(dim),
+        preprocessing=preprocessing,
+        config=_json_text(what, "config", config),
+        weights=weights,
+        training_metrics=_json_text(what, "training_metrics", training_metrics),
+        validation_metrics=_json_text(what, "validation_metrics", validation_metrics),
+        software_versions=_json_text(what, "software_versions", software_versions or _default_versions()),
+        units=DynamicTableRegion(
+            name="units", description="units the encoder was trained on", data=rows, table=units_table
+        ),
+    )
+
+
+def iter_windows(
+    windows: Iterable[np.ndarray], *, n_patches: int, dim: int, n_windows: int | None = None
+) -> DataChunkIterator:
+    """A ``DataChunkIterator`` over (n_patches, dim) float32 windows, for predictions larger than memory.
+
+    Pass the result as ``data`` to ``create_patch_predictions``; windows are written one at a time.
+    """
+    return DataChunkIterator(
+        data=iter(windows), maxshape=(n_windows, n_patches, dim), dtype=np.dtype(np.float32), buffer_size=1
+    )
+
+
+def create_patch_predictions(
+    data: np.ndarray | AbstractDataChunkIterator | DataIO,
+    *,
+    name: str,
+    timestamps: np.ndarray | Sequence[float],
+    frame: np.ndarray | Sequence[int],
+    unit_subsets: DynamicTable,
+    unit_subset_rows: int | np.ndarray | Sequence[int],
+    encoder: EncoderCheckpoint,
+    description: str = "patch tokens predicted from spikes",
+    compression_opts: int = 4,
+) -> PatchPredictions:
+    """``PatchPredictions`` from a float32 (n_windows, n_patches, dim) array or iterator.
+
+    ``data`` may be a numpy array, a ``DataChunkIterator`` (see ``iter_windows``) or an ``H5DataIO``
+    you configured yourself; arrays and bare iterators are wrapped in ``H5DataIO`` with one chunk per
+    window, gzip and shuffle. ``unit_subset_rows`` (one per window, or one int for all) are rows of
+    ``unit_subsets``.
+    """
+    what = f"PatchPredictions '{name}'"
+    dtype, shape = _dtype_and_shape(data)
+    if dtype != np.float32:
+        hint = "float16 is not allowed in NWB/DANDI" if dtype == np.float16 else "cast with .astype(np.float32)"
+        raise ValueError(f"{what}: data must be float32 (n_windows, n_patches, dim), got dtype {dtype}; {hint}")
+    if shape is None or len(shape) != 3 or any(s is None for s in shape[1:]):
+        raise ValueError(f"{what}: data must have shape (n_windows, n_patches, dim), got shape {shape}")
+    timestamps = np.asarray(timestamps, dtype=np.float64)
+    n = len(timestamps) if timestamps.ndim == 1 else -1
+    if shape[0] is not None and timestamps.ndim == 1 and n != shape[0]:
+        raise ValueError(f"{what}: timestamps has {n} entries but data has {shape[0]} windows")
+    if timestamps.ndim != 1:
+        raise ValueError(f"{what}: timestamps must be 1-D (n_windows,), got shape {timestamps.shape}")
+    frame = _column(what, "frame", frame, n, "int")
+    rows = _rows(what, "unit_subset_rows", unit_subsets, unit_subset_rows, n)
+    if not isinstance(data, DataIO):
+        if isinstance(data, np.ndarray):
+            data = np.ascontiguousarray(data)
+        data = H5DataIO(
+            data, chunks=(1, shape[1], shape[2]), compression="gzip",
+            compression_opts=compression_opts, shuffle=True,
+        )
+    return PatchPredictions(
+        name=name,
+        description=description,
+        data=data,
+        timestamps=timestamps,
+        frame=frame,
+        unit_subset=DynamicTableRegion(
+            name="unit_subset", description="unit subset that produced each window", data=rows, table=unit_subsets
+        ),
+        encoder=encoder,
+    )
+
+
+def _field(subset, key: str):
+    return subset[key] if isinstance(subset, Mapping) else getattr(subset, key)
+
+
+def create_unit_subsets(
+    subsets: Iterable[Any],
+    *,
+    units_table: DynamicTable,
+    name: str = "unit_subsets",
+    description: str = "groups of units that predictions and narrations come from",
+):
+    """A ``UnitSubsetsTable`` from objects or mappings with ``label``, ``kind``, ``unit_idx`` and ``seed``.
+
+    neurrator's ``UnitSubset`` dataclasses fit as they are. ``unit_idx`` are rows of ``units_table``;
+    ``seed`` None is stored as -1. ``kind`` is one of SUBSET_KINDS.
+    """
+    what = f"UnitSubsetsTable '{name}'"
+    subsets = list(subsets)
+    labels, kinds, seeds, members = [], [], [], []
+    for i, subset in enumerate(subsets):
+        label, kind = str(_field(subset, "label")), str(_field(subset, "kind"))
+        if kind not in SUBSET_KINDS:
+            raise ValueError(f"{what}: subset {i} ({label!r}) has kind {kind!r}; valid kinds: {', '.join(SUBSET_KINDS)}")
+        if label in labels:
+            raise ValueError(f"{what}: label {label!r} appears twice; labels must be unique")
+        idx = _rows(what, f"unit_idx of subset {label!r}", units_table, _field(subset, "unit_idx"))
+        if idx.size == 0:
+            raise ValueError(f"{what}: subset {label!r} has no units")
+        seed = _field(subset, "seed")
+        labels.append(label)
+        kinds.append(kind)
+        seeds.append(-1 if seed is None else int(seed))
+        members.append(idx)
+    desc = _descriptions(_ndx.UnitSubsetsTable)
+    units, units_index = _ragged("units", desc["units"], members, region_table=units_table)
+    return _ndx.UnitSubsetsTable(
+        name=name,
+        description=description,
+        id=_ids(len(subsets)),
+        columns=[
+            VectorData(name="label", description=desc["label"], data=labels),
+            VectorData(name="kind", description=desc["kind"], data=kinds),
+            units,
+            units_index,
+            VectorData(name="seed", description=desc["seed"], data=np.asarray(seeds, dtype=np.int64)),
+        ],
+    )
+
+
+def create_narrations(
+    *,
+    start_time: np.ndarray | Sequence[float],
+    stop_time: np.ndarray | Sequence[float],
+    text: Sequence[str],
+    frame: np.ndarray | Sequence[int],
+    unit_subsets: DynamicTable,
+    unit_subset_rows: int | np.ndarray | Sequence[int],
+    narrator_model: str | Sequence[str],
+    prompt: str | Sequence[str],
+    reference_text: Sequence[str] | None = None,
+    similarity: np.ndarray | Sequence[float] | None = None,
+    name: str = "narrations",
+    description: str = "narrations written from predicted patch tokens",
+):
+    """A ``NarrationsTable`` (a TimeIntervals) with one row per narrated window.
+
+    ``narrator_model`` and ``prompt`` may be one string for all rows. ``reference_text`` (the narration
+    of the true frame) and ``similarity`` are optional; ``similarity`` needs ``reference_text``.
+    """
+    what = f"NarrationsTable '{name}'"
+    if isinstance(text, str):
+        raise ValueError(f"{what}: text must be a sequence of strings, one per row, not one string")
+    n = len(text)
+    desc = _descriptions(_ndx.NarrationsTable)
+    start = _column(what, "start_time", start_time, n, "float")
+    stop = _column(what, "stop_time", stop_time, n, "float")
+    if np.any(stop < start):
+        raise ValueError(f"{what}: stop_time is before start_time in row {int(np.argmax(stop < start))}")
+    columns = [
+        VectorData(name="start_time", description="start of the narrated window, in seconds", data=start),
+        VectorData(name="stop_time", description="end of the narrated window, in seconds", data=stop),
+        VectorData(name="text", description=desc["text"], data=_column(what, "text", text, n, "text")),
+        VectorData(name="frame", description=desc["frame"], data=_column(what, "frame", frame, n, "int")),
+        DynamicTableRegion(
+            name="unit_subset", description=desc["unit_subset"], table=unit_subsets,
+            data=_rows(what, "unit_subset_rows", unit_subsets, unit_subset_rows, n),
+        ),
+        VectorData(
+            name="narrator_model", description=desc["narrator_model"],
+            data=_column(what, "narrator_model", narrator_model, n, "text"),
+        ),
+        VectorData(name="prompt", description=desc["prompt"], data=_column(what, "prompt", prompt, n, "text")),
+    ]
+    if similarity is not None and reference_text is None:
+        raise ValueError(f"{what}: similarity was given without reference_text")
+    if reference_text is not None:
+        if isinstance(reference_text, str):
+            raise ValueError(f"{what}: reference_text must be a sequence of strings, one per row")
+        columns.append(
+            VectorData(
+                name="reference_text", description=desc["reference_text"],
+                data=_column(what, "reference_text", reference_text, n, "text"),
+            )
+        )
+    if similarity is not None:
+        columns.append(
+            VectorData(
+                name="similarity", description=desc["similarity"],
+                data=_column(what, "similarity", similarity, n, "float"),
+            )
+        )
+    return _ndx.NarrationsTable(name=name, description=description, id=_ids(n), columns=columns)
+
+
+def create_sae_validation(
+    *,
+    narrations: DynamicTable,
+    narration_rows: np.ndarray | Sequence[int],
+    scores: Mapping[str, np.ndarray | Sequence[float]],
+    supporting_concepts: Sequence[Sequence[str]],
+    name: str = "sae_validation",
+    description: str = "sparse-autoencoder validation of narrations",
+):
+    """A ``SAEValidationTable``: one row per validated narration.
+
+    ``scores`` must hold the three SAE_SCORE_COLUMNS; any further name becomes an extra float column.
+    ``supporting_concepts`` is one list of concept labels per row (may be empty).
+    """
+    what = f"SAEValidationTable '{name}'"
+    rows = _rows(what, "narration_rows", narrations, narration_rows)
+    n = len(rows)
+    missing = [s for s in SAE_SCORE_COLUMNS if s not in scores]
+    if missing:
+        raise ValueError(f"{what}: scores lacks {', '.join(missing)}; required: {', '.join(SAE_SCORE_COLUMNS)}")
+    reserved = {"narration", "supporting_concepts", "supporting_concepts_index", "id"}
+    clash = sorted(set(scores) & reserved)
+    if clash:
+        raise ValueError(f"{what}: score names {clash} clash with the table's own columns")
+    if isinstance(supporting_concepts, str) or len(supporting_concepts) != n:
+        raise ValueError(f"{what}: supporting_concepts must be one list of labels per row ({n} rows)")
+    if any(isinstance(item, str) for item in supporting_concepts):
+        raise ValueError(f"{what}: each supporting_concepts entry must be a list of labels, not a string")
+    desc = _descriptions(_ndx.SAEValidationTable)
+    columns = [
+        DynamicTableRegion(name="narration", description=desc["narration"], data=rows, table=narrations),
+    ]
+    for score, values in scores.items():
+        columns.append(
+            VectorData(
+                name=score, description=desc.get(score, f"validator score '{score}'"),
+                data=_column(what, f"scores[{score!r}]", values, n, "float"),
+            )
+        )
+    columns.extend(_ragged("supporting_concepts", desc["supporting_concepts"], supporting_concepts))
+    return _ndx.SAEValidationTable(name=name, description=description, id=_ids(n), columns=columns)
+
+
+def create_sparse_autoencoder(
+    weights: bytes | np.ndarray | SafetensorsWeights,
+    *,
+    name: str,
+    architecture: str,
+    config: Mapping[str, Any] | str,
+    concept_labels: Sequence[str],
+    concept_label_sources: str | Sequence[str],
+    description: str = "sparse autoencoder over the patch-token space",
+) -> SparseAutoencoder:
+    """A ``SparseAutoencoder``: one label per latent; ``concept_label_sources`` may be one string for all."""
+    what = f"SparseAutoencoder '{name}'"
+    if not isinstance(weights, SafetensorsWeights):
+        weights = weights_from_bytes(weights)
+    if isinstance(concept_labels, str):
+        raise ValueError(f"{what}: concept_labels must be a sequence of labels, one per latent")
+    labels = [str(x) for x in concept_labels]
+    if not labels:
+        raise ValueError(f"{what}: concept_labels is empty")
+    return SparseAutoencoder(
+        name=name,
+        description=description,
+        architecture=architecture,
+        config=_json_text(what, "config", config),
+        weights=weights,
+        concept_labels=labels,
+        concept_label_sources=_column(what, "concept_label_sources", concept_label_sources, len(labels), "text"),
+    )
+
+
+def create_decoding_fidelity(
+    *,
+    unit_subsets: DynamicTable,
+    unit_subset_rows: np.ndarray | Sequence[int],
+    n_units: np.ndarray | Sequence[int],
+    region: str | Sequence[str],
+    cell_type: str | Sequence[str],
+    seed: int | np.ndarray | Sequence[int],
+    split: str | Sequence[str],
+    metric: str | Sequence[str],
+    value: np.ndarray | Sequence[float],
+    chance_level: float | np.ndarray | Sequence[float],
+    name: str = "decoding_fidelity",
+    description: str = "decoding fidelity per unit subset and metric",
+):
+    """A ``DecodingFidelityTable``, one row per (unit subset, metric); scalars broadcast to all rows.
+
+    ``seed`` is -1 for subsets not drawn at random; ``chance_level`` is NaN when undefined.
+    """
+    what = f"DecodingFidelityTable '{name}'"
+    rows = _rows(what, "unit_subset_rows", unit_subsets, unit_subset_rows)
+    n = len(rows)
+    desc = _descriptions(_ndx.DecodingFidelityTable)
+    kinds = {"n_units": "int", "region": "text", "cell_type": "text", "seed": "int", "split": "text",
+             "metric": "text", "value": "float", "chance_level": "float"}
+    given = {"n_units": n_units, "region": region, "cell_type": cell_type, "seed": seed, "split": split,
+             "metric": metric, "value": value, "chance_level": chance_level}
+    columns = [DynamicTableRegion(name="unit_subset", description=desc["unit_subset"], data=rows, table=unit_subsets)]
+    for col, kind in kinds.items():
+        columns.append(VectorData(name=col, description=desc[col], data=_column(what, col, given[col], n, kind)))
+    return _ndx.DecodingFidelityTable(name=name, description=description, id=_ids(n), columns=columns)
+
+
+__all__ = [
+    "MODULE_NAME",
+    "SUBSET_KINDS",
+    "SAE_SCORE_COLUMNS",
+    "get_neurrator_module",
+    "weights_from_bytes",
+    "create_encoder_checkpoint",
+    "iter_windows",
+    "create_patch_predictions",
+    "create_unit_subsets",
+    "create_narrations",
+    "create_sae_validation",
+    "create_sparse_autoencoder",
+    "create_decoding_fidelity",
+]
+
+
