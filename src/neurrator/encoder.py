@@ -1,0 +1,235 @@
+"""Spike counts of any subset of units -> predicted patch tokens: the `SpikeEncoder` torch module.
+
+Architecture (a Perceiver/POYO-style set encoder; no fixed-width neuron axis, so dropping units is
+native and costs nothing):
+
+1. unit tokens: each unit's window of counts (W bins) is log1p-transformed, standardised with that
+   unit's training statistics, and projected by a shared ``Linear(W, d)``; the unit's identity
+   embedding (a row of a table of all known units) and its session embedding are added, then a
+   residual MLP mixes them -> (B, n, d).
+2. attention pooling: ``n_latents`` learned latent queries cross-attend to the unit tokens (padding
+   masked), then ``depth`` self-attention blocks over the latents. Attention over units is a weighted
+   average, so the output does not depend on the order of the units and any n >= 1 works.
+3. ``n_patches`` learned patch queries cross-attend to the latents; an MLP and a shared linear head
+   give each token, de-standardised with the training targets' mean (per patch) and std (per dim),
+   or (with ``out_components``) PCA coefficients expanded through a fixed basis to full tokens.
+
+Pooled units from several sessions ("pseudo-mouse") are just more rows of the unit table, each with
+a ``session`` tag (`SpikeEncoder.set_unit_sessions`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["EncoderConfig", "SpikeEncoder"]
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """Architecture of a `SpikeEncoder` (JSON-able; stored in checkpoints).
+
+    Attributes
+    ----------
+    n_units
+        Rows of the unit identity table (all units the encoder knows, over all pooled sessions).
+    n_patches
+        Output tokens per frame (64 for ``tiny``, 576 for LLaVA-1.5).
+    dim
+        Width of each output token (64 for ``tiny``, 1024 for LLaVA-1.5).
+    window_bins
+        W, bins in each unit's input window.
+    n_sessions
+        Rows of the session embedding table (1 for a single session).
+    d_model
+        Width of unit tokens, latents and patch queries.
+    n_heads
+        Attention heads (must divide d_model).
+    n_latents
+        Latent queries that pool the unit tokens.
+    depth
+        Self-attention blocks over the latents.
+    mlp_ratio
+        Hidden width of every MLP, as a multiple of d_model.
+    dropout
+        Dropout in MLPs and on attention outputs (training only).
+    out_components
+        If set, the head predicts this many PCA coefficients per token, expanded to ``dim`` by a
+        fixed basis (`SpikeEncoder.set_output_basis`); None predicts full tokens directly.
+    """
+
+    n_units: int
+    n_patches: int
+    dim: int
+    window_bins: int = 20
+    n_sessions: int = 1
+    d_model: int = 128
+    n_heads: int = 4
+    n_latents: int = 32
+    depth: int = 2
+    mlp_ratio: float = 2.0
+    dropout: float = 0.0
+    out_components: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("n_units", "n_patches", "dim", "window_bins", "n_sessions", "d_model", "n_heads", "n_latents"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, not {getattr(self, name)}")
+        if self.depth < 0:
+            raise ValueError(f"depth must be >= 0, not {self.depth}")
+        if self.d_model % self.n_heads:
+            raise ValueError(f"n_heads ({self.n_heads}) must divide d_model ({self.d_model})")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), not {self.dropout}")
+        if self.mlp_ratio <= 0:
+            raise ValueError(f"mlp_ratio must be > 0, not {self.mlp_ratio}")
+        if self.out_components is not None and not 1 <= self.out_components <= self.dim:
+            raise ValueError(f"out_components must be in 1..dim ({self.dim}), not {self.out_components}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class _MLP(nn.Module):
+    def __init__(self, d: int, ratio: float, dropout: float) -> None:
+        super().__init__()
+        h = max(1, int(round(d * ratio)))
+        self.net = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, h), nn.GELU(), nn.Dropout(dropout), nn.Linear(h, d))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.net(x)
+
+
+class _CrossBlock(nn.Module):
+    """x <- x + Attn(LN(x), LN(ctx)); x <- x + MLP(x). ``mask``: (B, L) bool, True = attend."""
+
+    def __init__(self, d: int, heads: int, ratio: float, dropout: float) -> None:
+        super().__init__()
+        self.h = heads
+        self.nq, self.nkv = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.q, self.kv, self.o = nn.Linear(d, d), nn.Linear(d, 2 * d), nn.Linear(d, d)
+        self.drop = nn.Dropout(dropout)
+        self.mlp = _MLP(d, ratio, dropout)
+
+    def forward(self, x: torch.Tensor, ctx: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        B, Lq, d = x.shape
+        Lk = ctx.shape[1]
+        dh = d // self.h
+        q = self.q(self.nq(x)).view(B, Lq, self.h, dh).transpose(1, 2)
+        k, v = self.kv(self.nkv(ctx)).view(B, Lk, 2, self.h, dh).permute(2, 0, 3, 1, 4)
+        am = None if mask is None else mask[:, None, None, :]
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=am)
+        x = x + self.drop(self.o(a.transpose(1, 2).reshape(B, Lq, d)))
+        return self.mlp(x)
+
+
+class SpikeEncoder(nn.Module):
+    """Counts of any unit subset -> (B, n_patches, dim) patch tokens.
+
+    Examples
+    --------
+    >>> enc = SpikeEncoder(config=EncoderConfig(n_units=10, n_patches=4, dim=8, window_bins=5, d_model=16))
+    >>> enc(torch.zeros(2, 5, 3), torch.tensor([0, 4, 9])).shape
+    torch.Size([2, 4, 8])
+    """
+
+    def __init__(self, *, config: EncoderConfig) -> None:
+        super().__init__()
+        c = self.config = config
+        d = c.d_model
+        self.unit_emb = nn.Embedding(c.n_units, d)
+        self.session_emb = nn.Embedding(c.n_sessions, d)
+        self.temporal = nn.Linear(c.window_bins, d)
+        self.unit_mlp = _MLP(d, c.mlp_ratio, c.dropout)
+        self.latents = nn.Parameter(torch.randn(c.n_latents, d) * 0.02)
+        self.pool = _CrossBlock(d, c.n_heads, c.mlp_ratio, c.dropout)
+        self.blocks = nn.ModuleList(_CrossBlock(d, c.n_heads, c.mlp_ratio, c.dropout) for _ in range(c.depth))
+        self.patch_queries = nn.Parameter(torch.randn(c.n_patches, d) * 0.02)
+        self.readout = _CrossBlock(d, c.n_heads, c.mlp_ratio, c.dropout)
+        self.out_norm = nn.LayerNorm(d)
+        k = c.out_components if c.out_components is not None else c.dim
+        self.head = nn.Linear(d, k)
+        nn.init.normal_(self.unit_emb.weight, std=0.02)
+        nn.init.zeros_(self.session_emb.weight)
+        # statistics set from the training data (identity until then); saved with the weights
+        self.register_buffer("unit_session", torch.zeros(c.n_units, dtype=torch.long))
+        self.register_buffer("count_mean", torch.zeros(c.n_units))
+        self.register_buffer("count_std", torch.ones(c.n_units))
+        self.register_buffer("target_mean", torch.zeros(c.n_patches, c.dim))
+        self.register_buffer("target_std", torch.ones(c.dim))
+        if c.out_components is not None:
+            self.register_buffer("out_basis", torch.eye(c.out_components, c.dim))
+            self.register_buffer("out_scale", torch.ones(c.out_components))
+
+    # ---------------------------------------------------------------------------------- set-up
+    @torch.no_grad()
+    def set_unit_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Per-unit mean/std of log1p(counts) over training bins, (n_units,) each."""
+        self.count_mean.copy_(mean)
+        self.count_std.copy_(std.clamp_min(1e-3))
+
+    @torch.no_grad()
+    def set_unit_sessions(self, session: torch.Tensor) -> None:
+        """(n_units,) long session tag of each unit-table row (pooled "pseudo-mouse" units)."""
+        if session.min() < 0 or session.max() >= self.config.n_sessions:
+            raise ValueError(f"session tags must be in 0..{self.config.n_sessions - 1}")
+        self.unit_session.copy_(session)
+
+    @torch.no_grad()
+    def set_target_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Training targets' mean (n_patches, dim) and per-dimension std (dim,)."""
+        self.target_mean.copy_(mean)
+        self.target_std.copy_(std.clamp_min(1e-6))
+
+    @torch.no_grad()
+    def set_output_basis(self, components: torch.Tensor, scale: torch.Tensor) -> None:
+        """PCA basis (k, dim) orthonormal rows and coefficient scale (k,) for ``out_components``."""
+        if self.config.out_components is None:
+            raise ValueError("this encoder predicts full tokens (out_components=None)")
+        self.out_basis.copy_(components)
+        self.out_scale.copy_(scale.clamp_min(1e-6))
+
+    # ---------------------------------------------------------------------------------- forward
+    def forward(self, counts: torch.Tensor, unit_idx: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Predict patch tokens.
+
+        Parameters
+        ----------
+        counts
+            (B, W, n) float32 spike counts of the n units in each window.
+        unit_idx
+            (n,) or (B, n) long, rows of the unit table (which unit each column is).
+        mask
+            Optional (B, n) bool, True for real units, False for padding (only needed when the
+            samples of a batch have different numbers of units).
+
+        Returns
+        -------
+        tokens : (B, n_patches, dim), in the dtype of the computation.
+        """
+        B, W, n = counts.shape
+        if W != self.config.window_bins:
+            raise ValueError(f"counts have {W} bins per window, the encoder expects {self.config.window_bins}")
+        if unit_idx.shape[-1] != n:
+            raise ValueError(f"unit_idx has {unit_idx.shape[-1]} units, counts have {n}")
+        x = torch.log1p(counts.float().clamp_min(0)).transpose(1, 2)  # (B, n, W)
+        mu, sd = self.count_mean[unit_idx], self.count_std[unit_idx]  # (n,) or (B, n)
+        x = (x - mu.unsqueeze(-1)) / sd.unsqueeze(-1)
+        ident = self.unit_emb(unit_idx) + self.session_emb(self.unit_session[unit_idx])
+        tok = self.unit_mlp(self.temporal(x.to(self.temporal.weight.dtype)) + ident)  # (B, n, d)
+        lat = self.pool(self.latents.expand(B, -1, -1), tok, mask)
+        for blk in self.blocks:
+            lat = blk(lat, lat)
+        z = self.readout(self.patch_queries.expand(B, -1, -1), lat)
+        out = self.head(self.out_norm(z))
+        if self.config.out_components is not None:
+            return (out * self.out_scale) @ self.out_basis + self.target_mean
+        return out * self.target_std + self.target_mean
+
+    def n_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
