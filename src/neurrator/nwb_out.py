@@ -1,0 +1,241 @@
+"""Run results -> a derived NWB file (ndx-neurrator containers), written atomically.
+
+``add_<thing>_to_nwbfile`` functions fill an in-memory ``NWBFile``; only :func:`write_nwbfile_atomic`
+touches the disk: it writes a temporary file next to the destination and renames it into place when
+complete, so an interrupted run leaves nothing at the output path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import platform
+import tempfile
+import uuid
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from neurrator.errors import NeurratorError
+
+log = logging.getLogger(__name__)
+
+PROVENANCE_FILE_NAME = "neurrator-provenance.json"
+_SUBJECT_FIELDS = ("subject_id", "species", "sex", "age", "genotype", "strain", "description")
+
+
+def derived_file_name(subject_id: str, session_id: str) -> str:
+    """DANDI-layout relative path: ``sub-<subject>/sub-<subject>_ses-<session>_desc-neurrator.nwb``.
+
+    Examples
+    --------
+    >>> derived_file_name("408021", "758798717")
+    'sub-408021/sub-408021_ses-758798717_desc-neurrator.nwb'
+    """
+    sub = _entity(subject_id) or "unknown"
+    ses = _entity(session_id) or "unknown"
+    return f"sub-{sub}/sub-{sub}_ses-{ses}_desc-neurrator.nwb"
+
+
+def _entity(value: str) -> str:
+    """A DANDI/BIDS entity value: letters, digits and '-' only (``_`` and ``/`` separate entities)."""
+    return "".join(c if c.isalnum() or c == "-" else "-" for c in str(value)).strip("-")
+
+
+def check_writable_dir(folder: Path) -> None:
+    """Create ``folder`` if needed and prove it writable (before any long computation)."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".neurrator-probe-"):
+            pass
+    except OSError as err:
+        raise NeurratorError(folder, f"output folder is not writable ({err.strerror or err})") from None
+
+
+def sha256_file(path: Path, *, chunk: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def software_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for pkg in ("neurrator", "ndx-neurrator", "pynwb", "hdmf", "numpy", "torch", "transformers", "open_clip_torch"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def provenance_record(*, source: str, source_checksum: str, config: dict[str, Any], extra: dict | None = None) -> str:
+    """The JSON provenance stored in every derived file (NWB ``general/source_script``)."""
+    record = {
+        "software": "neurrator",
+        "versions": software_versions(),
+        "created": datetime.now(timezone.utc).isoformat(),
+        "source": source,
+        "source_checksum": source_checksum,
+        "config": config,
+    }
+    if extra:
+        record.update(extra)
+    return json.dumps(record, sort_keys=True, indent=1, default=str)
+
+
+def new_derived_nwbfile(session, *, provenance: str):
+    """An empty ``NWBFile`` with the source's subject and session metadata and the provenance record."""
+    from pynwb import NWBFile
+    from pynwb.file import Subject
+
+    subject = None
+    fields = {k: str(v) for k, v in (session.subject or {}).items() if k in _SUBJECT_FIELDS and v not in (None, "")}
+    if fields.get("subject_id"):
+        subject = Subject(**fields)
+    start = session.session_start_time
+    if start is None:
+        start = datetime(1970, 1, 1, tzinfo=timezone.utc)
+    elif start.tzinfo is None:
+        start = start.replace(tzinfo=timezone.utc)
+    return NWBFile(
+        session_description=f"neurrator narrations of {session.session_description or session.identifier}"[:2000],
+        identifier=str(uuid.uuid4()),
+        session_start_time=start,
+        session_id=session.session_id,
+        subject=subject,
+        source_script=provenance,
+        source_script_file_name=PROVENANCE_FILE_NAME,
+        data_collection=f"derived from {session.source} ({session.identifier}) by neurrator",
+    )
+
+
+def add_units_to_nwbfile(nwbfile, units, *, rows: np.ndarray | None = None):
+    """The units used, with the source's unit ids and their region / cell type / probe position.
+
+    Spike times stay in the source file (its units table has them under the same ids).
+    """
+    rows = np.arange(len(units.ids)) if rows is None else np.asarray(rows)
+    nwbfile.units = None
+    from pynwb.misc import Units
+
+    table = Units(name="units", description="units used by neurrator; ids are the source file's unit ids")
+    table.add_column("region", "brain region of the unit ('unknown' when the source does not say)")
+    table.add_column("cell_type", "cell type of the unit (cell-type column or opto-tagging; 'unknown' otherwise)")
+    table.add_column("probe", "probe / electrode group of the unit ('' when unknown)")
+    table.add_column("depth_um", "position along the probe in micrometres (NaN when unknown)")
+    for i in rows:
+        table.add_unit(id=int(units.ids[i]), region=str(units.region[i]), cell_type=str(units.cell_type[i]),
+                       probe=str(units.probe[i]), depth_um=float(units.depth[i]))
+    nwbfile.units = table
+    return table
+
+
+def write_nwbfile_atomic(nwbfile, path: Path, *, source_path: Path | None = None) -> Path:
+    """Write ``nwbfile`` to ``path`` via a temporary file in the same folder, renamed when complete."""
+    from pynwb import NWBHDF5IO
+
+    path = Path(path)
+    if source_path is not None and path.resolve() == Path(source_path).resolve():
+        raise NeurratorError(path, "the output path is the source file; choose another output")
+    check_writable_dir(path.parent)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp.nwb")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        tmp.unlink()  # h5py creates it
+        with NWBHDF5IO(str(tmp), mode="w") as io:
+            io.write(nwbfile)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as err:
+        tmp.unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise NeurratorError(path, f"could not write the output file ({err.strerror or err}); nothing was written") from None
+        raise
+    return path
+
+
+def read_provenance(nwbfile) -> dict[str, Any]:
+    text = nwbfile.source_script
+    if not text:
+        return {}
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return {}
+
+
+def output_is_complete(path: Path, *, source: str | None = None) -> bool:
+    """True when ``path`` is a readable neurrator output (of ``source`` when given) with all its containers."""
+    from pynwb import NWBHDF5IO
+
+    path = Path(path)
+    if not path.is_file():
+        return False
+    try:
+        with NWBHDF5IO(str(path), mode="r") as io:
+            nwbfile = io.read()
+            module = nwbfile.processing.get("neurrator")
+            if module is None:
+                return False
+            kinds = {type(c).__name__ for c in module.data_interfaces.values()}
+            needed = {"EncoderCheckpoint", "UnitSubsetsTable", "PatchPredictions", "NarrationsTable",
+                      "SAEValidationTable", "SparseAutoencoder", "DecodingFidelityTable"}
+            if not needed <= kinds:
+                return False
+            return source is None or read_provenance(nwbfile).get("source") == source
+    except Exception:  # noqa: BLE001 - any failure to read means "not complete"
+        return False
+
+
+def as_rows(values: Sequence[Any]) -> np.ndarray:
+    return np.asarray(list(values), dtype=np.int64)
+
+
+def encoder_config_text(payload) -> str:
+    """The EncoderCheckpoint ``config`` text: the checkpoint's config.json with its metadata.json inside."""
+    config = json.loads(payload.config_json)
+    config["metadata"] = json.loads(payload.metadata_json)
+    return json.dumps(config, sort_keys=True)
+
+
+def encoder_from_nwb(path: Path, *, device: str = "cpu"):
+    """The trained encoder stored in a neurrator NWB file, its weights' sha256 verified."""
+    from pynwb import NWBHDF5IO
+
+    from neurrator.checkpoint import CheckpointPayload, trained_from_payload
+
+    path = Path(path)
+    try:
+        io = NWBHDF5IO(str(path), mode="r")
+        nwbfile = io.read()
+    except Exception as err:  # noqa: BLE001 - any unreadable file is the user's input problem
+        raise NeurratorError(path, f"not a readable NWB file ({type(err).__name__}: {err})") from None
+    try:
+        module = nwbfile.processing.get("neurrator")
+        found = [c for c in (module.data_interfaces.values() if module else []) if type(c).__name__ == "EncoderCheckpoint"]
+        if not found:
+            raise NeurratorError(path, "holds no neurrator EncoderCheckpoint (processing/neurrator)")
+        ckpt = found[0]
+        try:
+            weights = ckpt.get_weights_bytes(verify=True)
+        except ValueError as err:
+            raise NeurratorError(path, str(err)) from None
+        config = json.loads(ckpt.config)
+        meta = config.pop("metadata", {})
+        payload = CheckpointPayload(ckpt.architecture, json.dumps(config), weights, ckpt.weights.sha256,
+                                    json.dumps(meta))
+        return trained_from_payload(payload, device=device, source=str(path))
+    finally:
+        io.close()
