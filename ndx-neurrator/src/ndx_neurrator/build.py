@@ -103,7 +103,7 @@ def _column(what: str, field: str, values, n: int, kind: str) -> np.ndarray | li
 
 
 def _ragged(name: str, description: str, items: Sequence[Sequence], *, region_table: DynamicTable | None = None):
-    """A ragged column: (data column, VectorIndex) from a list of lists."""
+    """A ragged column from a list of lists: (VectorIndex, data column), the order hdmf reads them back in."""
     flat = [x for item in items for x in item]
     ends = np.cumsum([len(item) for item in items]).astype(np.int64) if len(items) else np.zeros(0, np.int64)
     if region_table is not None:
@@ -112,7 +112,7 @@ def _ragged(name: str, description: str, items: Sequence[Sequence], *, region_ta
         )
     else:
         target = VectorData(name=name, description=description, data=[str(x) for x in flat])
-    return target, VectorIndex(name=f"{name}_index", data=ends, target=target)
+    return VectorIndex(name=f"{name}_index", data=ends, target=target), target
 
 
 def _descriptions(cls) -> dict[str, str]:
@@ -196,9 +196,9 @@ def create_encoder_checkpoint(
         architecture=architecture,
         stimulus=stimulus,
         backbone_id=backbone_id,
-        backbone_layer=int(backbone_layer),
-        n_patches=int(n_patches),
-        dim=int(dim),
+        backbone_layer=np.int32(backbone_layer),
+        n_patches=np.int32(n_patches),
+        dim=np.int32(dim),
         preprocessing=preprocessing,
         config=_json_text(what, "config", config),
         weights=weights,
@@ -311,7 +311,7 @@ def create_unit_subsets(
         seeds.append(-1 if seed is None else int(seed))
         members.append(idx)
     desc = _descriptions(_ndx.UnitSubsetsTable)
-    units, units_index = _ragged("units", desc["units"], members, region_table=units_table)
+    units_index, units = _ragged("units", desc["units"], members, region_table=units_table)
     return _ndx.UnitSubsetsTable(
         name=name,
         description=description,
@@ -319,8 +319,8 @@ def create_unit_subsets(
         columns=[
             VectorData(name="label", description=desc["label"], data=labels),
             VectorData(name="kind", description=desc["kind"], data=kinds),
-            units,
             units_index,
+            units,
             VectorData(name="seed", description=desc["seed"], data=np.asarray(seeds, dtype=np.int64)),
         ],
     )

@@ -29,6 +29,17 @@ from ndx_neurrator.build import (
     weights_from_bytes,
 )
 
+# Containers that mock_neurrator_nwbfile puts in processing/neurrator: name -> neurodata type.
+MOCK_CONTAINERS = {
+    "encoder": "EncoderCheckpoint",
+    "predictions": "PatchPredictions",
+    "unit_subsets": "UnitSubsetsTable",
+    "narrations": "NarrationsTable",
+    "sae_validation": "SAEValidationTable",
+    "sae": "SparseAutoencoder",
+    "decoding_fidelity": "DecodingFidelityTable",
+}
+
 _DTYPES = {np.dtype(np.float32): "F32", np.dtype(np.float64): "F64", np.dtype(np.int64): "I64", np.dtype(np.uint8): "U8"}
 
 
@@ -61,7 +72,9 @@ def _get(nwbfile: NWBFile | None, name: str):
     return None
 
 
-def mock_NWBFile(*, subject_id: str = "mouse1", session_id: str = "session1") -> NWBFile:
+def mock_NWBFile(
+    *, subject_id: str = "mouse1", session_id: str = "session1", species: str | None = "Mus musculus"
+) -> NWBFile:
     """An empty NWBFile with the subject and session metadata that ``dandi validate`` requires."""
     return NWBFile(
         session_description="neurrator mock session",
@@ -74,7 +87,7 @@ def mock_NWBFile(*, subject_id: str = "mouse1", session_id: str = "session1") ->
         experiment_description="mock data for ndx-neurrator tests",
         keywords=["neurrator"],
         subject=Subject(
-            subject_id=subject_id, species="Mus musculus", sex="M", age="P90D", description="mock mouse"
+            subject_id=subject_id, species=species, sex="M", age="P90D", description="mock mouse"
         ),
     )
 
@@ -242,9 +255,11 @@ def mock_DecodingFidelityTable(*, name: str | None = None, unit_subsets=None, nw
     return _add(nwbfile, table)
 
 
-def mock_neurrator_nwbfile(*, subject_id: str = "mouse1", session_id: str = "session1") -> NWBFile:
+def mock_neurrator_nwbfile(
+    *, subject_id: str = "mouse1", session_id: str = "session1", species: str | None = "Mus musculus"
+) -> NWBFile:
     """An NWBFile holding one of each ndx-neurrator type (plus Units), ready to write."""
-    nwbfile = mock_NWBFile(subject_id=subject_id, session_id=session_id)
+    nwbfile = mock_NWBFile(subject_id=subject_id, session_id=session_id, species=species)
     mock_Units(nwbfile=nwbfile)
     mock_UnitSubsetsTable(nwbfile=nwbfile)
     mock_EncoderCheckpoint(nwbfile=nwbfile)
