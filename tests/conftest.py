@@ -45,3 +45,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip_gpu)
         if "network" in item.keywords:
             item.add_marker(skip_net)
+
+
+
+@pytest.fixture(scope="session")
+def small_sim(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small simulated Allen-layout session (60 units, 5 repeats of a 300-frame movie), written once."""
+    from neurrator.simulate import write_simulated_session
+
+    path = tmp_path_factory.mktemp("sim") / "sub-sim0_ses-small.nwb"
+    write_simulated_session(path, n_units=60, n_repeats=5, n_frames=300, seed=0)
+    return path

@@ -31,6 +31,9 @@ class NarrateConfig:
         ``pad`` (pad to square, LLaVA-1.5) or ``crop`` (centre crop, llava-hf processor).
     narrator
         Narrator id from the registry in :mod:`neurrator.narrators` (``retrieval``, ``tiny``, ``llava``).
+    reference_narrator
+        Generative narrator whose narrations of the TRUE frames are the references (and the retrieval
+        narrator's bank) when the session has no captions; simulated sessions use their captions.
     encoder
         Optional encoder checkpoint folder to reuse instead of training.
     device
@@ -70,6 +73,7 @@ class NarrateConfig:
     backbone: str = "tiny"
     preprocessing: str = "pad"
     narrator: str = "retrieval"
+    reference_narrator: str = "llava"
     encoder: str | None = None
     device: str = "auto"
     seed: int = 0

@@ -5,7 +5,6 @@ Only this module (with the CLI) opens and closes files; every stage it calls wor
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import time
@@ -137,10 +136,27 @@ def narrate_session(source: str | Path, *, out: Path, config: NarrateConfig = Na
     _check_ids(config)
     device = resolve_device(config.device)
     check_writable_dir(out.parent if out.suffix == ".nwb" else out)
-    if config.encoder and not Path(config.encoder).exists():
-        raise NeurratorError(config.encoder, "encoder checkpoint not found")
 
+    # Everything that can fail without the data fails first: checkpoint, backbone and narrator weights.
+    from neurrator.backbones import load_backbone
+    from neurrator.narrators import load_narrator
     from neurrator.session import load_session
+
+    trained = None
+    if config.encoder:
+        if not Path(config.encoder).exists():
+            raise NeurratorError(config.encoder, "encoder checkpoint not found")
+        trained = _load_encoder(Path(config.encoder), device=device)
+    backbone = load_backbone(config.backbone, preprocessing=config.preprocessing, device=device, seed=config.seed)
+    if trained is not None and trained.target_spec is not None and (
+            trained.target_spec.backbone_id, trained.target_spec.preprocessing) != (
+            backbone.spec.backbone_id, backbone.spec.preprocessing):
+        raise NeurratorError(config.encoder, f"encoder was trained on {trained.target_spec.backbone_id} targets "
+                             f"({trained.target_spec.preprocessing}), not {backbone.spec.backbone_id} "
+                             f"({backbone.spec.preprocessing}); pass the matching --backbone/--preprocessing")
+    generator = None
+    if config.narrator != "retrieval":
+        generator = load_narrator(config.narrator, device=device, seed=config.seed)
 
     log.info("reading %s", source)
     session = load_session(source, stimulus=config.stimulus, movie=config.movie, quality_filter=config.quality_filter,
@@ -154,7 +170,8 @@ def narrate_session(source: str | Path, *, out: Path, config: NarrateConfig = Na
     if "://" not in source and output.resolve() == Path(source).resolve():
         raise NeurratorError(output, "the output path is the source file; choose another output")
 
-    result = _run(session, config=config, device=device, output=output)
+    result = _run(session, config=config, device=device, output=output, backbone=backbone, trained=trained,
+                  generator=generator)
     result.seconds = time.perf_counter() - t0
     return result
 
@@ -168,12 +185,9 @@ def _narrated_presentations(binned, split, k: int) -> np.ndarray:
     return in_repeat[pick]
 
 
-def _run(session, *, config: NarrateConfig, device: str, output: Path) -> NarrateResult:
+def _run(session, *, config: NarrateConfig, device: str, output: Path, backbone, trained, generator) -> NarrateResult:
     from neurrator import evaluation
-    from neurrator.backbones import load_backbone
     from neurrator.binning import bin_session, split_repeats
-    from neurrator.checkpoint import load_checkpoint
-    from neurrator.narrators import load_narrator
     from neurrator.sae import SAEConfig, frame_latents, name_concepts, train_sae
     from neurrator.scoring import load_sentence_embedder, score_narrations
     from neurrator.subsets import SubsetPlan, build_subsets
@@ -190,17 +204,11 @@ def _run(session, *, config: NarrateConfig, device: str, output: Path) -> Narrat
     except ValueError as err:
         raise NeurratorError(label, f"cannot split the presentations into train/validation/test repeats: {err}") from None
 
-    backbone = load_backbone(config.backbone, preprocessing=config.preprocessing, device=device, seed=config.seed)
     log.info("targets: %s on %d frames", backbone.spec.backbone_id, len(session.frames))
     targets = compute_targets(session.frames, backbone, device=device, cache_dir=config.cache_path / "targets",
                               progress=config.progress)
 
-    if config.encoder:
-        trained = _load_encoder(Path(config.encoder), device=device)
-        if trained.target_spec is not None and trained.target_spec.backbone_id != backbone.spec.backbone_id:
-            raise NeurratorError(config.encoder, f"encoder was trained on {trained.target_spec.backbone_id} targets, "
-                                 f"not {backbone.spec.backbone_id}; pass the matching --backbone")
-    else:
+    if trained is None:
         train_cfg = TrainConfig(window_bins=config.window_bins, offset_bins=config.offset_bins,
                                 max_epochs=config.epochs)
         log.info("training the encoder (%d training presentations)", len(split.train))
@@ -220,14 +228,18 @@ def _run(session, *, config: NarrateConfig, device: str, output: Path) -> Narrat
 
     # references (captions of a simulated session, else the narrator's oracle narration of the true frame)
     narrator, references_by_frame, reference_kind = _narrator_and_references(
-        session, targets, binned, split, config=config, device=device, frames_needed=np.unique(narrated_frames))
+        session, targets, binned, split, config=config, device=device, frames_needed=np.unique(narrated_frames),
+        generator=generator)
     embedder = load_sentence_embedder(device=device)
 
     results: list[SubsetResult] = []
+    baselines: dict[str, dict[str, tuple[float, float]]] = {}
     test_frames = binned.frame[split.test]
     for subset in _progress(subsets, "subsets", config.progress):
         pred = predict(trained, binned, split.test, unit_idx=subset.unit_idx, device=device)
-        metrics = evaluation.fidelity_metrics(pred, targets, test_frames, fps=fps)
+        metrics = _metrics(evaluation.score_predictions(pred, test_frames, targets, fps=fps, device=device))
+        if subset.kind == "all":
+            baselines = _baselines(binned, targets, split, trained, pred, fps=fps, device=device)
         pos = np.searchsorted(split.test, narrated)
         texts = narrator.narrate(pred[pos])
         refs = [references_by_frame[int(f)] for f in narrated_frames]
@@ -236,14 +248,11 @@ def _run(session, *, config: NarrateConfig, device: str, output: Path) -> Narrat
                                     scores.matched, scores.shuffled, scores.floor, pred[pos].copy()))
         del pred
 
-    baselines = evaluation.baseline_metrics(binned, targets, split, fps=fps, window_bins=config.window_bins,
-                                            offset_bins=config.offset_bins, seed=config.seed)
-
     # SAE over the patch space of the stimulus frames, named from the references
     n_frames, n_patches, dim = targets.shape
     sae_cfg = SAEConfig(d_in=dim, n_latents=config.sae_latents, k=config.sae_k)
     log.info("training the SAE (%d tokens)", n_frames * n_patches)
-    sae, _stats = train_sae(targets, config=sae_cfg, device=device, seed=config.seed, progress=config.progress)
+    sae, _stats = train_sae(targets, config=sae_cfg, device=device, seed=config.seed)
     named = np.array(sorted(references_by_frame))
     latents = frame_latents(sae, targets[named], device=device)
     concepts = name_concepts(latents, [references_by_frame[int(f)] for f in named],
@@ -261,6 +270,38 @@ def _run(session, *, config: NarrateConfig, device: str, output: Path) -> Narrat
     log.info("writing %s", output)
     write_nwbfile_atomic(nwbfile, output, source_path=Path(session.source) if "://" not in session.source else None)
     return NarrateResult(output, label, len(units.ids), results, [tuple(s) for s in skipped], baselines)
+
+
+def _jsonable(value: Any) -> Any:
+    """numpy values and arrays inside dicts/lists -> plain JSON types."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _metrics(scores: dict[str, Any]) -> dict[str, tuple[float, float]]:
+    """(value, chance) per fidelity metric from an `evaluation.score_predictions` dict."""
+    return {m: (float(scores[m]), float(scores[f"chance_{m}"])) for m in EVAL_METRICS}
+
+
+def _baselines(binned, targets, split, trained, pred_all, *, fps: float, device: str):
+    """Ridge, kNN and the shuffled-frame control on the same test repeats as the encoder (all units)."""
+    from neurrator.evaluation import knn_baseline, ridge_baseline, score_predictions, shuffled_control
+
+    tc = trained.train_config
+    kw = dict(window_bins=tc.window_bins, offset_bins=tc.offset_bins, holdout_frames=trained.holdout_frames,
+              device=device)
+    frames = binned.frame[split.test]
+    out = {}
+    for name, fit in (("ridge", ridge_baseline), ("knn", knn_baseline)):
+        pred, _info = fit(binned, targets, split, **kw)
+        out[name] = _metrics(score_predictions(pred, frames, targets, fps=fps, device=device))
+    out["shuffled"] = _metrics(shuffled_control(pred_all, frames, targets, fps=fps, device=device))
+    return out
 
 
 def _vocabulary(session) -> list[str] | None:
@@ -290,7 +331,7 @@ def _load_encoder(path: Path, *, device: str):
 
 
 def _narrator_and_references(session, targets, binned, split, *, config: NarrateConfig, device: str,
-                             frames_needed: np.ndarray):
+                             frames_needed: np.ndarray, generator):
     """The narrator, a frame -> reference text map, and how references were made."""
     from neurrator.narrators import load_narrator
 
@@ -302,12 +343,12 @@ def _narrator_and_references(session, targets, binned, split, *, config: Narrate
             narrator = load_narrator("retrieval", device=device, seed=config.seed, bank_patches=targets[train_frames],
                                      bank_texts=[captions[int(f)] for f in train_frames])
         else:
-            narrator = load_narrator(config.narrator, device=device, seed=config.seed)
+            narrator = generator
         return narrator, captions, kind
 
     # No captions: the oracle (a generative narrator on the true patches) writes the references.
-    generator_id = config.narrator if config.narrator != "retrieval" else config.extra.get("reference_narrator", "llava")
-    generator = load_narrator(generator_id, device=device, seed=config.seed)
+    if generator is None:  # retrieval without captions: the reference narrator writes the bank's texts
+        generator = load_narrator(config.reference_narrator, device=device, seed=config.seed)
     needed = np.unique(np.concatenate([frames_needed, train_frames[:: max(1, len(train_frames) // 200)]]))
     texts = generator.narrate(targets[needed])
     refs = {int(f): t for f, t in zip(needed, texts)}
@@ -333,8 +374,9 @@ def _build_file(session, *, config, trained, results, baselines, sae, sae_cfg, c
         source=session.source, source_checksum=_source_checksum(session.source),
         config=json.loads(config.to_json()),
         extra={"source_identifier": session.identifier, "references": reference_kind,
-               "skipped_units": int(getattr(session, "dropped_units", 0) or 0) if not isinstance(
-                   getattr(session, "dropped_units", 0), dict) else len(session.dropped_units)})
+               "frames_source": session.frames_source, "presentation_table": session.presentation_table,
+               "dropped_units": {why: [int(u) for u in ids] for why, ids in session.dropped_units.items()},
+               "opto_tagging": _jsonable(session.opto)})
     nwbfile = new_derived_nwbfile(session, provenance=provenance)
     units_table = add_units_to_nwbfile(nwbfile, session.units)
     module = ndx.get_neurrator_module(nwbfile)
@@ -358,7 +400,6 @@ def _build_file(session, *, config, trained, results, baselines, sae, sae_cfg, c
     subsets_table = ndx.create_unit_subsets([r.subset for r in results], units_table=units_table)
     module.add(subsets_table)
 
-    frame_times = _frame_times(binned, session)
     rows = np.concatenate([np.full(len(r.frames), i) for i, r in enumerate(results)])
     pres = np.concatenate([r.presentations for r in results])
     order = np.lexsort((rows, session.presentations.start[pres]))
@@ -392,12 +433,7 @@ def _build_file(session, *, config, trained, results, baselines, sae, sae_cfg, c
         supporting_concepts=validation.supporting_concepts))
 
     module.add(_fidelity_table(results, baselines, subsets_table, session.units))
-    del frame_times
     return nwbfile
-
-
-def _frame_times(binned, session) -> np.ndarray:
-    return (session.presentations.start + session.presentations.stop) / 2
 
 
 def _fidelity_table(results, baselines, subsets_table, units):
@@ -449,4 +485,3 @@ def run_demo(out: Path, *, seed: int = 0, progress: bool = True) -> NarrateResul
 
 
 __all__ = ["NarrateResult", "SubsetResult", "narrate_session", "run_demo", "resolve_output"]
-_ = dataclasses  # keep import for dataclasses.replace users

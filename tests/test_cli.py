@@ -1,0 +1,229 @@
+"""The command line: every error a user can cause is one line, exit 1, input untouched, nothing written."""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from _helpers import FAST_FLAGS, sha256
+from click.testing import CliRunner
+
+from neurrator.cli import main
+
+
+def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`neurrator ARGS` as a real subprocess, offline."""
+    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "neurrator", *args], capture_output=True, text=True, timeout=600,
+                          env=full_env)
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> str:
+    assert proc.returncode == 1, (proc.returncode, proc.stdout, proc.stderr)
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("Error:")]
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    return lines[0]
+
+
+def test_help_lists_every_command():
+    result = CliRunner().invoke(main, ["--help"])
+    assert result.exit_code == 0
+    for command in ("narrate", "demo", "show", "simulate", "ls", "process"):
+        assert command in result.output
+
+
+# -- bad session files, through `neurrator narrate` --------------------------------------------------
+
+
+def _copy(src: Path, dst: Path) -> Path:
+    shutil.copy(src, dst)
+    return dst
+
+
+def _edit(path: Path, edit) -> Path:
+    with h5py.File(path, "r+") as f:
+        edit(f)
+    return path
+
+
+def _spikes(f: h5py.File, change) -> None:
+    data = f["units/spike_times"][:]
+    change(data)
+    f["units/spike_times"][...] = data
+
+
+def _presentations(f: h5py.File) -> h5py.Group:
+    return f["intervals/natural_movie_one_presentations"]
+
+
+def _unsorted(d: np.ndarray) -> None:
+    d[0], d[1] = d[1] + 1.0, d[0]
+
+
+def _frame_beyond(f: h5py.File) -> None:
+    frames = _presentations(f)["frame"]
+    data = frames[:]
+    data[3] = 10_000
+    frames[...] = data
+
+
+def _stop_before_start(f: h5py.File) -> None:
+    g = _presentations(f)
+    stop = g["stop_time"][:]
+    stop[5] = g["start_time"][5] - 1.0
+    g["stop_time"][...] = stop
+
+
+BAD_FILES = {
+    "not an HDF5 file": (lambda p, sim: p.write_text("this is not NWB\n") or p, "HDF5"),
+    "truncated file": (lambda p, sim: p.write_bytes(sim.read_bytes()[: sim.stat().st_size // 2]) or p, ""),
+    "HDF5 that is not NWB": (lambda p, sim: _edit_new_h5(p), "NWB"),
+    "no Units table": (lambda p, sim: _edit(_copy(sim, p), lambda f: f.__delitem__("units")), "Units"),
+    "NaN spike times": (lambda p, sim: _edit(_copy(sim, p), lambda f: _spikes(f, lambda d: d.__setitem__(0, np.nan))),
+                        "NaN"),
+    "negative spike times": (lambda p, sim: _edit(_copy(sim, p), lambda f: _spikes(f, lambda d: d.__setitem__(0, -5.0))),
+                             "negative"),
+    "unsorted spike times": (lambda p, sim: _edit(_copy(sim, p), lambda f: _spikes(f, _unsorted)), "sorted"),
+    "frame index beyond the movie": (lambda p, sim: _edit(_copy(sim, p), _frame_beyond), "frame"),
+    "stop before start": (lambda p, sim: _edit(_copy(sim, p), _stop_before_start), "stop"),
+}
+
+
+def _edit_new_h5(path: Path) -> Path:
+    with h5py.File(path, "w") as f:
+        f["data"] = np.arange(10)
+    return path
+
+
+@pytest.mark.parametrize("case", sorted(BAD_FILES))
+def test_bad_session_file_is_one_line_error(case, small_sim, tmp_path):
+    make, needle = BAD_FILES[case]
+    bad = make(tmp_path / "bad.nwb", small_sim)
+    before = sha256(bad)
+    out = tmp_path / "out"
+    line = assert_one_line_error(run_cli("narrate", str(bad), "--out", str(out), *FAST_FLAGS), "bad.nwb")
+    assert needle.lower() in line.lower(), line
+    assert sha256(bad) == before, "the input was modified"
+    assert not list(out.rglob("*.nwb")) if out.exists() else True
+
+
+def test_missing_stimulus_lists_the_tables_that_exist(small_sim, tmp_path):
+    line = assert_one_line_error(run_cli("narrate", str(small_sim), "--out", str(tmp_path / "o"),
+                                         "--stimulus", "natural_movie_three", *FAST_FLAGS), small_sim.name)
+    assert "natural_movie_one" in line  # the table that does exist is named
+
+
+def test_movie_frame_count_inconsistent_with_presentations(small_sim, tmp_path):
+    bad = _edit(_copy(small_sim, tmp_path / "nomovie.nwb"), lambda f: f.__delitem__("stimulus/templates"))
+    movie = tmp_path / "short.npy"
+    np.save(movie, np.zeros((10, 8, 8), np.uint8))
+    before = sha256(bad)
+    line = assert_one_line_error(run_cli("narrate", str(bad), "--out", str(tmp_path / "o"), "--movie", str(movie),
+                                         *FAST_FLAGS))
+    assert "frame" in line
+    assert sha256(bad) == before
+
+
+# -- bad options and outputs ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("option, value, valid", [("--backbone", "resnet", "tiny"), ("--narrator", "gpt9", "retrieval")])
+def test_unknown_model_ids_list_the_valid_ones(option, value, valid, small_sim, tmp_path):
+    line = assert_one_line_error(run_cli("narrate", str(small_sim), "--out", str(tmp_path / "o"), option, value,
+                                         *FAST_FLAGS), value)
+    assert valid in line
+
+
+def test_real_weights_missing_offline_say_how_to_get_them(small_sim, tmp_path):
+    env = {"HF_HOME": str(tmp_path / "hf"), "HUGGINGFACE_HUB_CACHE": str(tmp_path / "hf" / "hub")}
+    line = assert_one_line_error(run_cli("narrate", str(small_sim), "--out", str(tmp_path / "o"), "--backbone",
+                                         "llava", *FAST_FLAGS, env=env), "llava")
+    assert "download" in line.lower()
+
+
+def test_output_folder_not_writable(small_sim, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    line = assert_one_line_error(run_cli("narrate", str(small_sim), "--out", str(blocker / "out"), *FAST_FLAGS))
+    assert "not writable" in line
+
+
+def test_corrupt_encoder_checkpoint_folder(small_sim, tmp_path):
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    (ckpt / "config.json").write_text("{}")
+    (ckpt / "weights.safetensors").write_bytes(b"\x00garbage")
+    (ckpt / "metadata.json").write_text("{}")
+    before = sha256(ckpt)
+    assert_one_line_error(run_cli("narrate", str(small_sim), "--out", str(tmp_path / "o"), "--encoder", str(ckpt),
+                                  *FAST_FLAGS), "ckpt")
+    assert sha256(ckpt) == before
+
+
+def test_checkpoint_with_wrong_sha256_is_refused(small_sim, tmp_path):
+    """A checkpoint folder whose weights no longer match the sha256 recorded in its metadata."""
+    import torch
+
+    from neurrator.binning import bin_session, split_repeats
+    from neurrator.checkpoint import save_checkpoint
+    from neurrator.session import load_session
+    from neurrator.training import TrainConfig, train_encoder
+
+    session = load_session(small_sim)
+    binned = bin_session(session)
+    split = split_repeats(binned.repeat, n_val=1, n_test=1)
+    targets = np.random.default_rng(0).normal(size=(session.frames.shape[0], 4, 8)).astype(np.float32)
+    torch.manual_seed(0)
+    trained = train_encoder(binned, targets, split, config=TrainConfig(max_epochs=1), progress=False)
+    folder = save_checkpoint(trained, tmp_path / "ckpt")
+    weights = folder / "weights.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    assert_one_line_error(run_cli("narrate", str(small_sim), "--out", str(tmp_path / "o"), "--encoder", str(folder),
+                                  *FAST_FLAGS), "sha256")
+
+
+def test_disk_full_while_writing_leaves_nothing(small_sim, tmp_path, monkeypatch):
+    """ENOSPC during the write: one-line error, no output file, no temporary file left."""
+    import pynwb
+
+    def full(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pynwb.NWBHDF5IO, "write", full)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["narrate", str(small_sim), "--out", str(out), *FAST_FLAGS,
+                                       "--cache-dir", str(tmp_path / "cache")])
+    assert result.exit_code == 1
+    assert "No space left on device" in result.output and "Traceback" not in result.output
+    assert not [p for p in out.rglob("*") if p.is_file()], list(out.rglob("*"))
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    bad = tmp_path / "bad.nwb"
+    bad.write_text("nope")
+    proc = run_cli("--debug", "narrate", str(bad), "--out", str(tmp_path / "o"))
+    assert proc.returncode != 0 and "Traceback" in proc.stderr
+
+
+def test_show_rejects_a_file_without_results(small_sim):
+    assert_one_line_error(run_cli("show", str(small_sim)), small_sim.name, "neurrator")
+
+
+def test_simulate_writes_a_session_and_truth(tmp_path):
+    out = tmp_path / "sim.nwb"
+    proc = run_cli("simulate", str(out), "--units", "20", "--repeats", "3", "--seed", "1",
+                   "--movie-out", str(tmp_path / "frames.npy"))
+    assert proc.returncode == 0, proc.stderr
+    assert out.is_file() and np.load(tmp_path / "frames.npy").ndim == 3

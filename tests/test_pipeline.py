@@ -1,0 +1,159 @@
+"""The whole pipeline: the demo's output file, its validation by DANDI's tools, reading it back, reuse."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from _helpers import FAST, sha256
+
+from neurrator.config import NarrateConfig
+from neurrator.pipeline import narrate_session
+
+pytestmark = pytest.mark.slow
+
+CONTAINERS = {"encoder": "EncoderCheckpoint", "unit_subsets": "UnitSubsetsTable",
+              "patch_predictions": "PatchPredictions", "narrations": "NarrationsTable",
+              "sparse_autoencoder": "SparseAutoencoder", "sae_validation": "SAEValidationTable",
+              "decoding_fidelity": "DecodingFidelityTable"}
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    """`neurrator demo` as a user runs it: a real subprocess, default settings."""
+    out = tmp_path_factory.mktemp("demo")
+    proc = subprocess.run([sys.executable, "-m", "neurrator", "demo", "--out", str(out), "--quiet"],
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    files = sorted((out / "derived").rglob("*.nwb"))
+    assert len(files) == 1, files
+    return out, files[0], proc.stdout
+
+
+def test_demo_prints_narrations_scores_and_path(demo_run):
+    out, file, stdout = demo_run
+    assert "narration:" in stdout and "reference:" in stdout
+    assert "matched / shuffled / floor" in stdout
+    assert str(file) in stdout
+    # DANDI layout: sub-<subject>/sub-<subject>_ses-<session>_desc-neurrator.nwb
+    assert file.parent.name.startswith("sub-")
+    assert file.name.startswith(file.parent.name + "_ses-") and file.name.endswith("_desc-neurrator.nwb")
+    assert not [p for p in file.parent.iterdir() if p.name.startswith(".")], "temporary files left behind"
+
+
+def test_demo_narrations_beat_the_shuffled_baseline(demo_run):
+    """On held-out repeats of the simulated session, matched similarity clearly exceeds shuffled."""
+    from pynwb import NWBHDF5IO
+
+    _, file, _ = demo_run
+    with NWBHDF5IO(str(file), "r") as io:
+        fid = io.read().processing["neurrator"]["decoding_fidelity"].to_dataframe()
+    all_rows = fid[(fid["metric"] == "narration_similarity") & (fid["n_units"] == fid["n_units"].max())]
+    matched, shuffled = float(all_rows["value"].iloc[0]), float(all_rows["chance_level"].iloc[0])
+    assert matched > shuffled + 0.1, (matched, shuffled)
+    top1 = fid[(fid["metric"] == "top1") & (fid["n_units"] == fid["n_units"].max())].iloc[0]
+    assert top1["value"] > 5 * top1["chance_level"]
+
+
+def test_output_reads_with_pynwb_alone(demo_run):
+    """A reader with pynwb only (no neurrator, no ndx_neurrator import) gets every container and its data."""
+    _, file, _ = demo_run
+    script = textwrap.dedent(f"""
+        import json, sys
+        from pynwb import NWBHDF5IO
+        with NWBHDF5IO({str(file)!r}, "r") as io:
+            nwb = io.read()
+            m = nwb.processing["neurrator"]
+            out = {{name: type(m[name]).__name__ for name in m.data_interfaces}}
+            out["n_narrations"] = len(m["narrations"])
+            out["pred_shape"] = list(m["patch_predictions"].data.shape)
+            out["text0"] = m["narrations"]["text"][0]
+            out["units"] = len(nwb.units)
+            out["subject"] = nwb.subject.subject_id
+            out["provenance"] = json.loads(nwb.source_script)["software"]
+        bad = [k for k in sys.modules if k.startswith(("ndx_neurrator", "neurrator"))]
+        out["imported"] = bad
+        print(json.dumps(out))
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got["imported"] == []
+    for name, cls in CONTAINERS.items():
+        assert got[name] == cls
+    assert got["n_narrations"] > 0 and got["pred_shape"][1:] == [64, 64]
+    assert isinstance(got["text0"], str) and got["text0"]
+    assert got["units"] > 0 and got["subject"] and got["provenance"] == "neurrator"
+
+
+def test_output_passes_nwbinspector_dandi_config(demo_run):
+    from nwbinspector import Importance, inspect_nwbfile
+    from nwbinspector.inspector_tools import load_config
+
+    _, file, _ = demo_run
+    messages = list(inspect_nwbfile(nwbfile_path=str(file), config=load_config("dandi")))
+    critical = [m for m in messages if m.importance == Importance.CRITICAL]
+    assert critical == [], [m.message for m in critical]
+
+
+def test_output_passes_dandi_validate(demo_run, tmp_path):
+    """`dandi validate` on a DANDI-style dandiset folder holding the output."""
+    import shutil
+
+    _, file, _ = demo_run
+    ds = tmp_path / "000999"
+    (ds / file.parent.name).mkdir(parents=True)
+    shutil.copy(file, ds / file.parent.name / file.name)
+    (ds / "dandiset.yaml").write_text("identifier: DANDI:000999\nname: neurrator test\ndescription: test\n")
+    proc = subprocess.run([str(Path(sys.executable).parent / "dandi"), "validate", str(ds)],
+                          capture_output=True, text=True, timeout=300,
+                          env={**__import__("os").environ, "DANDI_DEVEL": "1", "DANDI_CACHE": "ignore"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "ERROR" not in proc.stdout
+
+
+def test_show_prints_a_readable_report(demo_run):
+    _, file, _ = demo_run
+    proc = subprocess.run([sys.executable, "-m", "neurrator", "show", str(file)], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    for part in ("unit subsets", "decoding fidelity", "narrations", "reference:", "SAE validation", "region:VISp"):
+        assert part in proc.stdout, part
+
+
+@pytest.fixture(scope="module")
+def small_run(small_sim, tmp_path_factory):
+    out = tmp_path_factory.mktemp("small") / "result.nwb"
+    before = sha256(small_sim)
+    config = NarrateConfig(cache_dir=str(out.parent / "cache"), **FAST)
+    result = narrate_session(small_sim, out=out, config=config)
+    assert sha256(small_sim) == before, "the source file was modified"
+    return result, config
+
+
+def test_explicit_nwb_output_path_and_summary(small_run):
+    result, _ = small_run
+    assert result.output.name == "result.nwb" and result.output.is_file()
+    labels = [r.subset.label for r in result.subsets]
+    assert labels[0] == "all" and any(lab.startswith("random:") for lab in labels)
+    text = result.summary()
+    assert "wrote" in text and "all" in text
+
+
+def test_encoder_reused_from_output_file_gives_identical_predictions(small_run, small_sim, tmp_path):
+    """--encoder FILE.nwb: the stored (sha256-checked) encoder, no retraining, same predictions."""
+    import dataclasses
+
+    first, config = small_run
+    again = narrate_session(small_sim, out=tmp_path / "again.nwb",
+                            config=dataclasses.replace(config, encoder=str(first.output)))
+    a = {r.subset.label: r.predicted for r in first.subsets}
+    b = {r.subset.label: r.predicted for r in again.subsets}
+    assert a.keys() == b.keys()
+    for label in a:
+        np.testing.assert_allclose(a[label], b[label], rtol=1e-5, atol=1e-5)
