@@ -523,11 +523,14 @@ def load_session(
     *,
     cache_dir: str | Path | None = None,
     api_url: str | None = None,
+    retries: int = 4,
+    backoff: float = 0.25,
     **kwargs,
 ) -> Session:
     """Open ``source`` (path, https URL or ``dandi://``) with `neurrator.sources.open_source` and read it.
 
-    Keyword arguments go to `read_session`. The arrays are copied out; the file is closed on return.
+    ``cache_dir``/``api_url``/``retries``/``backoff`` go to `open_source`; other keyword arguments to
+    `read_session`. The arrays are copied out; the file is closed on return.
 
     Examples
     --------
@@ -539,7 +542,7 @@ def load_session(
     movie_cache = kwargs.pop("movie_cache_dir", None)
     if movie_cache is None and cache_dir is not None:
         movie_cache = Path(cache_dir) / "movies"
-    with open_source(str(source), cache_dir=cache_dir, api_url=api_url) as nwbfile:
+    with open_source(str(source), cache_dir=cache_dir, api_url=api_url, retries=retries, backoff=backoff) as nwbfile:
         return read_session(
             nwbfile, source=str(source), path_label=source_label(str(source)), movie_cache_dir=movie_cache, **kwargs
         )
