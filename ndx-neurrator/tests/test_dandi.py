@@ -90,3 +90,21 @@ def test_dandi_validate_in_a_dandiset_layout(all_types_file, tmp_path):
     assert good.name not in by_path, by_path[good.name]
     assert control.name in by_path and any("species" in msg.lower() for msg in by_path[control.name]), by_path
     assert proc.returncode != 0  # because of the control file
+
+
+def test_pynwb_validation_passes_and_enforces_the_schema(all_types_file, tmp_path):
+    """pynwb's validator (against the cached namespace) accepts the file and refuses a tampered copy."""
+    import h5py
+    from pynwb import validate
+
+    path, _ = all_types_file
+    assert validate(path=str(path)) == []
+    tampered = tmp_path / "tampered.nwb"
+    tampered.write_bytes(path.read_bytes())
+    with h5py.File(tampered, "r+") as f:
+        del f["processing/neurrator/predictions/frame"]
+        f["processing/neurrator/predictions/frame"] = np.arange(5) + 0.5
+        del f["processing/neurrator/encoder/weights"].attrs["sha256"]
+    errors = [str(e) for e in validate(path=str(tampered))]
+    assert any("PatchPredictions/frame" in e and "int64" in e for e in errors), errors
+    assert any("SafetensorsWeights/sha256" in e for e in errors), errors

@@ -450,6 +450,9 @@ def test_narrations_bad_arguments(subsets, change, message):
         ({"narration_rows": [0, 5]}, "row 5, outside 'narrations'"),
         ({"scores": {s: [0.1, 0.2] for s in ndx.SAE_SCORE_COLUMNS} | {"narration": [1, 2]}}, "clash"),
         ({"scores": {s: [0.1, 0.2] for s in ndx.SAE_SCORE_COLUMNS} | {"extra": ["x", "y"]}}, "must hold numbers"),
+        ({"scores": {s: [0.1, 0.2] for s in ndx.SAE_SCORE_COLUMNS} | {"description": [1, 2]}}, "clash"),
+        ({"scores": {s: [0.1, 0.2] for s in ndx.SAE_SCORE_COLUMNS} | {"a/b": [1, 2]}}, "not usable column names"),
+        ({"scores": {s: [0.1, 0.2] for s in ndx.SAE_SCORE_COLUMNS} | {"x_index": [1, 2]}}, "not usable column names"),
         ({"scores": {s: [0.1] for s in ndx.SAE_SCORE_COLUMNS}}, "must have shape \\(2,\\)"),
     ],
 )

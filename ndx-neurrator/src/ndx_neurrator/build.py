@@ -411,10 +411,14 @@ def create_sae_validation(
     missing = [s for s in SAE_SCORE_COLUMNS if s not in scores]
     if missing:
         raise ValueError(f"{what}: scores lacks {', '.join(missing)}; required: {', '.join(SAE_SCORE_COLUMNS)}")
-    reserved = {"narration", "supporting_concepts", "supporting_concepts_index", "id"}
+    reserved = {"narration", "supporting_concepts", "supporting_concepts_index", "id", "name", "description",
+                "colnames", "columns"}
     clash = sorted(set(scores) & reserved)
     if clash:
-        raise ValueError(f"{what}: score names {clash} clash with the table's own columns")
+        raise ValueError(f"{what}: score names {clash} clash with the table's own columns or attributes")
+    bad = sorted(s for s in scores if not s or "/" in s or s.endswith("_index"))
+    if bad:
+        raise ValueError(f"{what}: score names {bad} are not usable column names (empty, '/', or ending in '_index')")
     if isinstance(supporting_concepts, str) or len(supporting_concepts) != n:
         raise ValueError(f"{what}: supporting_concepts must be one list of labels per row ({n} rows)")
     if any(isinstance(item, str) for item in supporting_concepts):
