@@ -195,6 +195,11 @@ def test_round_trip_details(read_back):
     mod_w, mod_r = written.processing["neurrator"], read.processing["neurrator"]
     # weights bytes and checksum
     assert mod_r["encoder"].get_weights_bytes() == mod_w["encoder"].get_weights_bytes()
+    assert mod_r["encoder"].get_config() == mod_w["encoder"].get_config() == {"d_model": 16, "n_layers": 1, "window_bins": 20}
+    assert mod_r["encoder"].target_space == mod_w["encoder"].target_space
+    assert mod_r["encoder"].get_validation_metrics() == {"loss": 0.6, "patch_cosine": 0.35}
+    assert mod_r["sae"].get_config() == mod_w["sae"].get_config()
+    assert mod_r["predictions"].n_windows == 5
     assert mod_r["sae"].get_weights_bytes() == mod_w["sae"].get_weights_bytes()
     # predictions: dtype, chunking, compression, link and region survive
     dset = mod_r["predictions"].data
@@ -240,7 +245,7 @@ def test_predictions_from_iterator_are_written_lazily(tmp_path):
             yield window
 
     preds = ndx.create_patch_predictions(
-        ndx.iter_windows(generate(), n_patches=4, dim=8), name="predictions",
+        ndx.iter_windows(generate(), n_windows=7, n_patches=4, dim=8), name="predictions",
         timestamps=np.arange(7) / 30, frame=np.arange(7), unit_subsets=subsets, unit_subset_rows=0, encoder=enc,
     )
     assert pulled in ([], [0])  # DataChunkIterator may pre-read one window; nothing else before write
@@ -253,6 +258,42 @@ def test_predictions_from_iterator_are_written_lazily(tmp_path):
         back = io.read().processing["neurrator"]["predictions"]
         np.testing.assert_array_equal(back.data[:], windows)
         assert back.data.chunks == (1, 4, 8) and back.data.compression == "gzip"
+
+
+def _write_lazy(tmp_path, windows, *, n_windows):
+    nwbfile = mock_NWBFile()
+    mock_Units(nwbfile=nwbfile)
+    subsets = mock_UnitSubsetsTable(nwbfile=nwbfile)
+    enc = mock_EncoderCheckpoint(nwbfile=nwbfile)
+    preds = ndx.create_patch_predictions(
+        ndx.iter_windows(iter(windows), n_windows=n_windows, n_patches=4, dim=8), name="predictions",
+        timestamps=np.arange(n_windows) / 30, frame=np.arange(n_windows), unit_subsets=subsets,
+        unit_subset_rows=0, encoder=enc,
+    )
+    ndx.get_neurrator_module(nwbfile).add(preds)
+    with NWBHDF5IO(tmp_path / "lazy.nwb", "w") as io:
+        io.write(nwbfile)
+
+
+@pytest.mark.parametrize(
+    ("windows", "message"),
+    [
+        ([np.zeros((4, 8), np.float32)] * 2, "got 2 windows, expected 3"),
+        ([np.zeros((4, 8), np.float32)] * 4, "more than the 3 windows announced"),
+        ([np.zeros((4, 8), np.float32), np.zeros((4, 9), np.float32)], r"window 1 has dtype float32 and shape \(4, 9\)"),
+        ([np.zeros((4, 8), np.float64)], "window 0 has dtype float64"),
+    ],
+)
+def test_iterator_windows_are_checked_while_writing(tmp_path, windows, message):
+    with pytest.raises(ValueError, match=message):
+        _write_lazy(tmp_path, windows, n_windows=3)
+
+
+def test_iterator_length_must_match_timestamps(units, subsets):
+    enc = mock_EncoderCheckpoint(units_table=units)
+    it = ndx.iter_windows(iter([]), n_windows=4, n_patches=4, dim=8)
+    with pytest.raises(ValueError, match="timestamps has 3 entries but data has 4 windows"):
+        ndx.create_patch_predictions(it, **_predictions_kwargs(enc, subsets))
 
 
 def test_predictions_from_user_wrapped_iterator(tmp_path):

@@ -221,4 +221,5 @@ class PatchPredictions(_PredictionsBase):
 
     @property
     def n_windows(self) -> int:
-        return int(_dtype_and_shape(self.data)[1][0])
+        """Number of windows (taken from the timestamps, known even while data is an iterator)."""
+        return int(_dtype_and_shape(self.timestamps)[1][0])

@@ -212,14 +212,42 @@ def create_encoder_checkpoint(
 
 
 def iter_windows(
-    windows: Iterable[np.ndarray], *, n_patches: int, dim: int, n_windows: int | None = None
+    windows: Iterable[np.ndarray], *, n_windows: int, n_patches: int, dim: int
 ) -> DataChunkIterator:
     """A ``DataChunkIterator`` over (n_patches, dim) float32 windows, for predictions larger than memory.
 
-    Pass the result as ``data`` to ``create_patch_predictions``; windows are written one at a time.
+    Pass the result as ``data`` to ``create_patch_predictions``; windows are pulled one at a time while
+    the file is written. Each window is checked as it arrives, and the write fails with ``ValueError``
+    when a window has the wrong shape or dtype or when there are not exactly ``n_windows`` of them.
+
+    Examples
+    --------
+    >>> it = iter_windows((np.zeros((2, 3), np.float32) for _ in range(4)), n_windows=4, n_patches=2, dim=3)
+    >>> it.maxshape
+    (4, 2, 3)
     """
+    if int(n_windows) < 0 or int(n_patches) <= 0 or int(dim) <= 0:
+        raise ValueError(f"iter_windows: need n_windows >= 0, n_patches > 0, dim > 0; got {n_windows}, {n_patches}, {dim}")
+
+    def checked():
+        count = 0
+        for window in windows:
+            arr = np.asarray(window)
+            if arr.dtype != np.float32 or arr.shape != (n_patches, dim):
+                raise ValueError(
+                    f"iter_windows: window {count} has dtype {arr.dtype} and shape {arr.shape}; "
+                    f"expected float32 ({n_patches}, {dim})"
+                )
+            count += 1
+            if count > n_windows:
+                raise ValueError(f"iter_windows: more than the {n_windows} windows announced")
+            yield arr
+        if count != n_windows:
+            raise ValueError(f"iter_windows: got {count} windows, expected {n_windows}")
+
     return DataChunkIterator(
-        data=iter(windows), maxshape=(n_windows, n_patches, dim), dtype=np.dtype(np.float32), buffer_size=1
+        data=checked(), maxshape=(int(n_windows), int(n_patches), int(dim)), dtype=np.dtype(np.float32),
+        buffer_size=1,
     )
 
 
