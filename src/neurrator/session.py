@@ -33,13 +33,16 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: AllenSDK's default unit filter; each condition applies when its column exists.
+#: AllenSDK's default unit filter; each condition applies when its column exists (``quality`` only when it
+#: uses the good/mua/noise labels of Allen and Kilosort/phy curation). NaN metrics fail the filter.
 ALLEN_QUALITY_FILTER = {
     "amplitude_cutoff": ("<=", 0.1),
     "presence_ratio": (">=", 0.95),
     "isi_violations": ("<=", 0.5),
     "quality": ("==", "good"),
 }
+#: the quality labels of Allen/Kilosort/phy curation; other vocabularies are not filtered on
+_SORTER_LABELS = {"good", "mua", "noise", ""}
 _CELL_TYPE_COLUMNS = ("cell_type", "celltype", "cell_class", "cell_type_label", "putative_cell_type")
 _FRAME_COLUMNS = ("frame", "movie_frame_index", "frame_index")
 _REPEAT_COLUMNS = ("movie_repeat", "repeat", "trial")
@@ -231,7 +234,11 @@ def _passes_filter(metrics: dict[str, np.ndarray], n: int) -> np.ndarray:
             continue
         col = metrics[name]
         if op == "==":
-            keep &= col.astype(str) == value
+            labels = set(np.char.lower(col.astype(str)).tolist())
+            if not labels <= _SORTER_LABELS:  # e.g. "Excellent"/"Fair": not the good/mua/noise vocabulary
+                log.info("quality column uses labels %s, not good/mua/noise: not filtering on it", sorted(labels))
+                continue
+            keep &= np.char.lower(col.astype(str)) == value
         else:
             x = col.astype(np.float64)
             with np.errstate(invalid="ignore"):

@@ -1,0 +1,159 @@
+"""Movie frames: user files of each supported format, the registry fetched (once, verified) from a local server."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import h5py
+import numpy as np
+import pytest
+from standin import DandiStandin
+
+from neurrator import movies
+from neurrator.errors import NeurratorError
+from neurrator.movies import MovieEntry, check_frames, fetch_known_movie, load_movie_file, to_gray_uint8
+
+FRAMES = np.random.default_rng(0).integers(0, 256, size=(5, 6, 8), dtype=np.uint8)
+
+
+def test_npy_npz_h5(tmp_path):
+    np.save(tmp_path / "m.npy", FRAMES)
+    np.savez(tmp_path / "m.npz", frames=FRAMES, other=np.zeros(2))
+    np.savez(tmp_path / "one.npz", FRAMES)
+    with h5py.File(tmp_path / "m.h5", "w") as f:
+        f["data"] = FRAMES
+    for name in ("m.npy", "m.npz", "one.npz", "m.h5"):
+        np.testing.assert_array_equal(load_movie_file(tmp_path / name), FRAMES)
+
+
+def test_tif_stack_and_png_folder(tmp_path):
+    from PIL import Image
+
+    pages = [Image.fromarray(f) for f in FRAMES]
+    pages[0].save(tmp_path / "m.tif", save_all=True, append_images=pages[1:])
+    np.testing.assert_array_equal(load_movie_file(tmp_path / "m.tif"), FRAMES)
+    folder = tmp_path / "pngs"
+    folder.mkdir()
+    for i, f in enumerate(FRAMES):
+        Image.fromarray(f).save(folder / f"frame_{i:04d}.png")
+    np.testing.assert_array_equal(load_movie_file(folder), FRAMES)
+
+
+def test_colour_and_float_frames_become_gray_uint8():
+    rgb = np.zeros((2, 3, 4, 3), np.uint8)
+    rgb[..., 1] = 200
+    g = to_gray_uint8(rgb, label="x")
+    assert g.dtype == np.uint8 and g.shape == (2, 3, 4) and int(g[0, 0, 0]) == round(0.587 * 200)
+    np.testing.assert_array_equal(to_gray_uint8(np.full((1, 2, 2), 0.5), label="x"), np.full((1, 2, 2), 128))
+    with pytest.raises(NeurratorError, match="shape"):
+        to_gray_uint8(np.zeros((4, 4)), label="x")
+    with pytest.raises(NeurratorError, match="lie in"):
+        to_gray_uint8(np.full((1, 2, 2), 300.0), label="x")
+
+
+def test_unsupported_and_missing_movie_files(tmp_path):
+    (tmp_path / "m.mp4").write_bytes(b"\x00" * 10)
+    with pytest.raises(NeurratorError, match="video files"):
+        load_movie_file(tmp_path / "m.mp4")
+    (tmp_path / "m.txt").write_text("x")
+    with pytest.raises(NeurratorError, match="unsupported movie format"):
+        load_movie_file(tmp_path / "m.txt")
+    with pytest.raises(NeurratorError, match="not found"):
+        load_movie_file(tmp_path / "nope.npy")
+    (tmp_path / "bad.npy").write_bytes(b"not numpy")
+    with pytest.raises(NeurratorError, match="cannot read movie"):
+        load_movie_file(tmp_path / "bad.npy")
+
+
+def test_check_frames():
+    check_frames(FRAMES, np.array([0, 4, 2]), label="f")
+    with pytest.raises(NeurratorError, match="frame index 5, beyond"):
+        check_frames(FRAMES, np.array([0, 5]), label="f")
+    with pytest.raises(NeurratorError, match="inconsistent"):
+        check_frames(FRAMES, np.array([0, 1, 2]), label="f")
+
+
+def test_allen_movies_are_registered_without_invented_checksums():
+    for name, n in (("natural_movie_one", 900), ("natural_movie_three", 3600)):
+        e = movies.KNOWN_MOVIES[name]
+        assert e.n_frames == n and e.shape == (304, 608)
+        assert e.sha256 is None or len(e.sha256) == 64
+    with pytest.raises(NeurratorError, match="no verified download address"):
+        fetch_known_movie("natural_movie_one")
+    with pytest.raises(NeurratorError, match="not a registered movie"):
+        fetch_known_movie("natural_movie_nine")
+
+
+@pytest.fixture
+def served_movie(tmp_path, monkeypatch):
+    movie = tmp_path / "movie.npy"
+    np.save(movie, FRAMES)
+    digest = hashlib.sha256(movie.read_bytes()).hexdigest()
+    with DandiStandin(extra_files={"templates/movie.npy": movie}) as s:
+        yield s, digest
+
+
+def _register(monkeypatch, tmp_path, url, sha):
+    reg = tmp_path / "registry.json"
+    reg.write_text(json.dumps({"test_movie": {"n_frames": 5, "shape": [6, 8], "url": url, "sha256": sha}}))
+    monkeypatch.setenv("NEURRATOR_MOVIE_REGISTRY", str(reg))
+
+
+def test_registry_fetch_once_with_checksum(served_movie, tmp_path, monkeypatch):
+    s, digest = served_movie
+    _register(monkeypatch, tmp_path, s.url_for("templates/movie.npy"), digest)
+    cache = tmp_path / "cache"
+    np.testing.assert_array_equal(fetch_known_movie("test_movie", cache_dir=cache), FRAMES)
+    served = s.bytes_served
+    assert served > 0
+    np.testing.assert_array_equal(fetch_known_movie("test_movie", cache_dir=cache), FRAMES)
+    assert s.bytes_served == served  # second call: from the cache
+
+
+def test_registry_checksum_mismatch_is_refused(served_movie, tmp_path, monkeypatch):
+    s, _ = served_movie
+    _register(monkeypatch, tmp_path, s.url_for("templates/movie.npy"), "0" * 64)
+    with pytest.raises(NeurratorError, match="checksum mismatch"):
+        fetch_known_movie("test_movie", cache_dir=tmp_path / "cache")
+    assert not (tmp_path / "cache" / "test_movie.npy").exists()
+
+
+def test_registry_unknown_checksum_is_an_explicit_state(served_movie, tmp_path, monkeypatch):
+    s, digest = served_movie
+    _register(monkeypatch, tmp_path, s.url_for("templates/movie.npy"), None)
+    with pytest.raises(NeurratorError, match=f"sha256 {digest}"):
+        fetch_known_movie("test_movie", cache_dir=tmp_path / "cache")
+    with pytest.warns(UserWarning, match="no checksum is registered"):
+        frames = fetch_known_movie("test_movie", cache_dir=tmp_path / "cache", allow_unverified=True)
+    np.testing.assert_array_equal(frames, FRAMES)
+
+
+def test_registry_download_failure_is_clear(served_movie, tmp_path, monkeypatch):
+    s, digest = served_movie
+    _register(monkeypatch, tmp_path, s.url_for("templates/missing.npy"), digest)
+    with pytest.raises(NeurratorError, match="cannot download movie test_movie"):
+        fetch_known_movie("test_movie", cache_dir=tmp_path / "cache")
+
+
+def test_read_session_uses_the_registry_when_the_file_has_no_frames(served_movie, tmp_path, monkeypatch):
+    from test_session import make_nwb
+
+    from neurrator.session import load_session
+
+    s, digest = served_movie
+    _register(monkeypatch, tmp_path, s.url_for("templates/movie.npy"), digest)
+    start = np.arange(10) / 30.0
+    p = make_nwb(tmp_path / "reg.nwb", stimulus="test_movie", pres=(start, start + 1 / 30, np.tile(np.arange(5), 2)))
+    ses = load_session(p, stimulus="test_movie", cache_dir=tmp_path / "cache")
+    np.testing.assert_array_equal(ses.frames, FRAMES)
+    assert ses.frames_source == "registry:test_movie"
+    # without fetching, frames stay None: never guessed
+    assert load_session(p, stimulus="test_movie", fetch_movie=False).frames is None
+
+
+def test_register_movie_adds_an_entry(monkeypatch):
+    monkeypatch.setattr(movies, "KNOWN_MOVIES", dict(movies.KNOWN_MOVIES))
+    movies.register_movie(MovieEntry("my_movie", 10, (4, 4), url=None, sha256=None))
+    with pytest.raises(NeurratorError, match="no verified download address"):
+        fetch_known_movie("my_movie")
