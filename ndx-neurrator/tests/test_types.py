@@ -72,6 +72,15 @@ def test_encoder_checkpoint_constructor(units):
     assert ckpt.get_weights_bytes() == mock_SafetensorsWeights().get_bytes()
 
 
+def test_json_fields_are_strict_json(units):
+    kwargs = _encoder_kwargs(units) | {
+        "training_metrics": {"loss": np.float32(0.5), "best": float("nan"), "curve": np.array([1, 2])}
+    }
+    ckpt = ndx.create_encoder_checkpoint(safetensors_bytes({"w": np.zeros(2, np.float32)}), **kwargs)
+    assert "NaN" not in ckpt.training_metrics
+    assert ckpt.get_training_metrics() == {"loss": 0.5, "best": None, "curve": [1, 2]}
+
+
 def test_patch_predictions_constructor(units, subsets):
     enc = mock_EncoderCheckpoint(units_table=units)
     preds = mock_PatchPredictions(n_windows=5, encoder=enc, unit_subsets=subsets)

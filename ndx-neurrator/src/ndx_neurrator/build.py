@@ -56,9 +56,22 @@ def _json_text(what: str, field: str, value: Mapping[str, Any] | str) -> str:
     if not isinstance(value, Mapping):
         raise ValueError(f"{what}: {field} must be a mapping or JSON text, got {type(value).__name__}")
     try:
-        return json.dumps(dict(value), sort_keys=True)
-    except TypeError as exc:
+        return json.dumps(_plain(dict(value)), sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError) as exc:
         raise ValueError(f"{what}: {field} is not JSON-serializable ({exc})") from None
+
+
+def _plain(value):
+    """numpy scalars/arrays -> Python values, non-finite floats -> None (strict JSON has no NaN)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_plain(v) for v in (value.tolist() if isinstance(value, np.ndarray) else value)]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
 
 
 def _rows(what: str, field: str, table: DynamicTable, rows, n: int | None = None) -> np.ndarray:
@@ -177,6 +190,8 @@ def create_encoder_checkpoint(
     description: str = "spike encoder trained by neurrator",
 ) -> EncoderCheckpoint:
     """An ``EncoderCheckpoint`` from safetensors bytes and plain values.
+
+    Mappings are stored as strict JSON text: numpy values become Python values, NaN/inf become null.
 
     ``unit_rows`` are row indices of ``units_table`` (normally ``nwbfile.units``) the encoder was trained on.
     ``software_versions`` defaults to the versions of ndx-neurrator, pynwb, hdmf and numpy.
