@@ -34,3 +34,12 @@ def test_readme_examples_run(tmp_path, monkeypatch):
         np.testing.assert_array_equal(lazy[:, 0, 0], np.arange(5, dtype=np.float32))
         assert module["encoder"].get_weights_bytes() == namespace["weights"]
         assert list(module["sae_validation"]["supporting_concepts"][0]) == ["bird", "branch"]
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import ndx_neurrator.build
+
+    result = doctest.testmod(ndx_neurrator.build, optionflags=doctest.ELLIPSIS)
+    assert result.attempted >= 2 and result.failed == 0
