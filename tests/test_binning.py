@@ -154,3 +154,44 @@ def test_bin_session_with_unit_subset():
     sub = bin_session(session, bins_per_frame=1, unit_idx=np.array([2, 0]))
     np.testing.assert_array_equal(sub.counts, [[0, 2], [3, 0]])
     assert sub.unit_ids.tolist() == [12, 10]
+
+
+@pytest.mark.parametrize("b", [1, 4])
+def test_both_counting_methods_agree(b):
+    """'windows' (spikes inside the span) and 'edges' (edges into spikes) give identical counts,
+    with gaps between presentations, shared edges, spikes exactly on edges and a zero-length interval."""
+    rng = np.random.default_rng(2)
+    starts = np.cumsum(rng.choice([1 / 30, 1 / 30, 0.05], size=300))
+    stops = starts + 1 / 30
+    stops[10] = starts[10]  # zero length
+    perm = rng.permutation(starts.size)  # caller order need not be time order
+    starts, stops = starts[perm], stops[perm]
+    units = [np.sort(np.concatenate([rng.uniform(-1, 12, 800), starts[:50], stops[50:80]])) for _ in range(5)]
+    units.append(np.zeros(0))
+    times, off = _concat([u.tolist() for u in units])
+    a = bin_spikes(times, off, starts, stops, bins_per_interval=b, method="windows")
+    e = bin_spikes(times, off, starts, stops, bins_per_interval=b, method="edges", block_units=2)
+    np.testing.assert_array_equal(a, e)
+    assert a[:, :5].sum() > 1000
+
+
+def test_windows_method_refuses_overlaps():
+    times, off = _concat([[0.2]])
+    with pytest.raises(ValueError, match="non-overlapping"):
+        bin_spikes(times, off, np.array([0.0, 0.5]), np.array([1.0, 1.5]), bins_per_interval=1, method="windows")
+    with pytest.raises(ValueError, match="unknown method"):
+        bin_spikes(times, off, np.array([0.0]), np.array([1.0]), bins_per_interval=1, method="fast")
+
+
+def test_rounding_overlaps_count_as_touching():
+    """stop_p a few ulps after start_{p+1} (frame times in float) still uses the windows path, same counts."""
+    starts = 1000.0 + np.arange(90) / 30
+    stops = starts + 1 / 30 + 1e-9  # overlaps the next start by ~1 ns
+    assert np.all(stops[:-1] > starts[1:])
+    rng = np.random.default_rng(0)
+    times, off = _concat([np.sort(rng.uniform(999, 1004, 500)).tolist()])
+    a = bin_spikes(times, off, starts, stops, bins_per_interval=4)
+    e = bin_spikes(times, off, starts, stops, bins_per_interval=4, method="edges")
+    w = bin_spikes(times, off, starts, stops, bins_per_interval=4, method="windows")  # not refused
+    np.testing.assert_array_equal(a, e)
+    np.testing.assert_array_equal(w, e)

@@ -157,3 +157,16 @@ def test_register_movie_adds_an_entry(monkeypatch):
     movies.register_movie(MovieEntry("my_movie", 10, (4, 4), url=None, sha256=None))
     with pytest.raises(NeurratorError, match="no verified download address"):
         fetch_known_movie("my_movie")
+
+
+def test_allen_movie_without_frames_reads_but_frames_are_required_later(tmp_path):
+    from test_session import make_nwb
+
+    from neurrator.movies import require_frames
+    from neurrator.session import load_session
+
+    p = make_nwb(tmp_path / "allen_like.nwb")  # natural_movie_one presentations, no template
+    s = load_session(p)  # the registry entry has no verified address: no download attempted
+    assert s.frames is None
+    with pytest.raises(NeurratorError, match="no movie frames for stimulus 'natural_movie_one'.*--movie"):
+        require_frames(s)

@@ -282,3 +282,33 @@ def test_all_units_filtered_is_clear(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert_clear_error(p, "no units with spikes")
+
+
+def test_region_and_probe_from_units_electrodes(tmp_path):
+    """units.electrodes -> electrodes.location / group_name; a units.location column wins where set."""
+    from pynwb import NWBHDF5IO, NWBFile
+
+    nwb = NWBFile(session_description="e", identifier="e", session_start_time=datetime(2026, 1, 1, tzinfo=timezone.utc))
+    dev = nwb.create_device(name="probeX")
+    grp = nwb.create_electrode_group(name="probeX", description="", location="", device=dev)
+    for loc in ("VISp", "LGd", "CA1"):
+        nwb.add_electrode(location=loc, group=grp)
+    nwb.add_unit_column("location", "override")
+    nwb.add_unit(spike_times=[0.1], electrodes=[1], location="")
+    nwb.add_unit(spike_times=[0.2], electrodes=[0], location="VISl")
+    nwb.add_unit(spike_times=[0.3], electrodes=[2], location="")
+    start = np.arange(4) / 30
+    from hdmf.common import VectorData
+    from pynwb.epoch import TimeIntervals
+
+    nwb.add_time_intervals(TimeIntervals(
+        name="natural_movie_one_presentations", description="", id=np.arange(4),
+        columns=[VectorData(name="start_time", description="", data=start),
+                 VectorData(name="stop_time", description="", data=start + 1 / 30),
+                 VectorData(name="frame", description="", data=np.arange(4))]))
+    p = tmp_path / "el.nwb"
+    with NWBHDF5IO(str(p), "w") as io:
+        io.write(nwb)
+    s = load_session(p, fetch_movie=False)
+    assert s.units.region.tolist() == ["LGd", "VISl", "CA1"]
+    assert s.units.probe.tolist() == ["probeX"] * 3

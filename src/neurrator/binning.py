@@ -1,8 +1,10 @@
 """Spike times + movie presentations -> `Binned` spike counts, context-window row indices, repeat splits.
 
-Counting uses the sortedness of each unit's spike times: the bin edges of every presentation are
-located in the unit's sorted spikes with one `np.searchsorted` per unit, and the counts are the
-differences of those positions. There is no Python loop over spikes (only over blocks of units).
+Counting uses the sortedness of each unit's spike times: two `np.searchsorted` calls cut out the
+unit's spikes inside the presentation span, only those are located among the (time-sorted) bin edges
+and counted with `np.bincount`; for overlapping intervals the bin edges are located in the unit's
+spikes instead and counts are differences of positions. There is no Python loop over spikes (only
+over units). See benchmarks/bench_binning.py.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ __all__ = [
 ]
 
 _UINT16_MAX = np.iinfo(np.uint16).max
+#: overlaps of consecutive intervals below this (s) are float rounding of frame times: treated as touching
+_TOUCH_S = 1e-6
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,7 @@ def bin_spikes(
     *,
     bins_per_interval: int,
     block_units: int = 64,
+    method: str = "auto",
 ) -> np.ndarray:
     """Count each unit's spikes in equal bins inside every interval.
 
@@ -89,6 +94,13 @@ def bin_spikes(
         b >= 1 equal bins per interval.
     block_units
         Units counted per block before the block is written into the (row-major) output.
+    method
+        ``"windows"``: take each unit's spikes between the first start and the last stop (two
+        searchsorted calls), locate only those in the sorted bin edges and ``bincount`` them; needs
+        non-overlapping intervals. ``"edges"``: locate every bin edge in each unit's spikes (works for
+        overlapping intervals). ``"auto"`` (default) picks "windows" when the intervals do not overlap
+        (overlaps under 1 us, float rounding of frame times, count as touching: the later interval
+        then starts where the earlier one stops).
 
     Returns
     -------
@@ -144,6 +156,17 @@ def bin_spikes(
     inverse[order] = np.arange(n_int)
 
     block_units = max(1, int(block_units))
+    if method not in ("auto", "windows", "edges"):
+        raise ValueError(f"unknown method {method!r}; valid: auto, windows, edges")
+    step = np.diff(sorted_edges)
+    # intervals that overlap by less than _TOUCH_S (float rounding of frame times) count as touching
+    disjoint = bool(step.size == 0 or step.min() >= -_TOUCH_S)
+    if method == "windows" and not disjoint:
+        raise ValueError("method='windows' needs non-overlapping intervals")
+    if method != "edges" and disjoint:
+        mono = np.maximum.accumulate(sorted_edges) if step.size and step.min() < 0 else sorted_edges
+        _count_windows(spike_times, offsets, mono, order, n_int, b, counts, block_units)
+        return counts
     for u0 in range(0, n_units, block_units):
         u1 = min(n_units, u0 + block_units)
         block = np.empty((u1 - u0, n_int, b), dtype=np.int64)
@@ -155,6 +178,37 @@ def bin_spikes(
         # back to the caller's presentation order; (units, P, b) -> (P*b, units)
         counts[:, u0:u1] = block[:, inverse, :].reshape(u1 - u0, n_int * b).T
     return counts
+
+
+def _count_windows(
+    spike_times: np.ndarray,
+    offsets: np.ndarray,
+    sorted_edges: np.ndarray,
+    order: np.ndarray,
+    n_int: int,
+    b: int,
+    counts: np.ndarray,
+    block_units: int,
+) -> None:
+    """Fill ``counts`` by locating only the spikes inside [first edge, last edge) in the sorted edges."""
+    lo_t, hi_t = sorted_edges[0], sorted_edges[-1]
+    n_rows = n_int * b
+    # flat edge position j -> output row (time-ordered presentation order[j // (b+1)], bin j % (b+1));
+    # position k == b is the stop edge: spikes between a stop and the next start are not counted.
+    k = np.arange(sorted_edges.size) % (b + 1)
+    row_of = np.where(k < b, order[np.arange(sorted_edges.size) // (b + 1)] * b + k, n_rows)
+    n_units = offsets.size - 1
+    for u0 in range(0, n_units, block_units):
+        u1 = min(n_units, u0 + block_units)
+        block = np.empty((u1 - u0, n_rows), dtype=np.uint16)
+        for j, u in enumerate(range(u0, u1)):
+            unit = spike_times[offsets[u] : offsets[u + 1]]
+            a, z = np.searchsorted(unit, (lo_t, hi_t), side="left")
+            pos = np.searchsorted(sorted_edges, unit[a:z], side="right") - 1
+            c = np.bincount(row_of[pos], minlength=n_rows + 1)[:n_rows]
+            np.minimum(c, _UINT16_MAX, out=c)
+            block[j] = c
+        counts[:, u0:u1] = block.T
 
 
 def bin_session(session, *, bins_per_frame: int = 4, unit_idx: np.ndarray | None = None) -> Binned:

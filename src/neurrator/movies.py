@@ -2,8 +2,9 @@
 
 Order of resolution (`resolve_frames`): the NWB file's ``stimulus/templates/<stimulus>`` (an
 ImageSeries/OpticalSeries of (F, H, W) or (F, H, W, 3) frames) -> the ``movie=`` argument -> the
-registry `KNOWN_MOVIES` (fetched once into a cache with pooch, checksum verified). Frames are never
-guessed: when none of these gives frames, ``frames`` stays None and the caller decides.
+registry `KNOWN_MOVIES` (fetched once into a cache with pooch, checksum verified; an entry without a
+verified address is skipped with a warning). Frames are never guessed: when none of these gives
+frames, ``frames`` stays None and `require_frames` raises a NeurratorError saying to pass --movie.
 
 Movie files that work (`load_movie_file`): ``.npy``; ``.npz`` (key ``frames``, else the only array);
 ``.h5``/``.hdf5`` (dataset ``data``, as AllenSDK's older templates); multi-page ``.tif``/``.tiff``
@@ -32,6 +33,8 @@ __all__ = [
     "fetch_known_movie",
     "frames_from_template",
     "load_movie_file",
+    "register_movie",
+    "require_frames",
     "resolve_frames",
     "to_gray_uint8",
 ]
@@ -274,9 +277,29 @@ def resolve_frames(
         if isinstance(movie, np.ndarray):
             return to_gray_uint8(movie, label="movie array"), "array", None
         return load_movie_file(movie), str(movie), None
-    if fetch and stimulus in _registry():
+    reg = _registry() if fetch else {}
+    if stimulus in reg:
+        if reg[stimulus].url is None:
+            msg = (f"{label}: no frames for {stimulus} in the file and no verified download address registered; "
+                   "pass --movie FRAMES.npy to train or evaluate")
+            log.warning(msg)
+            return None, "", None
         return fetch_known_movie(stimulus, cache_dir=cache_dir), f"registry:{stimulus}", None
     return None, "", None
+
+
+def require_frames(session) -> np.ndarray:
+    """The session's frames, or a NeurratorError saying how to supply them (never guessed)."""
+    if session.frames is not None:
+        return session.frames
+    hint = ""
+    if session.stimulus in _registry():
+        hint = f" (the registry entry for {session.stimulus} has no verified download address)"
+    raise NeurratorError(
+        session.path_label,
+        f"no movie frames for stimulus '{session.stimulus}': the file has no stimulus template{hint}; "
+        "pass the frames with --movie (.npy/.npz/.h5/.tif or a folder of PNGs)",
+    )
 
 
 def check_frames(frames: np.ndarray, frame_index: np.ndarray, *, label: str, frames_source: str = "") -> None:

@@ -8,6 +8,7 @@ file can be closed afterwards. Every problem a user can cause raises `NeurratorE
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import warnings
@@ -502,7 +503,7 @@ def read_session(
             if fill.any():
                 ct = units.cell_type.astype(object)
                 ct[fill] = opto["cell_type"]
-                units = Units(**{**units.__dict__, "cell_type": ct.astype(str)})
+                units = dataclasses.replace(units, cell_type=ct.astype(str))
 
     return Session(
         source=str(source),
