@@ -274,8 +274,9 @@ def read_units(nwbfile, *, label: str, quality_filter: bool = True) -> tuple[Uni
             continue
         if arr.shape != (n,):
             continue
-        if c in _CELL_TYPE_COLUMNS and cell_col is None:
-            cell_col = c
+        if c in _CELL_TYPE_COLUMNS:
+            cell_col = cell_col or c
+            continue
         if arr.dtype.kind in "biufU":
             metrics[c] = arr
     region, probe, depth = _regions_and_probes(nwbfile, units, n, label)

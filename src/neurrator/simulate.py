@@ -634,12 +634,13 @@ def write_simulated_session(
     >>> truth = write_simulated_session("sim.nwb", n_units=20, n_repeats=2, n_frames=60)  # doctest: +SKIP
     """
     from hdmf.backends.hdf5.h5_utils import H5DataIO
-    from hdmf.common import DynamicTable, VectorData
+    from hdmf.common import DynamicTable, VectorData, VectorIndex
     from pynwb import NWBHDF5IO, NWBFile
     from pynwb.ecephys import ElectrodesTable
     from pynwb.epoch import TimeIntervals
     from pynwb.file import Subject
     from pynwb.image import ImageSeries
+    from pynwb.misc import Units
 
     from neurrator import __version__
 
@@ -687,29 +688,28 @@ def write_simulated_session(
             VectorData(name="valid_data", description="whether the channel is usable", data=np.ones(n_el, bool)),
         ],
     )
-    # units
+    # units, built column-wise (add_unit per unit makes hdmf convert every spike time separately)
     m = sim.metrics
-    fr = np.asarray([st.size / sim.duration for st in sim.spike_times])
-    nwb.add_unit_column("quality", "sorting quality label (good / noise)")
-    for name, desc in (
-        ("amplitude_cutoff", "estimated fraction of missed spikes"),
-        ("presence_ratio", "fraction of the session with spikes"),
-        ("isi_violations", "refractory-period violation rate"),
-        ("firing_rate", "mean firing rate (Hz)"),
-        ("snr", "waveform signal-to-noise ratio"),
-        ("peak_channel_id", "id of the electrode with the largest waveform"),
-    ):
-        nwb.add_unit_column(name, desc)
+    lens = np.asarray([st.size for st in sim.spike_times], dtype=np.int64)
+    all_spikes = np.concatenate(sim.spike_times) if lens.sum() else np.zeros(0)
+    spike_data = VectorData(name="spike_times", description="spike times (s), sorted per unit", data=all_spikes)
+    cols = [
+        spike_data,
+        VectorIndex(name="spike_times_index", data=np.cumsum(lens), target=spike_data),
+        VectorData(name="quality", description="sorting quality label (good / noise)", data=m["quality"].tolist()),
+        VectorData(name="amplitude_cutoff", description="estimated fraction of missed spikes",
+                   data=m["amplitude_cutoff"]),
+        VectorData(name="presence_ratio", description="fraction of the session with spikes", data=m["presence_ratio"]),
+        VectorData(name="isi_violations", description="refractory-period violation rate", data=m["isi_violations"]),
+        VectorData(name="firing_rate", description="mean firing rate (Hz)", data=lens / sim.duration),
+        VectorData(name="snr", description="waveform signal-to-noise ratio", data=m["snr"]),
+        VectorData(name="peak_channel_id", description="id of the electrode with the largest waveform",
+                   data=sim.peak_channel_id),
+    ]
     if cell_type_column:
-        nwb.add_unit_column("cell_type", "simulated cell class (PV, SST, VIP, excitatory); not in Allen files")
-    for i in range(len(sim.spike_times)):
-        extra = {"cell_type": str(truth.cell_type[i])} if cell_type_column else {}
-        nwb.add_unit(
-            id=int(truth.unit_ids[i]), spike_times=sim.spike_times[i], quality=str(m["quality"][i]),
-            amplitude_cutoff=float(m["amplitude_cutoff"][i]), presence_ratio=float(m["presence_ratio"][i]),
-            isi_violations=float(m["isi_violations"][i]), firing_rate=float(fr[i]), snr=float(m["snr"][i]),
-            peak_channel_id=int(sim.peak_channel_id[i]), **extra,
-        )
+        cols.append(VectorData(name="cell_type", data=truth.cell_type.tolist(),
+                               description="simulated cell class (PV, SST, VIP, excitatory); not in Allen files"))
+    nwb.units = Units(name="units", description="simulated sorted units", id=truth.unit_ids, columns=cols)
     # stimulus presentations
     pr = sim.presentations
     n_p = pr["start"].size

@@ -8,6 +8,10 @@ exponential backoff, then raise `NeurratorError`. (remfile does the same job but
 about 25 s, and probes the size with a full GET; this reader makes the retry policy, the cache and the
 byte accounting explicit and testable.)
 
+Cached blocks are keyed by (URL, size, block size): DANDI blob URLs are immutable, but a plain https
+file replaced by another of the same size at the same URL would be served stale from the cache
+(clear ``cache_dir`` then). Several processes may share one cache (files are written atomically).
+
 DANDI assets are resolved with dandi-cli's `DandiAPIClient` (``get_dandiset(id, version)
 .get_asset_by_path(path).get_content_url(follow_redirects=1, strip_query=True)``); the resolution is
 cached too. The API base URL comes from the ``api_url`` argument, else ``$NEURRATOR_DANDI_API_URL``, else
@@ -23,6 +27,7 @@ import json
 import logging
 import os
 import re
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -303,11 +308,15 @@ class CachedHTTPFile(io.RawIOBase):
             piece = body[(i - b0) * self.block_size : (i - b0 + 1) * self.block_size]
             p = self._block_path(i)
             if p is not None:
-                tmp = p.with_suffix(".part")
+                tmp = p.with_name(f"{p.name}.{_unique()}.part")  # unique: workers may share the cache
                 tmp.write_bytes(piece)
                 tmp.replace(p)
             self._remember(i, piece)
             out[i] = piece
+
+
+def _unique() -> str:
+    return f"{os.getpid()}-{threading.get_ident()}-{time.monotonic_ns()}"
 
 
 def _index_path(cache_dir: Path) -> Path:
@@ -326,7 +335,7 @@ def _save_index(cache_dir: Path, key: str, value: dict) -> None:
     idx = _load_index(cache_dir)
     idx[key] = value
     cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = _index_path(cache_dir).with_suffix(".part")
+    tmp = _index_path(cache_dir).with_name(f"resolved.json.{_unique()}.part")
     tmp.write_text(json.dumps(idx, indent=1, sort_keys=True))
     tmp.replace(_index_path(cache_dir))
 
