@@ -659,6 +659,9 @@ def write_simulated_session(
         session_start_time=datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc),
         session_id=f"sim{seed}",
         institution="neurrator simulator",
+        experiment_description="Simulated Allen Brain Observatory-style Neuropixels recording with a captioned "
+        "procedural movie and known ground truth (neurrator.simulate).",
+        keywords=["simulation", "Neuropixels", "visual cortex", "natural movie", "opto-tagging"],
         stimulus_notes=f"procedural movie {stim}: {truth.frame_features.shape[0]} frames at {truth.frame_rate} Hz",
         subject=Subject(
             subject_id=f"sim{seed}", species="Mus musculus", sex="M", age="P100D", genotype=truth.genotype,
@@ -709,7 +712,8 @@ def write_simulated_session(
     if cell_type_column:
         cols.append(VectorData(name="cell_type", data=truth.cell_type.tolist(),
                                description="simulated cell class (PV, SST, VIP, excitatory); not in Allen files"))
-    nwb.units = Units(name="units", description="simulated sorted units", id=truth.unit_ids, columns=cols)
+    nwb.units = Units(name="units", description="simulated sorted units", id=truth.unit_ids, columns=cols,
+                      resolution=1 / 30000.0)
     # stimulus presentations
     pr = sim.presentations
     n_p = pr["start"].size
