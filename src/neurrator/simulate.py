@@ -28,6 +28,10 @@ The generative model
   uint8), and the captions as ``processing/stimulus/<stimulus>_captions`` (DynamicTable: frame,
   caption).
 
+Defaults (the demo's data): 300 units, 12 back-to-back repeats of a 900-frame movie (with
+`neurrator.binning.split_repeats` defaults: 8 train / 2 validation / 2 test repeats), 60 opto pulses;
+a ~450 s session, ~14 MB file, written in a few seconds. Tests use e.g. 40 units x 4 repeats x 90 frames.
+
 Deterministic for a seed (``np.random.default_rng(seed)``). Ground truth is a `SimulationTruth`,
 saved next to the NWB file as ``<name>.truth.npz`` (see `truth_path`).
 """
