@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from neurrator.errors import NeurratorError
-from neurrator.session import Session, load_session, read_units
+from neurrator.session import load_session, read_units
 from neurrator.sources import open_source
 
 # file -> what opening it for natural_movie_one must say (none of them holds a movie stimulus)
@@ -31,14 +31,11 @@ def test_real_file_gives_a_session_or_one_clear_line(real_fixtures, name):
     if not path.exists():
         pytest.skip(f"{name} not in {real_fixtures}")
     before = _sha(path)
-    try:
-        result = load_session(path)
-    except NeurratorError as err:
-        msg = str(err)
-        assert "\n" not in msg and msg.startswith(str(path))
-        assert re.search(EXPECTED[name], msg), msg
-    else:  # pragma: no cover - none of the three has a movie today
-        assert isinstance(result, Session)
+    with pytest.raises(NeurratorError) as ei:  # none of the three holds a movie stimulus
+        load_session(path)
+    msg = str(ei.value)
+    assert "\n" not in msg and msg.startswith(str(path))
+    assert re.search(EXPECTED[name], msg), msg
     assert _sha(path) == before
 
 
