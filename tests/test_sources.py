@@ -165,3 +165,14 @@ def test_parse_dandi_url():
     assert parse_dandi_url("dandi://000713") == ("000713", None, "")
     with pytest.raises(NeurratorError):
         parse_dandi_url("dandi:/000021")
+
+
+def test_unreachable_dandi_api_is_a_clear_error(tmp_path):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    api = f"http://127.0.0.1:{port}/api"
+    with pytest.raises(NeurratorError, match="dandi://000999: network failure while listing assets"):
+        list_assets("000999", api_url=api, backoff=0.01)
+    with pytest.raises(NeurratorError, match="network failure while resolving the DANDI asset"):
+        load_session("dandi://000999/sub-1/sub-1_ses-1.nwb", api_url=api, cache_dir=tmp_path, backoff=0.01)

@@ -130,7 +130,7 @@ def _retrying(what: str, label: str, fn, *, retries: int, backoff: float, perman
 
 
 def list_assets(
-    dandiset: str, *, api_url: str | None = None, retries: int = 3, backoff: float = 0.5
+    dandiset: str, *, api_url: str | None = None, retries: int = 1, backoff: float = 0.5
 ) -> list[AssetInfo]:
     """NWB assets (path, size) of a dandiset: ``"000021"``, ``"000021@0.210720.1839"`` or ``"dandi://000021"``.
 
@@ -148,6 +148,7 @@ def list_assets(
             return [AssetInfo(a.path, int(a.size)) for a in assets if a.path.endswith(".nwb")]
 
     try:
+        # dandi-cli's client retries each API request itself; `retries` rounds on top of that
         return sorted(_retrying("listing assets", src, fetch, retries=retries, backoff=backoff,
                                 permanent=(NotFoundError,)), key=lambda a: a.path)
     except NotFoundError as err:
@@ -389,8 +390,9 @@ def resolve_source(
                 return asset.get_content_url(follow_redirects=1, strip_query=True), int(asset.size)
 
         try:
-            url, size = _retrying("resolving the DANDI asset", source, resolve, retries=retries, backoff=backoff,
-                                  permanent=(NotFoundError,))
+            # dandi-cli's client already retries API requests with backoff (12 attempts): one more round here
+            url, size = _retrying("resolving the DANDI asset", source, resolve, retries=min(retries, 1),
+                                  backoff=backoff, permanent=(NotFoundError,))
         except NotFoundError as err:
             raise NeurratorError(source, f"no such asset on {_api_url(api_url)}: {str(err).splitlines()[0]}") from err
     else:
