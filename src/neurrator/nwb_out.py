@@ -178,6 +178,7 @@ def read_provenance(nwbfile) -> dict[str, Any]:
 
 def output_is_complete(path: Path, *, source: str | None = None) -> bool:
     """True when ``path`` is a readable neurrator output (of ``source`` when given) with all its containers."""
+    import ndx_neurrator  # noqa: F401
     from pynwb import NWBHDF5IO
 
     path = Path(path)
@@ -212,6 +213,7 @@ def encoder_config_text(payload) -> str:
 
 def encoder_from_nwb(path: Path, *, device: str = "cpu"):
     """The trained encoder stored in a neurrator NWB file, its weights' sha256 verified."""
+    import ndx_neurrator  # noqa: F401 - registers the classes with the checksum-verifying accessors
     from pynwb import NWBHDF5IO
 
     from neurrator.checkpoint import CheckpointPayload, trained_from_payload

@@ -193,7 +193,7 @@ def _run(session, *, config: NarrateConfig, device: str, output: Path, backbone,
     from neurrator.subsets import SubsetPlan, build_subsets
     from neurrator.targets import compute_targets
     from neurrator.training import TrainConfig, predict, train_encoder
-    from neurrator.validation import validate_narrations
+    from neurrator.validation import validate_narrations, validation_columns
 
     label = session.path_label
     units = session.units
@@ -260,7 +260,8 @@ def _run(session, *, config: NarrateConfig, device: str, output: Path, backbone,
     all_pred = np.concatenate([r.predicted for r in results])
     all_true = targets[np.concatenate([r.frames for r in results])]
     all_text = [t for r in results for t in r.narrations]
-    validation = validate_narrations(sae, concepts, all_pred, all_true, all_text, device=device)
+    validation = validation_columns(validate_narrations(all_text, all_pred, all_true, sae=sae, concepts=concepts,
+                                                        device=device))
 
     nwbfile = _build_file(session, config=config, trained=trained, results=results, baselines=baselines,
                           sae=sae, sae_cfg=sae_cfg, concepts=concepts, validation=validation, fps=fps,
@@ -427,10 +428,9 @@ def _build_file(session, *, config, trained, results, baselines, sae, sae_cfg, c
         weights, name="sparse_autoencoder", architecture="TopKSAE", config=config_json,
         concept_labels=concepts.names, concept_label_sources=concepts.methods))
     inverse = np.argsort(order)  # validation rows are in result order; narration rows are sorted
+    concepts_col = validation.pop("supporting_concepts")
     module.add(ndx.create_sae_validation(
-        narrations=narrations, narration_rows=inverse,
-        scores={k: validation.scores[k] for k in validation.scores},
-        supporting_concepts=validation.supporting_concepts))
+        narrations=narrations, narration_rows=inverse, scores=validation, supporting_concepts=concepts_col))
 
     module.add(_fidelity_table(results, baselines, subsets_table, session.units))
     return nwbfile
