@@ -170,3 +170,23 @@ def test_allen_movie_without_frames_reads_but_frames_are_required_later(tmp_path
     assert s.frames is None
     with pytest.raises(NeurratorError, match="no movie frames for stimulus 'natural_movie_one'.*--movie"):
         require_frames(s)
+
+
+def test_template_without_frames_falls_back_to_the_movie_argument(tmp_path):
+    """An ImageSeries that points to an external file holds no frames: the --movie file is used."""
+    from pynwb import NWBHDF5IO
+    from pynwb.image import ImageSeries
+    from test_session import make_nwb
+
+    from neurrator.session import load_session
+
+    p = make_nwb(tmp_path / "ext.nwb", pres=(np.arange(5) / 30, np.arange(1, 6) / 30, np.arange(5)))
+    with NWBHDF5IO(str(p), "a") as io:
+        nwb = io.read()
+        nwb.add_stimulus_template(ImageSeries(name="natural_movie_one", external_file=["movie.avi"],
+                                              starting_frame=[0], format="external", rate=30.0, unit="NA",
+                                              num_samples=5))
+        io.write(nwb)
+    np.save(tmp_path / "m.npy", FRAMES)
+    s = load_session(p, movie=tmp_path / "m.npy")
+    np.testing.assert_array_equal(s.frames, FRAMES)

@@ -148,6 +148,9 @@ def frames_from_template(nwbfile, stimulus: str, *, label: str) -> tuple[np.ndar
         if not imgs:
             return None, None
         data = np.stack([np.asarray(im.data[:]) for im in imgs.values()])
+    if len(data.shape) == 0 or data.shape[0] == 0:  # e.g. an ImageSeries pointing to an external_file
+        log.warning("%s: stimulus/templates/%s holds no frames; looking elsewhere", label, stimulus)
+        return None, None
     frames = to_gray_uint8(np.asarray(data[:]), label=f"{label} (stimulus/templates/{stimulus})")
     rate = getattr(ts, "rate", None)
     return frames, (float(rate) if rate else None)

@@ -251,7 +251,8 @@ def read_units(nwbfile, *, label: str, quality_filter: bool = True) -> tuple[Uni
     """Read the Units table: checked spike times, regions, probes, depths, metrics, cell-type column.
 
     Returns the `Units` (quality-filtered, empty units dropped with a warning) and the ids dropped,
-    ``{"quality": ..., "no_spikes": ...}``. ``cell_type`` holds the file's cell-type column or
+    ``{"quality": ..., "no_spikes": ...}``. Spike times of the units kept must be finite, >= 0 and
+    sorted per unit (else NeurratorError naming the unit). ``cell_type`` holds the file's cell-type column or
     "unknown"; opto-tagging is applied by `read_session`.
     """
     units = nwbfile.units
