@@ -16,6 +16,17 @@ from neurrator.narrators import (
 )
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """One intra-op thread: on the shared 2-core machine OpenMP spin-waiting made 2 threads ~20x slower."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="module")
 def tiny() -> LlavaNarrator:
     return load_narrator("tiny", device="cpu", seed=0, max_new_tokens=12, batch_size=4)
