@@ -85,8 +85,8 @@ def _stop_before_start(f: h5py.File) -> None:
 
 
 BAD_FILES = {
-    "not an HDF5 file": (lambda p, sim: p.write_text("this is not NWB\n") or p, "HDF5"),
-    "truncated file": (lambda p, sim: p.write_bytes(sim.read_bytes()[: sim.stat().st_size // 2]) or p, ""),
+    "not an HDF5 file": (lambda p, sim: _write(p, b"this is not NWB\n"), "HDF5"),
+    "truncated file": (lambda p, sim: _write(p, sim.read_bytes()[: sim.stat().st_size // 2]), ""),
     "HDF5 that is not NWB": (lambda p, sim: _edit_new_h5(p), "NWB"),
     "no Units table": (lambda p, sim: _edit(_copy(sim, p), lambda f: f.__delitem__("units")), "Units"),
     "NaN spike times": (lambda p, sim: _edit(_copy(sim, p), lambda f: _spikes(f, lambda d: d.__setitem__(0, np.nan))),
@@ -97,6 +97,11 @@ BAD_FILES = {
     "frame index beyond the movie": (lambda p, sim: _edit(_copy(sim, p), _frame_beyond), "frame"),
     "stop before start": (lambda p, sim: _edit(_copy(sim, p), _stop_before_start), "stop"),
 }
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
 
 
 def _edit_new_h5(path: Path) -> Path:
