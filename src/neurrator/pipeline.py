@@ -157,12 +157,17 @@ def narrate_session(source: str | Path, *, out: Path, config: NarrateConfig = Na
     generator = None
     if config.narrator != "retrieval":
         generator = load_narrator(config.narrator, device=device, seed=config.seed)
+        if getattr(generator, "dim", backbone.spec.dim) != backbone.spec.dim:
+            raise NeurratorError(config.narrator, f"its projector reads {generator.dim}-d patch tokens but backbone "
+                                 f"{config.backbone} gives {backbone.spec.dim}-d ones: use the narrator's own vision "
+                                 "tower as backbone (tiny with tiny, llava with llava)")
 
     log.info("reading %s", source)
     session = load_session(source, stimulus=config.stimulus, movie=config.movie, quality_filter=config.quality_filter,
                            cache_dir=config.cache_path)
-    if session.frames is None:
-        raise NeurratorError(session.path_label, f"no movie frames for {config.stimulus}; pass --movie FILE")
+    from neurrator.movies import require_frames
+
+    require_frames(session)
     if len(session.units.ids) == 0:
         raise NeurratorError(session.path_label, "no units left to decode from (after the quality filter: "
                              "try --no-quality-filter)")
