@@ -128,12 +128,15 @@ def demo(out: str, seed: int, progress: bool) -> None:
 @main.command()
 @click.argument("file", type=click.Path())
 @click.option("--all", "show_all", is_flag=True, help="Every narration, not the first few per subset.")
+@click.option("--plot", type=click.Path(), default=None, help="Also save fidelity vs population size as this PNG.")
 @common
-def show(file: str, show_all: bool, progress: bool) -> None:
+def show(file: str, show_all: bool, plot: str | None, progress: bool) -> None:
     """Print the narrations, subsets, fidelity and validation scores of an annotated file."""
-    from neurrator.report import format_file
+    from neurrator.report import format_file, plot_fidelity
 
     click.echo(format_file(Path(file), show_all=show_all))
+    if plot:
+        click.echo(f"wrote {plot_fidelity(Path(file), Path(plot))}")
 
 
 @main.command()
