@@ -92,7 +92,7 @@ class RetrievalNarrator:
                  device: str = "cpu", batch_size: int = 64) -> None:
         import torch
 
-        bank = _as_patches(bank_patches)
+        bank = _as_patches(bank_patches)  # no copy when already float32
         if len(bank) != len(bank_texts) or len(bank) == 0:
             raise ValueError(f"need one text per bank frame and at least one frame: {len(bank)} frames, "
                              f"{len(bank_texts)} texts")
@@ -103,7 +103,10 @@ class RetrievalNarrator:
         self.batch_size = int(batch_size)
         self.texts = list(bank_texts)
         self.shape = bank.shape[1:]
-        self._bank = torch.nn.functional.normalize(torch.from_numpy(self._pool(bank)).to(device), dim=1)
+        # no normalised copy: for flat pooling the bank can be GBs (900 x 576 x 1024 float32 = 2.1 GB);
+        # on CPU the tensor shares the caller's array
+        self._bank = torch.from_numpy(np.ascontiguousarray(self._pool(bank))).to(device)
+        self._bank_norm = self._bank.norm(dim=1).clamp_min(1e-12)
         self.model_id = f"retrieval:{pooling}-cosine:{len(bank)}-frames"
 
     def _pool(self, p: np.ndarray) -> np.ndarray:
@@ -124,7 +127,7 @@ class RetrievalNarrator:
         for s in range(0, len(p), self.batch_size):
             q = torch.nn.functional.normalize(torch.from_numpy(self._pool(p[s:s + self.batch_size])).to(self.device),
                                               dim=1)
-            c = q @ self._bank.T
+            c = (q @ self._bank.T) / self._bank_norm
             if exclude is not None:
                 ex = torch.as_tensor(np.asarray(exclude)[s:s + self.batch_size], device=self.device)
                 rows = torch.nonzero(ex >= 0).flatten()
