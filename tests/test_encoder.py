@@ -17,6 +17,7 @@ def enc():
                                           n_heads=2, n_latents=4, depth=1)).eval()
     with torch.no_grad():  # non-trivial unit embeddings and stats so the tests can fail
         m.unit_emb.weight.normal_()
+        m.head.weight.normal_()  # the head starts at zero (predicting the mean); give it weights
         m.set_unit_stats(torch.rand(30), torch.rand(30) + 0.5)
         m.set_target_stats(torch.randn(6, 10), torch.rand(10) + 0.5)
     return m
@@ -33,6 +34,14 @@ def test_permuting_units_gives_the_same_output(enc):
     assert a.shape == (3, 6, 10)
     torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
     assert (a - c).abs().max() > 1e-3
+
+
+def test_untrained_encoder_predicts_the_target_mean():
+    m = SpikeEncoder(config=EncoderConfig(n_units=5, n_patches=3, dim=4, window_bins=2, d_model=8, n_heads=2))
+    mean = torch.randn(3, 4)
+    m.set_target_stats(mean, torch.ones(4))
+    out = m(torch.rand(2, 2, 5), torch.arange(5))
+    torch.testing.assert_close(out, mean.expand(2, 3, 4))
 
 
 def test_any_subset_size_runs_and_padding_is_ignored(enc):
@@ -56,6 +65,7 @@ def test_session_tags_change_the_unit_tokens():
                                           n_sessions=2)).eval()
     with torch.no_grad():
         m.session_emb.weight.normal_()
+        m.head.weight.normal_()
     x = torch.rand(1, 3, 8)
     with torch.no_grad():
         a = m(x, torch.arange(8))
@@ -73,6 +83,8 @@ def test_output_basis_expands_coefficients_to_full_tokens():
     basis = torch.zeros(2, 6)
     basis[0, 0] = basis[1, 5] = 1.0
     m.set_output_basis(basis, torch.ones(2))
+    with torch.no_grad():
+        m.head.weight.normal_()
     out = m(torch.rand(2, 2, 4), torch.arange(4))
     assert out.shape == (2, 3, 6)
     assert out[..., 1:5].abs().max() == 0  # only the two basis directions (target_mean is zero)

@@ -4,15 +4,17 @@ Architecture (a Perceiver/POYO-style set encoder; no fixed-width neuron axis, so
 native and costs nothing):
 
 1. unit tokens: each unit's window of counts (W bins) is log1p-transformed, standardised with that
-   unit's training statistics, and projected by a shared ``Linear(W, d)``; the unit's identity
-   embedding (a row of a table of all known units) and its session embedding are added, then a
-   residual MLP mixes them -> (B, n, d).
+   unit's training statistics, projected by a shared ``Linear(W, d)`` and scaled by the unit's own
+   gain vector; the unit's identity embedding (a row of a table of all known units) and its session
+   embedding are added, then a residual MLP mixes them -> (B, n, d).
 2. attention pooling: ``n_latents`` learned latent queries cross-attend to the unit tokens (padding
    masked), then ``depth`` self-attention blocks over the latents. Attention over units is a weighted
    average, so the output does not depend on the order of the units and any n >= 1 works.
-3. ``n_patches`` learned patch queries cross-attend to the latents; an MLP and a shared linear head
-   give each token, de-standardised with the training targets' mean (per patch) and std (per dim),
-   or (with ``out_components``) PCA coefficients expanded through a fixed basis to full tokens.
+3. each patch starts from its own learned query plus its own mixture of the latents (per-channel
+   gain), cross-attends to the latents, and a shared linear head (zero-initialised: an untrained
+   encoder predicts the training mean) gives each token, de-standardised with the training targets'
+   mean (per patch) and std (per dim), or (with ``out_components``) PCA coefficients expanded through
+   a fixed basis to full tokens.
 
 Pooled units from several sessions ("pseudo-mouse") are just more rows of the unit table, each with
 a ``session`` tag (`SpikeEncoder.set_unit_sessions`).
@@ -20,6 +22,7 @@ a ``session`` tag (`SpikeEncoder.set_unit_sessions`).
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import torch
@@ -142,18 +145,26 @@ class SpikeEncoder(nn.Module):
         c = self.config = config
         d = c.d_model
         self.unit_emb = nn.Embedding(c.n_units, d)
+        self.unit_gain = nn.Embedding(c.n_units, d)
         self.session_emb = nn.Embedding(c.n_sessions, d)
         self.temporal = nn.Linear(c.window_bins, d)
         self.unit_mlp = _MLP(d, c.mlp_ratio, c.dropout)
-        self.latents = nn.Parameter(torch.randn(c.n_latents, d) * 0.02)
+        self.latents = nn.Parameter(torch.randn(c.n_latents, d))
         self.pool = _CrossBlock(d, c.n_heads, c.mlp_ratio, c.dropout)
         self.blocks = nn.ModuleList(_CrossBlock(d, c.n_heads, c.mlp_ratio, c.dropout) for _ in range(c.depth))
         self.patch_queries = nn.Parameter(torch.randn(c.n_patches, d) * 0.02)
+        # each patch reads its own mixture of latents with its own per-channel gain, so frame-dependent
+        # information reaches every patch differently from the first step (a shared head on a shared
+        # pooled vector could only predict the same change for every patch)
+        self.patch_mix = nn.Parameter(torch.randn(c.n_patches, c.n_latents) / math.sqrt(c.n_latents))
+        self.patch_gain = nn.Parameter(torch.randn(c.n_patches, d))
         self.readout = _CrossBlock(d, c.n_heads, c.mlp_ratio, c.dropout)
-        self.out_norm = nn.LayerNorm(d)
         k = c.out_components if c.out_components is not None else c.dim
         self.head = nn.Linear(d, k)
-        nn.init.normal_(self.unit_emb.weight, std=0.02)
+        nn.init.zeros_(self.head.weight)  # start at the training mean; no input-dependent noise to unlearn
+        nn.init.zeros_(self.head.bias)
+        nn.init.normal_(self.unit_emb.weight, std=1.0)
+        nn.init.normal_(self.unit_gain.weight, std=1.0)
         nn.init.zeros_(self.session_emb.weight)
         # statistics set from the training data (identity until then); saved with the weights
         self.register_buffer("unit_session", torch.zeros(c.n_units, dtype=torch.long))
@@ -220,12 +231,15 @@ class SpikeEncoder(nn.Module):
         mu, sd = self.count_mean[unit_idx], self.count_std[unit_idx]  # (n,) or (B, n)
         x = (x - mu.unsqueeze(-1)) / sd.unsqueeze(-1)
         ident = self.unit_emb(unit_idx) + self.session_emb(self.unit_session[unit_idx])
-        tok = self.unit_mlp(self.temporal(x.to(self.temporal.weight.dtype)) + ident)  # (B, n, d)
+        # the unit's own gain on its temporal features: pooling then starts as a per-unit linear readout
+        temporal = self.temporal(x.to(self.temporal.weight.dtype)) * self.unit_gain(unit_idx)
+        tok = self.unit_mlp(temporal + ident)  # (B, n, d)
         lat = self.pool(self.latents.expand(B, -1, -1), tok, mask)
         for blk in self.blocks:
             lat = blk(lat, lat)
-        z = self.readout(self.patch_queries.expand(B, -1, -1), lat)
-        out = self.head(self.out_norm(z))
+        mixed = torch.einsum("pl,bld->bpd", self.patch_mix.to(lat.dtype), lat) * self.patch_gain.to(lat.dtype)
+        z = self.readout(self.patch_queries + mixed, lat)
+        out = self.head(z)
         if self.config.out_components is not None:
             return (out * self.out_scale) @ self.out_basis + self.target_mean
         return out * self.target_std + self.target_mean
