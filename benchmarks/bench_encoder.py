@@ -248,34 +248,38 @@ def part_b(args, out: list[str], device: torch.device, binned=None, targets=None
 
 
 def part_gpu(args, out: list[str]) -> None:
-    if not torch.cuda.is_available():
-        raise SystemExit("--gpu needs a CUDA device")
-    device = torch.device("cuda")
+    smoke = args.gpu_smoke
+    if not torch.cuda.is_available() and not smoke:
+        raise SystemExit("--gpu needs a CUDA device (--gpu-smoke runs a tiny version on the CPU)")
+    device = torch.device("cpu" if smoke else "cuda")
     rng = np.random.default_rng(0)
-    N, F, R, b = 2000, 900, 20, 4
+    N, F, R, b = (50, 30, 5, 4) if smoke else (2000, 900, 20, 4)
+    P_, D_ = (16, 32) if smoke else (576, 1024)
     rates = rng.gamma(2.0, 0.05, size=(F, N)).astype(np.float32)
     t0 = time.perf_counter()
     counts = rng.poisson(np.repeat(np.tile(rates, (R, 1)), b, 0)).astype(np.uint16)
     binned = Binned(counts=counts, frame=np.tile(np.arange(F), R), repeat=np.repeat(np.arange(R), F),
                     bins_per_frame=b, unit_ids=np.arange(N))
-    targets = rng.standard_normal((F, 576, 1024), dtype=np.float32)
+    targets = rng.standard_normal((F, P_, D_), dtype=np.float32)
     split = split_repeats(binned.repeat, n_val=2, n_test=0, seed=0)
     print(f"data built in {time.perf_counter() - t0:.0f} s", flush=True)
     enc_kw = dict(d_model=args.gpu_d_model, n_latents=64, depth=2, n_heads=8)
     cfg = TrainConfig(max_epochs=args.gpu_epochs, batch_size=args.gpu_batch, precision="bfloat16", patience=100,
                       lr=1e-3)
-    enc = EncoderConfig(n_units=N, n_patches=576, dim=1024, window_bins=20, **enc_kw)
-    torch.cuda.synchronize()
+    enc = EncoderConfig(n_units=N, n_patches=P_, dim=D_, window_bins=20, **enc_kw)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync()
     t = time.perf_counter()
     tr = train_encoder(binned, targets, split, config=cfg, encoder=enc, device=device, seed=0, progress=True)
-    torch.cuda.synchronize()
+    sync()
     wall = time.perf_counter() - t
     n_train = len(split.train)
-    out.append(f"Full size on {torch.cuda.get_device_name(0)}: {N} units, {len(np.unique(binned.repeat[split.train]))} "
-               f"training repeats x {F} frames ({n_train} windows), 2 validation repeats, 576 x 1024 targets, "
-               f"bf16 autocast, batch {cfg.batch_size}, encoder d_model {enc.d_model} ({tr.model.n_parameters() / 1e6:.1f} M "
-               f"parameters): {cfg.max_epochs} epochs (validation every epoch) in {wall:.0f} s = "
-               f"{wall / cfg.max_epochs:.1f} s/epoch, {n_train * cfg.max_epochs / wall:.0f} training samples/s "
+    name = "CPU smoke run (not a result)" if smoke else torch.cuda.get_device_name(0)
+    out.append(f"Full size on {name}: {N} units, {len(np.unique(binned.repeat[split.train]))} "
+               f"training repeats x {F} frames ({n_train} windows), 2 validation repeats, "
+               f"{P_} x {D_} targets, bf16 autocast, batch {cfg.batch_size}, encoder d_model {enc.d_model} ({tr.model.n_parameters() / 1e6:.1f} M "
+               f"parameters): {len(tr.history)} epochs (validation every epoch) in {wall:.0f} s = "
+               f"{wall / len(tr.history):.1f} s/epoch, {n_train * len(tr.history) / wall:.0f} training samples/s "
                f"(paper's code: ~10 min per session; target < 2 min).\n")
     part_b(args, out, device, binned, targets, split, steps=30, batch=args.gpu_batch, enc_kw=enc_kw,
            precision="bfloat16")
@@ -302,6 +306,7 @@ def main() -> None:
     ap.add_argument("--gpu-epochs", type=int, default=10)
     ap.add_argument("--gpu-batch", type=int, default=128)
     ap.add_argument("--gpu-d-model", type=int, default=256)
+    ap.add_argument("--gpu-smoke", action="store_true", help="run the --gpu code path tiny on the CPU (no append)")
     args = ap.parse_args()
     if args.quick:
         args.units, args.repeats, args.frames, args.epochs, args.offsets = 60, 8, 300, 4, [0, 4]
@@ -311,6 +316,8 @@ def main() -> None:
     out: list[str] = []
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     t0 = time.perf_counter()
+    if args.gpu_smoke:
+        args.gpu, args.no_append, args.gpu_epochs, args.gpu_batch, args.gpu_d_model = True, True, 2, 16, 32
     if args.gpu:
         part_gpu(args, out)
     else:

@@ -77,7 +77,7 @@ class TrainConfig:
     offset_bins: int = 0
     batch_size: int = 64
     max_epochs: int = 30
-    lr: float = 1e-3
+    lr: float = 3e-3
     weight_decay: float = 0.01
     warmup_steps: int = 100
     min_lr_ratio: float = 0.02
@@ -86,7 +86,7 @@ class TrainConfig:
     patience: int = 5
     min_units: int = 1
     max_units: int | None = None
-    full_set_prob: float = 0.25
+    full_set_prob: float = 0.5
     mse_weight: float = 0.5
     cos_weight: float = 0.5
     infonce_weight: float = 0.0
