@@ -46,22 +46,32 @@ def test_retrieval_returns_the_nearest_frames_text():
     rng = np.random.default_rng(0)
     bank = rng.normal(size=(20, 16, 8)).astype(np.float32)
     texts = [f"caption {i}" for i in range(20)]
-    for pooling in ("flat", "mean"):
-        nar = load_narrator("retrieval", device="cpu", seed=0, bank_patches=bank, bank_texts=texts, pooling=pooling)
+    for pooling, center in (("flat", True), ("flat", False), ("mean", True), ("mean", False)):
+        nar = load_narrator("retrieval", device="cpu", seed=0, bank_patches=bank, bank_texts=texts, pooling=pooling,
+                            center=center)
         assert nar.narrate(bank) == texts                                  # exact patches
         q = bank[[5, 17, 2]] + 0.05 * rng.normal(size=(3, 16, 8)).astype(np.float32)
         assert nar.narrate(q) == ["caption 5", "caption 17", "caption 2"]  # near patches
-        assert nar.narrate(3.0 * bank[[7]]) == ["caption 7"]             # cosine: scale-free
+        m = bank.mean(0) if center else 0.0
+        assert nar.narrate(m + 3.0 * (bank[[7]] - m)) == ["caption 7"]   # cosine: scale-free
         idx, sim = nar.nearest(bank[[4]])
         assert idx.tolist() == [4] and sim[0] == pytest.approx(1.0, abs=1e-5)
         # leave-frame-out control: never its own frame
         idx, _ = nar.nearest(bank[:6], exclude=np.arange(6))
         assert np.all(idx != np.arange(6))
         assert oracle_references(nar, bank[[3, 9]]) == ["caption 3", "caption 9"]
+    # centring: a shrunken prediction (most of the way to the mean frame, as regression predictions are)
+    # on top of a large offset shared by all tokens is still matched by its deviation from the mean
+    offset = bank + 20.0
+    shrunk = offset.mean(0) + 0.2 * (offset[[11]] - offset.mean(0))
+    centred = RetrievalNarrator(offset, texts)
+    assert centred.narrate(shrunk) == ["caption 11"]
+    assert centred.nearest(shrunk)[1][0] == pytest.approx(1.0, abs=1e-4)
+    assert centred.model_id == "retrieval:flat-centred-cosine:20-frames"
     # flat cosine sees the layout, mean pooling does not: a patch-permuted frame
     perm = bank[[0]][:, ::-1]
-    flat = RetrievalNarrator(bank, texts, pooling="flat")
-    mean = RetrievalNarrator(bank, texts, pooling="mean")
+    flat = RetrievalNarrator(bank, texts, pooling="flat", center=False)
+    mean = RetrievalNarrator(bank, texts, pooling="mean", center=False)
     assert mean.narrate(perm) == ["caption 0"]
     assert flat.nearest(perm)[1][0] < 0.9
     with pytest.raises(ValueError, match="bank"):

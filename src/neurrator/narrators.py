@@ -76,6 +76,10 @@ class RetrievalNarrator:
     pooling
         ``flat``: cosine of the flattened (n_patches * dim) tokens (keeps the layout; default) or
         ``mean``: cosine of the mean token.
+    center
+        Subtract the bank's mean frame from bank and queries before the cosine (default), as
+        `neurrator.evaluation.frame_identification` does: CLIP tokens share a large common component
+        that otherwise dominates the cosine of a regression-to-the-mean prediction.
     device, batch_size
         Where and how many queries at a time the similarities are computed.
 
@@ -89,7 +93,7 @@ class RetrievalNarrator:
     prompt = ""
 
     def __init__(self, bank_patches: np.ndarray, bank_texts: Sequence[str], *, pooling: str = "flat",
-                 device: str = "cpu", batch_size: int = 64) -> None:
+                 center: bool = True, device: str = "cpu", batch_size: int = 64) -> None:
         import torch
 
         bank = _as_patches(bank_patches)  # no copy when already float32
@@ -106,8 +110,12 @@ class RetrievalNarrator:
         # no normalised copy: for flat pooling the bank can be GBs (900 x 576 x 1024 float32 = 2.1 GB);
         # on CPU the tensor shares the caller's array
         self._bank = torch.from_numpy(np.ascontiguousarray(self._pool(bank))).to(device)
-        self._bank_norm = self._bank.norm(dim=1).clamp_min(1e-12)
-        self.model_id = f"retrieval:{pooling}-cosine:{len(bank)}-frames"
+        self.center = bool(center)
+        self._mean = self._bank.mean(0) if center else torch.zeros_like(self._bank[0])
+        # |b - m|^2 = |b|^2 - 2 b.m + |m|^2, without a centred copy of the bank
+        sq = self._bank.pow(2).sum(1) - 2 * (self._bank @ self._mean) + self._mean.pow(2).sum()
+        self._bank_norm = sq.clamp_min(0).sqrt().clamp_min(1e-12)
+        self.model_id = f"retrieval:{pooling}-{'centred-' if center else ''}cosine:{len(bank)}-frames"
 
     def _pool(self, p: np.ndarray) -> np.ndarray:
         return p.mean(1) if self.pooling == "mean" else p.reshape(len(p), -1)
@@ -125,9 +133,9 @@ class RetrievalNarrator:
             raise ValueError(f"patches are {p.shape[1:]} per frame but the bank is {self.shape}")
         idx, sim = [], []
         for s in range(0, len(p), self.batch_size):
-            q = torch.nn.functional.normalize(torch.from_numpy(self._pool(p[s:s + self.batch_size])).to(self.device),
-                                              dim=1)
-            c = (q @ self._bank.T) / self._bank_norm
+            q = torch.from_numpy(self._pool(p[s:s + self.batch_size])).to(self.device) - self._mean
+            q = torch.nn.functional.normalize(q, dim=1)
+            c = (q @ self._bank.T - (q @ self._mean)[:, None]) / self._bank_norm  # cos(q - m, b - m)
             if exclude is not None:
                 ex = torch.as_tensor(np.asarray(exclude)[s:s + self.batch_size], device=self.device)
                 rows = torch.nonzero(ex >= 0).flatten()
@@ -415,11 +423,13 @@ def _load_tiny(*, device: str, seed: int, dtype: Any = None, prompt: str = DEFAU
 
 def _load_retrieval(*, device: str, seed: int, dtype: Any = None, prompt: str = DEFAULT_PROMPT,
                     max_new_tokens: int = 60, batch_size: int = 64, bank_patches: np.ndarray | None = None,
-                    bank_texts: Sequence[str] | None = None, pooling: str = "flat") -> RetrievalNarrator:
+                    bank_texts: Sequence[str] | None = None, pooling: str = "flat", center: bool = True
+                    ) -> RetrievalNarrator:
     if bank_patches is None or bank_texts is None:
         raise NeurratorError("retrieval", "the retrieval narrator needs bank_patches (training frames' true patch "
                              "tokens) and bank_texts (their references)")
-    return RetrievalNarrator(bank_patches, bank_texts, pooling=pooling, device=device, batch_size=batch_size)
+    return RetrievalNarrator(bank_patches, bank_texts, pooling=pooling, center=center, device=device,
+                             batch_size=batch_size)
 
 
 #: The narrator registry: name -> loader(device=, seed=, dtype=, prompt=, max_new_tokens=, batch_size=, **kw).
@@ -446,7 +456,7 @@ def load_narrator(name: str, *, device: str, seed: int, dtype: Any = None, promp
         Instruction, generation length, frames per generate call.
     **kw
         ``llava``: ``model_id``, ``local_files_only``; ``tiny``: ``corpus``, ``hidden_size``, ``layers``;
-        ``retrieval``: ``bank_patches``, ``bank_texts``, ``pooling``.
+        ``retrieval``: ``bank_patches``, ``bank_texts``, ``pooling``, ``center``.
 
     Examples
     --------
