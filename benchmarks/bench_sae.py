@@ -21,7 +21,6 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from neurrator.sae import SAEConfig, evaluate_sae, train_sae

@@ -9,7 +9,6 @@ import pytest
 
 from neurrator.errors import NeurratorError
 from neurrator.scoring import (
-    WORD_SALAD,
     load_sentence_embedder,
     score_narrations,
     shuffled_index,

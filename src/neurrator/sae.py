@@ -526,5 +526,5 @@ def load_sae(folder: str | Path) -> SparseAutoencoder:
 
 
 __all__ = ["SAEConfig", "Concepts", "SparseAutoencoder", "TrainStats", "SAEEval", "train_sae", "evaluate_sae",
-           "frame_latents", "content_words", "name_concepts", "top_frames_separated", "sae_payload", "sae_from_payload", "save_sae",
-           "load_sae", "STOPWORDS"]
+           "frame_latents", "content_words", "name_concepts", "top_frames_separated", "sae_payload",
+           "sae_from_payload", "save_sae", "load_sae", "STOPWORDS"]

@@ -18,14 +18,11 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from neurrator.errors import NeurratorError
-
-if TYPE_CHECKING:  # pragma: no cover
-    import torch
 
 #: sha256 of the genuine all-MiniLM-L6-v2 ``model.safetensors`` (sentence-transformers release).
 MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
