@@ -60,8 +60,8 @@ class NarrateConfig:
         Random unit draws for the fidelity-vs-population-size curve.
     single_units
         How many single units (the most active) are narrated from.
-    sae_latents, sae_k
-        Width and sparsity of the validating TopK SAE.
+    sae_latents, sae_k, sae_epochs
+        Width, sparsity and training epochs of the validating TopK SAE.
     cache_dir
         Where targets and streamed files are cached (default: ``~/.cache/neurrator``).
     progress
@@ -91,6 +91,7 @@ class NarrateConfig:
     single_units: int = 2
     sae_latents: int = 256
     sae_k: int = 8
+    sae_epochs: int = 5
     cache_dir: str | None = None
     progress: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
@@ -101,7 +102,7 @@ class NarrateConfig:
         if self.preprocessing not in ("pad", "crop"):
             raise ValueError(f"preprocessing must be 'pad' or 'crop', not {self.preprocessing!r}")
         for name in ("bins_per_frame", "window_bins", "epochs", "narrations_per_subset", "min_units",
-                     "sae_latents", "sae_k"):
+                     "sae_latents", "sae_k", "sae_epochs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, not {getattr(self, name)}")
         if self.n_val_repeats < 1 or self.n_test_repeats < 1:

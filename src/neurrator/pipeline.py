@@ -257,7 +257,7 @@ def _run(session, *, config: NarrateConfig, device: str, output: Path, backbone,
     n_frames, n_patches, dim = targets.shape
     sae_cfg = SAEConfig(d_in=dim, n_latents=config.sae_latents, k=config.sae_k)
     log.info("training the SAE (%d tokens)", n_frames * n_patches)
-    sae, _stats = train_sae(targets, config=sae_cfg, device=device, seed=config.seed)
+    sae, _stats = train_sae(targets, config=sae_cfg, epochs=config.sae_epochs, device=device, seed=config.seed)
     named = np.array(sorted(references_by_frame))
     latents = frame_latents(sae, targets[named], device=device)
     concepts = name_concepts(latents, [references_by_frame[int(f)] for f in named],
