@@ -23,6 +23,18 @@ def _seed() -> None:
     torch.manual_seed(0)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """One intra-op thread for the whole suite: the tensors are tiny, and with other processes on the 2
+    cores OpenMP spin-waiting made 2 threads 10-20x slower (measured while developing)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture
 def real_fixtures() -> Path:
     """The folder of real NWB files written by other projects (skips when absent)."""

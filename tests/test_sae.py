@@ -26,16 +26,6 @@ from neurrator.sae import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One intra-op thread: on the shared 2-core machine OpenMP spin-waiting made 2 threads ~20x slower."""
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def _sparse_data(n: int = 8000, d: int = 32, m: int = 64, active: int = 3, seed: int = 0):
     rng = np.random.default_rng(seed)

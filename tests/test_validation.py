@@ -12,16 +12,6 @@ from neurrator.sae import Concepts, SAEConfig, SparseAutoencoder
 from neurrator.validation import mentions, validate_narrations, validation_columns
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One intra-op thread: on the shared 2-core machine OpenMP spin-waiting made 2 threads ~20x slower."""
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 @pytest.fixture
 def axis_sae() -> SparseAutoencoder:

@@ -262,6 +262,7 @@ def _run(session, *, config: NarrateConfig, device: str, output: Path, backbone,
     latents = frame_latents(sae, targets[named], device=device)
     concepts = name_concepts(latents, [references_by_frame[int(f)] for f in named],
                              vocabulary=_vocabulary(session))
+    sae.concepts = concepts
     all_pred = np.concatenate([r.predicted for r in results])
     all_true = targets[np.concatenate([r.frames for r in results])]
     all_text = [t for r in results for t in r.narrations]
