@@ -13,9 +13,7 @@ same counts (checked).
 from __future__ import annotations
 
 import argparse
-import platform
 import resource
-import subprocess
 import time
 import tracemalloc
 from datetime import datetime, timezone
@@ -24,6 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from neurrator.binning import bin_spikes
+
+from _hardware import cpu_model
 
 
 def make_spikes(n_units: int, rate: float, duration: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -63,17 +63,6 @@ def timed(fn, runs: int) -> tuple[float, float, np.ndarray]:
     tracemalloc.stop()
     del res
     return best, peak, out
-
-
-def cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
-        model = fields.get("Model name", platform.processor()).strip()
-        cpus = fields.get("CPU(s)", "?").strip()
-        return f"{model}, {cpus} CPUs"
-    except (OSError, subprocess.CalledProcessError):
-        return platform.processor() or "unknown CPU"
 
 
 def main() -> None:

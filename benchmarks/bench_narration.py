@@ -20,8 +20,6 @@ repeats) and its matched / shuffled / floor sentence similarities per unit subse
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import tempfile
 import time
 from datetime import datetime, timezone
@@ -30,25 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
-def hardware(device: str) -> str:
-    if device.startswith("cuda"):
-        return f"{torch.cuda.get_device_name(0)}; torch {torch.__version__}"
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return (f"{cpu_model()}, {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} intra-op "
-            f"thread(s); load average {load:.1f} (machine shared with other engineers' jobs)")
+from _hardware import RESULTS, hardware
 
 
 def full_7b_random(device: str, *, text_layers: int = 32, vision_layers: int = 24):

@@ -15,35 +15,14 @@ end, and the dense-matmul share (the encoder's (batch x d) @ (d x latents) produ
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import time
 from datetime import datetime, timezone
-from pathlib import Path
 
 import torch
 
 from neurrator.sae import SAEConfig, evaluate_sae, train_sae
 
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
-def hardware(device: str) -> str:
-    if device.startswith("cuda"):
-        return f"{torch.cuda.get_device_name(0)}; torch {torch.__version__}"
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return (f"{cpu_model()}, {os.cpu_count()} CPUs, torch {torch.__version__} with {torch.get_num_threads()} "
-            f"intra-op thread(s); load average {load:.1f} at the end (machine shared with other engineers' jobs)")
+from _hardware import RESULTS, hardware
 
 
 def make_tokens(n: int, d: int, *, atoms: int = 4096, active: int = 16, seed: int = 0) -> torch.Tensor:

@@ -1,0 +1,32 @@
+"""What a benchmark ran on, in one line for benchmarks/RESULTS.md (shared by the bench_*.py scripts)."""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def hardware(device: str = "cpu") -> str:
+    """GPU name on CUDA; else CPU model, cores, torch threads and the load average (others' jobs show there)."""
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - numpy-only benchmarks
+        torch = None
+    if torch is not None and device.startswith("cuda"):
+        return f"{torch.cuda.get_device_name(0)}; torch {torch.__version__}"
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    threads = f", torch {torch.__version__} with {torch.get_num_threads()} intra-op thread(s)" if torch else ""
+    return f"{cpu_model()}, {os.cpu_count()} CPUs{threads}; load average {load:.1f} at the end"
