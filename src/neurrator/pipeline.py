@@ -49,6 +49,7 @@ class NarrateResult:
     skipped: list[tuple[str, int, str]]
     baselines: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)
     seconds: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
 
     def _subset(self, label: str) -> SubsetResult | None:
         return next((r for r in self.subsets if r.subset.label == label), None)
@@ -77,6 +78,8 @@ class NarrateResult:
                          f"{metrics['within_1s'][0]:9.3f} ({metrics['within_1s'][1]:.3f})")
         if self.skipped:
             lines.append("skipped (too few units): " + ", ".join(f"{lab} ({n})" for lab, n, _ in self.skipped))
+        if self.timings:
+            lines.append("time per stage: " + ", ".join(f"{k} {v:.0f} s" for k, v in self.timings.items()))
         lines.append(f"\nwrote {self.output}")
         return "\n".join(lines)
 
@@ -131,6 +134,7 @@ def narrate_session(source: str | Path, *, out: Path, config: NarrateConfig = Na
     from neurrator.nwb_out import check_writable_dir
 
     t0 = time.perf_counter()
+    clock = _Clock()
     source = str(source)
     out = Path(out)
     _check_ids(config)
@@ -162,6 +166,7 @@ def narrate_session(source: str | Path, *, out: Path, config: NarrateConfig = Na
                                  f"{config.backbone} gives {backbone.spec.dim}-d ones: use the narrator's own vision "
                                  "tower as backbone (tiny with tiny, llava with llava)")
 
+    clock.lap("models")
     log.info("reading %s", source)
     session = load_session(source, stimulus=config.stimulus, movie=config.movie, quality_filter=config.quality_filter,
                            cache_dir=config.cache_path)
@@ -175,8 +180,10 @@ def narrate_session(source: str | Path, *, out: Path, config: NarrateConfig = Na
     if "://" not in source and output.resolve() == Path(source).resolve():
         raise NeurratorError(output, "the output path is the source file; choose another output")
 
+    clock.lap("read")
     result = _run(session, config=config, device=device, output=output, backbone=backbone, trained=trained,
-                  generator=generator)
+                  generator=generator, clock=clock)
+    result.timings = clock.laps
     result.seconds = time.perf_counter() - t0
     return result
 
@@ -190,7 +197,21 @@ def _narrated_presentations(binned, split, k: int) -> np.ndarray:
     return in_repeat[pick]
 
 
-def _run(session, *, config: NarrateConfig, device: str, output: Path, backbone, trained, generator) -> NarrateResult:
+class _Clock:
+    """Seconds spent per pipeline stage (``lap(name)`` closes the stage that ran since the last lap)."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = self.laps.get(name, 0.0) + now - self._last
+        self._last = now
+
+
+def _run(session, *, config: NarrateConfig, device: str, output: Path, backbone, trained, generator,
+         clock: _Clock) -> NarrateResult:
     from neurrator import evaluation
     from neurrator.binning import bin_session, split_repeats
     from neurrator.sae import SAEConfig, frame_latents, name_concepts, train_sae
@@ -209,10 +230,12 @@ def _run(session, *, config: NarrateConfig, device: str, output: Path, backbone,
     except ValueError as err:
         raise NeurratorError(label, f"cannot split the presentations into train/validation/test repeats: {err}") from None
 
+    clock.lap("bin")
     log.info("targets: %s on %d frames", backbone.spec.backbone_id, len(session.frames))
     targets = compute_targets(session.frames, backbone, device=device, cache_dir=config.cache_path / "targets",
                               progress=config.progress)
 
+    clock.lap("targets")
     if trained is None:
         train_cfg = TrainConfig(window_bins=config.window_bins, offset_bins=config.offset_bins,
                                 max_epochs=config.epochs)
@@ -220,6 +243,7 @@ def _run(session, *, config: NarrateConfig, device: str, output: Path, backbone,
         trained = train_encoder(binned, targets, split, config=train_cfg, device=device, seed=config.seed,
                                 progress=config.progress, target_spec=backbone.spec, stimulus=session.stimulus)
 
+    clock.lap("train")
     plan = SubsetPlan(min_units=config.min_units, population_sizes=config.population_sizes,
                       draws_per_size=config.draws_per_size, single_units=config.single_units)
     subsets, skipped = build_subsets(units.region, units.cell_type, units.probe, units.depth, units.n_spikes(),
@@ -253,6 +277,7 @@ def _run(session, *, config: NarrateConfig, device: str, output: Path, backbone,
                                     scores.matched, scores.shuffled, scores.floor, pred[pos].copy()))
         del pred
 
+    clock.lap("decode+narrate")
     # SAE over the patch space of the stimulus frames, named from the references
     n_frames, n_patches, dim = targets.shape
     sae_cfg = SAEConfig(d_in=dim, n_latents=config.sae_latents, k=config.sae_k)
@@ -263,6 +288,7 @@ def _run(session, *, config: NarrateConfig, device: str, output: Path, backbone,
     concepts = name_concepts(latents, [references_by_frame[int(f)] for f in named],
                              vocabulary=_vocabulary(session))
     sae.concepts = concepts
+    clock.lap("sae")
     all_pred = np.concatenate([r.predicted for r in results])
     all_true = targets[np.concatenate([r.frames for r in results])]
     all_text = [t for r in results for t in r.narrations]
@@ -274,8 +300,10 @@ def _run(session, *, config: NarrateConfig, device: str, output: Path, backbone,
                           narrator=narrator, reference_kind=reference_kind, binned=binned)
     from neurrator.nwb_out import write_nwbfile_atomic
 
+    clock.lap("validate")
     log.info("writing %s", output)
     write_nwbfile_atomic(nwbfile, output, source_path=Path(session.source) if "://" not in session.source else None)
+    clock.lap("write")
     return NarrateResult(output, label, len(units.ids), results, [tuple(s) for s in skipped], baselines)
 
 
