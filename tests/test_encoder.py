@@ -18,6 +18,9 @@ def enc():
     with torch.no_grad():  # non-trivial unit embeddings and stats so the tests can fail
         m.unit_emb.weight.normal_()
         m.head.weight.normal_()  # the head starts at zero (predicting the mean); give it weights
+        m.lin_weight.normal_()  # so does the linear path
+        m.set_linear_basis(torch.linalg.qr(torch.randn(60, 8))[0].T, torch.rand(8) + 0.5)
+        m.set_linear_stats(torch.rand(30, 2), torch.rand(30, 2) + 0.5)
         m.set_unit_stats(torch.rand(30), torch.rand(30) + 0.5)
         m.set_target_stats(torch.randn(6, 10), torch.rand(10) + 0.5)
     return m

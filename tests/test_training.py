@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -27,7 +29,8 @@ def synthetic(seed=0, F=60, R=8, N=40, b=4, P=8, D=12, L=4):
     return binned, targets
 
 
-CFG = TrainConfig(window_bins=8, batch_size=32, max_epochs=15, lr=5e-3, warmup_steps=5)
+# from scratch (no closed-form start of the linear path), so that the test sees training learn
+CFG = TrainConfig(window_bins=8, batch_size=32, max_epochs=15, lr=5e-3, warmup_steps=5, linear_init=False)
 ENC = EncoderConfig(n_units=40, n_patches=8, dim=12, window_bins=8, d_model=16, n_heads=2, n_latents=4, depth=1)
 
 
@@ -45,7 +48,9 @@ def test_training_is_deterministic_and_learns():
     sa, sb, sc = a.model.state_dict(), b.model.state_dict(), c.model.state_dict()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
     assert not torch.equal(sa["latents"], sc["latents"])
-    assert len(a.history) >= 5 and a.history[-1]["val_loss"] < a.history[0]["val_loss"]
+    # history[0] is the starting point (step 0); the first trained validation must be beaten
+    assert a.history[0]["step"] == 0 and len(a.history) >= 6
+    assert a.history[-1]["val_loss"] < a.history[1]["val_loss"]
     assert a.best_step == min(a.history, key=lambda h: h["val_loss"])["step"]
     pred = predict(a, binned, split.test, unit_idx=np.arange(40))
     y = targets[binned.frame[split.test]]
@@ -53,6 +58,25 @@ def test_training_is_deterministic_and_learns():
     shuffled = y[np.random.default_rng(0).permutation(len(y))]
     assert _cos(pred, y) > _cos(pred, shuffled) + 0.1
     np.testing.assert_array_equal(a.unit_ids, np.arange(40) + 100)
+
+
+def test_linear_path_starts_at_the_ridge_solution():
+    binned, targets = synthetic()
+    split = split_repeats(binned.repeat, n_val=1, n_test=1, seed=0)
+    cfg = TrainConfig(window_bins=8, batch_size=32, max_epochs=1, lr=1e-6, warmup_steps=1, mse_weight=1.0,
+                      cos_weight=0.0, infonce_weight=0.0)
+    ridge = train_encoder(binned, targets, split, config=cfg, encoder=ENC, seed=0, progress=False)
+    scratch = train_encoder(binned, targets, split, config=dataclasses.replace(cfg, linear_init=False),
+                            encoder=ENC, seed=0, progress=False)
+    # validation MSE at step 0: closed-form start vs the untrained encoder (the training mean)
+    assert ridge.history[0]["val_loss"] < 0.6 * scratch.history[0]["val_loss"]
+    assert ridge.model.lin_weight.abs().sum() > 100 * scratch.model.lin_weight.abs().sum()
+    pred = predict(ridge, binned, split.test)
+    y = targets[binned.frame[split.test]]
+    assert _cos(pred, y) > _cos(pred, y[np.random.default_rng(0).permutation(len(y))]) + 0.1
+    # a subset decodes, through the same path, and stays finite
+    sub = predict(ridge, binned, split.test, unit_idx=np.arange(3))
+    assert np.isfinite(sub).all()
 
 
 def test_predict_maps_columns_by_unit_id_and_accepts_subsets():

@@ -63,6 +63,17 @@ class EncoderConfig:
     out_components
         If set, the head predicts this many PCA coefficients per token, expanded to ``dim`` by a
         fixed basis (`SpikeEncoder.set_output_basis`); None predicts full tokens directly.
+    linear_rank
+        K, width of the linear readout path: each unit's window, summed in groups of ``linear_pool``
+        bins, log1p-transformed and z-scored per (unit, group), is mapped by the unit's own
+        ``(W / linear_pool, K)`` matrix to K coefficients of a fixed basis of whole standardised token
+        maps (`SpikeEncoder.set_linear_basis`: top principal components of the training frames), summed
+        over the units present, rescaled by n_units / n and a learned gain of n for subsets. On all
+        units this is exactly a ridge regression (training initialises it with the closed-form ridge
+        solution). 0 disables the path.
+    linear_pool
+        Bins summed per input feature of the linear path (4 = one movie frame at 120 Hz); the last
+        group is shorter when it does not divide ``window_bins``.
     """
 
     n_units: int
@@ -77,6 +88,8 @@ class EncoderConfig:
     mlp_ratio: float = 2.0
     dropout: float = 0.0
     out_components: int | None = None
+    linear_rank: int = 256
+    linear_pool: int = 4
 
     def __post_init__(self) -> None:
         for name in ("n_units", "n_patches", "dim", "window_bins", "n_sessions", "d_model", "n_heads", "n_latents"):
@@ -90,6 +103,10 @@ class EncoderConfig:
             raise ValueError(f"dropout must be in [0, 1), not {self.dropout}")
         if self.mlp_ratio <= 0:
             raise ValueError(f"mlp_ratio must be > 0, not {self.mlp_ratio}")
+        if self.linear_rank < 0:
+            raise ValueError(f"linear_rank must be >= 0, not {self.linear_rank}")
+        if self.linear_pool < 1:
+            raise ValueError(f"linear_pool must be >= 1, not {self.linear_pool}")
         if self.out_components is not None and not 1 <= self.out_components <= self.dim:
             raise ValueError(f"out_components must be in 1..dim ({self.dim}), not {self.out_components}")
 
@@ -172,6 +189,19 @@ class SpikeEncoder(nn.Module):
         self.register_buffer("count_std", torch.ones(c.n_units))
         self.register_buffer("target_mean", torch.zeros(c.n_patches, c.dim))
         self.register_buffer("target_std", torch.ones(c.dim))
+        if c.linear_rank:
+            # linear readout path (what ridge regression can represent), zero-initialised
+            T = -(-c.window_bins // c.linear_pool)
+            self.lin_weight = nn.Parameter(torch.zeros(c.n_units, T, c.linear_rank))
+            self.lin_bias = nn.Parameter(torch.zeros(c.linear_rank))
+            # gain as a function of log(n / n_units): shrinks subset predictions toward the mean
+            self.lin_gain = nn.Sequential(nn.Linear(1, 16), nn.Tanh(), nn.Linear(16, 1))
+            nn.init.zeros_(self.lin_gain[2].weight)
+            nn.init.zeros_(self.lin_gain[2].bias)
+            self.register_buffer("lin_basis", torch.zeros(c.linear_rank, c.n_patches * c.dim))
+            self.register_buffer("lin_scale", torch.ones(c.linear_rank))
+            self.register_buffer("lin_mean", torch.zeros(c.n_units, T))
+            self.register_buffer("lin_std", torch.ones(c.n_units, T))
         if c.out_components is not None:
             self.register_buffer("out_basis", torch.eye(c.out_components, c.dim))
             self.register_buffer("out_scale", torch.ones(c.out_components))
@@ -203,6 +233,54 @@ class SpikeEncoder(nn.Module):
             raise ValueError("this encoder predicts full tokens (out_components=None)")
         self.out_basis.copy_(components)
         self.out_scale.copy_(scale.clamp_min(1e-6))
+
+    @torch.no_grad()
+    def set_linear_basis(self, components: torch.Tensor, scale: torch.Tensor) -> None:
+        """Basis of the linear path: (k, n_patches * dim) orthonormal rows over flattened standardised
+        token maps, and coefficient scale (k,); k <= ``linear_rank`` (unused rows stay zero)."""
+        if not self.config.linear_rank:
+            raise ValueError("this encoder has no linear path (linear_rank=0)")
+        k = components.shape[0]
+        if k > self.config.linear_rank:
+            raise ValueError(f"{k} components but linear_rank is {self.config.linear_rank}")
+        self.lin_basis.zero_()
+        self.lin_basis[:k].copy_(components)
+        self.lin_scale.fill_(1.0)
+        self.lin_scale[:k].copy_(scale.clamp_min(1e-6))
+
+    @torch.no_grad()
+    def set_linear_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Mean/std (n_units, W / linear_pool) of the linear path's features over training windows."""
+        self.lin_mean.copy_(mean)
+        self.lin_std.copy_(std.clamp_min(1e-3))
+
+    def linear_features(self, counts: torch.Tensor) -> torch.Tensor:
+        """(B, W, n) counts -> (B, n, W / linear_pool) log1p of counts summed in groups (not z-scored)."""
+        B, W, n = counts.shape
+        p = self.config.linear_pool
+        T = -(-W // p)
+        x = counts.float().clamp_min(0)
+        if T * p != W:
+            x = F.pad(x, (0, 0, 0, T * p - W))
+        x = x.reshape(B, T, p, n).sum(2)
+        return torch.log1p(x).transpose(1, 2)
+
+    def _linear(self, counts: torch.Tensor, unit_idx: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """(B, W, n) counts -> (B, n_patches, dim) standardised tokens."""
+        B, _, n = counts.shape
+        x = (self.linear_features(counts) - self.lin_mean[unit_idx]) / self.lin_std[unit_idx]  # (B, n, T)
+        w = self.lin_weight[unit_idx]  # (n, W, K) or (B, n, W, K)
+        if mask is not None:
+            x = x * mask[..., None].to(x.dtype)
+            m = mask.sum(1).clamp_min(1).to(x.dtype)  # (B,)
+        else:
+            m = torch.full((B,), float(n), dtype=x.dtype, device=x.device)
+        coef = torch.einsum("bnw,nwk->bk", x, w) if w.dim() == 3 else torch.einsum("bnw,bnwk->bk", x, w)
+        frac = (m / self.config.n_units).clamp_max(1.0)
+        gain = torch.exp(self.lin_gain(frac.log()[:, None]))  # (B, 1)
+        coef = coef * (gain / frac[:, None]) + self.lin_bias
+        flat = (coef * self.lin_scale) @ self.lin_basis
+        return flat.view(B, self.config.n_patches, self.config.dim)
 
     # ---------------------------------------------------------------------------------- forward
     def forward(self, counts: torch.Tensor, unit_idx: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -240,9 +318,10 @@ class SpikeEncoder(nn.Module):
         mixed = torch.einsum("pl,bld->bpd", self.patch_mix.to(lat.dtype), lat) * self.patch_gain.to(lat.dtype)
         z = self.readout(self.patch_queries + mixed, lat)
         out = self.head(z)
+        lin = self._linear(counts, unit_idx, mask) if self.config.linear_rank else 0.0
         if self.config.out_components is not None:
-            return (out * self.out_scale) @ self.out_basis + self.target_mean
-        return out * self.target_std + self.target_mean
+            return (out * self.out_scale) @ self.out_basis + lin * self.target_std + self.target_mean
+        return (out + lin) * self.target_std + self.target_mean
 
     def n_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -66,6 +66,17 @@ class TrainConfig:
         + infonce_weight * InfoNCE(flattened frames, in-batch negatives).
     temperature
         InfoNCE temperature.
+    linear_init
+        Start the encoder's linear path (`EncoderConfig.linear_rank`) at the closed-form ridge solution
+        on all units (alpha chosen by validation MSE from ``ridge_alphas``), so training starts from
+        ridge and the attention path learns what is left.
+    linear_l2
+        Ridge penalty on the linear path during training, as ridge's alpha per training window:
+        ``mse_weight * linear_l2 * sum_k scale_k^2 |w_k|^2 / (n_patches * dim)``. None: the alpha of
+        the closed-form initialisation / training windows (1.0 without it).
+    linear_lr_scale
+        Learning rate of the linear path's per-unit weights relative to ``lr`` (Adam's normalised steps
+        at the full rate drive the many weak per-unit weights into noise within a few epochs).
     pca_components
         Train through a per-token PCA basis of this many components (``EncoderConfig.out_components``);
         predictions are always expanded back to full tokens. None: full tokens.
@@ -86,12 +97,15 @@ class TrainConfig:
     patience: int = 5
     min_units: int = 1
     max_units: int | None = None
-    full_set_prob: float = 0.5
+    full_set_prob: float = 0.8
     mse_weight: float = 0.5
     cos_weight: float = 0.5
-    infonce_weight: float = 0.0
-    temperature: float = 0.1
+    infonce_weight: float = 1.0
+    temperature: float = 0.05
     pca_components: int | None = None
+    linear_init: bool = True
+    linear_l2: float | None = None
+    linear_lr_scale: float = 0.1
     precision: str = "float32"
 
     def __post_init__(self) -> None:
@@ -102,8 +116,8 @@ class TrainConfig:
                      "infonce_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, not {getattr(self, name)}")
-        if self.lr <= 0 or self.temperature <= 0:
-            raise ValueError("lr and temperature must be > 0")
+        if self.lr <= 0 or self.temperature <= 0 or self.linear_lr_scale <= 0:
+            raise ValueError("lr, linear_lr_scale and temperature must be > 0")
         if not 0 <= self.min_lr_ratio <= 1 or not 0 <= self.full_set_prob <= 1:
             raise ValueError("min_lr_ratio and full_set_prob must be in [0, 1]")
         if self.max_units is not None and self.max_units < self.min_units:
@@ -112,6 +126,8 @@ class TrainConfig:
             raise ValueError("at least one loss weight must be > 0")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, not {self.precision!r}")
+        if self.linear_l2 is not None and self.linear_l2 < 0:
+            raise ValueError(f"linear_l2 must be >= 0 or None, not {self.linear_l2}")
         if self.pca_components is not None and self.pca_components < 1:
             raise ValueError("pca_components must be >= 1 or None")
 
@@ -171,12 +187,14 @@ class TrainedEncoder:
 
 
 def patch_loss(pred: torch.Tensor, target: torch.Tensor, *, target_std: torch.Tensor, config: TrainConfig,
-               frame: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+               frame: torch.Tensor | None = None,
+               target_mean: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Training loss on (B, n_patches, dim) tokens; returns (loss, mean patch cosine).
 
     MSE is taken on tokens divided by the per-dimension std of the training targets (so CLIP's few
     large-magnitude dimensions do not dominate); cosine on raw tokens, per patch. InfoNCE compares
-    flattened, centred predictions with the batch's targets; ``frame`` (B,) marks repeats of the same
+    flattened predictions with the batch's targets, both centred by ``target_mean`` (the training
+    mean map; without it the shared mean map dominates every cosine) and standardised; ``frame`` (B,) marks repeats of the same
     frame in a batch as positives too.
     """
     pred, target = pred.float(), target.float()
@@ -185,8 +203,9 @@ def patch_loss(pred: torch.Tensor, target: torch.Tensor, *, target_std: torch.Te
     if config.mse_weight:
         loss = loss + config.mse_weight * ((pred - target) / target_std).pow(2).mean()
     if config.infonce_weight:
-        p = F.normalize((pred / target_std).flatten(1), dim=-1)
-        t = F.normalize((target / target_std).flatten(1), dim=-1)
+        m = 0.0 if target_mean is None else target_mean
+        p = F.normalize(((pred - m) / target_std).flatten(1), dim=-1)
+        t = F.normalize(((target - m) / target_std).flatten(1), dim=-1)
         logits = p @ t.T / config.temperature
         if frame is None:
             pos = torch.eye(len(p), device=p.device)
@@ -242,6 +261,79 @@ def _unit_stats(data: _DeviceData, pres: torch.Tensor, b: int) -> tuple[torch.Te
     mean = s / n
     std = (s2 / n - mean * mean).clamp_min(0).sqrt()
     return mean.float(), std.float().clamp_min(0.05)
+
+
+def _flat_pca(y: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(F, n_patches, dim) centred maps -> top-k principal directions of the flattened maps (k', D)
+    and the std of each coefficient (k',), via the (F x F) Gram matrix; k' = min(k, F - 1)."""
+    Y = y.reshape(len(y), -1).double()
+    k = max(1, min(k, len(Y) - 1))
+    evals, evecs = torch.linalg.eigh(Y @ Y.T)
+    top = torch.argsort(evals, descending=True)[:k]
+    ev = evals[top].clamp_min(1e-12)
+    V = (Y.T @ evecs[:, top]) / ev.sqrt()  # (D, k) orthonormal columns
+    return V.T.float().contiguous(), (ev / max(1, len(Y))).sqrt().float()
+
+
+def _linear_penalty(model: SpikeEncoder, cfg: TrainConfig, l2: float) -> torch.Tensor:
+    w2 = model.lin_weight.pow(2).sum((0, 1))  # (K,)
+    return cfg.mse_weight * l2 * (w2 * model.lin_scale.pow(2)).sum() / model.lin_basis.shape[1]
+
+
+RIDGE_ALPHAS = (1e-1, 1e0, 1e1, 1e2, 1e3, 1e4, 1e5)
+
+
+@torch.no_grad()
+def _init_linear(model: SpikeEncoder, data: _DeviceData, tr: torch.Tensor, va: torch.Tensor,
+                 cfg: TrainConfig, chunk: int = 1024) -> float:
+    """Feature statistics of the linear path and (``cfg.linear_init``) its closed-form ridge solution
+    on all units. Returns the ridge penalty per training window to keep while training (alpha / n)."""
+    N = data.counts.shape[1]
+    units = torch.arange(N, device=tr.device)
+
+    def feats(pres):
+        return torch.cat([model.linear_features(data.windows(pres[i : i + chunk], units)).double()
+                          for i in range(0, len(pres), chunk)])  # (P', N, T)
+
+    X = feats(tr)
+    mu, sd = X.mean(0), X.std(0).clamp_min(1e-3)
+    model.set_linear_stats(mu.float(), sd.float())
+    if not cfg.linear_init:
+        return 1.0
+    T, K = X.shape[2], model.config.linear_rank
+    X = ((X - mu) / sd).reshape(len(X), -1)
+    Xv = ((feats(va) - mu) / sd).reshape(len(va), -1)
+    basis, scale = model.lin_basis.double(), model.lin_scale.double()
+    tmean, tstd = model.target_mean.double(), model.target_std.double()
+
+    def coef(pres):  # (P', K) coefficients the linear path must output for these presentations
+        y = ((data.targets[data.frame[pres]].double() - tmean) / tstd).flatten(1)
+        return (y @ basis.T) / scale
+
+    Y = torch.cat([coef(tr[i : i + chunk]) for i in range(0, len(tr), chunk)])
+    Yv = torch.cat([coef(va[i : i + chunk]) for i in range(0, len(va), chunk)])
+    ym = Y.mean(0)
+    Y = Y - ym
+    n, d = X.shape
+    w2 = scale.pow(2) * (basis.abs().sum(1) > 0)  # error weight of each coefficient in token space
+    if d <= n:
+        s, U = torch.linalg.eigh(X.T @ X)
+        UtXtY = U.T @ (X.T @ Y)
+        solve = lambda a: U @ (UtXtY / (s + a)[:, None])  # noqa: E731
+    else:
+        s, U = torch.linalg.eigh(X @ X.T)
+        UtY = U.T @ Y
+        solve = lambda a: X.T @ (U @ (UtY / (s + a)[:, None]))  # noqa: E731
+    best = None
+    for a in RIDGE_ALPHAS:
+        W = solve(a)
+        err = float((((Xv @ W + ym - Yv) ** 2) * w2).sum(1).mean())
+        if best is None or err < best[0]:
+            best = (err, a, W)
+    _, alpha, W = best
+    model.lin_weight.copy_(W.reshape(N, T, K).float())
+    model.lin_bias.copy_(ym.float())
+    return float(alpha) / n
 
 
 def _lr_at(step: int, total: int, cfg: TrainConfig) -> float:
@@ -348,6 +440,13 @@ def train_encoder(
         tmean = data.targets[tf].mean(0)
         tstd = (data.targets[tf] - tmean).reshape(-1, dim).std(0)
         model.set_target_stats(tmean, tstd)
+        if encoder.linear_rank:
+            model.set_linear_basis(*_flat_pca((data.targets[tf] - tmean) / tstd.clamp_min(1e-6), encoder.linear_rank))
+            lin_l2 = _init_linear(model, data, tr, va, config)
+        else:
+            lin_l2 = 0.0
+        if config.linear_l2 is not None:
+            lin_l2 = config.linear_l2
         if encoder.out_components is not None:
             from neurrator.targets import fit_pca
 
@@ -358,7 +457,7 @@ def train_encoder(
         if unit_session is not None:
             model.set_unit_sessions(torch.as_tensor(np.asarray(unit_session, dtype=np.int64), device=device))
 
-        history, best_step = _fit(model, data, tr, va, N, tstd, config, device, seed, progress)
+        history, best_step = _fit(model, data, tr, va, N, tstd, config, device, seed, progress, lin_l2)
         best_state, best_step = best_step
     model.load_state_dict(best_state)
     model.eval()
@@ -367,10 +466,15 @@ def train_encoder(
                           stimulus=stimulus, seed=int(seed), best_step=best_step, holdout_frames=holdout)
 
 
-def _fit(model, data, tr, va, N, tstd, cfg: TrainConfig, device, seed, progress):
+def _fit(model, data, tr, va, N, tstd, cfg: TrainConfig, device, seed, progress, lin_l2: float = 0.0):
     gen = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    lin = [p for n, p in model.named_parameters() if n.startswith("lin_")]
+    rest = [p for n, p in model.named_parameters() if not n.startswith("lin_")]
+    groups = [{"params": rest, "lr_scale": 1.0}]
+    if lin:  # the penalty is the linear path's regulariser; no decoupled decay on top
+        groups.append({"params": lin, "lr_scale": cfg.linear_lr_scale, "weight_decay": 0.0})
+    opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(tr) / cfg.batch_size)
     total = steps_per_epoch * cfg.max_epochs
     eval_every = cfg.eval_every or steps_per_epoch
@@ -378,7 +482,11 @@ def _fit(model, data, tr, va, N, tstd, cfg: TrainConfig, device, seed, progress)
     kmin = min(cfg.min_units, kmax)
     all_units = torch.arange(N, device=device)
     history: list[dict[str, float]] = []
-    best = (float("inf"), copy.deepcopy(model.state_dict()), 0)
+    # the starting point (the closed-form linear path) is a candidate too
+    val_loss, val_cos = _validate(model, data, va, all_units, tstd, cfg, device)
+    history.append({"step": 0, "epoch": -1, "val_loss": val_loss, "val_cosine": val_cos,
+                    "lr": 0.0, "seconds": 0.0})
+    best = (val_loss, copy.deepcopy(model.state_dict()), 0)
     bad = 0
     running = None
     t0 = time.perf_counter()
@@ -403,10 +511,12 @@ def _fit(model, data, tr, va, N, tstd, cfg: TrainConfig, device, seed, progress)
             frame = data.frame[pres]
             y = data.targets[frame]
             for g in opt.param_groups:
-                g["lr"] = _lr_at(step, total, cfg)
+                g["lr"] = _lr_at(step, total, cfg) * g["lr_scale"]
             with _autocast(device, cfg.precision):
                 pred = model(x, units)
-            loss, _ = patch_loss(pred, y, target_std=tstd, config=cfg, frame=frame)
+            loss, _ = patch_loss(pred, y, target_std=tstd, config=cfg, frame=frame, target_mean=model.target_mean)
+            if lin_l2 and model.config.linear_rank:
+                loss = loss + _linear_penalty(model, cfg, lin_l2)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip:
@@ -451,7 +561,8 @@ def _validate(model, data, va, units, tstd, cfg, device, batch: int = 256) -> tu
         with _autocast(device, cfg.precision):
             pred = model(data.windows(pres, units), units)
         frame = data.frame[pres]
-        loss, cos = patch_loss(pred, data.targets[frame], target_std=tstd, config=cfg, frame=frame)
+        loss, cos = patch_loss(pred, data.targets[frame], target_std=tstd, config=cfg, frame=frame,
+                               target_mean=model.target_mean)
         tot_loss += float(loss) * len(pres)
         tot_cos += float(cos) * len(pres)
     return tot_loss / len(va), tot_cos / len(va)
