@@ -35,7 +35,7 @@ import torch
 from neurrator.backbones import load_backbone
 from neurrator.binning import Binned, bin_spikes, split_repeats
 from neurrator.encoder import EncoderConfig, SpikeEncoder
-from neurrator.evaluation import evaluate_encoder
+from neurrator.evaluation import evaluate_encoder, ridge_baseline, score_predictions
 from neurrator.targets import compute_targets
 from neurrator.training import TrainConfig, _DeviceData, patch_loss, train_encoder
 
@@ -69,6 +69,10 @@ def simulated(n_units: int, n_repeats: int, n_frames: int, seed: int):
     return sim, binned
 
 
+def epochs(tr) -> int:
+    return int(tr.history[-1]["epoch"]) + 1 if tr.history else 0
+
+
 def fmt_scores(name: str, s: dict) -> str:
     return (f"| {name} | {s['patch_cosine']:.3f} ({s['chance_patch_cosine']:.3f}) | {s['mse']:.4f} | "
             f"{s['top1']:.3f} ({s['chance_top1']:.3f}) | {s['top5']:.3f} ({s['chance_top5']:.3f}) | "
@@ -92,8 +96,8 @@ def part_a(args, out: list[str]) -> None:
     rows_align = []
     main = None
     for offset in args.offsets:
-        cfg = TrainConfig(offset_bins=offset, max_epochs=args.epochs, batch_size=64, lr=args.lr, patience=15,
-                          warmup_steps=100, full_set_prob=args.full_set_prob)
+        cfg = TrainConfig(offset_bins=offset, max_epochs=args.epochs, batch_size=64, lr=args.lr, patience=args.patience,
+                          warmup_steps=100, full_set_prob=args.full_set_prob, infonce_weight=args.infonce)
         enc = EncoderConfig(n_units=binned.n_units, n_patches=targets.shape[1], dim=targets.shape[2],
                             window_bins=cfg.window_bins, **enc_kw)
         t1 = time.perf_counter()
@@ -102,7 +106,14 @@ def part_a(args, out: list[str]) -> None:
         t_train = time.perf_counter() - t1
         rep = evaluate_encoder(tr, binned, targets, split, fps=30.0, baselines=True,
                                ridge_kwargs={"temporal_pool": args.ridge_pool})
-        print(f"offset {offset}: trained {len(tr.history)} epochs in {t_train:.0f} s; encoder top1 "
+        if offset == args.offsets[0]:  # the un-pooled ridge too (the exact windows the encoder sees)
+            p1, _ = ridge_baseline(binned, targets, split, window_bins=cfg.window_bins, offset_bins=offset,
+                                   holdout_frames=hold, temporal_pool=1)
+            te = np.asarray(split.test)
+            seen = ~np.isin(binned.frame[te], hold)
+            rep["ridge_pool1"] = {k: v for k, v in score_predictions(p1[seen], binned.frame[te][seen], targets).items()
+                                  if not isinstance(v, np.ndarray)}
+        print(f"offset {offset}: trained {epochs(tr)} epochs in {t_train:.0f} s; encoder top1 "
               f"{rep['encoder']['top1']:.3f} ridge {rep['ridge']['top1']:.3f}", flush=True)
         rows_align.append((offset, rep, t_train, tr))
         if offset == args.offsets[0]:
@@ -115,16 +126,20 @@ def part_a(args, out: list[str]) -> None:
                f"{len(np.unique(binned.repeat[split.train]))} train / 2 val / 2 test. Frames "
                f"{hold[0]}-{hold[-1]} ({len(hold)} frames, {len(hold) / 30:.0f} s) held out of training and "
                f"validation entirely. Encoder: d_model {args.d_model}, {args.latents} latents, depth {args.depth}, "
-               f"{n_par / 1e3:.0f} k parameters, {len(tr.history)} epochs (best step {tr.best_step}), "
-               f"{t_train:.0f} s training on CPU; unit subsets: all units with p={args.full_set_prob}, else log-uniform "
-               f"1..{binned.n_units}; lr {args.lr}. Ridge: closed form on the same windows"
+               f"linear path rank {tr.encoder_config.linear_rank} (pool {tr.encoder_config.linear_pool} bins, started "
+               f"at the closed-form ridge solution), {n_par / 1e3:.0f} k parameters, {epochs(tr)} epochs of "
+               f"{math.ceil(len(split.train) / 64)} steps (best step {tr.best_step}; step 0 = the ridge start), "
+               f"{t_train:.0f} s training on CPU ({torch.get_num_threads()} thread); loss 0.5 MSE + 0.5 (1 - cos) + "
+               f"{args.infonce} InfoNCE (centred, T=0.05); unit subsets: all units with p={args.full_set_prob}, else "
+               f"log-uniform 1..{binned.n_units}; lr {args.lr}. Ridge: closed form on the same windows"
                f"{'' if args.ridge_pool == 1 else f' (bins summed in groups of {args.ridge_pool})'}, "
                f"{rep['info']['ridge']['n_features']} features -> {rep['info']['ridge']['n_components']} PCA "
                f"components of the flattened targets, alpha {rep['info']['ridge']['alpha']:g} (chosen on val); "
                f"kNN k={rep['info']['knn']['k']} (chosen on val).\n")
     out.append(f"Test repeats, frames seen in training (offset_bins={args.offsets[0]}):\n\n{HEADER}")
-    for name in ("encoder", "ridge", "knn", "shuffled"):
-        out.append(fmt_scores(name, rep[name]))
+    for name in ("encoder", "ridge", "ridge_pool1", "knn", "shuffled"):
+        label = "ridge (bins unpooled)" if name == "ridge_pool1" else name
+        out.append(fmt_scores(label, rep[name]))
     e, r = rep["encoder"], rep["ridge"]
     out.append(f"\nEncoder - ridge: patch cosine {e['patch_cosine'] - r['patch_cosine']:+.3f}, top-1 "
                f"{e['top1'] - r['top1']:+.3f}, top-5 {e['top5'] - r['top5']:+.3f}, within 1 s "
@@ -278,8 +293,8 @@ def part_gpu(args, out: list[str]) -> None:
     out.append(f"Full size on {name}: {N} units, {len(np.unique(binned.repeat[split.train]))} "
                f"training repeats x {F} frames ({n_train} windows), 2 validation repeats, "
                f"{P_} x {D_} targets, bf16 autocast, batch {cfg.batch_size}, encoder d_model {enc.d_model} ({tr.model.n_parameters() / 1e6:.1f} M "
-               f"parameters): {len(tr.history)} epochs (validation every epoch) in {wall:.0f} s = "
-               f"{wall / len(tr.history):.1f} s/epoch, {n_train * len(tr.history) / wall:.0f} training samples/s "
+               f"parameters): {epochs(tr)} epochs (validation every epoch) in {wall:.0f} s = "
+               f"{wall / max(1, epochs(tr)):.1f} s/epoch, {n_train * epochs(tr) / wall:.0f} training samples/s "
                f"(paper's code: ~10 min per session; target < 2 min).\n")
     part_b(args, out, device, binned, targets, split, steps=30, batch=args.gpu_batch, enc_kw=enc_kw,
            precision="bfloat16")
@@ -293,16 +308,18 @@ def main() -> None:
     ap.add_argument("--units", type=int, default=300)
     ap.add_argument("--repeats", type=int, default=12)
     ap.add_argument("--frames", type=int, default=900)
-    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--patience", type=int, default=3)
+    ap.add_argument("--infonce", type=float, default=1.0)
     ap.add_argument("--d-model", type=int, default=64)
     ap.add_argument("--latents", type=int, default=16)
     ap.add_argument("--depth", type=int, default=1)
-    ap.add_argument("--ridge-pool", type=int, default=1)
+    ap.add_argument("--ridge-pool", type=int, default=4, help="bins summed per ridge feature (4 is its best here)")
     ap.add_argument("--offsets", type=int, nargs="+", default=[0, 4, 8])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest on a contended machine)")
     ap.add_argument("--lr", type=float, default=3e-3)
-    ap.add_argument("--full-set-prob", type=float, default=0.5)
+    ap.add_argument("--full-set-prob", type=float, default=0.8)
     ap.add_argument("--gpu-epochs", type=int, default=10)
     ap.add_argument("--gpu-batch", type=int, default=128)
     ap.add_argument("--gpu-d-model", type=int, default=256)
