@@ -30,7 +30,8 @@ def synthetic(seed=0, F=60, R=8, N=40, b=4, P=8, D=12, L=4):
 
 
 # from scratch (no closed-form start of the linear path), so that the test sees training learn
-CFG = TrainConfig(window_bins=8, batch_size=32, max_epochs=15, lr=5e-3, warmup_steps=5, linear_init=False)
+CFG = TrainConfig(window_bins=8, batch_size=32, max_epochs=15, lr=5e-3, warmup_steps=5, linear_init=False,
+                  patience=5)
 ENC = EncoderConfig(n_units=40, n_patches=8, dim=12, window_bins=8, d_model=16, n_heads=2, n_latents=4, depth=1)
 
 

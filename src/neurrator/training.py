@@ -94,7 +94,7 @@ class TrainConfig:
     min_lr_ratio: float = 0.02
     grad_clip: float = 1.0
     eval_every: int = 0
-    patience: int = 5
+    patience: int = 2
     min_units: int = 1
     max_units: int | None = None
     full_set_prob: float = 0.8
