@@ -81,7 +81,7 @@ def narrate_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--encoder", type=click.Path(), default=None, help="Reuse this encoder checkpoint folder."),
         click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
         click.option("--seed", type=int, default=0, show_default=True),
-        click.option("--epochs", type=int, default=30, show_default=True, help="Maximum training epochs."),
+        click.option("--epochs", type=int, default=3, show_default=True, help="Maximum training epochs."),
         click.option("--offset-bins", type=int, default=0, show_default=True,
                      help="Lag of the input window in bins (0 = centred on the frame)."),
         click.option("--narrations", "narrations_per_subset", type=int, default=12, show_default=True,

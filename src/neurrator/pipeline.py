@@ -218,6 +218,7 @@ def _run(session, *, config: NarrateConfig, device: str, output: Path, backbone,
     from neurrator.scoring import load_sentence_embedder, score_narrations
     from neurrator.subsets import SubsetPlan, build_subsets
     from neurrator.targets import compute_targets
+    from neurrator.encoder import EncoderConfig
     from neurrator.training import TrainConfig, predict, train_encoder
     from neurrator.validation import validate_narrations, validation_columns
 
@@ -239,9 +240,13 @@ def _run(session, *, config: NarrateConfig, device: str, output: Path, backbone,
     if trained is None:
         train_cfg = TrainConfig(window_bins=config.window_bins, offset_bins=config.offset_bins,
                                 max_epochs=config.epochs)
+        arch = EncoderConfig(n_units=binned.n_units, n_patches=targets.shape[1], dim=targets.shape[2],
+                             window_bins=config.window_bins, d_model=config.d_model, n_latents=config.n_latents,
+                             depth=config.depth, linear_rank=min(config.linear_rank, len(np.unique(binned.frame))))
         log.info("training the encoder (%d training presentations)", len(split.train))
         trained = train_encoder(binned, targets, split, config=train_cfg, device=device, seed=config.seed,
-                                progress=config.progress, target_spec=backbone.spec, stimulus=session.stimulus)
+                                progress=config.progress, encoder=arch, target_spec=backbone.spec,
+                                stimulus=session.stimulus)
 
     clock.lap("train")
     plan = SubsetPlan(min_units=config.min_units, population_sizes=config.population_sizes,
@@ -514,7 +519,7 @@ def run_demo(out: Path, *, seed: int = 0, progress: bool = True) -> NarrateResul
         log.info("simulating a session into %s", source)
         write_simulated_session(source, seed=seed)
     config = NarrateConfig(backbone="tiny", narrator="retrieval", device="cpu", seed=seed, progress=progress,
-                           cache_dir=str(out / "cache"))
+                           cache_dir=str(out / "cache"), epochs=2)
     return narrate_session(source, out=out / "derived", config=config)
 
 
