@@ -82,6 +82,8 @@ def narrate_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
         click.option("--seed", type=int, default=0, show_default=True),
         click.option("--epochs", type=int, default=3, show_default=True, help="Maximum training epochs."),
+        click.option("--linear-rank", type=int, default=256, show_default=True,
+                     help="Width of the encoder's ridge-like linear path (use ~64 for 576 x 1024 targets)."),
         click.option("--offset-bins", type=int, default=0, show_default=True,
                      help="Lag of the input window in bins (0 = centred on the frame)."),
         click.option("--narrations", "narrations_per_subset", type=int, default=12, show_default=True,
