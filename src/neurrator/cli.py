@@ -86,7 +86,7 @@ def narrate_options(func: Callable[..., Any]) -> Callable[..., Any]:
                      help="Width of the encoder's ridge-like linear path (use ~64 for 576 x 1024 targets)."),
         click.option("--offset-bins", type=int, default=0, show_default=True,
                      help="Lag of the input window in bins (0 = centred on the frame)."),
-        click.option("--narrations", "narrations_per_subset", type=int, default=12, show_default=True,
+        click.option("--narrations", "narrations_per_subset", type=int, default=30, show_default=True,
                      help="Held-out windows narrated per unit subset."),
         click.option("--no-quality-filter", is_flag=True, help="Keep units failing the Allen quality filter."),
         click.option("--cache-dir", type=click.Path(), default=None, help="Cache for targets and streamed files."),

@@ -96,7 +96,7 @@ class NarrateConfig:
     n_latents: int = 16
     depth: int = 1
     linear_rank: int = 256
-    narrations_per_subset: int = 12
+    narrations_per_subset: int = 30
     min_units: int = 10
     population_sizes: tuple[int, ...] = (1, 3, 10, 30, 100, 300, 1000, 3000)
     draws_per_size: int = 2
