@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -112,7 +113,8 @@ def test_output_passes_dandi_validate(demo_run, tmp_path):
     (ds / "dandiset.yaml").write_text("identifier: DANDI:000999\nname: neurrator test\ndescription: test\n")
     proc = subprocess.run([str(Path(sys.executable).parent / "dandi"), "validate", str(ds)],
                           capture_output=True, text=True, timeout=300,
-                          env={**__import__("os").environ, "DANDI_DEVEL": "1", "DANDI_CACHE": "ignore"})
+                          env={**os.environ, "DANDI_NO_ET": "1", "XDG_STATE_HOME": str(tmp_path / "state"),
+                               "XDG_CACHE_HOME": str(tmp_path / "cache")})
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "ERROR" not in proc.stdout
 

@@ -116,26 +116,47 @@ def new_derived_nwbfile(session, *, provenance: str):
         source_script=provenance,
         source_script_file_name=PROVENANCE_FILE_NAME,
         data_collection=f"derived from {session.source} ({session.identifier}) by neurrator",
+        experiment_description=f"Spike-to-patch-token decoding and narration of the {session.stimulus} movie "
+                               "(neurrator: frozen vision backbone targets, frozen multimodal narrator, SAE validation)",
+        keywords=["neurrator", "neural decoding", "narration", "visual cortex", session.stimulus],
     )
 
 
-def add_units_to_nwbfile(nwbfile, units, *, rows: np.ndarray | None = None):
-    """The units used, with the source's unit ids and their region / cell type / probe position.
+def stimulus_epochs(presentations) -> np.ndarray:
+    """(K, 2) [start, stop] of each repeat's block of presentations (the analysed observation intervals)."""
+    starts, stops = [], []
+    for r in np.unique(presentations.repeat):
+        mask = presentations.repeat == r
+        starts.append(float(presentations.start[mask].min()))
+        stops.append(float(presentations.stop[mask].max()))
+    order = np.argsort(starts)
+    return np.column_stack([np.asarray(starts)[order], np.asarray(stops)[order]])
 
-    Spike times stay in the source file (its units table has them under the same ids).
+
+def add_units_to_nwbfile(nwbfile, units, *, epochs: np.ndarray, rows: np.ndarray | None = None):
+    """The units used, with the source's unit ids, region, cell type, probe position and their spike
+    times inside ``epochs`` ((K, 2) start/stop), which are recorded as each unit's ``obs_intervals``.
+
+    Only the analysed stimulus epochs are copied (the source file keeps the whole recording under the
+    same unit ids), so the derived file stays small for multi-hour sessions.
     """
-    rows = np.arange(len(units.ids)) if rows is None else np.asarray(rows)
-    nwbfile.units = None
     from pynwb.misc import Units
 
-    table = Units(name="units", description="units used by neurrator; ids are the source file's unit ids")
+    rows = np.arange(len(units.ids)) if rows is None else np.asarray(rows)
+    epochs = np.asarray(epochs, dtype=np.float64).reshape(-1, 2)
+    table = Units(name="units", description="units used by neurrator; ids are the source file's unit ids; spike "
+                  "times are those inside the analysed stimulus epochs (obs_intervals)")
     table.add_column("region", "brain region of the unit ('unknown' when the source does not say)")
     table.add_column("cell_type", "cell type of the unit (cell-type column or opto-tagging; 'unknown' otherwise)")
     table.add_column("probe", "probe / electrode group of the unit ('' when unknown)")
     table.add_column("depth_um", "position along the probe in micrometres (NaN when unknown)")
     for i in rows:
-        table.add_unit(id=int(units.ids[i]), region=str(units.region[i]), cell_type=str(units.cell_type[i]),
-                       probe=str(units.probe[i]), depth_um=float(units.depth[i]))
+        spikes = units.spike_times[units.offsets[i]:units.offsets[i + 1]]
+        lo = np.searchsorted(spikes, epochs[:, 0], side="left")
+        hi = np.searchsorted(spikes, epochs[:, 1], side="right")
+        kept = np.concatenate([spikes[a:b] for a, b in zip(lo, hi)]) if len(epochs) else spikes[:0]
+        table.add_unit(id=int(units.ids[i]), spike_times=kept, obs_intervals=epochs, region=str(units.region[i]),
+                       cell_type=str(units.cell_type[i]), probe=str(units.probe[i]), depth_um=float(units.depth[i]))
     nwbfile.units = table
     return table
 

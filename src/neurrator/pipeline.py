@@ -410,7 +410,8 @@ def _build_file(session, *, config, trained, results, baselines, sae, sae_cfg, c
     import ndx_neurrator as ndx
 
     from neurrator.checkpoint import checkpoint_payload
-    from neurrator.nwb_out import add_units_to_nwbfile, encoder_config_text, new_derived_nwbfile, provenance_record
+    from neurrator.nwb_out import (add_units_to_nwbfile, encoder_config_text, new_derived_nwbfile, provenance_record,
+                                   stimulus_epochs)
     from neurrator.sae import sae_payload
 
     provenance = provenance_record(
@@ -421,7 +422,7 @@ def _build_file(session, *, config, trained, results, baselines, sae, sae_cfg, c
                "dropped_units": {why: [int(u) for u in ids] for why, ids in session.dropped_units.items()},
                "opto_tagging": _jsonable(session.opto)})
     nwbfile = new_derived_nwbfile(session, provenance=provenance)
-    units_table = add_units_to_nwbfile(nwbfile, session.units)
+    units_table = add_units_to_nwbfile(nwbfile, session.units, epochs=stimulus_epochs(session.presentations))
     module = ndx.get_neurrator_module(nwbfile)
 
     payload = checkpoint_payload(trained)
