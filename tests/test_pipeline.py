@@ -93,8 +93,7 @@ def test_output_reads_with_pynwb_alone(demo_run):
 
 
 def test_output_passes_nwbinspector_dandi_config(demo_run):
-    from nwbinspector import Importance, inspect_nwbfile
-    from nwbinspector.inspector_tools import load_config
+    from nwbinspector import Importance, inspect_nwbfile, load_config
 
     _, file, _ = demo_run
     messages = list(inspect_nwbfile(nwbfile_path=str(file), config=load_config("dandi")))
