@@ -30,3 +30,11 @@ def hardware(device: str = "cpu") -> str:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     threads = f", torch {torch.__version__} with {torch.get_num_threads()} intra-op thread(s)" if torch else ""
     return f"{cpu_model()}, {os.cpu_count()} CPUs{threads}; load average {load:.1f} at the end"
+
+
+def append_results(text: str) -> None:
+    """Append a section to benchmarks/RESULTS.md (created with its title when missing)."""
+    if not RESULTS.exists():
+        RESULTS.write_text("# Benchmarks\n")
+    with RESULTS.open("a") as fh:
+        fh.write(text)

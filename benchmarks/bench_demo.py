@@ -15,9 +15,8 @@ import sys
 import tempfile
 import time
 from datetime import datetime, timezone
-from pathlib import Path
 
-from _hardware import RESULTS, hardware
+from _hardware import append_results, hardware
 
 
 def main() -> None:
@@ -58,8 +57,7 @@ def main() -> None:
     text = "\n".join(lines) + "\n"
     print(text)
     if not args.no_write:
-        with open(RESULTS, "a") as f:
-            f.write(text)
+        append_results(text)
 
 
 if __name__ == "__main__":

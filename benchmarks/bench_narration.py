@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from _hardware import RESULTS, hardware
+from _hardware import append_results, hardware
 
 
 def full_7b_random(device: str, *, text_layers: int = 32, vision_layers: int = 24):
@@ -141,10 +141,7 @@ def main() -> None:
     text = "\n".join(lines) + "\n"
     print(text)
     if not args.no_append:
-        if not RESULTS.exists():
-            RESULTS.write_text("# Benchmarks\n")
-        with RESULTS.open("a") as fh:
-            fh.write(text)
+        append_results(text)
 
 
 if __name__ == "__main__":

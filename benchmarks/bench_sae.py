@@ -22,7 +22,7 @@ import torch
 
 from neurrator.sae import SAEConfig, evaluate_sae, train_sae
 
-from _hardware import RESULTS, hardware
+from _hardware import append_results, hardware
 
 
 def make_tokens(n: int, d: int, *, atoms: int = 4096, active: int = 16, seed: int = 0) -> torch.Tensor:
@@ -134,10 +134,7 @@ def main() -> None:
     text = "\n".join(lines) + "\n"
     print(text)
     if not args.no_append:
-        if not RESULTS.exists():
-            RESULTS.write_text("# Benchmarks\n")
-        with RESULTS.open("a") as fh:
-            fh.write(text)
+        append_results(text)
 
 
 if __name__ == "__main__":

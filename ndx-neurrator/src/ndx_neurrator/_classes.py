@@ -62,15 +62,19 @@ def _text(value) -> str:
     return str(value)
 
 
-def _json_object(container, field: str) -> dict[str, Any]:
-    raw = _text(getattr(container, field))
+def parse_json_object(what: str, field: str, raw: str) -> dict[str, Any]:
+    """``raw`` parsed as a JSON object, or a ValueError naming ``what`` and ``field``."""
     try:
         value = json.loads(raw)
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{_where(container)}: {field} is not valid JSON text ({exc})") from None
+        raise ValueError(f"{what}: {field} is not valid JSON text ({exc})") from None
     if not isinstance(value, dict):
-        raise ValueError(f"{_where(container)}: {field} must be a JSON object, got {type(value).__name__}")
+        raise ValueError(f"{what}: {field} must be a JSON object, got {type(value).__name__}")
     return value
+
+
+def _json_object(container, field: str) -> dict[str, Any]:
+    return parse_json_object(_where(container), field, _text(getattr(container, field)))
 
 
 _WeightsBase = get_class("SafetensorsWeights", NAMESPACE)

@@ -26,6 +26,7 @@ from ndx_neurrator._classes import (
     SafetensorsWeights,
     SparseAutoencoder,
     _dtype_and_shape,
+    parse_json_object,
 )
 
 MODULE_NAME = "neurrator"
@@ -46,12 +47,7 @@ def get_neurrator_module(nwbfile: NWBFile, *, description: str | None = None) ->
 
 def _json_text(what: str, field: str, value: Mapping[str, Any] | str) -> str:
     if isinstance(value, str):
-        try:
-            parsed = json.loads(value)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{what}: {field} is not valid JSON text ({exc})") from None
-        if not isinstance(parsed, dict):
-            raise ValueError(f"{what}: {field} must be a JSON object, got {type(parsed).__name__}")
+        parse_json_object(what, field, value)
         return value
     if not isinstance(value, Mapping):
         raise ValueError(f"{what}: {field} must be a mapping or JSON text, got {type(value).__name__}")
