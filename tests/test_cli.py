@@ -232,3 +232,24 @@ def test_simulate_writes_a_session_and_truth(tmp_path):
                    "--movie-out", str(tmp_path / "frames.npy"))
     assert proc.returncode == 0, proc.stderr
     assert out.is_file() and np.load(tmp_path / "frames.npy").ndim == 3
+
+
+# -- streamed sources, through the CLI (the local DANDI stand-in; nothing leaves 127.0.0.1) ------------
+
+
+def test_missing_dandi_asset_and_failing_network(small_sim, tmp_path):
+    from standin import DandiStandin
+
+    with DandiStandin(files={"sub-sim0/sub-sim0_ses-small.nwb": small_sim}, dandiset_id="000999") as server:
+        env = {"NEURRATOR_DANDI_API_URL": server.api_url}
+        missing = "dandi://000999/sub-sim0/sub-sim0_ses-nothere.nwb"
+        line = assert_one_line_error(run_cli("narrate", missing, "--out", str(tmp_path / "o"), *FAST_FLAGS,
+                                             "--cache-dir", str(tmp_path / "c1"), env=env), "sub-sim0_ses-nothere.nwb")
+        assert "no such asset" in line.lower()
+
+        server.fail_always(True)  # every file request fails: retried with backoff, then one clear line
+        line = assert_one_line_error(run_cli("narrate", server.dandi_url("sub-sim0/sub-sim0_ses-small.nwb"), "--out",
+                                             str(tmp_path / "o"), *FAST_FLAGS, "--cache-dir", str(tmp_path / "c2"),
+                                             env=env), "sub-sim0_ses-small.nwb")
+        assert server.file_requests > 1, "the failing reads were not retried"
+    assert not (tmp_path / "o").exists() or not list((tmp_path / "o").rglob("*.nwb"))
