@@ -77,7 +77,9 @@ class NarrateResult:
                          f"{metrics['top1'][0]:5.3f} ({metrics['top1'][1]:.3f})  "
                          f"{metrics['within_1s'][0]:9.3f} ({metrics['within_1s'][1]:.3f})")
         if self.skipped:
-            lines.append("skipped (too few units): " + ", ".join(f"{lab} ({n})" for lab, n, _ in self.skipped))
+            shown = ", ".join(f"{lab} ({n})" for lab, n, _ in self.skipped[:8])
+            more = f", and {len(self.skipped) - 8} more" if len(self.skipped) > 8 else ""
+            lines.append(f"skipped {len(self.skipped)} groups with too few units: {shown}{more}")
         if self.timings:
             lines.append("time per stage: " + ", ".join(f"{k} {v:.0f} s" for k, v in self.timings.items()))
         lines.append(f"\nwrote {self.output}")
