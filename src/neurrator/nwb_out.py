@@ -7,7 +7,6 @@ complete, so an interrupted run leaves nothing at the output path.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -56,14 +55,6 @@ def check_writable_dir(folder: Path) -> None:
             pass
     except OSError as err:
         raise NeurratorError(folder, f"output folder is not writable ({err.strerror or err})") from None
-
-
-def sha256_file(path: Path, *, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def software_versions() -> dict[str, str]:

@@ -87,7 +87,7 @@ class NarrateResult:
 
 
 def _source_checksum(source: str) -> str:
-    from neurrator.nwb_out import sha256_file
+    from neurrator.scoring import sha256_file
 
     path = Path(source)
     if "://" not in source and path.is_file():
@@ -103,18 +103,6 @@ def resolve_output(out: Path, session) -> Path:
     if out.suffix == ".nwb":
         return out
     return out / derived_file_name(session.subject.get("subject_id") or "unknown", session.session_id)
-
-
-def _check_ids(config: NarrateConfig) -> None:
-    """Fail fast, before reading anything, on unknown backbone / narrator ids."""
-    from neurrator.backbones import BACKBONES
-    from neurrator.narrators import NARRATORS
-
-    family = config.backbone.partition(":")[0]
-    if family not in BACKBONES:
-        raise NeurratorError(config.backbone, f"unknown backbone; valid ids: {', '.join(BACKBONES)}")
-    if config.narrator.partition(":")[0] not in NARRATORS:
-        raise NeurratorError(config.narrator, f"unknown narrator; valid ids: {', '.join(NARRATORS)}")
 
 
 def narrate_session(source: str | Path, *, out: Path, config: NarrateConfig = NarrateConfig()) -> NarrateResult:
@@ -139,7 +127,6 @@ def narrate_session(source: str | Path, *, out: Path, config: NarrateConfig = Na
     clock = _Clock()
     source = str(source)
     out = Path(out)
-    _check_ids(config)
     device = resolve_device(config.device)
     check_writable_dir(out.parent if out.suffix == ".nwb" else out)
 
@@ -399,7 +386,7 @@ def _narrator_and_references(session, targets, binned, split, *, config: Narrate
     refs = {int(f): t for f, t in zip(needed, texts)}
     kind = f"oracle narrations by {generator.model_id} on the true patches"
     if config.narrator == "retrieval":
-        bank = np.array([f for f in needed if f in set(train_frames.tolist())])
+        bank = np.intersect1d(needed, train_frames)
         narrator = load_narrator("retrieval", device=device, seed=config.seed, bank_patches=targets[bank],
                                  bank_texts=[refs[int(f)] for f in bank])
         return narrator, refs, kind
