@@ -108,3 +108,92 @@ def test_clip_scores_with_tiny_random_open_clip():
     assert np.allclose(s, 2.5 * np.clip(c, 0, None), atol=1e-6)
     with pytest.raises(ValueError):
         clip_scores(frames, ["a dog"], model=model, tokenizer=tok, device="cpu")
+
+
+# ------------------------------------------------------------------ paired null, CIs, constant control, FDR
+
+SCENES = [
+    "A dog runs across a green field.",
+    "Two people sit at a table in a kitchen.",
+    "A red car drives down a city street at night.",
+    "Waves crash onto a rocky beach under a cloudy sky.",
+    "A plane flies over snowy mountains.",
+    "A cat sleeps on a sofa next to a lamp.",
+]
+
+
+def test_paired_null_enumerates_the_block_derangements():
+    from neurrator.nulls import paired_null
+
+    # 3 items in 3 blocks: the only cross-block pairings are the two 3-cycles
+    M = np.array([[0.9, 0.1, 0.4], [0.2, 0.8, 0.0], [0.3, 0.6, 0.7]])
+    null = paired_null(M, np.array([0, 1, 2]), n_perm=400, seed=0)
+    cycles = {round((0.1 + 0.0 + 0.3) / 3, 9), round((0.4 + 0.2 + 0.6) / 3, 9)}  # (1,2,0) and (2,0,1)
+    assert set(np.round(null, 9)) == cycles
+    assert 0.35 < np.mean(np.isclose(null, 0.4)) < 0.65  # both cycles drawn about equally often
+
+
+def test_matched_narrations_beat_the_null_with_a_ci(embedder):
+    refs = SCENES * 2
+    frames = np.arange(12) * 30  # one narration per 1-s block
+    s = score_narrations(refs, refs, embedder=embedder, seed=0, frame_ids=frames, n_perm=999)
+    assert s.n_perm == 999 and s.blocks.tolist() == list(range(12))
+    # every null pairing mixes scenes: the observed mean (1.0) beats all of them, p = 1 / (1 + n_perm)
+    assert s.p_value == pytest.approx(1 / 1000)
+    assert s.null_mean < 0.6 and s.null_std > 0
+    assert s.ci_lo <= float(s.matched.mean()) <= s.ci_hi
+    summ = s.summary()
+    assert summ["matched_minus_null_ci_lo"] > 0.3
+    assert summ["p_value"] == s.p_value and summ["ci_hi"] == s.ci_hi
+    # the single shuffled pairing never pairs a narration with its own block
+    assert np.all(s.blocks[s.shuffle_index] != s.blocks)
+
+
+def test_a_constant_narrator_does_not_beat_the_paired_null(embedder):
+    # the failure mode: a narrator that always says the same thing. Permuting the references
+    # leaves the mean of a constant narration's scores unchanged, so the null says "no decoding".
+    refs = SCENES * 2
+    s = score_narrations([SCENES[0]] * 12, refs, embedder=embedder, seed=0, frame_ids=np.arange(12) * 30,
+                         n_perm=500, constant=SCENES[0])
+    assert s.p_value > 0.5
+    # the constant control is exactly that narrator
+    np.testing.assert_allclose(s.constant, s.matched, atol=1e-6)
+    assert s.summary()["matched_minus_constant_mean"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_constant_control_scores_the_most_frequent_training_reference(embedder):
+    from neurrator.scoring import GENERIC_NARRATION, most_frequent_text
+
+    train = [SCENES[1], SCENES[2], SCENES[1], SCENES[3]]
+    c = most_frequent_text(train)
+    assert c == SCENES[1]
+    refs = [SCENES[1], SCENES[0], SCENES[1], SCENES[4]]
+    s = score_narrations(refs, refs, embedder=embedder, seed=0, constant=c, n_perm=100)
+    assert s.constant_text == c
+    np.testing.assert_allclose(s.constant[[0, 2]], 1.0, atol=1e-4)
+    assert np.all(s.constant[[1, 3]] < 0.5)
+    assert score_narrations(refs, refs, embedder=embedder, seed=0, n_perm=10).constant_text == GENERIC_NARRATION
+
+
+def test_blocks_group_windows_of_one_scene(embedder):
+    # two windows per block: the null must never pair the two windows of one scene with each other
+    refs = [SCENES[i // 2] for i in range(12)]
+    s = score_narrations(refs, refs, embedder=embedder, seed=3, frame_ids=np.repeat(np.arange(6) * 30, 2) + [0, 5] * 6,
+                         n_perm=200)
+    assert s.blocks.tolist() == np.repeat(np.arange(6), 2).tolist()
+    from neurrator.nulls import block_permutations
+
+    perms = block_permutations(s.blocks, n_perm=200, seed=3)
+    assert np.all(s.blocks[perms] != s.blocks[None, :])
+    explicit = score_narrations(refs, refs, embedder=embedder, seed=3, blocks=np.zeros(12), n_perm=50)
+    assert np.isnan(explicit.p_value) and np.isnan(explicit.ci_lo)  # one block: no null, no interval
+
+
+def test_beats_null_is_benjamini_hochberg():
+    from neurrator.scoring import beats_null
+
+    q, ok = beats_null(np.array([0.01, 0.04, 0.03, 0.5, np.nan]), alpha=0.05)
+    # sorted p 0.01, 0.03, 0.04, 0.5 (m = 4): 0.04, 0.06 -> min(0.06, 0.053) ..., by hand
+    np.testing.assert_allclose(q[:4], [0.04, 4 * 0.04 / 3, 4 * 0.04 / 3, 0.5])
+    assert np.isnan(q[4])
+    assert ok.tolist() == [True, False, False, False, False]
