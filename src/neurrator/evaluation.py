@@ -1,16 +1,24 @@
-"""Predicted vs true patch tokens on held-out repeats -> fidelity metrics with chance levels; baselines.
+"""Predicted vs true patch tokens on held-out repeats -> fidelity metrics with chance levels and CIs; baselines.
 
-Metrics (`score_predictions`):
+Metrics (`score_predictions`); the headline is `HEADLINE_METRICS`:
 
-- ``patch_cosine``: mean over samples and patches of the cosine between predicted and true tokens
-  (raw tokens, as the narrator reads them); ``mse``: mean squared error over all entries.
+- ``centred_patch_cosine``: mean over samples and patches of the cosine between predicted and true
+  tokens after subtracting the TRAINING mean map (the mean token map of the training frames, passed in
+  as ``train_mean``; `training_mean_map`) from both. Raw CLIP tokens share a large common component, so
+  the raw ``patch_cosine`` (kept, as the narrator reads raw tokens) barely separates decoding from none.
+  ``mse``: mean squared error over all entries.
 - frame identification: each prediction is compared (cosine of the flattened token map, after
-  subtracting the movie's mean token map, which is known from the targets) with the targets of ALL
-  movie frames. ``rank`` = number of frames more similar than the true one (0 = identified);
-  ``top1`` = rank 0, ``top5`` = rank < 5, ``within_1s`` = the most similar frame lies within
-  +/- ``fps`` frames of the true one (CEBRA's measure). Chance: ``1/F``, ``min(5, F)/F``, and the
-  mean over evaluated frames of the number of frames within +/- 1 s (fewer at the movie's edges) / F.
-  Ties count in the prediction's favour (duplicate frames are not penalised).
+  subtracting a mean map: ``train_mean`` when given, else the mean over all candidate frames) with the
+  targets of ALL movie frames. ``rank`` = number of frames strictly more similar than the true one
+  (0 = identified); ``top1`` = rank 0, ``top5`` = rank < 5, ``within_1s`` = a frame tied for the best
+  similarity lies within +/- ``fps`` frames of the true one (CEBRA's measure). Identical target maps
+  (pixel-identical frames) tie exactly and ties count in the prediction's favour, so the chance levels
+  come from the duplicate structure of the targets (`neurrator.chance`), not from ``1/F``.
+- ``chance_patch_cosine`` / ``chance_centred_patch_cosine``: the exact mean of the cosine over all
+  pairings of a prediction with ANOTHER test window's target (the expectation of the shuffled control).
+- CIs: ``<metric>_ci_lo`` / ``<metric>_ci_hi``, block bootstrap over test windows grouped into scene
+  blocks of ``block_frames`` movie frames (`neurrator.stats.scene_blocks`; windows of one frame in
+  different repeats share a block).
 
 Baselines on the same split and windows: closed-form ridge regression from the flattened windows to
 a PCA of the flattened targets (alpha chosen on the validation repeats), kNN on population vectors,
@@ -24,19 +32,36 @@ from typing import Any
 import numpy as np
 import torch
 
+from neurrator import stats
+from neurrator.chance import duplicate_groups, rank_chance, window_chance
+
 __all__ = [
     "FIDELITY_METRICS",
+    "HEADLINE_METRICS",
     "evaluate_encoder",
     "fidelity_rows",
     "frame_identification",
     "knn_baseline",
+    "patch_cosines",
     "ridge_baseline",
     "score_predictions",
     "shuffled_control",
+    "training_mean_map",
     "window_features",
 ]
 
-FIDELITY_METRICS = ("patch_cosine", "top1", "top5", "within_1s")
+#: The decoding headline: centred patch cosine and frame identification, each with chance and a CI.
+HEADLINE_METRICS = ("centred_patch_cosine", "top1", "top5", "within_1s")
+#: Rows of the fidelity table (`fidelity_rows`): the headline plus the raw patch cosine.
+FIDELITY_METRICS = ("patch_cosine", "top1", "top5", "within_1s", "centred_patch_cosine")
+
+
+def training_mean_map(targets: np.ndarray, train_frames: np.ndarray) -> np.ndarray:
+    """``(n_patches, dim)`` float32 mean target map over the (unique) training frames only."""
+    frames = np.unique(np.asarray(train_frames, dtype=np.int64))
+    if len(frames) == 0:
+        raise ValueError("no training frames to average")
+    return np.asarray(targets[frames], dtype=np.float64).mean(axis=0).astype(np.float32)
 
 
 def frame_identification(
@@ -48,8 +73,10 @@ def frame_identification(
     center: bool = True,
     device: str | torch.device = "cpu",
     chunk: int = 256,
+    mean_map: np.ndarray | None = None,
+    groups: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """Rank of the true frame among all movie frames.
+    """Rank of the true frame among all movie frames, with chance levels from the duplicate structure.
 
     Parameters
     ----------
@@ -62,12 +89,17 @@ def frame_identification(
     fps
         Movie frames per second (within-1-s window = +/- round(fps) frames).
     center
-        Subtract the mean target map (over all F frames) before the cosine.
+        Subtract a mean map before the cosine: ``mean_map`` when given (the training mean), else the
+        mean target map over all F frames.
+    groups
+        (F,) `neurrator.chance.duplicate_groups` of ``targets`` (computed when omitted).
 
     Returns
     -------
-    dict with ``rank`` (P',) int64, ``best`` (P',) most similar frame, ``top1``, ``top5``,
-    ``within_1s`` and their ``chance_*`` levels, ``median_rank``.
+    dict with ``rank`` (P',) int64 (frames strictly more similar), ``best`` (P',) a most similar frame
+    (the one nearest the true frame among ties), per-item ``hit_top1``/``hit_top5``/``hit_within_1s``
+    (P',) bool, ``top1``, ``top5``, ``within_1s``, their ``chance_*`` levels, ``median_rank``,
+    ``n_groups`` (distinct target maps) and ``naive_chance_top1`` (``1/F``).
 
     Examples
     --------
@@ -79,74 +111,180 @@ def frame_identification(
     device = torch.device(device)
     true_frame = np.asarray(true_frame, dtype=np.int64)
     F_ = targets.shape[0]
-    T = torch.from_numpy(np.ascontiguousarray(targets, np.float32)).to(device).reshape(F_, -1)
-    mean = T.mean(0, keepdim=True) if center else torch.zeros_like(T[:1])
+    groups = duplicate_groups(targets) if groups is None else np.asarray(groups, dtype=np.int64)
+    n_groups = int(groups.max()) + 1 if len(groups) else 0
+    reps = np.unique(groups, return_index=True)[1]  # first frame of each group
+    sizes = torch.from_numpy(np.bincount(groups).astype(np.float32)).to(device)
+    T = torch.from_numpy(np.ascontiguousarray(targets[reps], np.float32)).to(device).reshape(n_groups, -1)
+    if not center:
+        mean = torch.zeros_like(T[:1])
+    elif mean_map is not None:
+        mean = torch.from_numpy(np.asarray(mean_map, np.float32)).to(device).reshape(1, -1)
+    else:
+        mean = torch.from_numpy(np.asarray(targets, np.float32).reshape(F_, -1).mean(0)).to(device)[None]
     Tn = torch.nn.functional.normalize(T - mean, dim=1)
-    ranks = np.empty(len(true_frame), dtype=np.int64)
-    best = np.empty(len(true_frame), dtype=np.int64)
-    for i in range(0, len(true_frame), chunk):
-        p = torch.from_numpy(np.ascontiguousarray(pred[i : i + chunk], np.float32)).to(device).reshape(-1, T.shape[1])
-        sim = torch.nn.functional.normalize(p - mean, dim=1) @ Tn.T  # (c, F)
-        tf = torch.from_numpy(true_frame[i : i + chunk]).to(device)
-        s_true = sim.gather(1, tf[:, None])
-        ranks[i : i + chunk] = (sim > s_true).sum(1).cpu().numpy()
-        best[i : i + chunk] = sim.argmax(1).cpu().numpy()
     half = int(round(fps))
-    near = np.minimum(true_frame + half, F_ - 1) - np.maximum(true_frame - half, 0) + 1
+    offs = np.arange(-half, half + 1)
+    n = len(true_frame)
+    ranks = np.empty(n, dtype=np.int64)
+    best = np.empty(n, dtype=np.int64)
+    within = np.empty(n, dtype=bool)
+    g_t = torch.from_numpy(groups).to(device)
+    for i in range(0, n, chunk):
+        p = torch.from_numpy(np.ascontiguousarray(pred[i : i + chunk], np.float32)).to(device).reshape(-1, T.shape[1])
+        sim = torch.nn.functional.normalize(p - mean, dim=1) @ Tn.T  # (c, G)
+        tf = true_frame[i : i + chunk]
+        s_true = sim.gather(1, g_t[torch.from_numpy(tf).to(device)][:, None])
+        ranks[i : i + chunk] = ((sim > s_true).float() @ sizes).round().long().cpu().numpy()
+        top = sim.max(1, keepdim=True).values
+        win = tf[:, None] + offs[None, :]  # (c, 2 half + 1) frames around the true one
+        inside = (win >= 0) & (win < F_)
+        win_t = torch.from_numpy(np.clip(win, 0, F_ - 1)).to(device)
+        at_best = (sim.gather(1, g_t[win_t]) >= top) & torch.from_numpy(inside).to(device)
+        hit = at_best.any(1).cpu().numpy()
+        within[i : i + chunk] = hit
+        nearest = np.abs(offs)[None, :] + np.where(at_best.cpu().numpy(), 0, 10 * F_ + 10)
+        best[i : i + chunk] = np.where(hit, win[np.arange(len(tf)), nearest.argmin(1)],
+                                       reps[sim.argmax(1).cpu().numpy()])
+    hit1, hit5 = ranks == 0, ranks < 5
+    mean_or_nan = (lambda v: float(np.mean(v))) if n else (lambda v: float("nan"))
     return {
         "rank": ranks,
         "best": best,
-        "top1": float(np.mean(ranks == 0)),
-        "top5": float(np.mean(ranks < 5)),
-        "within_1s": float(np.mean(np.abs(best - true_frame) <= half)),
-        "chance_top1": 1.0 / F_,
-        "chance_top5": min(5, F_) / F_,
-        "chance_within_1s": float(np.mean(near / F_)),
-        "median_rank": float(np.median(ranks)),
+        "hit_top1": hit1,
+        "hit_top5": hit5,
+        "hit_within_1s": within,
+        "top1": mean_or_nan(hit1),
+        "top5": mean_or_nan(hit5),
+        "within_1s": mean_or_nan(within),
+        "chance_top1": mean_or_nan(rank_chance(groups, true_frame, k=1)),
+        "chance_top5": mean_or_nan(rank_chance(groups, true_frame, k=5)),
+        "chance_within_1s": mean_or_nan(window_chance(groups, true_frame, half=half)),
+        "naive_chance_top1": 1.0 / F_,
+        "n_groups": n_groups,
+        "median_rank": float(np.median(ranks)) if n else float("nan"),
     }
 
 
-def score_predictions(pred: np.ndarray, true_frame: np.ndarray, targets: np.ndarray, *, fps: float = 30.0,
-                      device: str | torch.device = "cpu") -> dict[str, Any]:
-    """Patch cosine, MSE and frame identification of predictions against their true frames.
+def patch_cosines(a: np.ndarray, b: np.ndarray, *, mean_map: np.ndarray | None = None) -> np.ndarray:
+    """(P',) mean over patches of the cosine between ``a[i]`` and ``b[i]`` ((P', n_patches, dim) each),
+    after subtracting ``mean_map`` ((n_patches, dim)) from both when given."""
+    a = np.asarray(a, dtype=np.float32)
+    b = np.asarray(b, dtype=np.float32)
+    if mean_map is not None:
+        a = a - mean_map
+        b = b - mean_map
+    num = (a * b).sum(-1)
+    den = np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1)
+    return (num / np.maximum(den, 1e-12)).mean(-1).astype(np.float64)
 
-    ``chance_patch_cosine`` is the patch cosine of the same predictions against frames drawn at
-    random (a fixed permutation of the true frames, seed 0): what cosine is worth without decoding.
+
+def _chance_cosine(a: np.ndarray, b: np.ndarray, *, mean_map: np.ndarray | None = None) -> float:
+    """Exact mean over i != j of the patch cosine of a[i] with b[j] (all pairings of distinct windows)."""
+    a = np.asarray(a, dtype=np.float32)
+    b = np.asarray(b, dtype=np.float32)
+    if mean_map is not None:
+        a = a - mean_map
+        b = b - mean_map
+    n = len(a)
+    if n < 2:
+        return float("nan")
+    an = a / np.maximum(np.linalg.norm(a, axis=-1, keepdims=True), 1e-12)
+    bn = b / np.maximum(np.linalg.norm(b, axis=-1, keepdims=True), 1e-12)
+    total = float(np.sum(an.sum(0, dtype=np.float64) * bn.sum(0, dtype=np.float64)))  # sum over all (i, j, patch)
+    diag = float(np.sum(an.astype(np.float64) * bn))
+    return (total - diag) / (n * (n - 1) * a.shape[1])
+
+
+def score_predictions(pred: np.ndarray, true_frame: np.ndarray, targets: np.ndarray, *, fps: float = 30.0,
+                      device: str | torch.device = "cpu", train_mean: np.ndarray | None = None,
+                      block_frames: int = 30, blocks: np.ndarray | None = None, n_boot: int = 1000,
+                      seed: int = 0, level: float = 0.95, groups: np.ndarray | None = None) -> dict[str, Any]:
+    """Patch cosines, MSE and frame identification of predictions against their true frames.
+
+    Parameters
+    ----------
+    pred
+        (P', n_patches, dim) predicted tokens.
+    true_frame
+        (P',) movie frame of each prediction.
+    targets
+        (F, n_patches, dim) true tokens of every movie frame.
+    train_mean
+        (n_patches, dim) mean target map of the TRAINING frames (`training_mean_map`); it centres the
+        centred patch cosine and the frame identification. Without it ``centred_patch_cosine`` is NaN
+        and identification centres on the mean of all candidate frames.
+    block_frames, blocks
+        Scene blocks for the CIs: ``true_frame // block_frames`` unless ``blocks`` ((P',)) is given.
+    n_boot, seed, level
+        Block-bootstrap resamples (0: no CIs), their seed and the CIs' coverage.
+    groups
+        (F,) `neurrator.chance.duplicate_groups` of ``targets`` (pass it when scoring many subsets).
+
+    Returns
+    -------
+    dict
+        ``patch_cosine``, ``centred_patch_cosine``, ``mse``, ``n``, the `frame_identification` keys, a
+        ``chance_<metric>`` per metric, ``<metric>_ci_lo`` / ``<metric>_ci_hi`` per metric of
+        `FIDELITY_METRICS`, ``n_blocks`` and ``block_frames``.
     """
     true_frame = np.asarray(true_frame, dtype=np.int64)
     y = targets[true_frame]
-    out = {"patch_cosine": _patch_cos(pred, y), "mse": float(np.mean((pred - y) ** 2)), "n": int(len(true_frame))}
-    out.update(frame_identification(pred, true_frame, targets, fps=fps, device=device))
+    cos = patch_cosines(pred, y)
+    ccos = patch_cosines(pred, y, mean_map=train_mean) if train_mean is not None else np.full(len(y), np.nan)
+    nan = float("nan")
+    out: dict[str, Any] = {"patch_cosine": float(np.mean(cos)) if len(cos) else nan,
+                           "centred_patch_cosine": float(np.mean(ccos)) if len(ccos) else nan,
+                           "mse": float(np.mean((pred - y) ** 2)), "n": int(len(true_frame))}
+    out.update(frame_identification(pred, true_frame, targets, fps=fps, device=device, groups=groups,
+                                    mean_map=train_mean))
+    out["chance_patch_cosine"] = _chance_cosine(pred, y)
+    out["chance_centred_patch_cosine"] = _chance_cosine(pred, y, mean_map=train_mean) if train_mean is not None else nan
     perm = np.random.default_rng(0).permutation(len(true_frame))
-    out["chance_patch_cosine"] = _patch_cos(pred, targets[true_frame[perm]])
     out["chance_mse"] = float(np.mean((pred - targets[true_frame[perm]]) ** 2))
+    blk = stats.scene_blocks(true_frame, block_frames=block_frames) if blocks is None else np.asarray(blocks)
+    per_item = {"patch_cosine": cos, "centred_patch_cosine": ccos, "top1": out["hit_top1"],
+                "top5": out["hit_top5"], "within_1s": out["hit_within_1s"]}
+    for m in FIDELITY_METRICS:
+        v = np.asarray(per_item[m], dtype=np.float64)
+        est = (stats.block_bootstrap(v, blk, n_boot=n_boot, seed=seed, level=level)
+               if len(v) and np.all(np.isfinite(v)) else stats.Estimate(nan, nan, nan, 0))
+        out[f"{m}_ci_lo"], out[f"{m}_ci_hi"] = est.lo, est.hi
+    out["n_blocks"] = int(len(np.unique(blk)))
+    out["block_frames"] = int(block_frames)
     return out
 
 
-def _patch_cos(a: np.ndarray, b: np.ndarray) -> float:
-    num = (a * b).sum(-1)
-    den = np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1)
-    return float(np.mean(num / np.maximum(den, 1e-12)))
-
-
 def shuffled_control(pred: np.ndarray, true_frame: np.ndarray, targets: np.ndarray, *, seed: int = 0,
-                     fps: float = 30.0, device: str | torch.device = "cpu") -> dict[str, Any]:
-    """Score predictions against a random permutation of their true frames (should sit at chance)."""
+                     fps: float = 30.0, device: str | torch.device = "cpu", **kwargs: Any) -> dict[str, Any]:
+    """Score predictions against a uniformly random permutation of their true frames (should sit at
+    chance); ``kwargs`` go to `score_predictions` (``train_mean``, ``block_frames``, ``n_boot``, ...).
+    The CIs' blocks are those of the frames the predictions were decoded from."""
+    true_frame = np.asarray(true_frame, dtype=np.int64)
     perm = np.random.default_rng(seed).permutation(len(true_frame))
-    return score_predictions(pred, np.asarray(true_frame)[perm], targets, fps=fps, device=device)
+    if kwargs.get("blocks") is None:
+        kwargs["blocks"] = stats.scene_blocks(true_frame, block_frames=kwargs.get("block_frames", 30))
+    return score_predictions(pred, true_frame[perm], targets, fps=fps, device=device, **kwargs)
 
 
 def fidelity_rows(scores: dict[str, Any], *, split: str = "test", **fields: Any) -> list[dict[str, Any]]:
-    """Rows for ndx-neurrator's decoding-fidelity table: one per metric, each with its chance level.
+    """Rows for ndx-neurrator's decoding-fidelity table: one per metric with its chance level and CI.
 
+    Metrics of `FIDELITY_METRICS` present (and not NaN, for the centred cosine) in ``scores``;
     ``fields`` (e.g. ``method="encoder"``, ``subset="all"``, ``n_units=2000``) are copied into each row.
 
     >>> fidelity_rows({"patch_cosine": .5, "chance_patch_cosine": .1, "top1": .2, "chance_top1": .01,
     ...                "top5": .4, "chance_top5": .05, "within_1s": .9, "chance_within_1s": .06, "n": 3})[1]
-    {'metric': 'top1', 'value': 0.2, 'chance': 0.01, 'split': 'test', 'n': 3}
+    {'metric': 'top1', 'value': 0.2, 'chance': 0.01, 'split': 'test', 'n': 3, 'ci_lo': nan, 'ci_hi': nan}
     """
-    return [{"metric": m, "value": float(scores[m]), "chance": float(scores[f"chance_{m}"]), "split": split,
-             "n": int(scores.get("n", 0)), **fields} for m in FIDELITY_METRICS]
+    rows = []
+    for m in FIDELITY_METRICS:
+        if m not in scores or (m == "centred_patch_cosine" and not np.isfinite(scores[m])):
+            continue
+        rows.append({"metric": m, "value": float(scores[m]), "chance": float(scores[f"chance_{m}"]), "split": split,
+                     "n": int(scores.get("n", 0)), "ci_lo": float(scores.get(f"{m}_ci_lo", np.nan)),
+                     "ci_hi": float(scores.get(f"{m}_ci_hi", np.nan)), **fields})
+    return rows
 
 
 # ------------------------------------------------------------------------------------- baselines
@@ -304,13 +442,18 @@ def evaluate_encoder(
     baselines: bool = True,
     unit_idx: np.ndarray | None = None,
     ridge_kwargs: dict[str, Any] | None = None,
+    block_frames: int = 30,
+    n_boot: int = 1000,
+    seed: int = 0,
 ) -> dict[str, Any]:
     """Score a trained encoder and the baselines on the test repeats.
 
     Returns ``{"encoder": scores, "ridge": ..., "knn": ..., "shuffled": ..., "unseen": {...}}`` where
     ``unseen`` (present when the encoder was trained with ``holdout_frames``) holds the same methods
     scored on test presentations of the held-out frames only, and the main entries use the other
-    test presentations. Scores are `score_predictions` dicts (``rank``/``best`` arrays removed).
+    test presentations. Scores are `score_predictions` dicts (per-item arrays removed), centred on the
+    mean map of the training frames (held-out frames excluded), with block-bootstrap CIs
+    (``block_frames``, ``n_boot``, ``seed``).
     """
     from neurrator.training import predict
 
@@ -326,15 +469,18 @@ def evaluate_encoder(
         preds["knn"], info["knn"] = knn_baseline(binned, targets, split, **kw)
     frames = binned.frame[te]
     unseen = np.isin(frames, hold)
+    train_frames = np.unique(binned.frame[np.asarray(split.train, np.int64)])
+    sk = dict(train_mean=training_mean_map(targets, train_frames[~np.isin(train_frames, hold)]),
+              groups=duplicate_groups(targets), block_frames=block_frames, n_boot=n_boot, seed=seed)
     out: dict[str, Any] = {"info": info}
     for label, mask in (("seen", ~unseen), ("unseen", unseen)):
         if not mask.any():
             continue
         block = {}
         for name, p in preds.items():
-            block[name] = _strip(score_predictions(p[mask], frames[mask], targets, fps=fps, device=device))
+            block[name] = _strip(score_predictions(p[mask], frames[mask], targets, fps=fps, device=device, **sk))
         block["shuffled"] = _strip(shuffled_control(preds["encoder"][mask], frames[mask], targets, fps=fps,
-                                                    device=device))
+                                                    device=device, **sk))
         if label == "seen":
             out.update(block)
         else:
