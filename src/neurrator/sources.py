@@ -16,6 +16,10 @@ DANDI assets are resolved with dandi-cli's `DandiAPIClient` (``get_dandiset(id, 
 .get_asset_by_path(path).get_content_url(follow_redirects=1, strip_query=True)``); the resolution is
 cached too. The API base URL comes from the ``api_url`` argument, else ``$NEURRATOR_DANDI_API_URL``, else
 DANDI's public API.
+
+Every file, local or remote, is checked by `neurrator.h5safety.check_hdf5_file` before pynwb reads it:
+external links, virtual or externally stored datasets, link cycles, deep nesting and datasets declaring
+more data than the file could hold are refused with one line naming the file and the object.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from neurrator.errors import NeurratorError
+from neurrator.h5safety import check_hdf5_file
 
 __all__ = [
     "DEFAULT_DANDI_API_URL",
@@ -467,6 +472,7 @@ def open_source(
         fileobj = CachedHTTPFile(target.url, target.size, cache_dir=cache, label=label, block_size=block_size,
                                  retries=retries, backoff=backoff, timeout=timeout)
         h5 = _open_h5(fileobj, label)
+        size = target.size
     else:
         p = Path(source)
         if not p.exists():
@@ -474,7 +480,10 @@ def open_source(
         if p.is_dir():
             raise NeurratorError(label, "is a folder, not an NWB file")
         h5 = _open_h5(str(p), label)
+        size = p.stat().st_size
     try:
+        # before pynwb reads anything: no external links / virtual or external data, no memory bombs
+        check_hdf5_file(h5, label=label, file_size=size)
         io_, nwbfile = _read_nwb(h5, label)
         try:
             yield nwbfile
