@@ -20,6 +20,12 @@ from typing import Any
 import numpy as np
 
 from neurrator.errors import NeurratorError
+from neurrator.session_checks import (
+    check_presentation_columns,
+    check_spike_columns,
+    check_unit_ids,
+    names_the_file,
+)
 
 __all__ = [
     "ALLEN_QUALITY_FILTER",
@@ -147,6 +153,7 @@ def _is_plain_column(table, name: str) -> bool:
 def _spike_arrays(units, label: str) -> tuple[np.ndarray, np.ndarray]:
     if "spike_times" not in units.colnames:
         raise NeurratorError(label, "the Units table has no spike_times column")
+    check_spike_columns(units, label=label)  # numbers, not strings: checked before reading
     idx = units["spike_times"]
     from hdmf.common import VectorIndex
 
@@ -261,7 +268,7 @@ def read_units(nwbfile, *, label: str, quality_filter: bool = True) -> tuple[Uni
     n = len(units)
     if n == 0:
         raise NeurratorError(label, "the Units table is empty")
-    ids = np.asarray(units.id.data[:], dtype=np.int64)
+    ids = check_unit_ids(units, label=label)  # at most MAX_UNITS rows, integers, unique
     times, offsets = _spike_arrays(units, label)
     skip = {"spike_times", "electrodes", "location", "depth", "electrode_group", "group"}
     metrics: dict[str, np.ndarray] = {}
@@ -434,6 +441,7 @@ def _safe_session_id(nwbfile) -> str:
     return re.sub(r"[^A-Za-z0-9-]+", "-", str(sid)).strip("-") or "session"
 
 
+@names_the_file
 def read_session(
     nwbfile,
     *,
@@ -483,6 +491,8 @@ def read_session(
     label = path_label or str(source)
     units, dropped = read_units(nwbfile, label=label, quality_filter=quality_filter)
     pres, tname = read_presentations(nwbfile, stimulus=stimulus, label=label)
+    check_presentation_columns(_presentation_tables(nwbfile)[tname], tname=tname, frame_columns=_FRAME_COLUMNS,
+                               label=label)
 
     frames, frames_source, template_rate = movies.resolve_frames(
         nwbfile, stimulus=stimulus, movie=movie, label=label, fetch=fetch_movie, cache_dir=movie_cache_dir
