@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import platform
+import re
 import tempfile
 import uuid
 from collections.abc import Sequence
@@ -28,22 +29,45 @@ PROVENANCE_FILE_NAME = "neurrator-provenance.json"
 _SUBJECT_FIELDS = ("subject_id", "species", "sex", "age", "genotype", "strain", "description")
 
 
-def derived_file_name(subject_id: str, session_id: str) -> str:
-    """DANDI-layout relative path: ``sub-<subject>/sub-<subject>_ses-<session>_desc-neurrator.nwb``.
+def derived_file_name(subject_id: str, session_id: str, *, desc: str | None = "neurrator") -> str:
+    """DANDI-layout relative path: ``sub-<subject>/sub-<subject>_ses-<session>_desc-<desc>.nwb``.
+
+    The entity values are sanitised as ``dandi organize`` sanitises them (`_entity`), so a derived file
+    lands in the same ``sub-<subject>`` folder, under the same ``ses-<session>``, as its source file
+    organised by dandi. ``desc=None`` gives the source's own name (``sub-<subject>_ses-<session>.nwb``).
+
+    ``dandi organize`` itself cannot keep ``_desc-neurrator`` (it names files from their metadata and uses
+    ``_desc-`` only to break ties): derived files are already organised, so copy them into the dandiset
+    instead of running ``dandi organize`` on them (README, "Sharing the results on DANDI").
 
     Examples
     --------
     >>> derived_file_name("408021", "758798717")
     'sub-408021/sub-408021_ses-758798717_desc-neurrator.nwb'
+    >>> derived_file_name("sim0", "sim0", desc=None)
+    'sub-sim0/sub-sim0_ses-sim0.nwb'
     """
     sub = _entity(subject_id) or "unknown"
     ses = _entity(session_id) or "unknown"
-    return f"sub-{sub}/sub-{sub}_ses-{ses}_desc-neurrator.nwb"
+    tail = f"_desc-{_entity(desc)}" if desc else ""
+    return f"sub-{sub}/sub-{sub}_ses-{ses}{tail}.nwb"
+
+
+#: What ``dandi organize`` replaces by ``-`` in an entity value (``dandi.organize._sanitize_value``): the
+#: entity separator ``_``, path and shell characters, whitespace and ``.``.
+_NOT_IN_ENTITY = re.compile(r"[_*\\/<>:|\"'?%@;,.\s]")
 
 
 def _entity(value: str) -> str:
-    """A DANDI/BIDS entity value: letters, digits and '-' only (``_`` and ``/`` separate entities)."""
-    return "".join(c if c.isalnum() or c == "-" else "-" for c in str(value)).strip("-")
+    """A DANDI entity value, sanitised exactly as ``dandi organize`` does (each ``_ * \\ / < > : | " ' ? % @ ;
+    , .`` or whitespace character becomes ``-``), so names agree with dandi-organised source files.
+
+    Examples
+    --------
+    >>> _entity("ses 1.a_b")
+    'ses-1-a-b'
+    """
+    return _NOT_IN_ENTITY.sub("-", str(value))
 
 
 def check_writable_dir(folder: Path) -> None:
@@ -124,19 +148,24 @@ def stimulus_epochs(presentations) -> np.ndarray:
     return np.column_stack([np.asarray(starts)[order], np.asarray(stops)[order]])
 
 
-def add_units_to_nwbfile(nwbfile, units, *, epochs: np.ndarray, rows: np.ndarray | None = None):
+def add_units_to_nwbfile(nwbfile, units, *, epochs: np.ndarray, rows: np.ndarray | None = None,
+                         resolution: float | None = None):
     """The units used, with the source's unit ids, region, cell type, probe position and their spike
     times inside ``epochs`` ((K, 2) start/stop), which are recorded as each unit's ``obs_intervals``.
 
     Only the analysed stimulus epochs are copied (the source file keeps the whole recording under the
-    same unit ids), so the derived file stays small for multi-hour sessions.
+    same unit ids), so the derived file stays small for multi-hour sessions. ``resolution`` is the
+    source Units table's spike-time resolution in seconds (`neurrator.preflight.SessionOutline`); it is
+    copied when known (nwbinspector's best practice) and never guessed: None, NaN or <= 0 leave it unset.
     """
     from pynwb.misc import Units
 
     rows = np.arange(len(units.ids)) if rows is None else np.asarray(rows)
     epochs = np.asarray(epochs, dtype=np.float64).reshape(-1, 2)
+    known = resolution is not None and np.isfinite(resolution) and resolution > 0
     table = Units(name="units", description="units used by neurrator; ids are the source file's unit ids; spike "
-                  "times are those inside the analysed stimulus epochs (obs_intervals)")
+                  "times are those inside the analysed stimulus epochs (obs_intervals)",
+                  **({"resolution": float(resolution)} if known else {}))
     table.add_column("region", "brain region of the unit ('unknown' when the source does not say)")
     table.add_column("cell_type", "cell type of the unit (cell-type column or opto-tagging; 'unknown' otherwise)")
     table.add_column("probe", "probe / electrode group of the unit ('' when unknown)")
