@@ -97,3 +97,64 @@ def test_mentions():
     assert not mentions("moving left", "a bar on the left")
     assert mentions("dog", "Dogs everywhere")
     assert not mentions("", "anything")
+
+
+def _one_concept(axis: int) -> np.ndarray:
+    return _frame((axis, 1.0), (axis, 1.0), (axis, 1.0), (axis, 1.0))
+
+
+def test_chance_columns_by_hand(axis_sae):
+    pred = np.stack([_one_concept(0), _one_concept(1), _one_concept(2), _one_concept(0)])  # dog grass left dog
+    narr = ["a dog", "grass", "on the left", "a dog"]
+    rows = validate_narrations(narr, pred, pred, sae=axis_sae, frame_ids=np.array([0, 30, 60, 90]))
+    assert [r.concept_agreement for r in rows] == [1.0] * 4
+    # row 0 (dog) against the narrations and true frames of rows 1, 2, 3: F1 0, 0, 1 -> 1/3
+    assert [r.concept_agreement_chance for r in rows] == pytest.approx([1 / 3, 0, 0, 1 / 3])
+    assert [r.latent_profile_similarity_chance for r in rows] == pytest.approx([1 / 3, 0, 0, 1 / 3])
+    # the two dog rows in one scene block are never paired with each other
+    same = validate_narrations(narr, pred, pred, sae=axis_sae, frame_ids=np.array([0, 30, 60, 5]))
+    assert [r.concept_agreement_chance for r in same] == pytest.approx([0, 0, 0, 0])
+    assert [r.block for r in same] == [0, 1, 2, 0]
+    # groups (unit subsets) are never mixed: row 0's only partner is row 1
+    grouped = validate_narrations(narr, pred, pred, sae=axis_sae, frame_ids=np.array([0, 30, 60, 90]),
+                                  groups=np.array(["a", "a", "b", "b"]))
+    assert [r.latent_profile_similarity_chance for r in grouped] == pytest.approx([0, 0, 0, 0])
+    cols = validation_columns(rows)
+    assert cols["concept_agreement_chance"] == pytest.approx([1 / 3, 0, 0, 1 / 3])
+    assert all(math.isnan(v) for v in cols["reconstruction_score_chance"])
+
+
+def test_summary_null_separates_matched_from_mismatched(axis_sae):
+    from neurrator.validation import validation_summary
+
+    axes = np.arange(12) % 3  # dog, grass, left, dog, ...
+    pred = np.stack([_one_concept(a) for a in axes])
+    words = ["a dog", "grass", "on the left"]
+    frames = np.arange(12) * 30
+    rows, summ = validation_summary([words[a] for a in axes], pred, pred, sae=axis_sae, frame_ids=frames,
+                                    n_perm=500, n_boot=200)
+    ca = summ[0]["concept_agreement"]
+    assert ca["mean"] == 1.0 and ca["n"] == 12 and ca["n_perm"] == 500
+    assert ca["p_value"] < 0.01
+    assert ca["chance"] == pytest.approx(3 / 11, abs=0.05)  # a random other block has the same concept 3/11
+    # narrations that describe the next window's concept: at chance level, not significant
+    rows, summ = validation_summary([words[(a + 1) % 3] for a in axes], pred, pred, sae=axis_sae,
+                                    frame_ids=frames, n_perm=500, n_boot=200)
+    assert summ[0]["concept_agreement"]["mean"] == 0.0 and summ[0]["concept_agreement"]["p_value"] > 0.5
+    lp = summ[0]["latent_profile_similarity"]  # the patches still match their true frames
+    assert lp["mean"] == pytest.approx(1.0) and lp["p_value"] < 0.01 and lp["ci_lo"] == pytest.approx(1.0)
+
+
+def test_summary_pairs_agree_with_the_rows(axis_sae):
+    from neurrator.validation import validation_summary
+
+    dog_grass = _frame((0, 2.0), (0, 2.0), (1, 1.0), (1, 1.0))
+    left = _frame((2, 1.0), (2, 1.0), (2, 1.0), (2, 1.0))
+    pred = np.stack([dog_grass, dog_grass, dog_grass, left, _one_concept(3)])
+    true = np.stack([dog_grass, left, dog_grass, left, left])
+    narr = ["Two dogs on the grass.", "a dog on the left", "a red car", "something moving left", "a dog"]
+    rows, summ = validation_summary(narr, pred, true, sae=axis_sae, frame_ids=np.arange(5) * 30, n_perm=50)
+    ca = [r.concept_agreement for r in rows]  # 1, 0.5, 0, 0, NaN (no active named concept)
+    assert math.isnan(ca[4])
+    assert summ[0]["concept_agreement"]["mean"] == pytest.approx(np.nanmean(ca)) and summ[0]["concept_agreement"]["n"] == 4
+    assert summ[0]["latent_profile_similarity"]["mean"] == pytest.approx(np.mean([r.latent_profile_similarity for r in rows]))
