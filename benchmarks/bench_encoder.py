@@ -6,6 +6,8 @@ Usage
     python benchmarks/bench_encoder.py --quick         # smaller, for a smoke run
     python benchmarks/bench_encoder.py --gpu           # full size on CUDA: 2,000 units, 18 train repeats x 900
                                                        # frames, 576 x 1024 targets, bf16 (speed only)
+    python benchmarks/bench_encoder.py --seeds 5 --units 120 --repeats 8 --frames 300 --epochs 4
+                                                       # (d) only: encoder vs ridge / kNN over 5 seeds, with CIs
     add --no-append to print without appending to benchmarks/RESULTS.md
 
 (a) On a simulated session (`neurrator.simulate.simulate_session`: LNP units driven by the pixels and
@@ -15,6 +17,10 @@ Usage
 (b) Training samples/s of device-indexed batching vs a per-item `Dataset` + `DataLoader` feeding the
     same model, in the same run (and the batch-building cost alone).
 (c) ``--gpu``: wall time of a full-size training run (fixed number of epochs) in bf16.
+(d) ``--seeds N``: the encoder's gains over ridge and kNN (headline metrics: centred patch cosine,
+    top-1, top-5, within 1 s; chance from the targets' duplicate structure) over N independent seeds
+    (simulated population, movie, split and training all re-seeded), mean with a 95% t interval over
+    seeds, and the per-seed block-bootstrap CIs of the encoder's own scores.
 """
 
 from __future__ import annotations
@@ -22,9 +28,7 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import math
-import os
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -39,24 +43,18 @@ from neurrator.evaluation import evaluate_encoder, ridge_baseline, score_predict
 from neurrator.targets import compute_targets
 from neurrator.training import TrainConfig, _DeviceData, patch_loss, train_encoder
 
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+from _hardware import append_results
+from _hardware import hardware as _hardware_line
 
 
 def hardware() -> str:
-    try:
-        model = next(line.split(":", 1)[1].strip() for line in subprocess.run(
-            ["lscpu"], capture_output=True, text=True).stdout.splitlines() if line.startswith("Model name"))
-    except Exception:
-        model = platform.processor() or "unknown CPU"
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return (f"{model}, {os.cpu_count()} cores visible (shared with 4 other jobs), torch {torch.__version__} "
-            f"({torch.get_num_threads()} threads), {gpu}, python {platform.python_version()}")
+    return f"{_hardware_line('cuda' if torch.cuda.is_available() else 'cpu')}; python {platform.python_version()}"
 
 
-def simulated(n_units: int, n_repeats: int, n_frames: int, seed: int):
+def simulated(n_units: int, n_repeats: int, n_frames: int, seed: int, movie_seed: int = 0):
     from neurrator.simulate import simulate_session
 
-    sim = simulate_session(n_units=n_units, n_repeats=n_repeats, n_frames=n_frames, seed=seed)
+    sim = simulate_session(n_units=n_units, n_repeats=n_repeats, n_frames=n_frames, seed=seed, movie_seed=movie_seed)
     spikes = sim.spike_times
     offsets = np.concatenate([[0], np.cumsum([len(s) for s in spikes])]).astype(np.int64)
     pres = sim.presentations
@@ -300,6 +298,89 @@ def part_gpu(args, out: list[str]) -> None:
            precision="bfloat16")
 
 
+SEED_METRICS = ("centred_patch_cosine", "top1", "top5", "within_1s")
+
+
+def t_interval(x: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
+    """Mean of ``x`` over seeds and its Student-t interval."""
+    from scipy import stats as sps
+
+    x = np.asarray(x, dtype=np.float64)
+    m = float(np.mean(x))
+    if len(x) < 2:
+        return m, float("nan"), float("nan")
+    h = float(sps.t.ppf(0.5 + level / 2, len(x) - 1) * np.std(x, ddof=1) / np.sqrt(len(x)))
+    return m, m - h, m + h
+
+
+def part_seeds(args, out: list[str]) -> None:
+    """(d) encoder - ridge and encoder - kNN over ``args.seeds`` seeds."""
+    bb = load_backbone("tiny", seed=0)
+    per_seed = []
+    t_all = time.perf_counter()
+    for seed in range(args.seed, args.seed + args.seeds):
+        t0 = time.perf_counter()
+        sim, binned = simulated(args.units, args.repeats, args.frames, seed, movie_seed=seed)
+        targets = compute_targets(sim.frames, bb, batch_size=64)
+        split = split_repeats(binned.repeat, n_val=2, n_test=2, seed=seed)
+        cfg = TrainConfig(offset_bins=args.offsets[0], max_epochs=args.epochs, batch_size=64, lr=args.lr,
+                          patience=args.patience, warmup_steps=100, full_set_prob=args.full_set_prob,
+                          infonce_weight=args.infonce)
+        enc = EncoderConfig(n_units=binned.n_units, n_patches=targets.shape[1], dim=targets.shape[2],
+                            window_bins=cfg.window_bins, d_model=args.d_model, n_latents=args.latents,
+                            depth=args.depth, n_heads=4)
+        torch.manual_seed(seed)
+        tr = train_encoder(binned, targets, split, config=cfg, encoder=enc, seed=seed, progress=False,
+                           target_spec=bb.spec, stimulus="natural_movie_one")
+        rep = evaluate_encoder(tr, binned, targets, split, fps=30.0, baselines=True, seed=seed,
+                               ridge_kwargs={"temporal_pool": args.ridge_pool}, n_boot=args.n_boot)
+        per_seed.append(rep)
+        e, r, k = rep["encoder"], rep["ridge"], rep["knn"]
+        print(f"seed {seed}: {time.perf_counter() - t0:.0f} s, {epochs(tr)} epochs; top1 encoder {e['top1']:.3f} "
+              f"ridge {r['top1']:.3f} knn {k['top1']:.3f} (chance {e['chance_top1']:.4f}); centred cosine "
+              f"{e['centred_patch_cosine']:.3f} / {r['centred_patch_cosine']:.3f} / {k['centred_patch_cosine']:.3f}",
+              flush=True)
+    wall = time.perf_counter() - t_all
+    n = len(per_seed)
+    e0 = per_seed[0]["encoder"]
+    out.append(f"Encoder vs ridge and kNN over {n} seeds (seeds {args.seed}..{args.seed + n - 1}; each seed "
+               f"re-draws the simulated population and movie (`simulate_session(n_units={args.units}, "
+               f"n_repeats={args.repeats}, n_frames={args.frames}, seed=s, movie_seed=s)`), the split by repeats "
+               f"(2 val / 2 test) and the training; `tiny` backbone targets; encoder d_model {args.d_model}, "
+               f"{args.latents} latents, depth {args.depth}, {args.epochs} epochs max (patience {args.patience}); "
+               f"ridge bins pooled by {args.ridge_pool}; {wall:.0f} s for all seeds). Test repeats, "
+               f"{e0['n']} windows per seed; centred patch cosine uses the training frames' mean map; chance "
+               f"from the targets' duplicate structure (seed {args.seed}: {e0['n_groups']} distinct maps of "
+               f"{args.frames} frames, top-1 chance {e0['chance_top1']:.4f} vs 1/F = {1 / args.frames:.4f}).\n")
+    out.append("Per method, mean over seeds [95% t interval over seeds] (chance in parentheses, mean over seeds):\n")
+    out.append("| method | " + " | ".join(SEED_METRICS) + " |\n|---|" + "---|" * len(SEED_METRICS))
+    for name in ("encoder", "ridge", "knn", "shuffled"):
+        cells = []
+        for m in SEED_METRICS:
+            v, lo, hi = t_interval([rp[name][m] for rp in per_seed])
+            ch = np.mean([rp[name][f"chance_{m}"] for rp in per_seed])
+            cells.append(f"{v:.3f} [{lo:.3f}, {hi:.3f}] ({ch:.3f})")
+        out.append(f"| {name} | " + " | ".join(cells) + " |")
+    out.append("\nGains, mean over seeds [95% t interval over seeds]; wins = seeds where the encoder is ahead:\n")
+    out.append("| comparison | " + " | ".join(SEED_METRICS) + " |\n|---|" + "---|" * len(SEED_METRICS))
+    for base in ("ridge", "knn"):
+        cells = []
+        for m in SEED_METRICS:
+            d = np.array([rp["encoder"][m] - rp[base][m] for rp in per_seed])
+            v, lo, hi = t_interval(d)
+            cells.append(f"{v:+.3f} [{lo:+.3f}, {hi:+.3f}], {int(np.sum(d > 0))}/{n} wins")
+        out.append(f"| encoder - {base} | " + " | ".join(cells) + " |")
+    out.append("\nPer seed, encoder top-1 and centred patch cosine with their block-bootstrap 95% CIs over test "
+               "windows (1-s blocks):\n\n| seed | top-1 [CI] | ridge top-1 | centred cosine [CI] | ridge centred "
+               "cosine |\n|---|---|---|---|---|")
+    for seed, rp in zip(range(args.seed, args.seed + n), per_seed):
+        e, r = rp["encoder"], rp["ridge"]
+        out.append(f"| {seed} | {e['top1']:.3f} [{e['top1_ci_lo']:.3f}, {e['top1_ci_hi']:.3f}] | {r['top1']:.3f} | "
+                   f"{e['centred_patch_cosine']:.3f} [{e['centred_patch_cosine_ci_lo']:.3f}, "
+                   f"{e['centred_patch_cosine_ci_hi']:.3f}] | {r['centred_patch_cosine']:.3f} |")
+    out.append("")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
@@ -324,6 +405,8 @@ def main() -> None:
     ap.add_argument("--gpu-batch", type=int, default=128)
     ap.add_argument("--gpu-d-model", type=int, default=256)
     ap.add_argument("--gpu-smoke", action="store_true", help="run the --gpu code path tiny on the CPU (no append)")
+    ap.add_argument("--seeds", type=int, default=0, help="run only (d): encoder vs baselines over this many seeds")
+    ap.add_argument("--n-boot", type=int, default=1000, help="block-bootstrap resamples per CI")
     args = ap.parse_args()
     if args.quick:
         args.units, args.repeats, args.frames, args.epochs, args.offsets = 60, 8, 300, 4, [0, 4]
@@ -337,17 +420,17 @@ def main() -> None:
         args.gpu, args.no_append, args.gpu_epochs, args.gpu_batch, args.gpu_d_model = True, True, 2, 16, 32
     if args.gpu:
         part_gpu(args, out)
+    elif args.seeds:
+        part_seeds(args, out)
     else:
         part_a(args, out)
         part_b(args, out, torch.device("cpu"))
-    text = (f"\n## Encoder\n\n`python benchmarks/bench_encoder.py {' '.join(sys.argv[1:])}`, {stamp}, "
+    title = "Encoder vs baselines over seeds" if args.seeds and not args.gpu else "Encoder"
+    text = (f"\n## {title}\n\n`python benchmarks/bench_encoder.py {' '.join(sys.argv[1:])}`, {stamp}, "
             f"{time.perf_counter() - t0:.0f} s total. Hardware: {hardware()}.\n\n" + "\n".join(out) + "\n")
     print(text)
     if not args.no_append:
-        if not RESULTS.exists():
-            RESULTS.write_text("# Benchmarks\n")
-        with RESULTS.open("a") as f:
-            f.write(text)
+        append_results(text)
 
 
 if __name__ == "__main__":
