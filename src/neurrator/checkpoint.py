@@ -24,11 +24,18 @@ import numpy as np
 import torch
 
 from neurrator.backbones import TargetSpec
+from neurrator.checkpoint_checks import (
+    MAX_HEADER_BYTES,
+    MAX_JSON_BYTES,
+    check_encoder_config,
+    check_metadata,
+    check_safetensors_header,
+)
 from neurrator.encoder import EncoderConfig, SpikeEncoder
 from neurrator.errors import NeurratorError
 from neurrator.training import TrainConfig, TrainedEncoder
 
-__all__ = ["ARCHITECTURE", "FORMAT", "CheckpointPayload", "checkpoint_payload", "load_checkpoint",
+__all__ = ["ARCHITECTURE", "FORMAT", "CheckpointPayload", "checkpoint_payload", "load_checkpoint", "load_encoder_nwb",
            "save_checkpoint", "trained_from_payload"]
 
 ARCHITECTURE = "SpikeEncoder"
@@ -88,24 +95,33 @@ def checkpoint_payload(trained: TrainedEncoder) -> CheckpointPayload:
 
 def trained_from_payload(payload: CheckpointPayload, *, device: str | torch.device = "cpu",
                          source: str = "checkpoint") -> TrainedEncoder:
-    """Rebuild a `TrainedEncoder`, verifying the weights' sha256; ``source`` names it in errors."""
+    """Rebuild a `TrainedEncoder`, verifying the weights' sha256; ``source`` names it in errors.
+
+    Nothing large is allocated before the config's sizes, the safetensors header and the metadata are
+    checked against each other (`neurrator.checkpoint_checks`); nothing is unpickled.
+    """
     from safetensors.torch import load
 
     if payload.architecture != ARCHITECTURE:
         raise NeurratorError(source, f"architecture {payload.architecture!r} is not {ARCHITECTURE!r}")
+    for what, text in (("config", payload.config_json), ("metadata", payload.metadata_json)):
+        if len(text) > MAX_JSON_BYTES:
+            raise NeurratorError(source, f"encoder {what} is {len(text)} bytes, more than {MAX_JSON_BYTES}")
+    try:
+        config = json.loads(payload.config_json)
+        meta = json.loads(payload.metadata_json)
+    except (ValueError, RecursionError) as e:
+        raise NeurratorError(source, f"unreadable encoder config or metadata: {type(e).__name__}: {e}") from None
+    enc, tcfg, state_spec, _ = check_encoder_config(config, source=source)
+    check_metadata(meta, enc, source=source)
     sha = hashlib.sha256(payload.weights).hexdigest()
     if sha != payload.sha256:
         raise NeurratorError(source, f"weights sha256 {sha[:16]}... does not match the recorded "
                              f"{payload.sha256[:16]}...: the weights are corrupt or were modified")
-    try:
-        config = json.loads(payload.config_json)
-        meta = json.loads(payload.metadata_json)
-        enc = EncoderConfig(**config["encoder"])
-        tcfg = TrainConfig(**config["train"])
-    except (ValueError, KeyError, TypeError) as e:
-        raise NeurratorError(source, f"unreadable encoder config or metadata: {e}") from None
     if meta.get("weights_sha256", sha) != sha:
         raise NeurratorError(source, "metadata's weights_sha256 does not match the weights")
+    check_safetensors_header(payload.weights[: 8 + MAX_HEADER_BYTES], len(payload.weights), state_spec,
+                             source=source)
     try:
         state = load(payload.weights)
     except Exception as e:
@@ -117,10 +133,14 @@ def trained_from_payload(payload: CheckpointPayload, *, device: str | torch.devi
         raise NeurratorError(source, f"weights do not fit the encoder config: {str(e).splitlines()[0]}") from None
     model = model.to(device).eval()
     spec = meta.get("target_spec")
+    try:
+        target_spec = None if spec is None else TargetSpec.from_dict(spec)
+    except (KeyError, TypeError) as e:
+        raise NeurratorError(source, f"metadata target_spec is incomplete: {e}") from None
     return TrainedEncoder(
         model=model, encoder_config=enc, train_config=tcfg, history=list(meta.get("history", [])),
         unit_ids=np.asarray(meta.get("unit_ids", []), dtype=np.int64),
-        target_spec=None if spec is None else TargetSpec.from_dict(spec), stimulus=meta.get("stimulus"),
+        target_spec=target_spec, stimulus=meta.get("stimulus"),
         seed=int(meta.get("seed", 0)), best_step=int(meta.get("best_step", 0)),
         holdout_frames=np.asarray(meta.get("holdout_frames", []), dtype=np.int64), extra=dict(meta.get("extra", {})),
     )
@@ -140,31 +160,75 @@ def save_checkpoint(trained: TrainedEncoder, folder: str | os.PathLike) -> Path:
 
 
 def load_checkpoint(folder: str | os.PathLike, *, device: str | torch.device = "cpu") -> TrainedEncoder:
-    """Read a checkpoint folder; NeurratorError naming the file when one is missing, corrupt or altered."""
+    """Read a checkpoint folder; NeurratorError naming the file when one is missing, corrupt, altered or hostile.
+
+    File sizes are checked before reading: config.json and metadata.json at most `MAX_JSON_BYTES`, the
+    weights exactly what the (bounded) config needs plus a bounded header. Only ``weights.safetensors``
+    is read as weights; any other file in the folder (``*.pt``, ``*.bin``, pickles) is ignored.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise NeurratorError(folder, "encoder checkpoint folder not found")
-    files = {}
-    for name in (CONFIG_FILE, WEIGHTS_FILE, METADATA_FILE):
-        f = folder / name
+    paths = {name: folder / name for name in (CONFIG_FILE, WEIGHTS_FILE, METADATA_FILE)}
+    for f in paths.values():
         if not f.is_file():
             raise NeurratorError(f, "missing from the encoder checkpoint folder")
-        files[name] = f.read_bytes()
-    try:
-        config = json.loads(files[CONFIG_FILE])
-    except ValueError as e:
-        raise NeurratorError(folder / CONFIG_FILE, f"not valid JSON: {e}") from None
-    try:
-        meta = json.loads(files[METADATA_FILE])
-    except ValueError as e:
-        raise NeurratorError(folder / METADATA_FILE, f"not valid JSON: {e}") from None
-    recorded = meta.get("weights_sha256")
-    if not recorded:
-        raise NeurratorError(folder / METADATA_FILE, "no weights_sha256 recorded")
-    actual = hashlib.sha256(files[WEIGHTS_FILE]).hexdigest()
+    texts = {}
+    for name in (CONFIG_FILE, METADATA_FILE):
+        size = paths[name].stat().st_size
+        if size > MAX_JSON_BYTES:
+            raise NeurratorError(paths[name], f"is {size} bytes, more than the {MAX_JSON_BYTES} accepted")
+        try:
+            texts[name] = paths[name].read_bytes().decode()
+            json.loads(texts[name])
+        except (ValueError, RecursionError) as e:
+            raise NeurratorError(paths[name], f"not valid JSON: {e}") from None
+    config = json.loads(texts[CONFIG_FILE])
+    _, _, _, nbytes = check_encoder_config(config, source=str(paths[CONFIG_FILE]))
+    size = paths[WEIGHTS_FILE].stat().st_size
+    if size > nbytes + 8 + MAX_HEADER_BYTES:
+        raise NeurratorError(paths[WEIGHTS_FILE], f"is {size} bytes; the encoder config needs {nbytes} bytes of "
+                             "weights: not this encoder's weights (refusing to read it)")
+    meta = json.loads(texts[METADATA_FILE])
+    recorded = meta.get("weights_sha256") if isinstance(meta, dict) else None
+    if not recorded or not isinstance(recorded, str):
+        raise NeurratorError(paths[METADATA_FILE], "no weights_sha256 recorded")
+    weights = paths[WEIGHTS_FILE].read_bytes()
+    actual = hashlib.sha256(weights).hexdigest()
     if actual != recorded:
-        raise NeurratorError(folder / WEIGHTS_FILE, f"sha256 {actual[:16]}... does not match metadata.json's "
+        raise NeurratorError(paths[WEIGHTS_FILE], f"sha256 {actual[:16]}... does not match metadata.json's "
                              f"{recorded[:16]}...: the file is corrupt or was modified")
-    payload = CheckpointPayload(str(config.get("architecture", "")), files[CONFIG_FILE].decode(),
-                                files[WEIGHTS_FILE], recorded, files[METADATA_FILE].decode())
+    payload = CheckpointPayload(str(config.get("architecture", "")), texts[CONFIG_FILE], weights, recorded,
+                                texts[METADATA_FILE])
     return trained_from_payload(payload, device=device, source=str(folder))
+
+
+def load_encoder_nwb(path: str | os.PathLike, *, device: str | torch.device = "cpu") -> TrainedEncoder:
+    """The encoder stored in a neurrator NWB file's ``EncoderCheckpoint``, opened like any untrusted input.
+
+    The file goes through `neurrator.sources.open_source` (so `neurrator.h5safety.check_hdf5_file` refuses
+    external links, virtual/external data and memory bombs before pynwb reads it); the weights' sha256
+    is verified; then `trained_from_payload` checks config, header and metadata before allocating.
+    """
+    import ndx_neurrator  # noqa: F401 - registers the classes with the checksum-verifying accessors
+
+    from neurrator.sources import open_source
+
+    path = Path(path)
+    with open_source(str(path)) as nwbfile:
+        module = nwbfile.processing.get("neurrator")
+        found = [c for c in (module.data_interfaces.values() if module else []) if type(c).__name__ == "EncoderCheckpoint"]
+        if not found:
+            raise NeurratorError(path, "holds no neurrator EncoderCheckpoint (processing/neurrator)")
+        ckpt = found[0]
+        try:
+            weights = ckpt.get_weights_bytes(verify=True)
+            config = json.loads(ckpt.config)
+        except ValueError as err:
+            raise NeurratorError(path, f"EncoderCheckpoint: {err}") from None
+        if not isinstance(config, dict):
+            raise NeurratorError(path, "EncoderCheckpoint config is not a JSON object")
+        meta = config.pop("metadata", {})
+        payload = CheckpointPayload(str(ckpt.architecture), json.dumps(config), weights, str(ckpt.weights.sha256),
+                                    json.dumps(meta))
+        return trained_from_payload(payload, device=device, source=str(path))
