@@ -182,14 +182,23 @@ def add_units_to_nwbfile(nwbfile, units, *, epochs: np.ndarray, rows: np.ndarray
 
 
 def write_nwbfile_atomic(nwbfile, path: Path, *, source_path: Path | None = None) -> Path:
-    """Write ``nwbfile`` to ``path`` via a temporary file in the same folder, renamed when complete."""
+    """Write ``nwbfile`` to ``path`` via a temporary file in the same folder, renamed when complete.
+
+    The output path only ever holds nothing, its previous file, or the new complete file: a run killed
+    at any point (even SIGKILL) leaves at most a hidden ``.<stem>.<host>.<pid>.*.tmp.nwb`` beside it,
+    which the next write to the same path removes once its process is gone; a full disk or a file-size
+    limit removes the temporary file and raises one line; two runs writing the same path at once each
+    write their own temporary file and the last rename wins (both complete).
+    """
     from pynwb import NWBHDF5IO
 
     path = Path(path)
     if source_path is not None and path.resolve() == Path(source_path).resolve():
         raise NeurratorError(path, "the output path is the source file; choose another output")
     check_writable_dir(path.parent)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp.nwb")
+    _remove_stale_temporaries(path)
+    host = re.sub(r"[^A-Za-z0-9-]+", "-", platform.node()) or "host"
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.{host}.{os.getpid()}.", suffix=".tmp.nwb")
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -199,12 +208,47 @@ def write_nwbfile_atomic(nwbfile, path: Path, *, source_path: Path | None = None
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        _fsync_dir(path.parent)
     except BaseException as err:
         tmp.unlink(missing_ok=True)
-        if isinstance(err, OSError):
-            raise NeurratorError(path, f"could not write the output file ({err.strerror or err}); nothing was written") from None
+        text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        # HDF5 reports failed system writes (ENOSPC, EFBIG, EIO) as RuntimeError "... errno = N ..."
+        if isinstance(err, OSError) or (isinstance(err, Exception) and "errno" in text):
+            why = err.strerror if isinstance(err, OSError) and err.strerror else text
+            kept = "the previous file was kept" if path.exists() else "nothing was written"
+            raise NeurratorError(path, f"could not write the output file ({why}); {kept}") from None
         raise
     return path
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Remove temporary files of earlier writes to ``path`` whose process (on this host) no longer runs."""
+    host = re.sub(r"[^A-Za-z0-9-]+", "-", platform.node()) or "host"
+    import glob
+
+    for tmp in path.parent.glob(f".{glob.escape(path.stem)}.{host}.*.tmp.nwb"):
+        pid_text = tmp.name[len(f".{path.stem}.{host}.") :].split(".", 1)[0]
+        if not pid_text.isdigit() or int(pid_text) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid_text), 0)
+        except ProcessLookupError:
+            tmp.unlink(missing_ok=True)
+        except OSError:  # alive under another user: leave it
+            continue
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def read_provenance(nwbfile) -> dict[str, Any]:
@@ -219,13 +263,18 @@ def read_provenance(nwbfile) -> dict[str, Any]:
 
 def output_is_complete(path: Path, *, source: str | None = None) -> bool:
     """True when ``path`` is a readable neurrator output (of ``source`` when given) with all its containers."""
+    import h5py
     import ndx_neurrator  # noqa: F401
     from pynwb import NWBHDF5IO
+
+    from neurrator.h5safety import check_hdf5_file
 
     path = Path(path)
     if not path.is_file():
         return False
     try:
+        with h5py.File(path, "r") as h5:  # never follow an external link planted at the output path
+            check_hdf5_file(h5, label=str(path), file_size=path.stat().st_size)
         with NWBHDF5IO(str(path), mode="r") as io:
             nwbfile = io.read()
             module = nwbfile.processing.get("neurrator")
