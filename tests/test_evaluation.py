@@ -121,9 +121,17 @@ def test_shuffled_control_scores_at_the_duplicate_aware_chance():
     t = maps[groups]
     frames = np.tile(np.arange(200), 3)
     pred = t[frames] + 0.01 * rng.normal(size=(600, 4, 8)).astype(np.float32)  # a near-perfect decoder
-    good = score_predictions(pred, frames, t, fps=2, block_frames=10, n_boot=500)
+    good = score_predictions(pred, frames, t, fps=2, block_frames=10, n_boot=500, n_perm=300)
     assert good["top1"] == 1.0
-    sh = shuffled_control(pred, frames, t, fps=2, block_frames=10, n_boot=500, seed=1)
+    assert good["p_top1"] == pytest.approx(1 / 301) and good["p_within_1s"] == pytest.approx(1 / 301)
+    # the paired null pairs windows of different 10-frame blocks: only the static stretch (frames 0-36,
+    # four blocks) still "identifies" across blocks
+    g, b = groups[frames], frames // 10
+    other = b[:, None] != b[None, :]
+    expected = np.mean((other & (g[:, None] == g[None, :])).sum(1) / other.sum(1))  # uniform off-block pairing
+    assert good["null_top1"] == pytest.approx(expected, rel=0.15)
+    sh = shuffled_control(pred, frames, t, fps=2, block_frames=10, n_boot=500, seed=1, n_perm=300)
+    assert sh["p_top1"] > 0.05 and sh["p_top5"] > 0.05  # a control that knows nothing does not beat the null
     expected_top1 = np.sum(np.square(sizes)) / 200 ** 2  # mean over frames of g(f) / F
     assert sh["chance_top1"] == pytest.approx(expected_top1)
     for m in ("top1", "top5", "within_1s"):

@@ -34,7 +34,7 @@ from math import comb
 
 import numpy as np
 
-__all__ = ["duplicate_groups", "rank_chance", "window_chance"]
+__all__ = ["duplicate_groups", "identification_null", "rank_chance", "window_chance"]
 
 
 def duplicate_groups(targets: np.ndarray) -> np.ndarray:
@@ -143,3 +143,50 @@ def window_chance(groups: np.ndarray, true_frame: np.ndarray, *, half: int) -> n
         g = np.unique(groups[max(0, f - half): f + half + 1])
         per_frame[int(f)] = sizes[g].sum() / F
     return np.array([per_frame[int(f)] for f in true_frame], dtype=np.float64)
+
+
+def identification_null(group_rank: np.ndarray, best_group: np.ndarray, groups: np.ndarray, true_frame: np.ndarray,
+                        *, half: int, blocks: np.ndarray, n_perm: int = 2000, seed: int = 0,
+                        chunk: int = 64) -> dict[str, np.ndarray]:
+    """Paired null of the rank metrics: predictions paired with the true frames of windows of OTHER blocks.
+
+    Parameters
+    ----------
+    group_rank
+        ``(P, G)`` rank each group of identical maps would have for prediction i (frames strictly more
+        similar than that group's map).
+    best_group
+        ``(P,)`` the group most similar to prediction i.
+    groups, true_frame
+        `duplicate_groups` of the candidates and ``(P,)`` true frame per prediction.
+    half
+        Half-width of the within-1-s window in frames.
+    blocks
+        ``(P,)`` scene block per prediction (`neurrator.stats.scene_blocks` of the true frames).
+    n_perm, seed
+        Block permutations (`neurrator.nulls.block_permutations`) and their seed.
+
+    Returns
+    -------
+    dict ``top1``, ``top5``, ``within_1s`` -> ``(n_perm,)`` the metric under each permutation.
+    """
+    from neurrator.nulls import block_permutations
+
+    groups = np.asarray(groups, dtype=np.int64)
+    true_frame = np.asarray(true_frame, dtype=np.int64)
+    G = int(groups.max()) + 1
+    frames = np.unique(true_frame)
+    near = np.zeros((len(frames), G), dtype=bool)  # groups with a member within the window of each frame
+    for r, f in enumerate(frames):
+        near[r, groups[max(0, f - half): f + half + 1]] = True
+    row_of = np.searchsorted(frames, true_frame)
+    perms = block_permutations(np.asarray(blocks), n_perm=n_perm, seed=seed)
+    out = {m: np.empty(n_perm) for m in ("top1", "top5", "within_1s")}
+    items = np.arange(len(true_frame))[None, :]
+    for s in range(0, n_perm, chunk):
+        p = perms[s: s + chunk]  # (c, P): prediction i is scored against the true frame of window p[i]
+        rank = group_rank[items, groups[true_frame[p]]]
+        out["top1"][s: s + chunk] = (rank == 0).mean(1)
+        out["top5"][s: s + chunk] = (rank < 5).mean(1)
+        out["within_1s"][s: s + chunk] = near[row_of[p], best_group[items]].mean(1)
+    return out

@@ -75,6 +75,9 @@ def frame_identification(
     chunk: int = 256,
     mean_map: np.ndarray | None = None,
     groups: np.ndarray | None = None,
+    blocks: np.ndarray | None = None,
+    n_perm: int = 0,
+    seed: int = 0,
 ) -> dict[str, Any]:
     """Rank of the true frame among all movie frames, with chance levels from the duplicate structure.
 
@@ -93,6 +96,10 @@ def frame_identification(
         mean target map over all F frames.
     groups
         (F,) `neurrator.chance.duplicate_groups` of ``targets`` (computed when omitted).
+    blocks, n_perm, seed
+        With ``n_perm > 0``: a paired permutation null (`neurrator.chance.identification_null`: each
+        prediction scored against the true frame of a window in another of the (P',) ``blocks``) and the
+        one-sided p-values ``p_top1``, ``p_top5``, ``p_within_1s``, ``null_<metric>`` (its mean).
 
     Returns
     -------
@@ -130,6 +137,9 @@ def frame_identification(
     best = np.empty(n, dtype=np.int64)
     within = np.empty(n, dtype=bool)
     g_t = torch.from_numpy(groups).to(device)
+    null_wanted = n_perm > 0 and blocks is not None and n >= 2 and len(np.unique(blocks)) >= 2
+    group_rank = np.empty((n, n_groups), dtype=np.int32) if null_wanted else None
+    best_group = np.empty(n, dtype=np.int64)
     for i in range(0, n, chunk):
         p = torch.from_numpy(np.ascontiguousarray(pred[i : i + chunk], np.float32)).to(device).reshape(-1, T.shape[1])
         sim = torch.nn.functional.normalize(p - mean, dim=1) @ Tn.T  # (c, G)
@@ -144,11 +154,27 @@ def frame_identification(
         hit = at_best.any(1).cpu().numpy()
         within[i : i + chunk] = hit
         nearest = np.abs(offs)[None, :] + np.where(at_best.cpu().numpy(), 0, 10 * F_ + 10)
-        best[i : i + chunk] = np.where(hit, win[np.arange(len(tf)), nearest.argmin(1)],
-                                       reps[sim.argmax(1).cpu().numpy()])
+        best_group[i : i + chunk] = sim.argmax(1).cpu().numpy()
+        best[i : i + chunk] = np.where(hit, win[np.arange(len(tf)), nearest.argmin(1)], reps[best_group[i : i + chunk]])
+        if group_rank is not None:  # the rank every group would have: frames strictly more similar
+            vals, idx = sim.sort(dim=1, descending=True)
+            before = torch.cat([torch.zeros_like(vals[:, :1]), sizes[idx].cumsum(1)], dim=1)
+            pos = torch.searchsorted(-vals.contiguous(), -sim.contiguous(), right=False)
+            group_rank[i : i + chunk] = before.gather(1, pos).round().int().cpu().numpy()
     hit1, hit5 = ranks == 0, ranks < 5
     mean_or_nan = (lambda v: float(np.mean(v))) if n else (lambda v: float("nan"))
+    null: dict[str, Any] = {}
+    if group_rank is not None:
+        from neurrator.chance import identification_null
+
+        draws = identification_null(group_rank, best_group, groups, true_frame, half=half, blocks=blocks,
+                                    n_perm=n_perm, seed=seed)
+        observed = {"top1": hit1, "top5": hit5, "within_1s": within}
+        for m, d in draws.items():
+            null[f"p_{m}"] = float(stats.permutation_pvalue(float(np.mean(observed[m])), d))
+            null[f"null_{m}"] = float(np.mean(d))
     return {
+        **null,
         "rank": ranks,
         "best": best,
         "hit_top1": hit1,
@@ -199,7 +225,8 @@ def _chance_cosine(a: np.ndarray, b: np.ndarray, *, mean_map: np.ndarray | None 
 def score_predictions(pred: np.ndarray, true_frame: np.ndarray, targets: np.ndarray, *, fps: float = 30.0,
                       device: str | torch.device = "cpu", train_mean: np.ndarray | None = None,
                       block_frames: int = 30, blocks: np.ndarray | None = None, n_boot: int = 1000,
-                      seed: int = 0, level: float = 0.95, groups: np.ndarray | None = None) -> dict[str, Any]:
+                      seed: int = 0, level: float = 0.95, groups: np.ndarray | None = None,
+                      n_perm: int = 2000) -> dict[str, Any]:
     """Patch cosines, MSE and frame identification of predictions against their true frames.
 
     Parameters
@@ -218,14 +245,16 @@ def score_predictions(pred: np.ndarray, true_frame: np.ndarray, targets: np.ndar
         Scene blocks for the CIs: ``true_frame // block_frames`` unless ``blocks`` ((P',)) is given.
     n_boot, seed, level
         Block-bootstrap resamples (0: no CIs), their seed and the CIs' coverage.
+    n_perm
+        Block permutations of the rank metrics' paired null (0: no ``p_*``); see `frame_identification`.
     groups
         (F,) `neurrator.chance.duplicate_groups` of ``targets`` (pass it when scoring many subsets).
 
     Returns
     -------
     dict
-        ``patch_cosine``, ``centred_patch_cosine``, ``mse``, ``n``, the `frame_identification` keys, a
-        ``chance_<metric>`` per metric, ``<metric>_ci_lo`` / ``<metric>_ci_hi`` per metric of
+        ``patch_cosine``, ``centred_patch_cosine``, ``mse``, ``n``, the `frame_identification` keys
+        (with ``p_top1``, ``p_top5``, ``p_within_1s`` when ``n_perm > 0``), a ``chance_<metric>`` per metric, ``<metric>_ci_lo`` / ``<metric>_ci_hi`` per metric of
         `FIDELITY_METRICS`, ``n_blocks`` and ``block_frames``.
     """
     true_frame = np.asarray(true_frame, dtype=np.int64)
@@ -236,13 +265,13 @@ def score_predictions(pred: np.ndarray, true_frame: np.ndarray, targets: np.ndar
     out: dict[str, Any] = {"patch_cosine": float(np.mean(cos)) if len(cos) else nan,
                            "centred_patch_cosine": float(np.mean(ccos)) if len(ccos) else nan,
                            "mse": float(np.mean((pred - y) ** 2)), "n": int(len(true_frame))}
+    blk = stats.scene_blocks(true_frame, block_frames=block_frames) if blocks is None else np.asarray(blocks)
     out.update(frame_identification(pred, true_frame, targets, fps=fps, device=device, groups=groups,
-                                    mean_map=train_mean))
+                                    mean_map=train_mean, blocks=blk, n_perm=n_perm, seed=seed))
     out["chance_patch_cosine"] = _chance_cosine(pred, y)
     out["chance_centred_patch_cosine"] = _chance_cosine(pred, y, mean_map=train_mean) if train_mean is not None else nan
     perm = np.random.default_rng(0).permutation(len(true_frame))
     out["chance_mse"] = float(np.mean((pred - targets[true_frame[perm]]) ** 2))
-    blk = stats.scene_blocks(true_frame, block_frames=block_frames) if blocks is None else np.asarray(blocks)
     per_item = {"patch_cosine": cos, "centred_patch_cosine": ccos, "top1": out["hit_top1"],
                 "top5": out["hit_top5"], "within_1s": out["hit_within_1s"]}
     for m in FIDELITY_METRICS:
