@@ -10,10 +10,52 @@ from pathlib import Path
 import pytest
 from standin import DandiStandin
 
-from neurrator.process import dandiset_prefix, derived_path
 from neurrator.errors import NeurratorError
+from neurrator.process import ProcessReport, SkippedAsset, classify_asset, dandiset_prefix, derived_path
 
-pytestmark = pytest.mark.slow
+#: Asset names of dandiset 000021 (Allen Visual Coding Neuropixels) and of other layouts.
+ALLEN_NAMES = {
+    "sub-699733573/sub-699733573_ses-715093703.nwb": None,
+    "sub-699733573/sub-699733573_ses-715093703_probe-810755797_ecephys.nwb": "lfp",
+    "sub-699733573/sub-699733573_ses-715093703_probe-810755801_ecephys.nwb": "lfp",
+    "sub-1/sub-1_ses-2_ecephys.nwb": None,
+    "sub-1/sub-1_ses-2_behavior+ecephys.nwb": None,
+    "sub-1/sub-1_ses-2_desc-neurrator.nwb": "derived",
+    "sub-1/sub-1_ses-2_desc-processed_ecephys.nwb": "derived_other",
+    "sub-1/sub-1_ses-2_ophys.nwb": "modality",
+    "sub-1/sub-1_ses-2_behavior.nwb": "modality",
+    "sub-1/sub-1_ses-2_image.nwb": "modality",
+    "sub-1/notes.txt": "not_nwb",
+}
+
+
+def test_classify_asset_picks_session_files():
+    assert {p: classify_asset(p) for p in ALLEN_NAMES} == ALLEN_NAMES
+
+
+def test_summary_reports_ignored_assets_grouped_by_reason():
+    report = ProcessReport("dandi://000021", ignored=[
+        SkippedAsset("sub-1/sub-1_ses-2_probe-3_ecephys.nwb", "lfp"),
+        SkippedAsset("sub-1/sub-1_ses-2_probe-4_ecephys.nwb", "lfp"),
+        SkippedAsset("sub-1/sub-1_ses-2_desc-neurrator.nwb", "derived")])
+    text = report.summary()
+    assert "ignored 3 assets that are not sessions" in text
+    assert "2 per-probe LFP file" in text and "e.g. sub-1/sub-1_ses-2_probe-3_ecephys.nwb" in text
+    assert "1 a derived file of neurrator" in text
+
+
+def test_only_lfp_assets_is_a_clear_error(tmp_path, monkeypatch):
+    from neurrator.config import NarrateConfig
+    from neurrator.process import process_dandiset
+
+    lfp = tmp_path / "lfp.nwb"
+    lfp.write_bytes(b"not opened")
+    files = {"sub-1/sub-1_ses-2_probe-3_ecephys.nwb": lfp, "sub-1/sub-1_ses-2_probe-4_ecephys.nwb": lfp}
+    with DandiStandin(files=files, dandiset_id="000998") as server:
+        monkeypatch.setenv("NEURRATOR_DANDI_API_URL", server.api_url)
+        with pytest.raises(NeurratorError, match=r"no NWB session files \(ignored: 2 per-probe LFP"):
+            process_dandiset("000998", out=tmp_path / "out", config=NarrateConfig())
+        assert server.file_requests == 0  # classified by name, never downloaded
 
 
 def test_derived_path_and_prefix():
@@ -37,6 +79,8 @@ def dandiset(tmp_path_factory):
     broken = folder / "broken.nwb"
     broken.write_bytes(b"\x89HDF\r\n\x1a\n but cut short")
     files["sub-broken/sub-broken_ses-9.nwb"] = broken
+    # a per-probe LFP file (here unreadable: processing it would fail the run visibly) is ignored by name
+    files["sub-sim1/sub-sim1_ses-1_probe-7_ecephys.nwb"] = broken
     with DandiStandin(files=files, dandiset_id="000999") as server:
         yield server
 
@@ -49,12 +93,16 @@ def _process(server: DandiStandin, out: Path) -> subprocess.CompletedProcess:
         capture_output=True, text=True, timeout=900, env=env)
 
 
+@pytest.mark.slow
 def test_process_runs_all_reports_failures_and_resumes(dandiset, tmp_path):
     out = tmp_path / "derived"
     first = _process(dandiset, out)
     assert first.returncode == 1, first.stdout + first.stderr  # the broken session fails the run ...
     assert "2 done" in first.stdout and "1 failed" in first.stdout
     assert "FAILED dandi://000999/sub-broken/sub-broken_ses-9.nwb" in first.stdout
+    assert "ignored 1 assets that are not sessions" in first.stdout
+    assert "1 per-probe LFP file" in first.stdout and "probe-7" in first.stdout and "probe-7" not in "".join(
+        line for line in first.stdout.splitlines() if "FAILED" in line)
     done = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.nwb"))
     assert done == ["sub-sim1/sub-sim1_ses-1_desc-neurrator.nwb", "sub-sim2/sub-sim2_ses-2_desc-neurrator.nwb"]
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*.nwb")}

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -19,6 +21,64 @@ from neurrator.errors import NeurratorError
 log = logging.getLogger(__name__)
 
 DERIVED_SUFFIX = "_desc-neurrator.nwb"
+
+#: BIDS-like modality suffixes (the last ``_word`` of a DANDI file name) that hold no spike-sorted units.
+_NON_UNIT_MODALITIES = frozenset({"ophys", "icephys", "image", "behavior", "ogen", "misc"})
+
+#: Why an asset is not a session, as `classify_asset` returns it (short keys for grouping the report).
+SKIP_REASONS = {
+    "lfp": "per-probe LFP file (_probe-<id>; LFP only, the units are in the session file)",
+    "derived": "a derived file of neurrator (_desc-neurrator)",
+    "derived_other": "a derived file (_desc-<label>), not raw data",
+    "modality": "its modality suffix names no extracellular units",
+    "not_nwb": "not an NWB file",
+    "match": "does not match --match",
+}
+
+
+def classify_asset(path: str) -> str | None:
+    """Why an asset is not a session file (a key of `SKIP_REASONS`), or None for a session file.
+
+    Follows the DANDI layout of the Allen Visual Coding dandiset (000021): the session file is
+    ``sub-X/sub-X_ses-Y.nwb`` (or ``..._ecephys.nwb`` / ``..._behavior+ecephys.nwb``), each probe's
+    LFP is ``sub-X/sub-X_ses-Y_probe-Z_ecephys.nwb``. Only the name is read: nothing is downloaded.
+
+    Examples
+    --------
+    >>> classify_asset("sub-1/sub-1_ses-2.nwb") is None
+    True
+    >>> classify_asset("sub-1/sub-1_ses-2_probe-3_ecephys.nwb")
+    'lfp'
+    >>> classify_asset("sub-1/sub-1_ses-2_behavior+ecephys.nwb") is None
+    True
+    >>> classify_asset("sub-1/sub-1_ses-2_ophys.nwb")
+    'modality'
+    """
+    name = PurePosixPath(path).name
+    if not name.lower().endswith(".nwb"):
+        return "not_nwb"
+    stem = name[: -len(".nwb")]
+    if name.endswith(DERIVED_SUFFIX):
+        return "derived"
+    entities = stem.split("_")
+    if any(re.fullmatch(r"desc-.+", e) for e in entities):
+        return "derived_other"
+    if any(re.fullmatch(r"probe-.+", e) for e in entities):
+        return "lfp"
+    last = entities[-1] if len(entities) > 1 else ""
+    if last and "-" not in last:  # a modality suffix such as ecephys, behavior+ecephys, ophys
+        parts = set(last.lower().split("+"))
+        if "ecephys" not in parts and parts & _NON_UNIT_MODALITIES:
+            return "modality"
+    return None
+
+
+@dataclass(frozen=True)
+class SkippedAsset:
+    """An asset of the dandiset that is not processed, with the reason key (`SKIP_REASONS`)."""
+
+    path: str
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -38,6 +98,7 @@ class ProcessReport:
 
     dandiset: str
     outcomes: list[SessionOutcome] = field(default_factory=list)
+    ignored: list[SkippedAsset] = field(default_factory=list)
 
     @property
     def failed(self) -> list[SessionOutcome]:
@@ -50,6 +111,12 @@ class ProcessReport:
         lines = [f"{self.dandiset}: {len(self.outcomes)} sessions: {self.count('done')} done, "
                  f"{self.count('skipped')} skipped (already complete), {self.count('failed')} failed"]
         lines += [f"  FAILED {o.asset}: {o.message}" for o in self.failed]
+        if self.ignored:
+            counts = Counter(a.reason for a in self.ignored)
+            lines.append(f"ignored {len(self.ignored)} assets that are not sessions:")
+            for reason, n in counts.most_common():
+                example = next(a.path for a in self.ignored if a.reason == reason)
+                lines.append(f"  {n} {SKIP_REASONS.get(reason, reason)}, e.g. {example}")
         return "\n".join(lines)
 
 
@@ -97,7 +164,10 @@ def process_dandiset(
     workers: int = 2,
     match: str | None = None,
 ) -> ProcessReport:
-    """Narrate every NWB session of a dandiset whose path contains ``match``.
+    """Narrate every NWB session file of a dandiset whose path contains ``match``.
+
+    Assets that are not session files (per-probe LFP files, derived files, other modalities: see
+    `classify_asset`) are ignored without being opened and listed in ``ProcessReport.ignored``.
 
     Parameters
     ----------
@@ -116,11 +186,22 @@ def process_dandiset(
     prefix = dandiset_prefix(dandiset)
     out = Path(out)
     check_writable_dir(out)
-    assets = [a for a in list_assets(prefix) if a.path.endswith(".nwb") and not a.path.endswith(DERIVED_SUFFIX)
-              and (match is None or match in a.path)]
     report = ProcessReport(prefix)
+    listed = list_assets(prefix)
+    assets = []
+    for a in listed:
+        reason = classify_asset(a.path)
+        if reason is None and match is not None and match not in a.path:
+            reason = "match"
+        if reason is None:
+            assets.append(a)
+        else:
+            report.ignored.append(SkippedAsset(a.path, reason))
+            log.debug("%s: ignored: %s", a.path, SKIP_REASONS[reason])
     if not assets:
-        raise NeurratorError(prefix, "no NWB assets" + (f" matching {match!r}" if match else ""))
+        why = "; ".join(f"{n} {SKIP_REASONS[r]}" for r, n in Counter(a.reason for a in report.ignored).items())
+        raise NeurratorError(prefix, "no NWB session files" + (f" matching {match!r}" if match else "")
+                             + (f" (ignored: {why})" if why else ""))
 
     todo: list[tuple[str, str]] = []
     for asset in assets:
