@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from neurrator.subsets import SubsetPlan, UnitSubset, build_subsets
+from neurrator.subsets import SubsetPlan, UnitSubset, build_subsets, pick_single_units
 
 
 def _units():
@@ -34,8 +34,9 @@ def test_groups_and_skips_by_hand():
     assert "region:unknown" not in by_label
     # size 50 > 20 units is dropped; size 2 gets two seeded draws
     assert [s.label for s in subsets if s.kind == "random"] == ["random:2:seed0", "random:2:seed1"]
-    # single units: the two most active, labelled with the file's ids
-    assert [s.label for s in subsets if s.kind == "single_unit"] == ["unit:119", "unit:118"]
+    # single units without reliability: the most active unit of each (region, cell type) group in turn
+    # (unknown/unknown has unit 19, LGd/unknown unit 15), labelled with the file's ids
+    assert [s.label for s in subsets if s.kind == "single_unit"] == ["unit:119", "unit:115"]
 
 
 def test_random_draws_are_deterministic_and_distinct():
@@ -62,3 +63,26 @@ def test_bad_subset_and_plan_rejected():
         UnitSubset("x", "all", np.zeros(0, np.int64))
     with pytest.raises(ValueError, match="min_units"):
         SubsetPlan(min_units=0)
+
+
+def test_single_units_by_reliability_spread_over_regions_and_cell_types():
+    region, cell_type, probe, depth, spikes = _units()
+    rel = np.full(20, 0.05)
+    rel[[0, 1, 2]] = [0.9, 0.85, 0.8]  # three reliable VISp SST units
+    rel[12] = 0.6  # the best LGd unit
+    rel[19] = np.nan  # cannot be assessed: never picked
+    rel[18] = -0.2  # anti-reliable: never picked
+    subsets, _ = build_subsets(region, cell_type, probe, depth, spikes, plan=SubsetPlan(
+        population_sizes=(), single_units=4), reliability=rel)
+    # round robin over groups ordered by their best unit: VISp|SST, LGd|unknown, VISp|unknown, unknown|unknown
+    assert [s.label for s in subsets if s.kind == "single_unit"] == ["unit:0", "unit:12", "unit:10", "unit:16"]
+    # spike count plays no part once reliability is given: the most active unit (19) is not picked
+    assert "unit:19" not in [s.label for s in subsets]
+
+
+def test_pick_single_units_takes_the_next_best_of_each_group_in_turn():
+    region = np.array(["V1"] * 4 + ["LGd"] * 2)
+    cell = np.array(["PV", "PV", "SST", "SST", "PV", "PV"])
+    score = np.array([0.9, 0.7, 0.5, 0.4, 0.8, 0.1])
+    assert pick_single_units(region, cell, score, n=5).tolist() == [0, 4, 2, 1, 5]
+    assert pick_single_units(region, cell, score, n=0).tolist() == []

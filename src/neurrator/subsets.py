@@ -66,7 +66,8 @@ class SubsetPlan:
     draws_per_size
         Random draws (seeds 0..draws-1) per size.
     single_units
-        How many single units to narrate from (the most active ones).
+        How many single units to narrate from: the most reliable units, spread round-robin over the
+        (region, cell type) groups (see `pick_single_units`).
     """
 
     min_units: int = 10
@@ -109,6 +110,7 @@ def build_subsets(
     *,
     unit_ids: np.ndarray | None = None,
     plan: SubsetPlan = SubsetPlan(),
+    reliability: np.ndarray | None = None,
 ) -> tuple[list[UnitSubset], list[Skipped]]:
     """All subsets of a session's units, plus the groups skipped as too small.
 
@@ -119,9 +121,15 @@ def build_subsets(
     depth
         ``(N,) float`` position along the probe in um (NaN where absent: no local populations).
     spike_counts
-        ``(N,) int`` total spikes per unit; single units are the most active ones.
+        ``(N,) int`` total spikes per unit; only used to rank single units when ``reliability`` is None
+        (units without spikes are never picked).
     unit_ids
         ``(N,)`` unit ids as in the file, used in single-unit labels (default: the row index).
+    reliability
+        ``(N,) float`` split-half reliability per unit (`neurrator.neurration.unit_reliability`; NaN for
+        units that cannot be assessed): single units are the most reliable ones, spread over regions
+        and cell types. Pass it: spike count favours fast-spiking PV cells and says nothing about
+        whether a unit follows the movie.
 
     Examples
     --------
@@ -168,8 +176,39 @@ def build_subsets(
             idx = np.sort(rng.choice(n, size=size, replace=False)).astype(np.int64)
             subsets.append(UnitSubset(f"random:{size}:seed{seed}", "random", idx, seed=seed))
 
-    order = np.argsort(-np.asarray(spike_counts), kind="stable")[: plan.single_units]
+    order = pick_single_units(region, cell_type, spike_counts if reliability is None else reliability,
+                              n=plan.single_units)
     ids = np.arange(n) if unit_ids is None else np.asarray(unit_ids)
     for i in order:
         subsets.append(UnitSubset(f"unit:{ids[i]}", "single_unit", np.array([i], dtype=np.int64)))
     return subsets, skipped
+
+
+def pick_single_units(region: np.ndarray, cell_type: np.ndarray, score: np.ndarray, *, n: int) -> np.ndarray:
+    """Up to ``n`` unit indices, spread over (region, cell type) groups, the best ``score`` first in each.
+
+    Groups are visited round-robin, ordered by their best unit's score; each visit takes the group's
+    best unit not taken yet. Units with a non-finite or non-positive score are never picked (an
+    unreliable unit has nothing to narrate; a unit without spikes neither).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> pick_single_units(np.array(["V1", "V1", "V1", "LGd"]), np.array(["PV", "PV", "SST", "PV"]),
+    ...                   np.array([0.9, 0.8, 0.3, 0.5]), n=3).tolist()
+    [0, 3, 2]
+    """
+    score = np.asarray(score, dtype=np.float64)
+    ok = np.isfinite(score) & (score > 0)
+    key = np.char.add(np.char.add(np.asarray(region).astype(str), "|"), np.asarray(cell_type).astype(str))
+    queues = []
+    for k in np.unique(key[ok]):
+        members = np.flatnonzero(ok & (key == k))
+        queues.append(list(members[np.argsort(-score[members], kind="stable")]))
+    queues.sort(key=lambda qu: (-score[qu[0]], qu[0]))
+    out: list[int] = []
+    while len(out) < n and any(queues):
+        for qu in queues:
+            if qu and len(out) < n:
+                out.append(int(qu.pop(0)))
+    return np.asarray(out, dtype=np.int64)

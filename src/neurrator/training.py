@@ -26,7 +26,7 @@ from neurrator.backbones import TargetSpec
 from neurrator.encoder import EncoderConfig, SpikeEncoder
 from neurrator.errors import NeurratorError
 
-__all__ = ["TrainConfig", "TrainedEncoder", "patch_loss", "predict", "train_encoder"]
+__all__ = ["TrainConfig", "TrainedEncoder", "patch_loss", "predict", "predict_windows", "train_encoder"]
 
 PRECISIONS = ("float32", "bfloat16")
 
@@ -615,4 +615,52 @@ def predict(
         with _autocast(device, cfg.precision):
             pred = model(data.windows(pres, local), table)
         out[i : i + len(pres)] = pred.float().cpu().numpy()
+    return out
+
+
+@torch.no_grad()
+def predict_windows(
+    trained: TrainedEncoder,
+    windows: np.ndarray,
+    unit_ids: np.ndarray,
+    *,
+    device: str | torch.device = "cpu",
+    batch_size: int = 256,
+) -> np.ndarray:
+    """Predicted patch tokens for arbitrary count windows (e.g. a unit driven above its baseline).
+
+    `predict` decodes recorded presentations; this decodes any input the caller builds, which is how
+    the model is probed causally (`neurrator.contribution.drive_narrations`).
+
+    Parameters
+    ----------
+    trained
+        From `train_encoder` or `neurrator.checkpoint.load_checkpoint`.
+    windows
+        (B, T, n) float32 spike counts per bin, T = the encoder's ``window_bins``, one column per unit.
+    unit_ids
+        (n,) int64 unit ids (as in ``Binned.unit_ids``) of the columns; each must be a training unit.
+    device, batch_size
+
+    Returns
+    -------
+    tokens : (B, n_patches, dim) float32
+    """
+    device = torch.device(device)
+    x = np.asarray(windows, dtype=np.float32)
+    ids = np.asarray(unit_ids).ravel()
+    if x.ndim != 3 or x.shape[2] != ids.size or ids.size == 0:
+        raise ValueError(f"windows must be (B, T, n) with n = {ids.size} >= 1 unit ids, got {x.shape}")
+    T = trained.train_config.window_bins
+    if x.shape[1] != T:
+        raise ValueError(f"windows have {x.shape[1]} bins but the encoder reads {T}")
+    table = torch.from_numpy(trained.unit_rows(ids)).to(device)
+    model = trained.model.to(device).eval()
+    cfg = trained.train_config
+    out = np.empty((x.shape[0], trained.encoder_config.n_patches, trained.encoder_config.dim), dtype=np.float32)
+    for i in range(0, x.shape[0], batch_size):
+        xb = torch.from_numpy(x[i : i + batch_size]).to(device)
+        with _autocast(device, cfg.precision):
+            pred = model(xb, table)
+        out[i : i + len(xb)] = pred.float().cpu().numpy()
     return out

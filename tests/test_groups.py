@@ -1,0 +1,89 @@
+"""Group neurration: planted enrichment, null pools, narration separation and the text classifier."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from neurrator.groups import (classify_groups, decoded_enrichment, narration_separation,
+                              null_pool_false_positive_rate, tuning_enrichment)
+from neurrator.stats import scene_blocks
+
+NAMES = ["car", "sunlit", "dark", "tree", "road"]
+
+
+def _tuning(seed=0, N=120):
+    rng = np.random.default_rng(seed)
+    r = rng.normal(0, 0.1, size=(N, len(NAMES)))
+    r[:20, 0] += 0.3  # PV units: planted "car"
+    r[20:40, 1] += 0.3  # SST units: planted "sunlit"
+    return r
+
+
+def test_planted_enrichment_is_found_and_nothing_else():
+    r = _tuning()
+    groups = {"PV": np.arange(20), "SST": np.arange(20, 40), "VIP": np.arange(40, 60)}
+    out = tuning_enrichment(r, groups, NAMES, group_kind="cell_type", n_null=500, n_boot=200, seed=0)
+    assert len(out.group) == 15 and set(out.source) == {"tuning"} and (out.n_null_draws == 500).all()
+    assert out.enriched("PV") == ["car"]
+    assert out.enriched("SST") == ["sunlit"]
+    assert out.enriched("VIP") == []
+    row = (out.group == "PV") & (out.concept == "car")
+    assert out.ci_lo[row][0] > 0.2 and out.ci_hi[row][0] < 0.45  # planted +0.3 (minus the pools' share)
+    assert (out.n_units == 20).all()
+
+
+def test_random_pools_are_rarely_significant():
+    r = _tuning(1)
+    fpr, n = null_pool_false_positive_rate(r, 20, n_draws=60, n_null=300, exclude=np.arange(40), seed=0)
+    assert n == 60 and fpr <= 0.1
+
+
+def test_decoded_enrichment_against_pools():
+    rng = np.random.default_rng(0)
+    W, N = 60, 40
+    base = rng.random((W, 3))
+
+    def decoded(idx):  # units 0-9 put "dark" into the decoded patches in proportion to their share
+        share = np.isin(idx, np.arange(10)).mean()
+        out = base + rng.normal(0, 0.02, size=base.shape)
+        out[:, 2] += 0.5 * share
+        return out
+
+    out = decoded_enrichment({"VIP": np.arange(10), "X": np.arange(20, 30)}, decoded, ["car", "sunlit", "dark"],
+                             n_units=N, blocks=scene_blocks(np.arange(W), block_frames=6), group_kind="cell_type",
+                             n_pools=199, n_boot=200, seed=0)
+    assert set(out.source) == {"decoded"}
+    assert out.enriched("VIP") == ["dark"]
+    assert out.enriched("X") == []
+    vip_dark = (out.group == "VIP") & (out.concept == "dark")
+    assert out.p[vip_dark][0] == 0.005 and out.ci_lo[vip_dark][0] > 0.3
+
+
+def _texts(C=3, per=30, d=16, sep=1.0, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(C, d))
+    labels = np.repeat(np.array(["PV", "SST", "VIP"][:C]), per)
+    emb = sep * centres[np.repeat(np.arange(C), per)] + rng.normal(size=(C * per, d))
+    strata = np.tile(np.arange(per), C)  # window w narrated once from each group
+    return emb, labels, strata
+
+
+def test_narrations_separate_by_group_and_not_when_shuffled():
+    emb, labels, strata = _texts(sep=1.0)
+    out = narration_separation(emb, labels, group_kind="cell_type", strata=strata, n_perm=200, n_boot=100)
+    assert out.group.tolist() == ["PV", "SST", "VIP", "all"]
+    assert (out.value > 0).all() and (out.p < 0.01).all() and (out.ci_lo > 0).all()
+    shuffled = np.random.default_rng(1).permutation(labels)
+    null = narration_separation(emb, shuffled, group_kind="cell_type", n_perm=200, n_boot=100)
+    assert null.p[-1] > 0.05 and null.ci_lo[-1] < 0 < null.ci_hi[-1]
+
+
+def test_classifier_identifies_groups_and_is_at_chance_on_shuffled_labels():
+    emb, labels, strata = _texts(sep=1.5)
+    out = classify_groups(emb, labels, group_kind="cell_type", strata=strata, n_perm=100, seed=0)
+    assert out.value[0] > 0.9 and out.p[0] < 0.02
+    assert abs(out.chance_level[0] - 1 / 3) < 0.08
+    shuffled = np.random.default_rng(2).permutation(labels)
+    null = classify_groups(emb, shuffled, group_kind="cell_type", n_perm=100, seed=0)
+    assert null.p[0] > 0.05 and abs(null.value[0] - 1 / 3) < 0.15
+    assert null.ci_lo[0] < null.chance_level[0] < null.ci_hi[0]
