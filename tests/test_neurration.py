@@ -139,3 +139,29 @@ def test_drive_is_significant_only_for_a_unit_that_changes_the_words():
     assert d.drive_text == ["a bright car", "a dark street", "a dark street"]
     assert d.drive_shift.tolist() == [1.0, 0.0, 0.0]
     assert d.drive_p[0] < 0.05 and (d.drive_p[1:] == 1).all()
+
+
+def test_predict_windows_matches_predict_on_recorded_windows():
+    torch = pytest.importorskip("torch")
+    from neurrator.binning import split_repeats, window_index
+    from neurrator.encoder import EncoderConfig
+    from neurrator.training import TrainConfig, predict, predict_windows, train_encoder
+
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(0)
+    F, R, N, b = 20, 4, 6, 2
+    counts = rng.poisson(1.0, size=(F * R * b, N)).astype(np.uint16)
+    binned = Binned(counts=counts, frame=np.tile(np.arange(F), R), repeat=np.repeat(np.arange(R), F),
+                    bins_per_frame=b, unit_ids=np.arange(N, dtype=np.int64) + 50)
+    targets = rng.normal(size=(F, 3, 4)).astype(np.float32)
+    split = split_repeats(binned.repeat, n_val=1, n_test=1)
+    cfg = TrainConfig(window_bins=4, batch_size=16, max_epochs=1, linear_init=False)
+    enc = EncoderConfig(n_units=N, n_patches=3, dim=4, window_bins=4, d_model=8, n_heads=2, n_latents=2, depth=1)
+    tr = train_encoder(binned, targets, split, config=cfg, encoder=enc, seed=0, progress=False)
+    pres, cols = split.test[:5], np.array([4, 1, 2])
+    rows = window_index(binned.frame, binned.repeat, bins_per_frame=b, window_bins=4, offset_bins=cfg.offset_bins)[pres]
+    win = np.where(rows[:, :, None] >= 0, counts[np.maximum(rows, 0)][:, :, cols], 0).astype(np.float32)
+    got = predict_windows(tr, win, binned.unit_ids[cols], batch_size=2)
+    np.testing.assert_allclose(got, predict(tr, binned, pres, unit_idx=cols), atol=1e-5)
+    with pytest.raises(ValueError, match="bins"):
+        predict_windows(tr, win[:, :3], binned.unit_ids[cols])
