@@ -415,7 +415,7 @@ def _load_open_clip(arg: str, *, seed: int, **kw) -> Backbone:
         raise NeurratorError(model_name, f"the {weights!r} weights were trained with QuickGELU; use "
                              f"{model_name}-quickgelu")
     if Path(weights).expanduser().is_file():
-        checkpoint = str(Path(weights).expanduser())
+        checkpoint = _safetensors_only(Path(weights).expanduser(), f"open_clip:{arg}")
     elif pcfg:
         checkpoint = _open_clip_cached_file(model_name, weights, pcfg)
     else:
@@ -436,7 +436,8 @@ def _open_clip_cached_file(model_name: str, tag: str, pcfg: dict) -> str:
         from huggingface_hub.constants import HF_HUB_CACHE
 
         repo, filename = hub.rstrip("/").rsplit("/", 1) if not hub.endswith("/") else (hub.rstrip("/"), "")
-        names = [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+        # safetensors only: a .bin is a pickle, which neurrator never hands to torch.load (issue 14.4)
+        names = [filename] if filename.endswith(".safetensors") else ["open_clip_model.safetensors"]
         for name in names:
             try:
                 return hf_hub_download(repo, name, local_files_only=True)
@@ -445,13 +446,32 @@ def _open_clip_cached_file(model_name: str, tag: str, pcfg: dict) -> str:
         how = f"`huggingface-cli download {repo}`"
     else:
         url = pcfg.get("url", "")
-        f = Path.home() / ".cache" / "clip" / Path(url).name
+        f = (Path.home() / ".cache" / "clip" / Path(url).name).with_suffix(".safetensors")
         if f.is_file():
             return str(f)
         looked.append(str(f))
-        how = f"download {url} and pass the file: open_clip:{model_name}:<file>"
+        how = (f"download {url}, convert it once with `python -m neurrator.convert_weights <file> {f}` and pass "
+               f"the .safetensors file: open_clip:{model_name}:<file>")
     raise NeurratorError(f"open_clip:{model_name}:{tag}", f"weights not found offline (looked in: "
                          f"{'; '.join(looked)}). Get them once with {how}, or pass a checkpoint file")
+
+
+def _safetensors_only(path: Path, what: str) -> str:
+    """``path`` if it is a safetensors file (by name and by its header), else NeurratorError: never a pickle."""
+    import struct
+
+    if path.suffix.lower() != ".safetensors":
+        raise NeurratorError(path, f"{what}: only .safetensors weights are read (a {path.suffix or 'suffix-less'} "
+                             "file may be a pickle or TorchScript, which neurrator never loads); convert it once, "
+                             f"in a trusted environment, with `python -m neurrator.convert_weights {path} "
+                             f"{path.with_suffix('.safetensors')}`")
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+        n = struct.unpack("<Q", head)[0] if len(head) == 8 else -1
+        first = fh.read(1) if 0 < n <= 100 * 2**20 else b""
+    if first != b"{":
+        raise NeurratorError(path, f"{what}: not a safetensors file (no JSON header)")
+    return str(path)
 
 
 #: The registry: family -> loader(argument, *, seed, preprocessing, device, dtype) -> Backbone.
