@@ -253,3 +253,112 @@ def test_missing_dandi_asset_and_failing_network(small_sim, tmp_path):
                                              env=env), "sub-sim0_ses-small.nwb")
         assert server.file_requests > 1, "the failing reads were not retried"
     assert not (tmp_path / "o").exists() or not list((tmp_path / "o").rglob("*.nwb"))
+
+
+# -- what a new user sees: help texts, quiet logs, no leftovers (issue 16) ---------------------------------
+
+
+def test_top_level_help_does_not_cut_command_summaries():
+    result = CliRunner().invoke(main, ["--help"])
+    commands = result.output.split("Commands:", 1)[1].strip().splitlines()
+    assert len(commands) == 6, commands
+    for line in commands:
+        assert not line.rstrip().endswith("..."), line
+        assert line.rstrip().endswith("."), line
+
+
+def test_narrate_help_names_the_split_reference_and_encoder_options():
+    result = CliRunner().invoke(main, ["narrate", "--help"], terminal_width=200)
+    text = " ".join(result.output.split())
+    for option in ("--val-repeats", "--test-repeats", "--reference-narrator"):
+        assert option in text, option
+    assert "a checkpoint folder, or a neurrator NWB file" in text
+
+
+def test_cli_defaults_build_the_library_default_config():
+    """The options repeat NarrateConfig's defaults: together they must give the same configuration."""
+    from neurrator.cli import _config, narrate
+    from neurrator.config import NarrateConfig
+
+    options = {p.name: p.default for p in narrate.params if p.name not in ("source", "out", "debug", "quiet")}
+    options["no_quality_filter"] = False
+    assert _config(False, **options).to_json() == NarrateConfig(progress=False).to_json()
+
+
+def test_simulate_with_too_few_repeats_says_which_options_narrate_needs(tmp_path):
+    result = CliRunner().invoke(main, ["simulate", str(tmp_path / "s.nwb"), "--units", "12", "--repeats", "4"])
+    assert result.exit_code == 0, result.output
+    assert "--val-repeats 1 --test-repeats 1" in result.output
+
+
+def test_failed_run_leaves_no_folder_it_created(small_sim, tmp_path):
+    """The README promises nothing is left: a fresh --out folder (and its parents) is removed on failure,
+    an existing one is kept with its contents."""
+    fresh = tmp_path / "new" / "out"
+    assert_one_line_error(run_cli("narrate", str(small_sim), "--out", str(fresh), "--stimulus", "natural_movie_three",
+                                  *FAST_FLAGS))
+    assert not (tmp_path / "new").exists()
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    (existing / "keep.txt").write_text("x")
+    result = CliRunner().invoke(main, ["narrate", str(small_sim), "--out", str(existing / "sub" / "r.nwb"),
+                                       "--stimulus", "natural_movie_three", *FAST_FLAGS])
+    assert result.exit_code == 1
+    assert sorted(p.name for p in existing.iterdir()) == ["keep.txt"]
+
+
+_LOAD_SCORER = ("from neurrator.cli import _configure_output; import sys; "
+                "print('bars' if _configure_output(debug=False, quiet=False) else 'no bars'); sys.stdout.flush(); "
+                "from neurrator.scoring import load_sentence_embedder; load_sentence_embedder(device='cpu')")
+
+
+def test_library_bars_only_on_a_terminal(tmp_path):
+    """The "Loading weights" bar of transformers: absent with stderr in a file, present on a terminal."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    for key in ("HF_HUB_DISABLE_PROGRESS_BARS", "TQDM_DISABLE"):
+        env.pop(key, None)
+    log = tmp_path / "stderr.log"
+    with log.open("w") as err:
+        proc = subprocess.run([sys.executable, "-c", _LOAD_SCORER], stdout=subprocess.PIPE, stderr=err, text=True,
+                              env=env, timeout=300)
+    assert proc.returncode == 0 and proc.stdout.strip() == "no bars", log.read_text()
+    assert "Loading weights" not in log.read_text() and "\r" not in log.read_text()
+
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # tqdm draws nothing at 0 columns
+    proc = subprocess.Popen([sys.executable, "-c", _LOAD_SCORER], stdout=subprocess.PIPE, stderr=follower, env=env)
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            data = os.read(leader, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    out, _ = proc.communicate(timeout=300)
+    os.close(leader)
+    assert proc.returncode == 0 and out.decode().strip() == "bars"
+    assert "Loading weights" in b"".join(chunks).decode(errors="replace")
+
+
+@pytest.mark.slow
+def test_quiet_run_writes_no_bars_or_info_to_a_log_file(small_sim, tmp_path):
+    """`neurrator --quiet narrate ... 2> log`: the log holds no progress bar, no library output, no INFO line."""
+    log = tmp_path / "stderr.log"
+    with log.open("w") as err:
+        proc = subprocess.run([sys.executable, "-m", "neurrator", "--quiet", "narrate", str(small_sim), "--out",
+                               str(tmp_path / "out"), *FAST_FLAGS, "--val-repeats", "1", "--test-repeats", "1",
+                               "--cache-dir", str(tmp_path / "cache")], stdout=subprocess.PIPE, stderr=err, text=True,
+                              timeout=900, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    text = log.read_text()
+    assert proc.returncode == 0, text
+    for noise in ("Loading weights", "\r", "it/s", "INFO", "%|"):
+        assert noise not in text, (noise, text)
+    assert proc.stdout.count("skipped") <= 1 and "wrote" in proc.stdout

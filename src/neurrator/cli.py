@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -15,10 +17,59 @@ from neurrator.errors import NeurratorError
 log = logging.getLogger("neurrator")
 
 
-def _setup_logging(debug: bool, quiet: bool) -> None:
-    level = logging.DEBUG if debug else (logging.WARNING if quiet else logging.INFO)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True)
+#: Third-party loggers that keep their own handlers (they do not propagate to the root logger).
+_OWN_HANDLER_LOGGERS = ("transformers",)
+#: Environment read by the libraries when they are imported (subprocesses such as Dask workers inherit it).
+_QUIET_ENV = {"HF_HUB_DISABLE_PROGRESS_BARS": "1", "TQDM_DISABLE": "1"}
+#: Those variables as the process started (a later command in the same process undoes a quiet one).
+_ENV_BEFORE = {key: os.environ.get(key) for key in _QUIET_ENV}
+
+
+def _stderr_is_terminal() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):  # replaced or closed stream
+        return False
+
+
+def _configure_output(*, debug: bool, quiet: bool) -> bool:
+    """Set logging and every library's progress bars for this command; returns whether bars are shown.
+
+    * ``--debug``: everything at DEBUG.
+    * default: neurrator at INFO, other libraries at WARNING.
+    * ``--quiet``: neurrator's warnings and errors, other libraries' errors only.
+
+    Progress bars (neurrator's and the libraries': transformers' "Loading weights", huggingface_hub's
+    downloads, sentence-transformers, tqdm) are shown only when stderr is a terminal and not ``--quiet``,
+    so log files get no carriage-return bars.
+    """
+    bars = not quiet and _stderr_is_terminal()
+    own = logging.DEBUG if debug else (logging.WARNING if quiet else logging.INFO)
+    others = logging.DEBUG if debug else (logging.ERROR if quiet else logging.WARNING)
+    logging.basicConfig(level=others, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True)
+    logging.getLogger("neurrator").setLevel(own)
     logging.captureWarnings(True)
+    os.environ["TRANSFORMERS_VERBOSITY"] = logging.getLevelName(others).lower()
+    for name in _OWN_HANDLER_LOGGERS:
+        logging.getLogger(name).setLevel(others)
+    for key, value in _QUIET_ENV.items():  # set, or back to what the process started with
+        if not bars:
+            os.environ[key] = value
+        elif _ENV_BEFORE[key] is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = _ENV_BEFORE[key]
+    # the libraries read the environment at import; when already imported, tell them directly
+    if "huggingface_hub" in sys.modules:
+        from huggingface_hub.utils import disable_progress_bars, enable_progress_bars
+
+        (enable_progress_bars if bars else disable_progress_bars)()
+    if "transformers" in sys.modules:
+        from transformers.utils import logging as tf_logging
+
+        (tf_logging.enable_progress_bar if bars else tf_logging.disable_progress_bar)()
+        tf_logging.set_verbosity(others)
+    return bars
 
 
 def _fail(message: str) -> None:
@@ -30,15 +81,15 @@ def common(func: Callable[..., Any]) -> Callable[..., Any]:
     """--debug and --quiet on every command; user errors become one line and exit 1."""
 
     @click.option("--debug", is_flag=True, help="Show tracebacks and debug logging.")
-    @click.option("--quiet", "-q", is_flag=True, help="No progress bars, warnings and errors only.")
+    @click.option("--quiet", "-q", is_flag=True, help=QUIET_HELP)
     @functools.wraps(func)
     def wrapper(*args: Any, debug: bool, quiet: bool, **kwargs: Any) -> Any:
         ctx = click.get_current_context()
         debug = debug or bool(ctx.obj and ctx.obj.get("debug"))
         quiet = quiet or bool(ctx.obj and ctx.obj.get("quiet"))
-        _setup_logging(debug, quiet)
+        bars = _configure_output(debug=debug, quiet=quiet)
         try:
-            return func(*args, progress=not quiet, **kwargs)
+            return func(*args, progress=bars, **kwargs)
         except NeurratorError as err:
             if debug:
                 raise
@@ -58,36 +109,65 @@ def common(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+QUIET_HELP = "Only neurrator's warnings and errors: no progress bars, no library logging."
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--debug", is_flag=True, help="Show tracebacks and debug logging.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@click.option("--quiet", "-q", is_flag=True, help=QUIET_HELP)
 @click.version_option(package_name="neurrator")
 @click.pass_context
 def main(ctx: click.Context, debug: bool, quiet: bool) -> None:
-    """neurrator: narrate in plain language what neurons in visual cortex encode."""
+    """neurrator: narrate in plain language what neurons in visual cortex encode.
+
+    Progress bars appear only when stderr is a terminal (never in log files).
+    """
     ctx.obj = {"debug": debug, "quiet": quiet}
+
+
+def _defaults():
+    from neurrator.config import NarrateConfig
+
+    return NarrateConfig()
+
+
+_D = _defaults()
+_POSITIVE = click.IntRange(min=1)
 
 
 def narrate_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """The options shared by `narrate` and `process` (one NarrateConfig each)."""
     options = [
-        click.option("--stimulus", default="natural_movie_one", show_default=True, help="Movie stimulus name."),
+        click.option("--stimulus", default=_D.stimulus, show_default=True, help="Movie stimulus name."),
         click.option("--movie", type=click.Path(dir_okay=True), default=None,
                      help="Movie frames (.npy/.npz, image stack or video) when the file has none."),
-        click.option("--backbone", default="tiny", show_default=True, help="Vision backbone id (tiny, llava, open_clip:MODEL:TAG)."),
-        click.option("--preprocessing", type=click.Choice(["pad", "crop"]), default="pad", show_default=True,
-                     help="Pad frames to square (LLaVA-1.5) or centre-crop (llava-hf processor)."),
-        click.option("--narrator", default="retrieval", show_default=True, help="Narrator id (retrieval, tiny, llava)."),
-        click.option("--encoder", type=click.Path(), default=None, help="Reuse this encoder checkpoint folder."),
-        click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
-        click.option("--seed", type=int, default=0, show_default=True),
-        click.option("--epochs", type=int, default=3, show_default=True, help="Maximum training epochs."),
-        click.option("--linear-rank", type=int, default=256, show_default=True,
+        click.option("--backbone", default=_D.backbone, show_default=True,
+                     help="Vision backbone id (tiny, llava, llava:FOLDER, open_clip:MODEL:TAG)."),
+        click.option("--preprocessing", type=click.Choice(["pad", "crop"]), default=_D.preprocessing,
+                     show_default=True, help="Pad frames to square (LLaVA-1.5) or centre-crop (llava-hf processor)."),
+        click.option("--narrator", default=_D.narrator, show_default=True,
+                     help="Narrator id (retrieval, tiny, llava, llava:FOLDER)."),
+        click.option("--reference-narrator", default=_D.reference_narrator, show_default=True,
+                     help="Generative narrator (tiny, llava) that writes the references from the true frames when "
+                          "the session has no captions and --narrator is retrieval; it must read the backbone's "
+                          "patch tokens (tiny with --backbone tiny, llava with --backbone llava)."),
+        click.option("--encoder", type=click.Path(), default=None,
+                     help="Reuse a trained encoder instead of training one: a checkpoint folder, or a neurrator "
+                          "NWB file (its processing/neurrator/encoder)."),
+        click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=_D.device, show_default=True),
+        click.option("--seed", type=int, default=_D.seed, show_default=True),
+        click.option("--epochs", type=_POSITIVE, default=_D.train.max_epochs, show_default=True, help="Maximum training epochs."),
+        click.option("--val-repeats", "n_val_repeats", type=_POSITIVE, default=_D.n_val_repeats, show_default=True,
+                     help="Movie repeats held out for validation (early stopping)."),
+        click.option("--test-repeats", "n_test_repeats", type=_POSITIVE, default=_D.n_test_repeats,
+                     show_default=True, help="Movie repeats held out for testing (all reported scores); training "
+                                             "needs at least one repeat besides validation and test."),
+        click.option("--linear-rank", type=_POSITIVE, default=_D.model.linear_rank, show_default=True,
                      help="Width of the encoder's ridge-like linear path (use ~64 for 576 x 1024 targets)."),
-        click.option("--offset-bins", type=int, default=0, show_default=True,
+        click.option("--offset-bins", type=int, default=_D.train.offset_bins, show_default=True,
                      help="Lag of the input window in bins (0 = centred on the frame)."),
-        click.option("--narrations", "narrations_per_subset", type=int, default=30, show_default=True,
-                     help="Held-out windows narrated per unit subset."),
+        click.option("--narrations", "narrations_per_subset", type=_POSITIVE, default=_D.narrations_per_subset,
+                     show_default=True, help="Held-out windows narrated per unit subset."),
         click.option("--no-quality-filter", is_flag=True, help="Keep units failing the Allen quality filter."),
         click.option("--cache-dir", type=click.Path(), default=None, help="Cache for targets and streamed files."),
     ]
@@ -99,10 +179,25 @@ def narrate_options(func: Callable[..., Any]) -> Callable[..., Any]:
 def _config(progress: bool, no_quality_filter: bool, **kwargs: Any):
     from neurrator.config import NarrateConfig
 
-    return NarrateConfig(progress=progress, quality_filter=not no_quality_filter, **kwargs)
+    return NarrateConfig.from_options(progress=progress, quality_filter=not no_quality_filter, **kwargs)
 
 
-@main.command()
+@contextlib.contextmanager
+def _remove_created_folders_on_failure(folder: Path):
+    """A failed run leaves no folder it created (only empty folders are ever removed)."""
+    from neurrator.preflight import CreatedDirs
+
+    dirs = CreatedDirs()
+    dirs.watch(folder)
+    try:
+        yield
+    except BaseException:
+        for removed in dirs.remove_empty():
+            log.debug("removed the empty folder %s left by the failed run", removed)
+        raise
+
+
+@main.command(short_help="Narrate one session (local file, dandi:// or https).")
 @click.argument("source")
 @click.option("--out", "out", required=True, type=click.Path(), help="Output .nwb file, or a folder for the DANDI layout.")
 @narrate_options
@@ -111,11 +206,14 @@ def narrate(source: str, out: str, progress: bool, **kwargs: Any) -> None:
     """Narrate one session: SOURCE is a path, dandi://DANDISET[@VERSION]/PATH or an https URL."""
     from neurrator.pipeline import narrate_session
 
-    result = narrate_session(source, out=Path(out), config=_config(progress, **kwargs))
+    config = _config(progress, **kwargs)
+    out_path = Path(out)
+    with _remove_created_folders_on_failure(out_path.parent if out_path.suffix == ".nwb" else out_path):
+        result = narrate_session(source, out=out_path, config=config)
     click.echo(result.summary())
 
 
-@main.command()
+@main.command(short_help="Run the pipeline on a simulated session, offline.")
 @click.option("--out", "out", type=click.Path(), default="neurrator-demo", show_default=True, help="Output folder.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @common
@@ -123,11 +221,12 @@ def demo(out: str, seed: int, progress: bool) -> None:
     """Run the whole pipeline on the embedded simulated session with the offline tiny models."""
     from neurrator.pipeline import run_demo
 
-    result = run_demo(Path(out), seed=seed, progress=progress)
+    with _remove_created_folders_on_failure(Path(out)):
+        result = run_demo(Path(out), seed=seed, progress=progress)
     click.echo(result.summary(examples=5))
 
 
-@main.command()
+@main.command(short_help="Print (and plot) the results in an annotated file.")
 @click.argument("file", type=click.Path())
 @click.option("--all", "show_all", is_flag=True, help="Every narration, not the first few per subset.")
 @click.option("--plot", type=click.Path(), default=None, help="Also save fidelity vs population size as this PNG.")
@@ -141,15 +240,16 @@ def show(file: str, show_all: bool, plot: str | None, progress: bool) -> None:
         click.echo(f"wrote {plot_fidelity(Path(file), Path(plot))}")
 
 
-@main.command()
+@main.command(short_help="Write a simulated session with known ground truth.")
 @click.argument("out", type=click.Path())
-@click.option("--units", type=int, default=None, help="Number of units (default: the simulator's).")
-@click.option("--repeats", type=int, default=None, help="Movie repeats (default: the simulator's).")
+@click.option("--units", type=_POSITIVE, default=None, help="Number of units (default: the simulator's).")
+@click.option("--repeats", type=_POSITIVE, default=None, help="Movie repeats (default: the simulator's).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--movie-out", type=click.Path(), default=None, help="Also save the movie frames as .npy.")
 @common
 def simulate(out: str, units: int | None, repeats: int | None, seed: int, movie_out: str | None, progress: bool) -> None:
     """Write a simulated Allen-layout session with known ground truth to OUT (.nwb)."""
+    from neurrator.preflight import split_problem
     from neurrator.simulate import write_simulated_session
 
     kwargs: dict[str, Any] = {"seed": seed, "movie_out": movie_out}
@@ -159,9 +259,12 @@ def simulate(out: str, units: int | None, repeats: int | None, seed: int, movie_
         kwargs["n_repeats"] = repeats
     write_simulated_session(Path(out), **kwargs)
     click.echo(f"wrote {out}")
+    problem = None if repeats is None else split_problem(repeats, n_val=_D.n_val_repeats, n_test=_D.n_test_repeats)
+    if problem is not None:
+        click.echo(f"note: `neurrator narrate` with the default split will refuse it: {problem}", err=True)
 
 
-@main.command(name="ls")
+@main.command(name="ls", short_help="List a dandiset's NWB assets with their sizes.")
 @click.argument("dandiset")
 @common
 def ls_command(dandiset: str, progress: bool) -> None:
@@ -172,11 +275,11 @@ def ls_command(dandiset: str, progress: bool) -> None:
         click.echo(f"{asset.size:>15,d}  {asset.path}")
 
 
-@main.command()
+@main.command(short_help="Narrate every session of a dandiset on Dask.")
 @click.argument("dandiset")
 @click.option("--out", "out", required=True, type=click.Path(), help="Output folder (DANDI layout).")
 @click.option("--scheduler", default=None, help="Address of an existing Dask scheduler (default: a LocalCluster).")
-@click.option("--workers", type=int, default=2, show_default=True, help="Workers of the LocalCluster.")
+@click.option("--workers", type=_POSITIVE, default=2, show_default=True, help="Workers of the LocalCluster.")
 @click.option("--match", default=None, help="Only assets whose path contains this text.")
 @narrate_options
 @common
