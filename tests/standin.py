@@ -12,7 +12,13 @@
   ``/server-info``, ``/api/info/``, ``/api/dandisets/<id>/``, ``/api/dandisets/<id>/versions/<v>/info/``,
   ``/api/dandisets/<id>/versions/<v>/assets/[?path=<prefix>]``,
   ``/api/dandisets/<id>/versions/<v>/assets/<asset_id>/[info/]`` (metadata with ``contentUrl``) and
-  ``/api/assets/<asset_id>/download/`` (302 to ``/files/<path>``).
+  ``/api/assets/<asset_id>/download/`` (302 to ``/files/<path>``);
+* answers the Allen warehouse's RMA query for stimulus templates the way AllenSDK's
+  ``EcephysProjectWarehouseApi._list_stimulus_templates`` sends it (``/api/v2/data/query.json`` with
+  ``criteria=model::WellKnownFile,...well_known_file_type[name$eq'Stimulus'][attachable_type$eq'Product']
+  [attachable_id$eq714914585],rma::options[start_row$eq..][num_rows$eq..]``, paged) with records
+  ``{id, path, download_link, ...}`` for ``warehouse_files``, and serves
+  ``/api/v2/well_known_file_download/<id>`` (counted as file requests; ``warehouse_queries`` counts queries).
 
 Example
 -------
@@ -51,6 +57,8 @@ class DandiStandin:
         Versions that exist; "draft" always exists. A non-draft one is the most recent published.
     extra_files
         URL path under ``/files/`` -> local file, served but not listed as assets (e.g. a movie).
+    warehouse_files
+        Allen warehouse record path (e.g. ``/external/.../natural_movie_1.npy``) -> local file.
     """
 
     def __init__(
@@ -60,12 +68,23 @@ class DandiStandin:
         dandiset_id: str = "000999",
         versions: tuple[str, ...] = ("draft",),
         extra_files: dict[str, str | Path] | None = None,
+        warehouse_files: dict[str, str | Path] | None = None,
+        product_id: int = 714914585,
     ) -> None:
         self.dandiset_id = dandiset_id
         self.versions = tuple(dict.fromkeys(("draft", *versions)))
         self.assets: dict[str, Path] = {k.strip("/"): Path(v) for k, v in (files or {}).items()}
         self.hosted: dict[str, Path] = dict(self.assets)
         self.hosted.update({k.strip("/"): Path(v) for k, v in (extra_files or {}).items()})
+        self.product_id = int(product_id)
+        self.warehouse: list[dict] = []
+        for i, (rec_path, local) in enumerate(sorted((warehouse_files or {}).items())):
+            wkf_id = 900000 + i
+            self.warehouse.append({"id": wkf_id, "attachable_id": self.product_id, "attachable_type": "Product",
+                                   "path": rec_path, "download_link": f"/api/v2/well_known_file_download/{wkf_id}",
+                                   "well_known_file_type_id": 1, "file_size": Path(local).stat().st_size})
+            self.hosted[f"warehouse/{wkf_id}"] = Path(local)
+        self.warehouse_queries = 0
         self._lock = threading.Lock()
         self.bytes_served = 0
         self.file_requests = 0
@@ -219,6 +238,11 @@ class _Handler(BaseHTTPRequestHandler):
             o.log.append((self.command, self.path, self.headers.get("Range", "")))
         if path.startswith("/files/"):
             return self._file(path[len("/files/") :])
+        m = re.fullmatch(r"/api/v2/well_known_file_download/(\d+)", path)
+        if m:
+            return self._file(f"warehouse/{m.group(1)}")
+        if path == "/api/v2/data/query.json":
+            return self._rma(unquote(url.query))
         with o._lock:
             o.api_requests += 1
         if path in ("/server-info", "/api/info/", "/api/info"):
@@ -265,6 +289,21 @@ class _Handler(BaseHTTPRequestHandler):
                         return self._json(rec)
                     return self._json(o._asset_metadata(p))
         return self._not_found()
+
+    def _rma(self, query: str) -> None:
+        """The Allen RMA query: the stimulus-template records of the product, paged like the warehouse."""
+        o = self.owner
+        with o._lock:
+            o.warehouse_queries += 1
+        wanted = ("criteria=model::WellKnownFile,rma::criteria,well_known_file_type[name$eq'Stimulus']"
+                  f"[attachable_type$eq'Product'][attachable_id$eq{o.product_id}]")
+        rows = o.warehouse if query.startswith(wanted) else []
+        start = re.search(r"\[start_row\$eq(\d+)\]", query)
+        count = re.search(r"\[num_rows\$eq(\d+)\]", query)
+        a = int(start.group(1)) if start else 0
+        page = rows[a: a + int(count.group(1))] if count else rows[a:]
+        return self._json({"success": True, "id": 0, "start_row": a, "num_rows": len(page),
+                           "total_rows": len(rows), "msg": page})
 
     def _file(self, rel: str) -> None:
         o = self.owner

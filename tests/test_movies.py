@@ -74,13 +74,16 @@ def test_check_frames():
         check_frames(FRAMES, np.array([0, 1, 2]), label="f")
 
 
-def test_allen_movies_are_registered_without_invented_checksums():
-    for name, n in (("natural_movie_one", 900), ("natural_movie_three", 3600)):
+def test_allen_movies_are_registered_without_invented_checksums(tmp_path, monkeypatch):
+    monkeypatch.setenv("NEURRATOR_OFFLINE", "1")
+    for name, n, k in (("natural_movie_one", 900, 1), ("natural_movie_three", 3600, 3)):
         e = movies.KNOWN_MOVIES[name]
-        assert e.n_frames == n and e.shape == (304, 608)
+        assert e.n_frames == n and e.shape == (304, 608) and e.allen_movie_number == k
         assert e.sha256 is None or len(e.sha256) == 64
-    with pytest.raises(NeurratorError, match="no verified download address"):
-        fetch_known_movie("natural_movie_one")
+    target = tmp_path / "natural_movie_one.npy"
+    with pytest.raises(NeurratorError, match=r"offline .*get_natural_movie_template\(1\).* to "
+                                             + str(target).replace(".", r"\.") + r", or pass --movie"):
+        fetch_known_movie("natural_movie_one", cache_dir=tmp_path)
     with pytest.raises(NeurratorError, match="not a registered movie"):
         fetch_known_movie("natural_movie_nine")
 
@@ -147,9 +150,108 @@ def test_read_session_uses_the_registry_when_the_file_has_no_frames(served_movie
     p = make_nwb(tmp_path / "reg.nwb", stimulus="test_movie", pres=(start, start + 1 / 30, np.tile(np.arange(5), 2)))
     ses = load_session(p, stimulus="test_movie", cache_dir=tmp_path / "cache")
     np.testing.assert_array_equal(ses.frames, FRAMES)
-    assert ses.frames_source == "registry:test_movie"
+    assert ses.frames_source == (f"registry:test_movie sha256:{digest} (pinned) from "
+                                 f"{s.url_for('templates/movie.npy')}")
     # without fetching, frames stay None: never guessed
     assert load_session(p, stimulus="test_movie", fetch_movie=False).frames is None
+
+
+WAREHOUSE = {"/external/neuropixels/stimulus_templates/natural_movie_1.npy": "movie",
+             "/external/neuropixels/stimulus_templates/natural_movie_3.npy": "other",
+             "/external/neuropixels/stimulus_templates/natural_scenes/5.tiff": "other"}
+
+
+@pytest.fixture
+def warehouse(tmp_path, monkeypatch):
+    """The stand-in Allen warehouse with natural_movie_1.npy = FRAMES; natural_movie_one shrunk to 5 frames."""
+    import dataclasses
+
+    np.save(tmp_path / "served.npy", FRAMES)
+    (tmp_path / "other").write_bytes(b"x")
+    files = {k: tmp_path / ("served.npy" if v == "movie" else "other") for k, v in WAREHOUSE.items()}
+    small = dataclasses.replace(movies.KNOWN_MOVIES["natural_movie_one"], n_frames=5, shape=(6, 8))
+    monkeypatch.setitem(movies.KNOWN_MOVIES, "natural_movie_one", small)
+    monkeypatch.delenv("NEURRATOR_OFFLINE", raising=False)
+    with DandiStandin(warehouse_files=files) as s:
+        monkeypatch.setenv("NEURRATOR_ALLEN_API_URL", s.base_url)
+        yield s, hashlib.sha256((tmp_path / "served.npy").read_bytes()).hexdigest()
+
+
+def test_warehouse_lists_templates_in_pages(warehouse):
+    from neurrator.allen_warehouse import list_stimulus_templates, movie_download_url, scene_download_urls
+
+    s, _ = warehouse
+    rows = list_stimulus_templates(page_size=1)
+    assert s.warehouse_queries == 3 and len(rows) == 3
+    assert sorted((r["movie_number"], r["scene_number"]) for r in rows if r["movie_number"]) == [(1, None), (3, None)]
+    assert movie_download_url(1) == f"{s.base_url}/api/v2/well_known_file_download/900000"
+    assert list(scene_download_urls()) == [5]
+    with pytest.raises(NeurratorError, match="exactly one natural_movie_2 template, found 0"):
+        movie_download_url(2)
+
+
+def test_allen_movie_via_warehouse_trusted_on_first_use(warehouse, tmp_path):
+    from neurrator.movies import fetch_movie
+
+    s, digest = warehouse
+    got = fetch_movie("natural_movie_one", cache_dir=tmp_path / "c")
+    np.testing.assert_array_equal(got.frames, FRAMES)
+    assert got.sha256 == digest and got.trust == "first use"
+    assert got.source == f"registry:natural_movie_one sha256:{digest} (first use) from {s.base_url}/api/v2/well_known_file_download/900000"
+    assert (tmp_path / "c" / "natural_movie_one.npy.sha256").read_text().startswith(digest)
+    queries, served = s.warehouse_queries, s.bytes_served
+    again = fetch_movie("natural_movie_one", cache_dir=tmp_path / "c")
+    assert again.trust == "recorded" and again.sha256 == digest and again.url == got.url
+    assert (s.warehouse_queries, s.bytes_served) == (queries, served)  # from the cache, no lookup
+    cached = tmp_path / "c" / "natural_movie_one.npy"
+    np.save(cached, FRAMES[::-1])  # the cached copy changes: refused
+    with pytest.raises(NeurratorError, match="differs from .* recorded at first use"):
+        fetch_movie("natural_movie_one", cache_dir=tmp_path / "c")
+
+
+def test_pinned_sha256_is_verified(warehouse, tmp_path, monkeypatch):
+    import dataclasses
+
+    from neurrator.movies import fetch_movie
+
+    _, digest = warehouse
+    entry = movies.KNOWN_MOVIES["natural_movie_one"]
+    monkeypatch.setitem(movies.KNOWN_MOVIES, "natural_movie_one", dataclasses.replace(entry, sha256=digest))
+    assert fetch_movie("natural_movie_one", cache_dir=tmp_path / "a").trust == "pinned"
+    monkeypatch.setitem(movies.KNOWN_MOVIES, "natural_movie_one", dataclasses.replace(entry, sha256="1" * 64))
+    with pytest.raises(NeurratorError, match="checksum mismatch"):
+        fetch_movie("natural_movie_one", cache_dir=tmp_path / "b")
+    assert not (tmp_path / "b" / "natural_movie_one.npy").exists()
+
+
+def test_unreachable_warehouse_and_offline_say_what_to_download(warehouse, tmp_path, monkeypatch):
+    from neurrator.movies import fetch_movie
+
+    monkeypatch.setenv("NEURRATOR_ALLEN_API_URL", "http://127.0.0.1:9")  # nothing listens there
+    target = tmp_path / "natural_movie_one.npy"
+    with pytest.raises(NeurratorError) as err:
+        fetch_movie("natural_movie_one", cache_dir=tmp_path)
+    text = str(err.value)
+    assert "\n" not in text and "Allen warehouse query failed" in text
+    assert f"download natural_movie_one (AllenSDK EcephysProjectCache.get_natural_movie_template(1)" in text
+    assert f"to {target}, or pass --movie FRAMES.npy" in text
+    monkeypatch.setenv("NEURRATOR_OFFLINE", "1")
+    np.save(target, FRAMES)  # placed by hand where the message said: used offline, its hash recorded
+    got = fetch_movie("natural_movie_one", cache_dir=tmp_path)
+    assert got.trust == "first use" and got.sha256 == hashlib.sha256(target.read_bytes()).hexdigest()
+
+
+def test_read_session_records_the_fetched_movie_sha256(warehouse, tmp_path):
+    from test_session import make_nwb
+
+    from neurrator.session import load_session
+
+    s, digest = warehouse
+    start = np.arange(10) / 30.0
+    p = make_nwb(tmp_path / "allen.nwb", pres=(start, start + 1 / 30, np.tile(np.arange(5), 2)))
+    ses = load_session(p, cache_dir=tmp_path / "cache")
+    np.testing.assert_array_equal(ses.frames, FRAMES)
+    assert ses.frames_source.startswith(f"registry:natural_movie_one sha256:{digest} (first use) from http://127.0.0.1")
 
 
 def test_register_movie_adds_an_entry(monkeypatch):
@@ -159,16 +261,17 @@ def test_register_movie_adds_an_entry(monkeypatch):
         fetch_known_movie("my_movie")
 
 
-def test_allen_movie_without_frames_reads_but_frames_are_required_later(tmp_path):
+def test_allen_movie_without_frames_reads_but_frames_are_required_later(tmp_path, monkeypatch):
     from test_session import make_nwb
 
     from neurrator.movies import require_frames
     from neurrator.session import load_session
 
     p = make_nwb(tmp_path / "allen_like.nwb")  # natural_movie_one presentations, no template
-    s = load_session(p)  # the registry entry has no verified address: no download attempted
+    monkeypatch.setenv("NEURRATOR_OFFLINE", "1")  # the registry fetch fails without reaching the network
+    s = load_session(p, cache_dir=tmp_path / "cache")
     assert s.frames is None
-    with pytest.raises(NeurratorError, match="no movie frames for stimulus 'natural_movie_one'.*--movie"):
+    with pytest.raises(NeurratorError, match="no movie frames for stimulus 'natural_movie_one'.*offline.*--movie"):
         require_frames(s)
 
 

@@ -11,6 +11,14 @@ Movie files that work (`load_movie_file`): ``.npy``; ``.npz`` (key ``frames``, e
 (via Pillow); a folder of ``.png``/``.jpg``/``.tif`` images (sorted by name, via Pillow). Video files
 (.mp4, .avi, ...) need a video reader (imageio/av/OpenCV) that neurrator does not depend on: they are
 rejected with an error saying to convert them to .npy first.
+
+The Allen movies (natural_movie_one, natural_movie_three) have no fixed address: their download link
+is looked up in the Allen warehouse the way AllenSDK does (`neurrator.allen_warehouse`). Their sha256
+is not pinned in this file (it could not be checked from this project's machines), so the first
+download is trusted and its sha256 recorded next to it (``<name>.npy.sha256``) and in the session's
+``frames_source`` (provenance); every later use is checked against that record. Pin a hash with
+`register_movie` or ``$NEURRATOR_MOVIE_REGISTRY``. With ``$NEURRATOR_OFFLINE=1`` (or no network) the
+error names the file to download and where to put it; a file placed there by hand is used as is.
 """
 
 from __future__ import annotations
@@ -28,9 +36,11 @@ from neurrator.errors import NeurratorError
 
 __all__ = [
     "KNOWN_MOVIES",
+    "FetchedMovie",
     "MovieEntry",
     "check_frames",
     "fetch_known_movie",
+    "fetch_movie",
     "frames_from_template",
     "load_movie_file",
     "register_movie",
@@ -61,6 +71,12 @@ class MovieEntry:
         File format of the download: "npy" or "h5" (dataset ``data``).
     note
         Where the movie comes from and how to get it by hand.
+    allen_movie_number
+        For the Allen templates: ``n`` of ``natural_movie_<n>.npy``, whose address is looked up in the
+        Allen warehouse when ``url`` is None.
+    trust_on_first_use
+        Without a pinned ``sha256``, accept the first download and record its hash (checked on every
+        later use) instead of refusing it.
     """
 
     name: str
@@ -70,6 +86,26 @@ class MovieEntry:
     sha256: str | None
     fmt: str = "npy"
     note: str = ""
+    allen_movie_number: int | None = None
+    trust_on_first_use: bool = False
+
+
+@dataclass(frozen=True)
+class FetchedMovie:
+    """A registry movie as loaded: frames, where from, and the sha256 of the file (for provenance)."""
+
+    frames: np.ndarray
+    path: Path
+    url: str
+    sha256: str
+    #: "pinned" (matches the registry), "first use" (recorded now), "recorded" (matches the first-use
+    #: record), "unverified" (allow_unverified)
+    trust: str
+
+    @property
+    def source(self) -> str:
+        """The provenance string: ``registry:<name> sha256:<hex> (<trust>) from <url>``."""
+        return f"registry:{self.path.stem} sha256:{self.sha256} ({self.trust}) from {self.url}"
 
 
 # The Allen templates are served by the Allen Institute's warehouse (api.brain-map.org) through a
@@ -83,12 +119,17 @@ KNOWN_MOVIES: dict[str, MovieEntry] = {
     "natural_movie_one": MovieEntry(
         name="natural_movie_one", n_frames=900, shape=(304, 608), url=None, sha256=None, fmt="npy",
         note="Allen Brain Observatory natural_movie_one (AllenSDK get_natural_movie_template(1))",
+        allen_movie_number=1, trust_on_first_use=True,
     ),
     "natural_movie_three": MovieEntry(
         name="natural_movie_three", n_frames=3600, shape=(304, 608), url=None, sha256=None, fmt="npy",
         note="Allen Brain Observatory natural_movie_three (AllenSDK get_natural_movie_template(3))",
+        allen_movie_number=3, trust_on_first_use=True,
     ),
 }
+
+#: Last reason a registry movie could not be fetched, per stimulus (for `require_frames`' message).
+_FETCH_ERRORS: dict[str, str] = {}
 
 
 def register_movie(entry: MovieEntry) -> None:
@@ -108,6 +149,8 @@ def _registry() -> dict[str, MovieEntry]:
             reg[name] = MovieEntry(
                 name=name, n_frames=int(d["n_frames"]), shape=tuple(d.get("shape", (0, 0))), url=d.get("url"),
                 sha256=d.get("sha256"), fmt=d.get("fmt", "npy"), note=d.get("note", ""),
+                allen_movie_number=d.get("allen_movie_number"),
+                trust_on_first_use=bool(d.get("trust_on_first_use", False)),
             )
     return reg
 
@@ -203,6 +246,149 @@ def load_movie_file(path: str | Path) -> np.ndarray:
     return to_gray_uint8(arr, label=str(p))
 
 
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _by_hand(entry: MovieEntry, target: Path) -> str:
+    how = (f"AllenSDK EcephysProjectCache.get_natural_movie_template({entry.allen_movie_number}) saved with np.save"
+           if entry.allen_movie_number is not None else (entry.url or entry.note or "the movie"))
+    return f"download {entry.name} ({how}) to {target}, or pass --movie FRAMES.npy"
+
+
+def _load_registry_file(path: Path, entry: MovieEntry) -> np.ndarray:
+    try:
+        if entry.fmt == "h5":
+            import h5py
+
+            with h5py.File(path, "r") as f:
+                arr = f["data"][:]
+        else:
+            arr = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, KeyError) as err:
+        raise NeurratorError(path, f"cannot read movie {entry.name}: {err}") from err
+    frames = to_gray_uint8(arr, label=str(path))
+    if entry.n_frames and frames.shape[0] != entry.n_frames:
+        raise NeurratorError(path, f"registered movie {entry.name} should have {entry.n_frames} frames, "
+                                   f"got {frames.shape[0]}")
+    return frames
+
+
+def fetch_movie(
+    name: str,
+    *,
+    cache_dir: str | Path | None = None,
+    allow_unverified: bool = False,
+    progress: bool = False,
+    offline: bool | None = None,
+) -> FetchedMovie:
+    """A registered movie from ``cache_dir``, downloaded there once (pooch) when missing.
+
+    The address is the entry's ``url``, or for the Allen templates the warehouse's well-known-file link
+    (`neurrator.allen_warehouse.movie_download_url`). A pinned ``sha256`` is verified; without one, an
+    entry with ``trust_on_first_use`` records the first download's hash in ``<file>.sha256`` and checks
+    later uses against it; other entries are refused (the message prints the hash) unless
+    ``allow_unverified``. ``offline`` (default ``$NEURRATOR_OFFLINE``) never touches the network.
+
+    Raises
+    ------
+    NeurratorError
+        Unknown name, no address, checksum mismatch (pinned or recorded), unknown checksum, a failed
+        download or lookup (the message names the file to download and where to put it).
+    """
+    reg = _registry()
+    if name not in reg:
+        raise NeurratorError(name, f"not a registered movie; known: {', '.join(sorted(reg))}; pass --movie FRAMES.npy")
+    entry = reg[name]
+    if entry.url is None and entry.allen_movie_number is None:
+        raise NeurratorError(
+            name,
+            "no verified download address is registered for this movie "
+            f"({entry.note}); pass --movie FRAMES.npy or register it via $NEURRATOR_MOVIE_REGISTRY",
+        )
+    if offline is None:
+        offline = os.environ.get("NEURRATOR_OFFLINE", "").strip().lower() not in ("", "0", "false", "no")
+    if cache_dir is not None:
+        cache = Path(cache_dir)
+    else:
+        import pooch
+
+        cache = Path(pooch.os_cache("neurrator")) / "movies"
+    target = cache / f"{name}.{entry.fmt}"
+    record = target.with_name(target.name + ".sha256")
+    pinned = entry.sha256.lower() if entry.sha256 else None
+
+    if target.exists():  # downloaded before, or placed by hand
+        digest = _sha256(target)
+        recorded = record.read_text().split()[0] if record.exists() else None
+        if pinned and digest != pinned:
+            raise NeurratorError(target, f"sha256 {digest} does not match the registered {pinned} for {name}; "
+                                         "delete the file to download it again")
+        if not pinned and recorded and digest != recorded:
+            raise NeurratorError(target, f"sha256 {digest} differs from {recorded} recorded at first use of {name}; "
+                                         f"the file changed: delete it and {record.name} to fetch it again")
+        if pinned:
+            trust = "pinned"
+        elif recorded:
+            trust = "recorded"
+        else:  # placed by hand: its hash is recorded now, as a first use
+            trust = "first use"
+            record.write_text(f"{digest}  {target.name}\n")
+        text = record.read_text() if record.exists() else ""
+        url = text.split("  from ", 1)[1].strip() if "  from " in text else str(target)
+        return FetchedMovie(_load_registry_file(target, entry), target, url, digest, trust)
+
+    if offline:
+        raise NeurratorError(name, f"offline ($NEURRATOR_OFFLINE) and not in the cache; {_by_hand(entry, target)}")
+    url = entry.url
+    if url is None:
+        from neurrator.allen_warehouse import movie_download_url
+
+        try:
+            url = movie_download_url(int(entry.allen_movie_number))
+        except NeurratorError as err:
+            raise NeurratorError(name, f"{err.message}; {_by_hand(entry, target)}") from err
+    import pooch
+
+    try:
+        path = Path(pooch.retrieve(url=url, known_hash=None if pinned is None else f"sha256:{pinned}",
+                                   fname=target.name, path=cache, progressbar=progress))
+    except ValueError as err:  # pooch: hash mismatch (the bad download is removed by pooch)
+        raise NeurratorError(url, f"checksum mismatch for {name}: {err}".splitlines()[0]) from err
+    except Exception as err:  # noqa: BLE001 - network errors of every kind become one clear line
+        raise NeurratorError(url, f"cannot download movie {name}: {type(err).__name__}: {err}; "
+                                  f"{_by_hand(entry, target)}") from err
+    digest = _sha256(path)
+    if pinned:
+        trust = "pinned"
+    elif entry.trust_on_first_use:
+        trust = "first use"
+        log.warning("%s: no sha256 is pinned; trusting the first download (sha256 %s), recorded in %s",
+                    name, digest, record)
+    else:
+        msg = f"no checksum is registered for {name}; the downloaded file has sha256 {digest}"
+        if not allow_unverified:
+            path.unlink(missing_ok=True)
+            raise NeurratorError(url, msg + "; verify it and register it (or pass allow_unverified)")
+        log.warning(msg)
+        import warnings
+
+        warnings.warn(msg, stacklevel=2)
+        trust = "unverified"
+    try:
+        frames = _load_registry_file(path, entry)
+    except NeurratorError:
+        path.unlink(missing_ok=True)  # never keep a bad download as the trusted copy
+        raise
+    if trust in ("first use", "pinned"):
+        record.write_text(f"{digest}  {target.name}  from {url}\n")
+    return FetchedMovie(frames, path, url, digest, trust)
+
+
 def fetch_known_movie(
     name: str,
     *,
@@ -210,57 +396,8 @@ def fetch_known_movie(
     allow_unverified: bool = False,
     progress: bool = False,
 ) -> np.ndarray:
-    """Download a registered movie once into ``cache_dir`` (pooch), verify its sha256, load it.
-
-    Raises NeurratorError when the name is not registered, the entry has no address, the checksum
-    does not match, or the checksum is unknown (unless ``allow_unverified``: then it warns with the
-    computed hash).
-    """
-    import pooch
-
-    reg = _registry()
-    if name not in reg:
-        raise NeurratorError(name, f"not a registered movie; known: {', '.join(sorted(reg))}; pass --movie FRAMES.npy")
-    entry = reg[name]
-    if entry.url is None:
-        raise NeurratorError(
-            name,
-            "no verified download address is registered for this movie "
-            f"({entry.note}); pass --movie FRAMES.npy or register it via $NEURRATOR_MOVIE_REGISTRY",
-        )
-    cache = Path(cache_dir) if cache_dir is not None else Path(pooch.os_cache("neurrator")) / "movies"
-    fname = f"{name}.{entry.fmt}"
-    target = cache / fname
-    try:
-        path = pooch.retrieve(
-            url=entry.url, known_hash=None if entry.sha256 is None else f"sha256:{entry.sha256}",
-            fname=fname, path=cache, progressbar=progress,
-        )
-    except ValueError as err:  # pooch: hash mismatch (the bad download is removed by pooch)
-        raise NeurratorError(entry.url, f"checksum mismatch for {name}: {err}".splitlines()[0]) from err
-    except Exception as err:  # noqa: BLE001 - network errors of every kind become one clear line
-        raise NeurratorError(entry.url, f"cannot download movie {name}: {type(err).__name__}: {err}") from err
-    if entry.sha256 is None:
-        digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
-        msg = f"no checksum is registered for {name}; the downloaded file has sha256 {digest}"
-        if not allow_unverified:
-            target.unlink(missing_ok=True)
-            raise NeurratorError(entry.url, msg + "; verify it and register it (or pass allow_unverified)")
-        log.warning(msg)
-        import warnings
-
-        warnings.warn(msg, stacklevel=2)
-    if entry.fmt == "h5":
-        import h5py
-
-        with h5py.File(path, "r") as f:
-            arr = f["data"][:]
-    else:
-        arr = np.load(path, allow_pickle=False)
-    frames = to_gray_uint8(arr, label=str(path))
-    if entry.n_frames and frames.shape[0] != entry.n_frames:
-        raise NeurratorError(path, f"registered movie {name} should have {entry.n_frames} frames, got {frames.shape[0]}")
-    return frames
+    """The frames of `fetch_movie` (kept for callers that need no provenance)."""
+    return fetch_movie(name, cache_dir=cache_dir, allow_unverified=allow_unverified, progress=progress).frames
 
 
 def resolve_frames(
@@ -272,7 +409,11 @@ def resolve_frames(
     fetch: bool = True,
     cache_dir: str | Path | None = None,
 ) -> tuple[np.ndarray | None, str, float | None]:
-    """Frames for ``stimulus``: template -> ``movie`` -> registry. Returns (frames, source, rate)."""
+    """Frames for ``stimulus``: template -> ``movie`` -> registry. Returns (frames, source, rate).
+
+    A registry movie that cannot be fetched leaves frames None (with a warning): reading a session
+    does not need frames; `require_frames` raises with the reason when they are needed.
+    """
     frames, rate = frames_from_template(nwbfile, stimulus, label=label)
     if frames is not None:
         return frames, f"template:{stimulus}", rate
@@ -282,12 +423,14 @@ def resolve_frames(
         return load_movie_file(movie), str(movie), None
     reg = _registry() if fetch else {}
     if stimulus in reg:
-        if reg[stimulus].url is None:
-            msg = (f"{label}: no frames for {stimulus} in the file and no verified download address registered; "
-                   "pass --movie FRAMES.npy to train or evaluate")
-            log.warning(msg)
+        try:
+            got = fetch_movie(stimulus, cache_dir=cache_dir)
+        except NeurratorError as err:
+            _FETCH_ERRORS[stimulus] = err.message
+            log.warning("%s: no frames for %s: %s", label, stimulus, err.message)
             return None, "", None
-        return fetch_known_movie(stimulus, cache_dir=cache_dir), f"registry:{stimulus}", None
+        _FETCH_ERRORS.pop(stimulus, None)
+        return got.frames, got.source, None
     return None, "", None
 
 
@@ -296,8 +439,10 @@ def require_frames(session) -> np.ndarray:
     if session.frames is not None:
         return session.frames
     hint = ""
-    if session.stimulus in _registry():
-        hint = f" (the registry entry for {session.stimulus} has no verified download address)"
+    if session.stimulus in _FETCH_ERRORS:
+        hint = f" and the registry fetch failed ({_FETCH_ERRORS[session.stimulus]})"
+    elif session.stimulus in _registry():
+        hint = " and it was not fetched from the registry"
     raise NeurratorError(
         session.path_label,
         f"no movie frames for stimulus '{session.stimulus}': the file has no stimulus template{hint}; "
