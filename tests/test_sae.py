@@ -8,20 +8,17 @@ import torch
 import torch.nn.functional as F
 
 from neurrator.errors import NeurratorError
+from neurrator.concepts import Concepts, content_words, name_concepts, top_frames_separated
 from neurrator.sae import (
-    Concepts,
     SAEConfig,
     SparseAutoencoder,
     _SparsePreAct,
-    content_words,
     evaluate_sae,
     frame_latents,
     load_sae,
-    name_concepts,
     sae_from_payload,
     sae_payload,
     save_sae,
-    top_frames_separated,
     train_sae,
 )
 

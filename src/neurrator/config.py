@@ -1,18 +1,284 @@
 """Run configuration: what `neurrator narrate` does to one session, as one frozen, JSON-able record.
 
-The per-component settings (encoder architecture, training, SAE) live with their components; this
-record names the choices of a whole run and is stored verbatim in the output's provenance.
+The per-component settings live with their components (`TrainConfig`, `EncoderConfig`, `SAEConfig`,
+`SubsetPlan`) and are nested here, one source of truth per field; this record names the choices of a
+whole run and is stored verbatim (nested, as JSON) in the output's provenance.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from neurrator.subsets import SubsetPlan
+
 DEVICES = ("auto", "cpu", "cuda")
+
+#: Flat option name (CLI) -> the component fields it sets; the one place the flat names are defined.
+OPTION_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
+    "window_bins": (("train", "window_bins"), ("model", "window_bins")),
+    "offset_bins": (("train", "offset_bins"),),
+    "epochs": (("train", "max_epochs"),),
+    "d_model": (("model", "d_model"),),
+    "n_latents": (("model", "n_latents"),),
+    "depth": (("model", "depth"),),
+    "linear_rank": (("model", "linear_rank"),),
+    "sae_latents": (("sae", "n_latents"),),
+    "sae_k": (("sae", "k"),),
+    "min_units": (("subsets", "min_units"),),
+    "population_sizes": (("subsets", "population_sizes"),),
+    "draws_per_size": (("subsets", "draws_per_size"),),
+    "single_units": (("subsets", "single_units"),),
+}
+
+
+PRECISIONS = ("float32", "bfloat16")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How an encoder is trained (JSON-able; stored in checkpoints).
+
+    Attributes
+    ----------
+    window_bins
+        W, bins in each input window (20 at 120 Hz: 167 ms).
+    offset_bins
+        Window alignment: 0 centres it on the frame (the paper); > 0 lags it (visual latency).
+    batch_size
+        Presentations per step.
+    max_epochs
+        Upper bound on passes over the training presentations.
+    lr, weight_decay
+        AdamW.
+    warmup_steps
+        Linear warm-up, then cosine decay to ``lr * min_lr_ratio`` at the last step.
+    min_lr_ratio
+        Final learning rate as a fraction of ``lr``.
+    grad_clip
+        Max global gradient norm (0 disables clipping).
+    eval_every
+        Steps between validations (0: once per epoch).
+    patience
+        Stop after this many validations without improvement of the validation loss.
+    min_units, max_units
+        Range of the log-uniform unit-subset size (max None: all units).
+    full_set_prob
+        Probability that a batch uses all units.
+    mse_weight, cos_weight, infonce_weight
+        Loss = mse_weight * MSE(standardised tokens) + cos_weight * (1 - patch cosine)
+        + infonce_weight * InfoNCE(flattened frames, in-batch negatives).
+    temperature
+        InfoNCE temperature.
+    linear_init
+        Start the encoder's linear path (`EncoderConfig.linear_rank`) at the closed-form ridge solution
+        on all units (alpha chosen by validation MSE from ``ridge_alphas``), so training starts from
+        ridge and the attention path learns what is left.
+    linear_l2
+        Ridge penalty on the linear path during training, as ridge's alpha per training window:
+        ``mse_weight * linear_l2 * sum_k scale_k^2 |w_k|^2 / (n_patches * dim)``. None: the alpha of
+        the closed-form initialisation / training windows (1.0 without it).
+    linear_lr_scale
+        Learning rate of the linear path's per-unit weights relative to ``lr`` (Adam's normalised steps
+        at the full rate drive the many weak per-unit weights into noise within a few epochs).
+    pca_components
+        Train through a per-token PCA basis of this many components (``EncoderConfig.out_components``);
+        predictions are always expanded back to full tokens. None: full tokens.
+    precision
+        ``float32`` or ``bfloat16`` (autocast; CUDA only, CPU always runs float32).
+    """
+
+    window_bins: int = 20
+    offset_bins: int = 0
+    batch_size: int = 64
+    max_epochs: int = 30
+    lr: float = 3e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.02
+    grad_clip: float = 1.0
+    eval_every: int = 0
+    patience: int = 2
+    min_units: int = 1
+    max_units: int | None = None
+    full_set_prob: float = 0.8
+    mse_weight: float = 0.5
+    cos_weight: float = 0.5
+    infonce_weight: float = 1.0
+    temperature: float = 0.05
+    pca_components: int | None = None
+    linear_init: bool = True
+    linear_l2: float | None = None
+    linear_lr_scale: float = 0.1
+    precision: str = "float32"
+
+    def __post_init__(self) -> None:
+        for name in ("window_bins", "batch_size", "max_epochs", "patience", "min_units"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, not {getattr(self, name)}")
+        for name in ("warmup_steps", "eval_every", "weight_decay", "grad_clip", "mse_weight", "cos_weight",
+                     "infonce_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, not {getattr(self, name)}")
+        if self.lr <= 0 or self.temperature <= 0 or self.linear_lr_scale <= 0:
+            raise ValueError("lr, linear_lr_scale and temperature must be > 0")
+        if not 0 <= self.min_lr_ratio <= 1 or not 0 <= self.full_set_prob <= 1:
+            raise ValueError("min_lr_ratio and full_set_prob must be in [0, 1]")
+        if self.max_units is not None and self.max_units < self.min_units:
+            raise ValueError(f"max_units ({self.max_units}) < min_units ({self.min_units})")
+        if self.mse_weight + self.cos_weight + self.infonce_weight == 0:
+            raise ValueError("at least one loss weight must be > 0")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, not {self.precision!r}")
+        if self.linear_l2 is not None and self.linear_l2 < 0:
+            raise ValueError(f"linear_l2 must be >= 0 or None, not {self.linear_l2}")
+        if self.pca_components is not None and self.pca_components < 1:
+            raise ValueError("pca_components must be >= 1 or None")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """Architecture of a `SpikeEncoder` (JSON-able; stored in checkpoints).
+
+    Attributes
+    ----------
+    n_units
+        Rows of the unit identity table (all units the encoder knows, over all pooled sessions).
+    n_patches
+        Output tokens per frame (64 for ``tiny``, 576 for LLaVA-1.5).
+    dim
+        Width of each output token (64 for ``tiny``, 1024 for LLaVA-1.5). ``n_units``, ``n_patches`` and
+        ``dim`` come from the data: None in a run configuration (`for_data` fills them); a model
+        needs all three.
+    window_bins
+        W, bins in each unit's input window.
+    n_sessions
+        Rows of the session embedding table (1 for a single session).
+    d_model
+        Width of unit tokens, latents and patch queries.
+    n_heads
+        Attention heads (must divide d_model).
+    n_latents
+        Latent queries that pool the unit tokens.
+    depth
+        Self-attention blocks over the latents.
+    mlp_ratio
+        Hidden width of every MLP, as a multiple of d_model.
+    dropout
+        Dropout in MLPs and on attention outputs (training only).
+    out_components
+        If set, the head predicts this many PCA coefficients per token, expanded to ``dim`` by a
+        fixed basis (`SpikeEncoder.set_output_basis`); None predicts full tokens directly.
+    linear_rank
+        K, width of the linear readout path: each unit's window, summed in groups of ``linear_pool``
+        bins, log1p-transformed and z-scored per (unit, group), is mapped by the unit's own
+        ``(W / linear_pool, K)`` matrix to K coefficients of a fixed basis of whole standardised token
+        maps (`SpikeEncoder.set_linear_basis`: top principal components of the training frames), summed
+        over the units present, rescaled by n_units / n and a learned gain of n for subsets. On all
+        units this is exactly a ridge regression (training initialises it with the closed-form ridge
+        solution). 0 disables the path.
+    linear_pool
+        Bins summed per input feature of the linear path (4 = one movie frame at 120 Hz); the last
+        group is shorter when it does not divide ``window_bins``.
+    """
+
+    n_units: int | None = None
+    n_patches: int | None = None
+    dim: int | None = None
+    window_bins: int = 20
+    n_sessions: int = 1
+    d_model: int = 128
+    n_heads: int = 4
+    n_latents: int = 32
+    depth: int = 2
+    mlp_ratio: float = 2.0
+    dropout: float = 0.0
+    out_components: int | None = None
+    linear_rank: int = 256
+    linear_pool: int = 4
+
+    def __post_init__(self) -> None:
+        for name in ("n_units", "n_patches", "dim", "window_bins", "n_sessions", "d_model", "n_heads", "n_latents"):
+            if getattr(self, name) is None and name in ("n_units", "n_patches", "dim"):
+                continue
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, not {getattr(self, name)}")
+        if self.depth < 0:
+            raise ValueError(f"depth must be >= 0, not {self.depth}")
+        if self.d_model % self.n_heads:
+            raise ValueError(f"n_heads ({self.n_heads}) must divide d_model ({self.d_model})")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), not {self.dropout}")
+        if self.mlp_ratio <= 0:
+            raise ValueError(f"mlp_ratio must be > 0, not {self.mlp_ratio}")
+        if self.linear_rank < 0:
+            raise ValueError(f"linear_rank must be >= 0, not {self.linear_rank}")
+        if self.linear_pool < 1:
+            raise ValueError(f"linear_pool must be >= 1, not {self.linear_pool}")
+        if self.out_components is not None and self.dim is not None and not 1 <= self.out_components <= self.dim:
+            raise ValueError(f"out_components must be in 1..dim ({self.dim}), not {self.out_components}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def for_data(self, *, n_units: int, n_patches: int, dim: int, window_bins: int | None = None) -> EncoderConfig:
+        """This architecture with the data's sizes filled in (and the window, when given)."""
+        return replace(self, n_units=int(n_units), n_patches=int(n_patches), dim=int(dim),
+                       window_bins=int(window_bins if window_bins is not None else self.window_bins))
+
+
+@dataclass(frozen=True)
+class SAEConfig:
+    """Architecture of a TopK SAE.
+
+    Attributes
+    ----------
+    d_in
+        Width of the patch tokens (64 for the tiny backbone, 1024 for CLIP ViT-L/14); None in a run
+        configuration, filled from the data by `for_data`.
+    n_latents
+        Dictionary size.
+    k
+        Latents kept per token.
+    aux_k
+        Dead latents used by the AuxK loss (Gao et al.: 512; default ``min(512, d_in // 2)``).
+    aux_coef
+        Weight of the AuxK loss (Gao et al.: 1/32).
+    dead_tokens
+        A latent is dead when it has not fired for this many training tokens.
+    """
+
+    d_in: int | None = None
+    n_latents: int = 256
+    k: int = 8
+    aux_k: int | None = None
+    aux_coef: float = 1 / 32
+    dead_tokens: int = 1_000_000
+
+    def __post_init__(self) -> None:
+        for name in ("d_in", "n_latents", "k", "dead_tokens"):
+            if name == "d_in" and self.d_in is None:
+                continue
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, not {getattr(self, name)}")
+        if self.k > self.n_latents:
+            raise ValueError(f"k ({self.k}) cannot exceed n_latents ({self.n_latents})")
+        if self.aux_k is None and self.d_in is not None:
+            object.__setattr__(self, "aux_k", max(1, min(512, self.d_in // 2, self.n_latents)))
+        if self.aux_k is not None and not 1 <= self.aux_k <= self.n_latents:
+            raise ValueError(f"aux_k must be in [1, n_latents], not {self.aux_k}")
+        if self.aux_coef < 0:
+            raise ValueError(f"aux_coef must be >= 0, not {self.aux_coef}")
+
+    def for_data(self, d_in: int) -> SAEConfig:
+        """This configuration for tokens of width ``d_in`` (AuxK width recomputed unless set)."""
+        return replace(self, d_in=int(d_in))
 
 
 @dataclass(frozen=True)
@@ -44,32 +310,27 @@ class NarrateConfig:
         Apply the Allen default unit quality filter when the quality columns exist.
     bins_per_frame
         Bins per movie frame (4 at 120 Hz for a 30 Hz movie).
-    window_bins
-        Bins in each encoder input window.
-    offset_bins
-        Window lag in bins (0 = centred on the frame as in the paper; > 0 lags for visual latency).
     n_val_repeats, n_test_repeats
         Whole repeats held out for validation (early stopping) and test (all reported fidelity).
-    epochs
-        Maximum training epochs (early stopping may end sooner). The encoder's linear path starts at the
-        closed-form ridge solution, so few epochs suffice (the best validation step came in epoch 1-2 on
-        the simulated session).
-    d_model, n_latents, depth
-        Size of the encoder's attention path (see `neurrator.encoder.EncoderConfig`); the defaults train
-        in about a minute on 2 CPU cores at 300 units x 7,200 training windows.
-    linear_rank
-        Width of the encoder's linear (ridge-like) readout path; use ~64 for 576 x 1024 targets, where
-        its basis is stored in every checkpoint (256 x 576 x 1024 float32 = 600 MB).
     narrations_per_subset
         Test windows narrated per unit subset, spread evenly over one held-out repeat.
-    min_units
-        Region, cell-type and local-population groups smaller than this are skipped and reported.
-    population_sizes, draws_per_size
-        Random unit draws for the fidelity-vs-population-size curve.
-    single_units
-        How many single units (the most active) are narrated from.
-    sae_latents, sae_k, sae_epochs
-        Width, sparsity and training epochs of the validating TopK SAE.
+    sae_epochs
+        Training epochs of the validating SAE.
+    train
+        Encoder training (`neurrator.training.TrainConfig`): window (``window_bins``, ``offset_bins``:
+        0 = centred on the frame as in the paper, > 0 lags it for visual latency) and ``max_epochs``
+        (early stopping may end sooner; the linear path starts at the closed-form ridge solution, so few
+        epochs suffice).
+    model
+        Encoder architecture (`neurrator.encoder.EncoderConfig`, its data sizes filled at training):
+        the defaults (d_model 64, 16 latents, depth 1, linear rank 256) train in about a minute on 2 CPU
+        cores at 300 units x 7,200 training windows; use linear_rank ~64 for 576 x 1024 targets, where
+        the basis is stored in every checkpoint (256 x 576 x 1024 float32 = 600 MB).
+    sae
+        The validating TopK SAE (`neurrator.sae.SAEConfig`; ``d_in`` from the data).
+    subsets
+        Which unit subsets are decoded (`neurrator.subsets.SubsetPlan`: minimum group size, random
+        draws per population size, single units).
     cache_dir
         Where targets and streamed files are cached (default: ``~/.cache/neurrator``).
     progress
@@ -87,23 +348,16 @@ class NarrateConfig:
     seed: int = 0
     quality_filter: bool = True
     bins_per_frame: int = 4
-    window_bins: int = 20
-    offset_bins: int = 0
     n_val_repeats: int = 2
     n_test_repeats: int = 2
-    epochs: int = 3
-    d_model: int = 64
-    n_latents: int = 16
-    depth: int = 1
-    linear_rank: int = 256
     narrations_per_subset: int = 30
-    min_units: int = 10
-    population_sizes: tuple[int, ...] = (1, 3, 10, 30, 100, 300, 1000, 3000)
-    draws_per_size: int = 2
-    single_units: int = 2
-    sae_latents: int = 256
-    sae_k: int = 8
     sae_epochs: int = 5
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(max_epochs=3))
+    model: EncoderConfig = field(default_factory=lambda: EncoderConfig(d_model=64, n_latents=16, depth=1,
+                                                                       linear_rank=256))
+    sae: SAEConfig = field(default_factory=lambda: SAEConfig(n_latents=256, k=8))
+    subsets: SubsetPlan = field(default_factory=lambda: SubsetPlan(
+        population_sizes=(1, 3, 10, 30, 100, 300, 1000, 3000), draws_per_size=2, single_units=2))
     cache_dir: str | None = None
     progress: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
@@ -113,15 +367,36 @@ class NarrateConfig:
             raise ValueError(f"device must be one of {', '.join(DEVICES)}, not {self.device!r}")
         if self.preprocessing not in ("pad", "crop"):
             raise ValueError(f"preprocessing must be 'pad' or 'crop', not {self.preprocessing!r}")
-        for name in ("bins_per_frame", "window_bins", "epochs", "d_model", "n_latents", "narrations_per_subset", "min_units",
-                     "sae_latents", "sae_k", "sae_epochs"):
+        for name in ("bins_per_frame", "narrations_per_subset", "sae_epochs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, not {getattr(self, name)}")
         if self.n_val_repeats < 1 or self.n_test_repeats < 1:
             raise ValueError("n_val_repeats and n_test_repeats must be >= 1")
-        if self.sae_k > self.sae_latents:
-            raise ValueError(f"sae_k ({self.sae_k}) cannot exceed sae_latents ({self.sae_latents})")
-        object.__setattr__(self, "population_sizes", tuple(int(n) for n in self.population_sizes))
+        if self.model.window_bins != self.train.window_bins:
+            object.__setattr__(self, "model", dataclasses.replace(self.model, window_bins=self.train.window_bins))
+
+    @classmethod
+    def from_options(cls, **options: Any) -> NarrateConfig:
+        """A configuration from flat option names (the CLI's): run-level fields by their own names, the
+        components' fields by the names in `OPTION_FIELDS` (e.g. ``epochs`` -> ``train.max_epochs``).
+
+        Examples
+        --------
+        >>> NarrateConfig.from_options(epochs=2, d_model=32, seed=1).train.max_epochs
+        2
+        """
+        base = cls()
+        parts: dict[str, dict[str, Any]] = {}
+        run: dict[str, Any] = {}
+        for key, value in options.items():
+            if key in OPTION_FIELDS:
+                for part, name in OPTION_FIELDS[key]:
+                    parts.setdefault(part, {})[name] = value
+            else:
+                run[key] = value
+        for part, changes in parts.items():
+            run[part] = dataclasses.replace(getattr(base, part), **changes)
+        return cls(**run)
 
     @property
     def cache_path(self) -> Path:

@@ -23,95 +23,13 @@ a ``session`` tag (`SpikeEncoder.set_unit_sessions`).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from neurrator.config import EncoderConfig
+
 __all__ = ["EncoderConfig", "SpikeEncoder"]
-
-
-@dataclass(frozen=True)
-class EncoderConfig:
-    """Architecture of a `SpikeEncoder` (JSON-able; stored in checkpoints).
-
-    Attributes
-    ----------
-    n_units
-        Rows of the unit identity table (all units the encoder knows, over all pooled sessions).
-    n_patches
-        Output tokens per frame (64 for ``tiny``, 576 for LLaVA-1.5).
-    dim
-        Width of each output token (64 for ``tiny``, 1024 for LLaVA-1.5).
-    window_bins
-        W, bins in each unit's input window.
-    n_sessions
-        Rows of the session embedding table (1 for a single session).
-    d_model
-        Width of unit tokens, latents and patch queries.
-    n_heads
-        Attention heads (must divide d_model).
-    n_latents
-        Latent queries that pool the unit tokens.
-    depth
-        Self-attention blocks over the latents.
-    mlp_ratio
-        Hidden width of every MLP, as a multiple of d_model.
-    dropout
-        Dropout in MLPs and on attention outputs (training only).
-    out_components
-        If set, the head predicts this many PCA coefficients per token, expanded to ``dim`` by a
-        fixed basis (`SpikeEncoder.set_output_basis`); None predicts full tokens directly.
-    linear_rank
-        K, width of the linear readout path: each unit's window, summed in groups of ``linear_pool``
-        bins, log1p-transformed and z-scored per (unit, group), is mapped by the unit's own
-        ``(W / linear_pool, K)`` matrix to K coefficients of a fixed basis of whole standardised token
-        maps (`SpikeEncoder.set_linear_basis`: top principal components of the training frames), summed
-        over the units present, rescaled by n_units / n and a learned gain of n for subsets. On all
-        units this is exactly a ridge regression (training initialises it with the closed-form ridge
-        solution). 0 disables the path.
-    linear_pool
-        Bins summed per input feature of the linear path (4 = one movie frame at 120 Hz); the last
-        group is shorter when it does not divide ``window_bins``.
-    """
-
-    n_units: int
-    n_patches: int
-    dim: int
-    window_bins: int = 20
-    n_sessions: int = 1
-    d_model: int = 128
-    n_heads: int = 4
-    n_latents: int = 32
-    depth: int = 2
-    mlp_ratio: float = 2.0
-    dropout: float = 0.0
-    out_components: int | None = None
-    linear_rank: int = 256
-    linear_pool: int = 4
-
-    def __post_init__(self) -> None:
-        for name in ("n_units", "n_patches", "dim", "window_bins", "n_sessions", "d_model", "n_heads", "n_latents"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be >= 1, not {getattr(self, name)}")
-        if self.depth < 0:
-            raise ValueError(f"depth must be >= 0, not {self.depth}")
-        if self.d_model % self.n_heads:
-            raise ValueError(f"n_heads ({self.n_heads}) must divide d_model ({self.d_model})")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), not {self.dropout}")
-        if self.mlp_ratio <= 0:
-            raise ValueError(f"mlp_ratio must be > 0, not {self.mlp_ratio}")
-        if self.linear_rank < 0:
-            raise ValueError(f"linear_rank must be >= 0, not {self.linear_rank}")
-        if self.linear_pool < 1:
-            raise ValueError(f"linear_pool must be >= 1, not {self.linear_pool}")
-        if self.out_components is not None and not 1 <= self.out_components <= self.dim:
-            raise ValueError(f"out_components must be in 1..dim ({self.dim}), not {self.out_components}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 class _MLP(nn.Module):
@@ -159,6 +77,8 @@ class SpikeEncoder(nn.Module):
 
     def __init__(self, *, config: EncoderConfig) -> None:
         super().__init__()
+        if None in (config.n_units, config.n_patches, config.dim):
+            raise ValueError("EncoderConfig needs n_units, n_patches and dim to build a model (see for_data)")
         c = self.config = config
         d = c.d_model
         self.unit_emb = nn.Embedding(c.n_units, d)

@@ -331,3 +331,36 @@ def encoder_from_nwb(path: Path, *, device: str = "cpu"):
         return trained_from_payload(payload, device=device, source=str(path))
     finally:
         io.close()
+
+
+def source_checksum(source: str) -> str:
+    """``sha256:<hex>`` of a local source file; streamed sources name the archive's asset digest instead."""
+    from neurrator.scoring import sha256_file
+
+    path = Path(source)
+    if "://" not in source and path.is_file():
+        return "sha256:" + sha256_file(path)
+    return "unavailable: streamed source (see the archive's asset digest)"
+
+
+def jsonable(value: Any) -> Any:
+    """numpy values and arrays inside dicts/lists -> plain JSON types."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def run_provenance(session, *, config_json: str, extra: dict[str, Any]) -> str:
+    """The provenance record of a run on ``session``: source, its checksum, configuration, the session's
+    own reading choices (frames, presentation table, dropped units, opto-tagging) and ``extra``."""
+    record = {"source_identifier": session.identifier, "frames_source": session.frames_source,
+              "presentation_table": session.presentation_table,
+              "dropped_units": {why: [int(u) for u in ids] for why, ids in session.dropped_units.items()},
+              "opto_tagging": jsonable(session.opto)}
+    record.update(extra)
+    return provenance_record(source=session.source, source_checksum=source_checksum(session.source),
+                             config=json.loads(config_json), extra=record)

@@ -11,9 +11,7 @@ Training touches only the k selected latents per token in the backward pass: the
 is a sparse (latents x tokens) matrix times the tokens, the decoder is an ``embedding_bag``; the
 dense part is one (tokens x d) @ (d x latents) product per step.
 
-Concept naming: a latent's frame activation is its mean over the frame's patches; the name is the word
-most enriched (smoothed log-odds) in the captions / reference narrations of its top-activating frames
-relative to all frames. The method string is recorded per latent.
+Concept naming (one name per latent, from texts of frames) lives in `neurrator.concepts`.
 """
 
 from __future__ import annotations
@@ -21,83 +19,20 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import Callable, NamedTuple, Sequence
+from typing import Callable, NamedTuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from neurrator.concepts import Concepts
+from neurrator.config import SAEConfig
 from neurrator.errors import NeurratorError
 
 SAE_FORMAT = "neurrator-topk-sae/1"
-
-
-@dataclass(frozen=True)
-class SAEConfig:
-    """Architecture of a TopK SAE.
-
-    Attributes
-    ----------
-    d_in
-        Width of the patch tokens (64 for the tiny backbone, 1024 for CLIP ViT-L/14).
-    n_latents
-        Dictionary size.
-    k
-        Latents kept per token.
-    aux_k
-        Dead latents used by the AuxK loss (Gao et al.: 512; default ``min(512, d_in // 2)``).
-    aux_coef
-        Weight of the AuxK loss (Gao et al.: 1/32).
-    dead_tokens
-        A latent is dead when it has not fired for this many training tokens.
-    """
-
-    d_in: int
-    n_latents: int
-    k: int
-    aux_k: int | None = None
-    aux_coef: float = 1 / 32
-    dead_tokens: int = 1_000_000
-
-    def __post_init__(self) -> None:
-        for name in ("d_in", "n_latents", "k", "dead_tokens"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, not {getattr(self, name)}")
-        if self.k > self.n_latents:
-            raise ValueError(f"k ({self.k}) cannot exceed n_latents ({self.n_latents})")
-        if self.aux_k is None:
-            object.__setattr__(self, "aux_k", max(1, min(512, self.d_in // 2, self.n_latents)))
-        if not 1 <= self.aux_k <= self.n_latents:
-            raise ValueError(f"aux_k must be in [1, n_latents], not {self.aux_k}")
-        if self.aux_coef < 0:
-            raise ValueError(f"aux_coef must be >= 0, not {self.aux_coef}")
-
-
-@dataclass
-class Concepts:
-    """One concept name per latent and how it was obtained.
-
-    Attributes
-    ----------
-    names
-        (n_latents,) the concept word, ``""`` for latents without a clear name (dead or not enriched).
-    scores
-        (n_latents,) enrichment of the name (smoothed log-odds ratio; 0 where unnamed).
-    methods
-        (n_latents,) how each name was obtained, e.g. ``caption-enrichment:log-odds:top16-frames``.
-    """
-
-    names: list[str]
-    scores: list[float]
-    methods: list[str]
-
-    def named(self) -> list[int]:
-        """Indices of the latents that have a name."""
-        return [i for i, n in enumerate(self.names) if n]
 
 
 class SparseAutoencoder(nn.Module):
@@ -119,6 +54,8 @@ class SparseAutoencoder(nn.Module):
 
     def __init__(self, config: SAEConfig) -> None:
         super().__init__()
+        if config.d_in is None:
+            raise ValueError("SAEConfig needs d_in to build an SAE (see for_data)")
         self.config = config
         d, n = config.d_in, config.n_latents
         self.W_dec = nn.Parameter(F.normalize(torch.randn(n, d), dim=1))
@@ -344,130 +281,6 @@ def frame_latents(sae: SparseAutoencoder, patches: np.ndarray | torch.Tensor, *,
     return torch.cat(out).numpy().astype(np.float32) if out else np.zeros((0, sae.config.n_latents), np.float32)
 
 
-# -- concept naming ------------------------------------------------------------------------------
-
-STOPWORDS = frozenset("""
-a an the and or but of in on at to from by with without into onto over under above below near
-is are was were be been being has have had do does did this that these those there here it its
-their his her them they he she we you i me my our your as for than then so very some any each one
-two three several many few more most other another while where when which who what image picture
-photo scene shows showing shown view frame describe describes depicts depicting appears appear
-background foreground out off also just like can could would will shall
-""".split())
-
-_WORD = re.compile(r"[a-z]+")
-
-
-def content_words(text: str) -> list[str]:
-    """Lower-case alphabetic words of ``text`` without stop words, a trailing plural 's' removed.
-
-    Examples
-    --------
-    >>> content_words("Two dogs are running on the grass.")
-    ['dog', 'running', 'grass']
-    """
-    out = []
-    for w in _WORD.findall(text.lower()):
-        if w in STOPWORDS or len(w) < 3:
-            continue
-        if len(w) > 3 and w.endswith("s") and not w.endswith("ss"):
-            w = w[:-1]
-        out.append(w)
-    return out
-
-
-def top_frames_separated(activation: np.ndarray, *, n: int, min_separation: int) -> np.ndarray:
-    """Indices of up to ``n`` active frames (> 0) with the highest activation, greedily keeping only
-    frames at least ``min_separation`` frames away from every frame already kept.
-
-    Examples
-    --------
-    >>> top_frames_separated(np.array([0., 5, 4, 0, 3, 1]), n=3, min_separation=2).tolist()
-    [1, 4]
-    """
-    a = np.asarray(activation, dtype=np.float64)
-    order = np.argsort(-a, kind="stable")
-    kept: list[int] = []
-    for f in order:
-        if a[f] <= 0 or len(kept) == n:
-            break
-        if min_separation <= 1 or all(abs(int(f) - k) >= min_separation for k in kept):
-            kept.append(int(f))
-    return np.asarray(kept, dtype=np.int64)
-
-
-def name_concepts(latents: np.ndarray, texts: Sequence[str], *, top_frames: int = 16, min_separation: int = 30,
-                  alpha: float = 1.0, min_log_odds: float = 1.0, min_top_fraction: float = 0.6,
-                  vocabulary: Sequence[str] | None = None) -> Concepts:
-    """Name each latent by the word most enriched in the texts of its top-activating frames.
-
-    Parameters
-    ----------
-    latents
-        (F, n_latents) frame activations (`frame_latents` of the TRUE patches of the named frames).
-    texts
-        F captions or reference narrations, one per frame.
-    top_frames
-        Frames per latent taken as its top-activating set (only frames where it is active).
-    min_separation
-        Frames are in movie order; the top frames are kept at least this many frames apart (30 = 1 s at
-        30 Hz) so that they come from different moments rather than one shot, whose frames share every
-        feature and would make any of its words look enriched. 0 or 1: no constraint.
-    alpha
-        Additive smoothing of the document frequencies.
-    min_log_odds, min_top_fraction
-        A word names a latent only when its smoothed log-odds ratio (top frames vs all frames) is at
-        least ``min_log_odds`` and it appears in at least ``min_top_fraction`` of the top frames.
-    vocabulary
-        Name with these terms only (words or phrases, e.g. the simulator's caption vocabulary
-        ``"on the left"``), matched as whole words in the lower-cased texts; default: the texts'
-        content words (`content_words`).
-
-    Returns
-    -------
-    Concepts with method ``caption-enrichment:log-odds:top{top_frames}-frames[-sep{min_separation}]``,
-    ``unnamed:dead`` (never active), or ``unnamed:no-enriched-word``.
-    """
-    lat = np.asarray(latents, dtype=np.float64)
-    if lat.ndim != 2 or lat.shape[0] != len(texts):
-        raise ValueError(f"latents must be (F, n_latents) with F = {len(texts)} texts, not {lat.shape}")
-    n_frames, n_lat = lat.shape
-    if vocabulary is None:
-        docs = [set(content_words(t)) for t in texts]
-    else:
-        pats = {v: re.compile(r"\b" + re.escape(v.lower()) + r"\b") for v in dict.fromkeys(vocabulary)}
-        docs = [{v for v, pat in pats.items() if pat.search(t.lower())} for t in texts]
-    vocab = sorted(set().union(*docs)) if docs else []
-    col = {w: i for i, w in enumerate(vocab)}
-    occ = np.zeros((n_frames, len(vocab)), dtype=np.float64)  # (F, V) word present in frame's text
-    for f, d in enumerate(docs):
-        for w in d:
-            occ[f, col[w]] = 1.0
-    df_all = occ.sum(0)
-    p_all = (df_all + alpha) / (n_frames + 2 * alpha)
-    method = f"caption-enrichment:log-odds:top{top_frames}-frames" + (
-        f"-sep{min_separation}" if min_separation > 1 else "")
-    names, scores, methods = [], [], []
-    for j in range(n_lat):
-        a = lat[:, j]
-        active = np.flatnonzero(a > 0)
-        if len(active) == 0 or not vocab:
-            names.append(""), scores.append(0.0), methods.append("unnamed:dead" if len(active) == 0
-                                                                  else "unnamed:no-enriched-word")
-            continue
-        top = top_frames_separated(a, n=top_frames, min_separation=min_separation)
-        df_top = occ[top].sum(0)
-        p_top = (df_top + alpha) / (len(top) + 2 * alpha)
-        lo = np.log(p_top / (1 - p_top)) - np.log(p_all / (1 - p_all))
-        ok = (lo >= min_log_odds) & (df_top >= min_top_fraction * len(top))
-        if not ok.any():
-            names.append(""), scores.append(0.0), methods.append("unnamed:no-enriched-word")
-            continue
-        best = int(np.argmax(np.where(ok, lo, -np.inf)))
-        names.append(vocab[best]), scores.append(float(lo[best])), methods.append(method)
-    return Concepts(names=names, scores=scores, methods=methods)
-
-
 # -- serialisation -------------------------------------------------------------------------------
 
 def sae_payload(sae: SparseAutoencoder) -> tuple[str, bytes, str]:
@@ -525,6 +338,6 @@ def load_sae(folder: str | Path) -> SparseAutoencoder:
                             source=str(folder / "sae.safetensors"))
 
 
-__all__ = ["SAEConfig", "Concepts", "SparseAutoencoder", "TrainStats", "SAEEval", "train_sae", "evaluate_sae",
-           "frame_latents", "content_words", "name_concepts", "top_frames_separated", "sae_payload",
-           "sae_from_payload", "save_sae", "load_sae", "STOPWORDS"]
+__all__ = ["SAEConfig", "SparseAutoencoder", "TrainStats", "SAEEval", "train_sae", "evaluate_sae",
+           "frame_latents", "sae_payload",
+           "sae_from_payload", "save_sae", "load_sae"]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -23,117 +23,11 @@ import torch
 import torch.nn.functional as F
 
 from neurrator.backbones import TargetSpec
-from neurrator.encoder import EncoderConfig, SpikeEncoder
+from neurrator.config import EncoderConfig, TrainConfig
+from neurrator.encoder import SpikeEncoder
 from neurrator.errors import NeurratorError
 
 __all__ = ["TrainConfig", "TrainedEncoder", "patch_loss", "predict", "predict_windows", "train_encoder"]
-
-PRECISIONS = ("float32", "bfloat16")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """How an encoder is trained (JSON-able; stored in checkpoints).
-
-    Attributes
-    ----------
-    window_bins
-        W, bins in each input window (20 at 120 Hz: 167 ms).
-    offset_bins
-        Window alignment: 0 centres it on the frame (the paper); > 0 lags it (visual latency).
-    batch_size
-        Presentations per step.
-    max_epochs
-        Upper bound on passes over the training presentations.
-    lr, weight_decay
-        AdamW.
-    warmup_steps
-        Linear warm-up, then cosine decay to ``lr * min_lr_ratio`` at the last step.
-    min_lr_ratio
-        Final learning rate as a fraction of ``lr``.
-    grad_clip
-        Max global gradient norm (0 disables clipping).
-    eval_every
-        Steps between validations (0: once per epoch).
-    patience
-        Stop after this many validations without improvement of the validation loss.
-    min_units, max_units
-        Range of the log-uniform unit-subset size (max None: all units).
-    full_set_prob
-        Probability that a batch uses all units.
-    mse_weight, cos_weight, infonce_weight
-        Loss = mse_weight * MSE(standardised tokens) + cos_weight * (1 - patch cosine)
-        + infonce_weight * InfoNCE(flattened frames, in-batch negatives).
-    temperature
-        InfoNCE temperature.
-    linear_init
-        Start the encoder's linear path (`EncoderConfig.linear_rank`) at the closed-form ridge solution
-        on all units (alpha chosen by validation MSE from ``ridge_alphas``), so training starts from
-        ridge and the attention path learns what is left.
-    linear_l2
-        Ridge penalty on the linear path during training, as ridge's alpha per training window:
-        ``mse_weight * linear_l2 * sum_k scale_k^2 |w_k|^2 / (n_patches * dim)``. None: the alpha of
-        the closed-form initialisation / training windows (1.0 without it).
-    linear_lr_scale
-        Learning rate of the linear path's per-unit weights relative to ``lr`` (Adam's normalised steps
-        at the full rate drive the many weak per-unit weights into noise within a few epochs).
-    pca_components
-        Train through a per-token PCA basis of this many components (``EncoderConfig.out_components``);
-        predictions are always expanded back to full tokens. None: full tokens.
-    precision
-        ``float32`` or ``bfloat16`` (autocast; CUDA only, CPU always runs float32).
-    """
-
-    window_bins: int = 20
-    offset_bins: int = 0
-    batch_size: int = 64
-    max_epochs: int = 30
-    lr: float = 3e-3
-    weight_decay: float = 0.01
-    warmup_steps: int = 100
-    min_lr_ratio: float = 0.02
-    grad_clip: float = 1.0
-    eval_every: int = 0
-    patience: int = 2
-    min_units: int = 1
-    max_units: int | None = None
-    full_set_prob: float = 0.8
-    mse_weight: float = 0.5
-    cos_weight: float = 0.5
-    infonce_weight: float = 1.0
-    temperature: float = 0.05
-    pca_components: int | None = None
-    linear_init: bool = True
-    linear_l2: float | None = None
-    linear_lr_scale: float = 0.1
-    precision: str = "float32"
-
-    def __post_init__(self) -> None:
-        for name in ("window_bins", "batch_size", "max_epochs", "patience", "min_units"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, not {getattr(self, name)}")
-        for name in ("warmup_steps", "eval_every", "weight_decay", "grad_clip", "mse_weight", "cos_weight",
-                     "infonce_weight"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, not {getattr(self, name)}")
-        if self.lr <= 0 or self.temperature <= 0 or self.linear_lr_scale <= 0:
-            raise ValueError("lr, linear_lr_scale and temperature must be > 0")
-        if not 0 <= self.min_lr_ratio <= 1 or not 0 <= self.full_set_prob <= 1:
-            raise ValueError("min_lr_ratio and full_set_prob must be in [0, 1]")
-        if self.max_units is not None and self.max_units < self.min_units:
-            raise ValueError(f"max_units ({self.max_units}) < min_units ({self.min_units})")
-        if self.mse_weight + self.cos_weight + self.infonce_weight == 0:
-            raise ValueError("at least one loss weight must be > 0")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, not {self.precision!r}")
-        if self.linear_l2 is not None and self.linear_l2 < 0:
-            raise ValueError(f"linear_l2 must be >= 0 or None, not {self.linear_l2}")
-        if self.pca_components is not None and self.pca_components < 1:
-            raise ValueError("pca_components must be >= 1 or None")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 @dataclass
 class TrainedEncoder:

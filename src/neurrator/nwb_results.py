@@ -1,0 +1,190 @@
+"""Run results (plain objects) -> ndx-neurrator containers added to an in-memory ``NWBFile``.
+
+One ``add_<thing>_to_nwbfile(nwbfile, ...)`` per container, in the style of neuroconv: each takes the
+``NWBFile`` (and the containers it references) and returns what it added. File-level pieces (the new
+file, subject, units, provenance, atomic write) are in `neurrator.nwb_out`; nothing here touches disk.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Sequence
+
+import numpy as np
+
+__all__ = [
+    "add_encoder_to_nwbfile",
+    "add_fidelity_to_nwbfile",
+    "add_narrations_to_nwbfile",
+    "add_patch_predictions_to_nwbfile",
+    "add_sae_to_nwbfile",
+    "add_sae_validation_to_nwbfile",
+    "add_unit_subsets_to_nwbfile",
+    "window_order",
+]
+
+
+def _module(nwbfile):
+    import ndx_neurrator as ndx
+
+    return ndx.get_neurrator_module(nwbfile)
+
+
+def add_encoder_to_nwbfile(nwbfile, trained, *, units_table, unit_rows: np.ndarray, stimulus: str):
+    """The trained encoder as an ``EncoderCheckpoint`` (safetensors weights, config, metrics, target space).
+
+    Parameters
+    ----------
+    trained
+        `neurrator.training.TrainedEncoder`.
+    units_table
+        The derived file's Units table; ``unit_rows`` (n,) are the rows the encoder's units map to.
+    """
+    import ndx_neurrator as ndx
+
+    from neurrator.checkpoint import checkpoint_payload
+    from neurrator.nwb_out import encoder_config_text
+
+    payload = checkpoint_payload(trained)
+    spec = trained.target_spec
+    last = trained.history[-1] if trained.history else {}
+    best = min(trained.history, key=lambda h: h.get("val_loss", np.inf)) if trained.history else {}
+    encoder = ndx.create_encoder_checkpoint(
+        payload.weights, name="encoder", units_table=units_table, unit_rows=unit_rows,
+        architecture=payload.architecture, config=encoder_config_text(payload), backbone_id=spec.backbone_id,
+        backbone_layer=int(spec.layer), n_patches=int(spec.n_patches), dim=int(spec.dim),
+        preprocessing=spec.preprocessing, stimulus=stimulus,
+        training_metrics={k: v for k, v in last.items() if isinstance(v, (int, float))},
+        validation_metrics={k: v for k, v in best.items() if isinstance(v, (int, float))},
+        software_versions=json.loads(payload.metadata_json).get("versions", {}) if payload.metadata_json else None,
+    )
+    _module(nwbfile).add(encoder)
+    return encoder
+
+
+def add_unit_subsets_to_nwbfile(nwbfile, subsets: Sequence, *, units_table):
+    """The unit subsets (label, kind, seed, ragged reference into Units) as a ``UnitSubsetsTable``."""
+    import ndx_neurrator as ndx
+
+    table = ndx.create_unit_subsets(list(subsets), units_table=units_table)
+    _module(nwbfile).add(table)
+    return table
+
+
+def window_order(results: Sequence, start: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Order of all narrated windows by (start time, subset row), and each window's subset row.
+
+    Parameters
+    ----------
+    results
+        `neurrator.decoding.SubsetResult` s (their windows concatenated in result order).
+    start
+        ``(P,)`` presentation start times of the session.
+
+    Returns
+    -------
+    order : (W,) int64
+        Position in the concatenated windows of each sorted row.
+    rows : (W,) int64
+        Subset row (index into ``results``) of each concatenated window.
+    """
+    rows = np.concatenate([np.full(len(r.frames), i) for i, r in enumerate(results)]).astype(np.int64)
+    pres = np.concatenate([r.presentations for r in results])
+    return np.lexsort((rows, start[pres])).astype(np.int64), rows
+
+
+def add_patch_predictions_to_nwbfile(nwbfile, results: Sequence, presentations, *, order: np.ndarray,
+                                     rows: np.ndarray, subsets_table, encoder):
+    """Predicted patches of every narrated window of every subset, sorted by time, as ``PatchPredictions``."""
+    import ndx_neurrator as ndx
+
+    pres = np.concatenate([r.presentations for r in results])[order]
+    start, stop = presentations.start[pres], presentations.stop[pres]
+    predicted = np.concatenate([r.predicted for r in results])[order]
+    container = ndx.create_patch_predictions(
+        predicted.astype(np.float32), name="patch_predictions", timestamps=(start + stop) / 2,
+        frame=np.concatenate([r.frames for r in results])[order], unit_subsets=subsets_table,
+        unit_subset_rows=rows[order], encoder=encoder)
+    _module(nwbfile).add(container)
+    return container
+
+
+def add_narrations_to_nwbfile(nwbfile, results: Sequence, presentations, *, order: np.ndarray, rows: np.ndarray,
+                              subsets_table, narrator_model: str, prompt: str):
+    """Every narration with its window, frame, subset, reference and similarity as a ``NarrationsTable``."""
+    import ndx_neurrator as ndx
+
+    pres = np.concatenate([r.presentations for r in results])[order]
+    texts = [t for r in results for t in r.narrations]
+    refs = [t for r in results for t in r.references]
+    sims = np.concatenate([r.similarity for r in results])
+    table = ndx.create_narrations(
+        start_time=presentations.start[pres], stop_time=presentations.stop[pres], text=[texts[i] for i in order],
+        frame=np.concatenate([r.frames for r in results])[order], unit_subsets=subsets_table,
+        unit_subset_rows=rows[order], narrator_model=narrator_model, prompt=prompt,
+        reference_text=[refs[i] for i in order], similarity=sims[order])
+    _module(nwbfile).add(table)
+    return table
+
+
+def add_sae_to_nwbfile(nwbfile, sae, concepts):
+    """The validating TopK SAE (weights, config, a concept name per latent and how it was named)."""
+    import ndx_neurrator as ndx
+
+    from neurrator.sae import sae_payload
+
+    config_json, weights, _sha = sae_payload(sae)
+    container = ndx.create_sparse_autoencoder(
+        weights, name="sparse_autoencoder", architecture="TopKSAE", config=config_json,
+        concept_labels=concepts.names, concept_label_sources=concepts.methods)
+    _module(nwbfile).add(container)
+    return container
+
+
+def add_sae_validation_to_nwbfile(nwbfile, validation: dict[str, list], *, narrations, order: np.ndarray):
+    """SAE validation scores per narration (``validation`` rows in result order; narrations are sorted)."""
+    import ndx_neurrator as ndx
+
+    columns = dict(validation)
+    supporting = columns.pop("supporting_concepts")
+    table = ndx.create_sae_validation(narrations=narrations, narration_rows=np.argsort(order), scores=columns,
+                                      supporting_concepts=supporting)
+    _module(nwbfile).add(table)
+    return table
+
+
+def add_fidelity_to_nwbfile(nwbfile, results: Sequence, baselines: dict[str, dict[str, tuple[float, float]]], *,
+                            subsets_table, units):
+    """One row per (subset, metric): value and chance; the baselines ride on the ``all`` subset's rows."""
+    import ndx_neurrator as ndx
+
+    from neurrator.decoding import EVAL_METRICS
+
+    cols: dict[str, list[Any]] = {k: [] for k in ("row", "n", "region", "cell_type", "seed", "metric", "value",
+                                                  "chance")}
+
+    def add(i: int, r, name: str, v: float, c: float) -> None:
+        idx = r.subset.unit_idx
+        regions = sorted(set(units.region[idx].astype(str)))
+        types = sorted(set(units.cell_type[idx].astype(str)))
+        cols["row"].append(i), cols["n"].append(len(idx))
+        cols["seed"].append(-1 if r.subset.seed is None else r.subset.seed)
+        cols["region"].append(regions[0] if len(regions) == 1 else "mixed")
+        cols["cell_type"].append(types[0] if len(types) == 1 else "mixed")
+        cols["metric"].append(name), cols["value"].append(float(v)), cols["chance"].append(float(c))
+
+    for i, r in enumerate(results):
+        for name in EVAL_METRICS:
+            add(i, r, name, *r.metrics[name])
+        add(i, r, "narration_similarity", r.similarity.mean(), r.shuffled.mean())
+        add(i, r, "narration_floor", r.floor.mean(), np.nan)
+        if r.subset.kind == "all":
+            for base, metrics in baselines.items():
+                for name in EVAL_METRICS:
+                    add(i, r, f"{base}:{name}", *metrics[name])
+    table = ndx.create_decoding_fidelity(
+        unit_subsets=subsets_table, unit_subset_rows=cols["row"], n_units=cols["n"], region=cols["region"],
+        cell_type=cols["cell_type"], seed=cols["seed"], split="test", metric=cols["metric"], value=cols["value"],
+        chance_level=cols["chance"])
+    _module(nwbfile).add(table)
+    return table
