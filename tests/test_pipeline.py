@@ -131,7 +131,7 @@ def test_show_prints_a_readable_report(demo_run):
 def small_run(small_sim, tmp_path_factory):
     out = tmp_path_factory.mktemp("small") / "result.nwb"
     before = sha256(small_sim)
-    config = NarrateConfig(cache_dir=str(out.parent / "cache"), **FAST)
+    config = NarrateConfig.from_options(cache_dir=str(out.parent / "cache"), **FAST)
     result = narrate_session(small_sim, out=out, config=config)
     assert sha256(small_sim) == before, "the source file was modified"
     return result, config
