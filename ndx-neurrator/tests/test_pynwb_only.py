@@ -32,6 +32,8 @@ def to_py(value):
             return [x.decode() if isinstance(x, bytes) else str(x) for x in arr.ravel().tolist()]
         values = ["nan" if v != v else v for v in arr.ravel().tolist()]  # NaN != NaN
         return {"dtype": str(arr.dtype), "shape": list(arr.shape), "values": values}
+    if isinstance(value, dict):  # children of a multi-container type (NarrationsCollection)
+        return {key: summarize(child) for key, child in sorted(value.items())}
     if isinstance(value, (list, tuple)):
         items = [to_py(v) for v in value]
         if items and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in items):
@@ -114,3 +116,9 @@ def test_file_reads_with_pynwb_alone(all_types_file, tmp_path):
     assert read["predictions"]["encoder"] == {"ref": "encoder", "type": "EncoderCheckpoint"}
     assert len(read["encoder"]["weights"]["bytes"]["values"]) > 100
     assert read["narrations"]["text"]["values"][0] == "a mouse watches scene 0"
+    tables = read["narrations_by_subset"]["narrations_tables"]
+    assert sorted(tables) == ["narrations_all", "narrations_random_2_seed3", "narrations_unit_0"]
+    assert tables["narrations_all"]["text"]["values"][0] == "all sees a tree in scene 0"
+    assert read["predictions_compact"]["coefficients"]["shape"] == [5, 3]
+    assert read["predictions_compact"]["basis"] == {"ref": "patch_basis", "type": "PatchBasis"}
+    assert read["unit_neurration"]["visually_driven"]["values"]["values"][:3] == [True, True, False]

@@ -36,9 +36,16 @@ UnitSubsetsTable = get_class("UnitSubsetsTable", NAMESPACE)
 NarrationsTable = get_class("NarrationsTable", NAMESPACE)
 SAEValidationTable = get_class("SAEValidationTable", NAMESPACE)
 DecodingFidelityTable = get_class("DecodingFidelityTable", NAMESPACE)
+NarrationsCollection = get_class("NarrationsCollection", NAMESPACE)
+UnitNeurrationTable = get_class("UnitNeurrationTable", NAMESPACE)
+ConceptTuningTable = get_class("ConceptTuningTable", NAMESPACE)
+GroupComparisonTable = get_class("GroupComparisonTable", NAMESPACE)
+GroupSeparationTable = get_class("GroupSeparationTable", NAMESPACE)
+ScalingTable = get_class("ScalingTable", NAMESPACE)
 
 from ndx_neurrator._classes import (  # noqa: E402  (needs the namespace loaded first)
     EncoderCheckpoint,
+    PatchBasis,
     PatchPredictions,
     SafetensorsWeights,
     SparseAutoencoder,
@@ -49,6 +56,7 @@ from ndx_neurrator.build import (  # noqa: E402
     create_decoding_fidelity,
     create_encoder_checkpoint,
     create_narrations,
+    create_patch_basis,
     create_patch_predictions,
     create_sae_validation,
     create_sparse_autoencoder,
@@ -56,6 +64,18 @@ from ndx_neurrator.build import (  # noqa: E402
     get_neurrator_module,
     iter_windows,
     weights_from_bytes,
+)
+from ndx_neurrator.analysis import (  # noqa: E402
+    create_concept_tuning,
+    create_group_comparison,
+    create_group_separation,
+    create_scaling,
+    create_unit_neurration,
+)
+from ndx_neurrator.narrations import (  # noqa: E402
+    create_narrations_collection,
+    narrations_dataframe,
+    table_name_for,
 )
 
 __all__ = [
@@ -69,6 +89,22 @@ __all__ = [
     "SAEValidationTable",
     "SparseAutoencoder",
     "DecodingFidelityTable",
+    "PatchBasis",
+    "NarrationsCollection",
+    "UnitNeurrationTable",
+    "ConceptTuningTable",
+    "GroupComparisonTable",
+    "GroupSeparationTable",
+    "ScalingTable",
+    "create_patch_basis",
+    "create_narrations_collection",
+    "narrations_dataframe",
+    "table_name_for",
+    "create_unit_neurration",
+    "create_concept_tuning",
+    "create_group_comparison",
+    "create_group_separation",
+    "create_scaling",
     "WeightsChecksumError",
     "SAE_SCORE_COLUMNS",
     "weights_from_bytes",

@@ -190,28 +190,69 @@ class SparseAutoencoder(_HasWeights, _SAEBase):
             )
 
 
+_BasisBase = get_class("PatchBasis", NAMESPACE)
+
+
+@register_class("PatchBasis", NAMESPACE)
+class PatchBasis(_BasisBase):
+    """A basis (rank, n_patches, dim) float32 plus mean (n_patches, dim); build with ``create_patch_basis``."""
+
+    @docval(*get_docval(_BasisBase.__init__))
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        cdtype, cshape = _dtype_and_shape(self.components)
+        mdtype, mshape = _dtype_and_shape(self.mean)
+        if cdtype != np.float32 or mdtype != np.float32:
+            raise ValueError(f"{_where(self)}: components and mean must be float32, got {cdtype} and {mdtype}")
+        if cshape is None or len(cshape) != 3 or mshape is None or tuple(mshape) != tuple(cshape[1:]):
+            raise ValueError(
+                f"{_where(self)}: components must be (rank, n_patches, dim) and mean (n_patches, dim), "
+                f"got {cshape} and {mshape}"
+            )
+
+    @property
+    def rank(self) -> int:
+        return int(_dtype_and_shape(self.components)[1][0])
+
+    def reconstruct(self, coefficients) -> np.ndarray:
+        """(n, rank) coefficients -> (n, n_patches, dim) float32 patches: coefficients @ components + mean."""
+        comps = np.asarray(_unwrap(self.components)[()], dtype=np.float32)
+        mean = np.asarray(_unwrap(self.mean)[()], dtype=np.float32)
+        coef = np.asarray(coefficients, dtype=np.float32)
+        flat = coef @ comps.reshape(comps.shape[0], -1) + mean.reshape(-1)
+        return flat.reshape((coef.shape[0],) + mean.shape).astype(np.float32, copy=False)
+
+
 _PredictionsBase = get_class("PatchPredictions", NAMESPACE)
+
+_COMPACT_FIELDS = ("coefficients", "relative_mse", "cosine")
 
 
 @register_class("PatchPredictions", NAMESPACE)
 class PatchPredictions(_PredictionsBase):
-    """Predicted patch tokens (n_windows, n_patches, dim) float32; build with ``create_patch_predictions``."""
+    """Predicted patch tokens, full float32 (``data``) or compact (``coefficients`` in a linked ``basis``).
+
+    Build with ``create_patch_predictions``; read any window with ``get_windows``.
+    """
 
     @docval(*get_docval(_PredictionsBase.__init__))
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        dtype, shape = _dtype_and_shape(self.data)
-        if dtype != np.float32:
+        compact = self.coefficients is not None
+        if (self.data is None) == (not compact):
             raise ValueError(
-                f"{_where(self)}: data must be float32 (n_windows, n_patches, dim), got dtype {dtype}"
-                + ("; float16 is not allowed in NWB/DANDI" if dtype == np.float16 else "; cast with .astype(np.float32)")
+                f"{_where(self)}: give either data (full float32 patches) or coefficients with a basis, not "
+                + ("both" if compact else "neither")
             )
-        if shape is None or len(shape) != 3:
-            raise ValueError(f"{_where(self)}: data must have shape (n_windows, n_patches, dim), got shape {shape}")
-        n_windows = shape[0]
-        for field in ("timestamps", "frame", "unit_subset"):
+        n_windows = int(_dtype_and_shape(self.timestamps)[1][0]) if self.timestamps is not None else None
+        if compact:
+            shape = self._check_compact(n_windows)
+        else:
+            shape = self._check_full("data", self.data)
+            n_windows = shape[0] if shape[0] is not None else n_windows
+        for field in ("timestamps", "frame", "unit_subset") + (_COMPACT_FIELDS if compact else ()):
             _, field_shape = _dtype_and_shape(getattr(self, field))
-            if field_shape is None or len(field_shape) != 1:
+            if field_shape is None or (field != "coefficients" and len(field_shape) != 1):
                 raise ValueError(f"{_where(self)}: {field} must be 1-D (n_windows,), got shape {field_shape}")
             if n_windows is not None and field_shape[0] != n_windows:
                 raise ValueError(
@@ -223,7 +264,70 @@ class PatchPredictions(_PredictionsBase):
                 f"predicts {int(self.encoder.n_patches)} x {int(self.encoder.dim)}"
             )
 
+    def _check_full(self, field: str, data) -> tuple:
+        dtype, shape = _dtype_and_shape(data)
+        if dtype != np.float32:
+            raise ValueError(
+                f"{_where(self)}: {field} must be float32 (n_windows, n_patches, dim), got dtype {dtype}"
+                + ("; float16 is not allowed in NWB/DANDI" if dtype == np.float16 else "; cast with .astype(np.float32)")
+            )
+        if shape is None or len(shape) != 3:
+            raise ValueError(f"{_where(self)}: {field} must have shape (n_windows, n_patches, dim), got shape {shape}")
+        return shape
+
+    def _check_compact(self, n_windows) -> tuple:
+        if self.basis is None:
+            raise ValueError(f"{_where(self)}: coefficients need a basis (PatchBasis) to be read back")
+        missing = [f for f in _COMPACT_FIELDS if getattr(self, f) is None]
+        if missing:
+            raise ValueError(f"{_where(self)}: the compact form needs {', '.join(missing)} (the measured error)")
+        cdtype, cshape = _dtype_and_shape(self.coefficients)
+        if cdtype != np.float32 or cshape is None or len(cshape) != 2 or cshape[1] != self.basis.rank:
+            raise ValueError(
+                f"{_where(self)}: coefficients must be float32 (n_windows, {self.basis.rank}) for basis "
+                f"'{self.basis.name}', got {cdtype} {cshape}"
+            )
+        shape = (cshape[0],) + tuple(_dtype_and_shape(self.basis.mean)[1])
+        if (self.full_windows is None) != (self.full_data is None):
+            raise ValueError(f"{_where(self)}: full_windows and full_data come together")
+        if self.full_data is not None:
+            fshape = self._check_full("full_data", self.full_data)
+            idx = np.asarray(_unwrap(self.full_windows)[()])
+            if idx.ndim != 1 or idx.dtype.kind not in "iu" or len(idx) != fshape[0] or tuple(fshape[1:]) != shape[1:]:
+                raise ValueError(
+                    f"{_where(self)}: full_windows must be one integer window index per full_data window "
+                    f"({fshape}), got {idx.dtype} {idx.shape}"
+                )
+            if idx.size and (idx.min() < 0 or idx.max() >= cshape[0]):
+                raise ValueError(f"{_where(self)}: full_windows holds windows outside 0..{cshape[0] - 1}")
+        return shape
+
+    @property
+    def is_compact(self) -> bool:
+        """True when the windows are stored as coefficients in ``basis`` (not full float32 data)."""
+        return self.coefficients is not None
+
     @property
     def n_windows(self) -> int:
         """Number of windows (taken from the timestamps, known even while data is an iterator)."""
         return int(_dtype_and_shape(self.timestamps)[1][0])
+
+    def get_windows(self, windows=None, *, exact: bool = True) -> np.ndarray:
+        """(n, n_patches, dim) float32 patches of ``windows`` (indices; default all).
+
+        Full form: read from ``data``. Compact form: reconstructed from the coefficients, except windows kept
+        exactly in ``full_data`` (used when ``exact``). The reconstruction error is in ``relative_mse``/``cosine``.
+        """
+        idx = np.arange(self.n_windows) if windows is None else np.atleast_1d(np.asarray(windows, dtype=np.int64))
+        if not self.is_compact:
+            data = _unwrap(self.data)
+            return np.stack([np.asarray(data[int(i)], dtype=np.float32) for i in idx]) if len(idx) else np.zeros(
+                (0,) + tuple(_dtype_and_shape(data)[1][1:]), np.float32)
+        coef = np.asarray(_unwrap(self.coefficients)[()], dtype=np.float32)[idx]
+        out = self.basis.reconstruct(coef)
+        if exact and self.full_windows is not None:
+            full = {int(w): j for j, w in enumerate(np.asarray(_unwrap(self.full_windows)[()]))}
+            for k, i in enumerate(idx):
+                if int(i) in full:
+                    out[k] = np.asarray(_unwrap(self.full_data)[full[int(i)]], dtype=np.float32)
+        return out

@@ -22,6 +22,7 @@ from pynwb import NWBFile, ProcessingModule
 import ndx_neurrator as _ndx
 from ndx_neurrator._classes import (
     EncoderCheckpoint,
+    PatchBasis,
     PatchPredictions,
     SafetensorsWeights,
     SparseAutoencoder,
@@ -102,6 +103,10 @@ def _column(what: str, field: str, values, n: int, kind: str) -> np.ndarray | li
         arr = np.full(n, arr)
     if arr.ndim != 1 or len(arr) != n:
         raise ValueError(f"{what}: {field} must have shape ({n},), got {arr.shape}")
+    if kind == "bool":
+        if arr.size and arr.dtype.kind != "b":
+            raise ValueError(f"{what}: {field} must hold booleans, got dtype {arr.dtype}")
+        return arr.astype(bool)
     if kind == "int":
         if arr.size and arr.dtype.kind not in "iu":
             raise ValueError(f"{what}: {field} must hold integers, got dtype {arr.dtype}")
@@ -262,8 +267,42 @@ def iter_windows(
     )
 
 
+def create_patch_basis(
+    components: np.ndarray,
+    *,
+    mean: np.ndarray,
+    name: str = "patch_basis",
+    kind: str = "pca",
+    description: str = "linear basis of predicted patch-token maps",
+) -> PatchBasis:
+    """A ``PatchBasis``: ``components`` float32 (rank, n_patches, dim) and ``mean`` float32 (n_patches, dim).
+
+    Compact ``PatchPredictions`` link to it; ``kind`` is 'pca' (fitted to the predictions) or
+    'encoder_readout' (the encoder's own linear basis). One chunk per component, gzip + shuffle.
+    """
+    what = f"PatchBasis '{name}'"
+    components, mean = np.asarray(components), np.asarray(mean)
+    for field, arr, ndim in (("components", components, 3), ("mean", mean, 2)):
+        if arr.dtype != np.float32:
+            hint = "float16 is not allowed in NWB/DANDI" if arr.dtype == np.float16 else "cast with .astype(np.float32)"
+            raise ValueError(f"{what}: {field} must be float32, got {arr.dtype}; {hint}")
+        if arr.ndim != ndim:
+            raise ValueError(f"{what}: {field} must have {ndim} dimensions, got shape {arr.shape}")
+    if components.shape[1:] != mean.shape or components.shape[0] == 0:
+        raise ValueError(
+            f"{what}: components {components.shape} must be (rank >= 1, n_patches, dim) with mean (n_patches, dim), "
+            f"got mean {mean.shape}"
+        )
+    return PatchBasis(
+        name=name, description=description, kind=kind,
+        components=H5DataIO(np.ascontiguousarray(components), chunks=(1,) + components.shape[1:],
+                            compression="gzip", compression_opts=1, shuffle=True),
+        mean=np.ascontiguousarray(mean),
+    )
+
+
 def create_patch_predictions(
-    data: np.ndarray | AbstractDataChunkIterator | DataIO,
+    data: np.ndarray | AbstractDataChunkIterator | DataIO | None = None,
     *,
     name: str,
     timestamps: np.ndarray | Sequence[float],
@@ -271,48 +310,99 @@ def create_patch_predictions(
     unit_subsets: DynamicTable,
     unit_subset_rows: int | np.ndarray | Sequence[int],
     encoder: EncoderCheckpoint,
+    coefficients: np.ndarray | None = None,
+    basis: PatchBasis | None = None,
+    relative_mse: np.ndarray | Sequence[float] | None = None,
+    cosine: np.ndarray | Sequence[float] | None = None,
+    full_windows: np.ndarray | Sequence[int] | None = None,
+    full_data: np.ndarray | None = None,
     description: str = "patch tokens predicted from spikes",
     compression_opts: int = 4,
 ) -> PatchPredictions:
-    """``PatchPredictions`` from a float32 (n_windows, n_patches, dim) array or iterator.
+    """``PatchPredictions``, full (``data``) or compact (``coefficients`` in ``basis``).
 
-    ``data`` may be a numpy array, a ``DataChunkIterator`` (see ``iter_windows``) or an ``H5DataIO``
-    you configured yourself; arrays and bare iterators are wrapped in ``H5DataIO`` with one chunk per
-    window, gzip and shuffle. ``unit_subset_rows`` (one per window, or one int for all) are rows of
-    ``unit_subsets``.
+    Full form: ``data`` is float32 (n_windows, n_patches, dim): a numpy array, a ``DataChunkIterator``
+    (see ``iter_windows``) or an ``H5DataIO`` you configured yourself; arrays and bare iterators are
+    wrapped in ``H5DataIO`` with one chunk per window, gzip and shuffle.
+
+    Compact form (``data=None``): ``coefficients`` float32 (n_windows, rank) in the ``PatchBasis``
+    ``basis`` with the measured reconstruction error per window (``relative_mse``, ``cosine``; see
+    ``neurrator.compression.compress_windows``), and optionally the exact patches of a few windows
+    (``full_windows`` indices, ``full_data`` float32 (n_full, n_patches, dim)).
+    Reconstruction with pynwb alone: ``coefficients @ basis.components.reshape(rank, -1) +
+    basis.mean.reshape(-1)``, reshaped to (n_windows, n_patches, dim).
+
+    ``unit_subset_rows`` (one per window, or one int for all) are rows of ``unit_subsets``.
     """
     what = f"PatchPredictions '{name}'"
-    dtype, shape = _dtype_and_shape(data)
-    if dtype != np.float32:
-        hint = "float16 is not allowed in NWB/DANDI" if dtype == np.float16 else "cast with .astype(np.float32)"
-        raise ValueError(f"{what}: data must be float32 (n_windows, n_patches, dim), got dtype {dtype}; {hint}")
-    if shape is None or len(shape) != 3 or any(s is None for s in shape[1:]):
-        raise ValueError(f"{what}: data must have shape (n_windows, n_patches, dim), got shape {shape}")
+    compact = coefficients is not None
+    if (data is None) == (not compact):
+        raise ValueError(f"{what}: give either data or coefficients (with basis), not {'both' if compact else 'neither'}")
     timestamps = np.asarray(timestamps, dtype=np.float64)
-    n = len(timestamps) if timestamps.ndim == 1 else -1
-    if shape[0] is not None and timestamps.ndim == 1 and n != shape[0]:
-        raise ValueError(f"{what}: timestamps has {n} entries but data has {shape[0]} windows")
     if timestamps.ndim != 1:
         raise ValueError(f"{what}: timestamps must be 1-D (n_windows,), got shape {timestamps.shape}")
+    n = len(timestamps)
+    extra: dict[str, Any] = {}
+    if compact:
+        if not isinstance(basis, PatchBasis):
+            raise ValueError(f"{what}: coefficients need basis=PatchBasis (see create_patch_basis)")
+        coef = np.asarray(coefficients)
+        if coef.dtype != np.float32:
+            hint = "float16 is not allowed in NWB/DANDI" if coef.dtype == np.float16 else "cast with .astype(np.float32)"
+            raise ValueError(f"{what}: coefficients must be float32, got {coef.dtype}; {hint}")
+        if coef.shape != (n, basis.rank):
+            raise ValueError(f"{what}: coefficients must have shape ({n}, {basis.rank}), got {coef.shape}")
+        if relative_mse is None or cosine is None:
+            raise ValueError(f"{what}: the compact form needs relative_mse and cosine (the measured error)")
+        extra = {
+            "coefficients": coef, "basis": basis,
+            "relative_mse": _column(what, "relative_mse", relative_mse, n, "float"),
+            "cosine": _column(what, "cosine", cosine, n, "float"),
+        }
+        if (full_windows is None) != (full_data is None):
+            raise ValueError(f"{what}: full_windows and full_data come together")
+        if full_data is not None:
+            fw = np.asarray(full_windows)
+            fd = np.asarray(full_data)
+            if fd.dtype != np.float32 or fd.ndim != 3 or fd.shape[1:] != tuple(basis.mean.shape):
+                raise ValueError(f"{what}: full_data must be float32 (n_full, n_patches, dim), got {fd.dtype} {fd.shape}")
+            fw = _column(what, "full_windows", fw, fd.shape[0], "int")
+            if fw.size and (fw.min() < 0 or fw.max() >= n):
+                raise ValueError(f"{what}: full_windows holds windows outside 0..{n - 1}")
+            extra["full_windows"] = fw
+            extra["full_data"] = H5DataIO(np.ascontiguousarray(fd), chunks=(1,) + fd.shape[1:], compression="gzip",
+                                          compression_opts=compression_opts, shuffle=True)
+    else:
+        if basis is not None or any(v is not None for v in (relative_mse, cosine, full_windows, full_data)):
+            raise ValueError(f"{what}: basis, relative_mse, cosine, full_windows, full_data belong to the compact form")
+        dtype, shape = _dtype_and_shape(data)
+        if dtype != np.float32:
+            hint = "float16 is not allowed in NWB/DANDI" if dtype == np.float16 else "cast with .astype(np.float32)"
+            raise ValueError(f"{what}: data must be float32 (n_windows, n_patches, dim), got dtype {dtype}; {hint}")
+        if shape is None or len(shape) != 3 or any(s is None for s in shape[1:]):
+            raise ValueError(f"{what}: data must have shape (n_windows, n_patches, dim), got shape {shape}")
+        if shape[0] is not None and n != shape[0]:
+            raise ValueError(f"{what}: timestamps has {n} entries but data has {shape[0]} windows")
+        if not isinstance(data, DataIO):
+            if isinstance(data, np.ndarray):
+                data = np.ascontiguousarray(data)
+            data = H5DataIO(
+                data, chunks=(1, shape[1], shape[2]), compression="gzip",
+                compression_opts=compression_opts, shuffle=True,
+            )
+        extra = {"data": data}
     frame = _column(what, "frame", frame, n, "int")
     rows = _rows(what, "unit_subset_rows", unit_subsets, unit_subset_rows, n)
-    if not isinstance(data, DataIO):
-        if isinstance(data, np.ndarray):
-            data = np.ascontiguousarray(data)
-        data = H5DataIO(
-            data, chunks=(1, shape[1], shape[2]), compression="gzip",
-            compression_opts=compression_opts, shuffle=True,
-        )
     return PatchPredictions(
         name=name,
         description=description,
-        data=data,
         timestamps=timestamps,
         frame=frame,
         unit_subset=DynamicTableRegion(
             name="unit_subset", description="unit subset that produced each window", data=rows, table=unit_subsets
         ),
         encoder=encoder,
+        **extra,
     )
 
 
@@ -430,10 +520,28 @@ def create_narrations(
     return _ndx.NarrationsTable(name=name, description=description, id=_ids(n), columns=columns)
 
 
+def _collection_rows(what: str, collection, narration_rows) -> tuple[list[str], np.ndarray]:
+    """(table name, row) pairs into a NarrationsCollection, checked: names must exist, rows be in range."""
+    pairs = list(narration_rows)
+    names, rows = [], []
+    for i, pair in enumerate(pairs):
+        if isinstance(pair, str) or len(pair) != 2:
+            raise ValueError(f"{what}: narration_rows[{i}] must be a (table name, row) pair for a NarrationsCollection")
+        table_name, row = str(pair[0]), pair[1]
+        if table_name not in collection.narrations_tables:
+            raise ValueError(
+                f"{what}: narration_rows[{i}] names table {table_name!r}, not in '{collection.name}' "
+                f"(tables: {', '.join(sorted(collection.narrations_tables))})"
+            )
+        rows.append(int(_rows(what, f"narration_rows[{i}]", collection.narrations_tables[table_name], [row])[0]))
+        names.append(table_name)
+    return names, np.asarray(rows, dtype=np.int64)
+
+
 def create_sae_validation(
     *,
     narrations: DynamicTable,
-    narration_rows: np.ndarray | Sequence[int],
+    narration_rows: np.ndarray | Sequence[int] | Sequence[tuple[str, int]],
     scores: Mapping[str, np.ndarray | Sequence[float]],
     supporting_concepts: Sequence[Sequence[str]],
     name: str = "sae_validation",
@@ -443,14 +551,22 @@ def create_sae_validation(
 
     ``scores`` must hold the three SAE_SCORE_COLUMNS; any further name becomes an extra float column.
     ``supporting_concepts`` is one list of concept labels per row (may be empty).
+
+    ``narrations`` is a ``NarrationsTable`` (``narration_rows`` are its row indices, stored as the region
+    ``narration``) or a ``NarrationsCollection`` (``narration_rows`` are (table name, row) pairs, stored
+    as the columns ``narration_table`` and ``narration_row``).
     """
     what = f"SAEValidationTable '{name}'"
-    rows = _rows(what, "narration_rows", narrations, narration_rows)
+    collection = isinstance(narrations, _ndx.NarrationsCollection)
+    if collection:
+        table_names, rows = _collection_rows(what, narrations, narration_rows)
+    else:
+        rows = _rows(what, "narration_rows", narrations, narration_rows)
     n = len(rows)
     missing = [s for s in SAE_SCORE_COLUMNS if s not in scores]
     if missing:
         raise ValueError(f"{what}: scores lacks {', '.join(missing)}; required: {', '.join(SAE_SCORE_COLUMNS)}")
-    reserved = {"narration", "supporting_concepts", "supporting_concepts_index", "id", "name", "description",
+    reserved = {"narration", "narration_table", "narration_row", "supporting_concepts", "supporting_concepts_index", "id", "name", "description",
                 "colnames", "columns"}
     clash = sorted(set(scores) & reserved)
     if clash:
@@ -463,9 +579,13 @@ def create_sae_validation(
     if any(isinstance(item, str) for item in supporting_concepts):
         raise ValueError(f"{what}: each supporting_concepts entry must be a list of labels, not a string")
     desc = _descriptions(_ndx.SAEValidationTable)
-    columns = [
-        DynamicTableRegion(name="narration", description=desc["narration"], data=rows, table=narrations),
-    ]
+    if collection:
+        columns = [
+            VectorData(name="narration_table", description=desc["narration_table"], data=table_names),
+            VectorData(name="narration_row", description=desc["narration_row"], data=rows),
+        ]
+    else:
+        columns = [DynamicTableRegion(name="narration", description=desc["narration"], data=rows, table=narrations)]
     for score, values in scores.items():
         columns.append(
             VectorData(
@@ -485,9 +605,14 @@ def create_sparse_autoencoder(
     config: Mapping[str, Any] | str,
     concept_labels: Sequence[str],
     concept_label_sources: str | Sequence[str],
+    naming_split: str | Sequence[str] | None = None,
     description: str = "sparse autoencoder over the patch-token space",
 ) -> SparseAutoencoder:
-    """A ``SparseAutoencoder``: one label per latent; ``concept_label_sources`` may be one string for all."""
+    """A ``SparseAutoencoder``: one label per latent; ``concept_label_sources`` may be one string for all.
+
+    ``naming_split`` (optional, one string for all or one per latent) says which frames named each
+    latent, e.g. 'train' when validation uses held-out frames.
+    """
     what = f"SparseAutoencoder '{name}'"
     if not isinstance(weights, SafetensorsWeights):
         weights = weights_from_bytes(weights)
@@ -504,6 +629,7 @@ def create_sparse_autoencoder(
         weights=weights,
         concept_labels=labels,
         concept_label_sources=_column(what, "concept_label_sources", concept_label_sources, len(labels), "text"),
+        naming_split=None if naming_split is None else _column(what, "naming_split", naming_split, len(labels), "text"),
     )
 
 
@@ -519,12 +645,20 @@ def create_decoding_fidelity(
     metric: str | Sequence[str],
     value: np.ndarray | Sequence[float],
     chance_level: float | np.ndarray | Sequence[float],
+    ci_lo: float | np.ndarray | Sequence[float] | None = None,
+    ci_hi: float | np.ndarray | Sequence[float] | None = None,
+    p_value: float | np.ndarray | Sequence[float] | None = None,
+    q_value: float | np.ndarray | Sequence[float] | None = None,
+    beats_null: bool | np.ndarray | Sequence[bool] | None = None,
+    null_kind: str | Sequence[str] | None = None,
     name: str = "decoding_fidelity",
     description: str = "decoding fidelity per unit subset and metric",
 ):
     """A ``DecodingFidelityTable``, one row per (unit subset, metric); scalars broadcast to all rows.
 
     ``seed`` is -1 for subsets not drawn at random; ``chance_level`` is NaN when undefined.
+    Optional statistics (each becomes a column when given): ``ci_lo``/``ci_hi`` (confidence interval),
+    ``p_value``, ``q_value`` (FDR across subsets), ``beats_null`` (bool) and ``null_kind`` (text).
     """
     what = f"DecodingFidelityTable '{name}'"
     rows = _rows(what, "unit_subset_rows", unit_subsets, unit_subset_rows)
@@ -537,6 +671,11 @@ def create_decoding_fidelity(
     columns = [DynamicTableRegion(name="unit_subset", description=desc["unit_subset"], data=rows, table=unit_subsets)]
     for col, kind in kinds.items():
         columns.append(VectorData(name=col, description=desc[col], data=_column(what, col, given[col], n, kind)))
+    optional = {"ci_lo": (ci_lo, "float"), "ci_hi": (ci_hi, "float"), "p_value": (p_value, "float"),
+                "q_value": (q_value, "float"), "beats_null": (beats_null, "bool"), "null_kind": (null_kind, "text")}
+    for col, (values, kind) in optional.items():
+        if values is not None:
+            columns.append(VectorData(name=col, description=desc[col], data=_column(what, col, values, n, kind)))
     return _ndx.DecodingFidelityTable(name=name, description=description, id=_ids(n), columns=columns)
 
 
@@ -548,6 +687,7 @@ __all__ = [
     "weights_from_bytes",
     "create_encoder_checkpoint",
     "iter_windows",
+    "create_patch_basis",
     "create_patch_predictions",
     "create_unit_subsets",
     "create_narrations",

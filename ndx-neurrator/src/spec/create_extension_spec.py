@@ -124,7 +124,43 @@ def build_types() -> list:
         datasets=[
             NWBDatasetSpec(
                 name="data", dtype="float32", shape=[None, None, None], dims=["num_windows", "num_patches", "dim"],
-                doc="Predicted patch tokens, chunked one window per chunk and compressed (gzip + shuffle).",
+                doc=(
+                    "Predicted patch tokens of every window, chunked one window per chunk and compressed "
+                    "(gzip + shuffle). Absent in the compact form (coefficients + basis)."
+                ),
+                quantity="?",
+            ),
+            NWBDatasetSpec(
+                name="coefficients", dtype="float32", shape=[None, None], dims=["num_windows", "rank"],
+                doc=(
+                    "Compact form: coefficients of each window in the linked PatchBasis. Reconstruction: "
+                    "patches[i] = (coefficients[i] @ basis.components.reshape(rank, -1) "
+                    "+ basis.mean.reshape(-1)).reshape(num_patches, dim)."
+                ),
+                quantity="?",
+            ),
+            NWBDatasetSpec(
+                name="relative_mse", dtype="float64", shape=[None], dims=["num_windows"],
+                doc=(
+                    "Compact form: measured error of each window's reconstruction, "
+                    "sum((recon - original)^2) / sum((original - basis.mean)^2)."
+                ),
+                quantity="?",
+            ),
+            NWBDatasetSpec(
+                name="cosine", dtype="float64", shape=[None], dims=["num_windows"],
+                doc="Compact form: cosine similarity of each window's flattened reconstruction with the original.",
+                quantity="?",
+            ),
+            NWBDatasetSpec(
+                name="full_windows", dtype="int64", shape=[None], dims=["num_full"],
+                doc="Compact form: indices of the windows whose exact float32 patches are kept in full_data.",
+                quantity="?",
+            ),
+            NWBDatasetSpec(
+                name="full_data", dtype="float32", shape=[None, None, None], dims=["num_full", "num_patches", "dim"],
+                doc="Compact form: exact predicted patches of the windows listed in full_windows (gzip + shuffle).",
+                quantity="?",
             ),
             NWBDatasetSpec(
                 name="timestamps", dtype="float64", shape=[None], dims=["num_windows"],
@@ -140,7 +176,53 @@ def build_types() -> list:
                 dims=["num_windows"], doc="Row of the UnitSubsetsTable whose units produced each window.",
             ),
         ],
-        links=[NWBLinkSpec(name="encoder", target_type="EncoderCheckpoint", doc="The encoder that made these.")],
+        links=[
+            NWBLinkSpec(name="encoder", target_type="EncoderCheckpoint", doc="The encoder that made these."),
+            NWBLinkSpec(
+                name="basis", target_type="PatchBasis", quantity="?",
+                doc="Compact form: the basis the coefficients are expressed in.",
+            ),
+        ],
+    )
+
+    basis = NWBGroupSpec(
+        neurodata_type_def="PatchBasis",
+        neurodata_type_inc="NWBDataInterface",
+        doc=(
+            "A linear basis of patch-token maps shared by compact PatchPredictions: a window's patches are "
+            "coefficients @ components.reshape(rank, -1) + mean.reshape(-1), reshaped to (num_patches, dim)."
+        ),
+        attributes=[
+            _text_attr("description", "Free-text description of this basis."),
+            _text_attr("kind", "Where the basis comes from: 'pca' (of the predictions) or 'encoder_readout'."),
+        ],
+        datasets=[
+            NWBDatasetSpec(
+                name="components", dtype="float32", shape=[None, None, None], dims=["rank", "num_patches", "dim"],
+                doc="Basis vectors as token maps, one chunk per component.",
+            ),
+            NWBDatasetSpec(
+                name="mean", dtype="float32", shape=[None, None], dims=["num_patches", "dim"],
+                doc="Offset added to every reconstruction (the mean of the fitted predictions).",
+            ),
+        ],
+    )
+
+    narrations_collection = NWBGroupSpec(
+        neurodata_type_def="NarrationsCollection",
+        neurodata_type_inc="NWBDataInterface",
+        default_name="narrations",
+        doc=(
+            "Narrations, one NarrationsTable per unit subset (named by the subset's label), so the intervals "
+            "of each table do not overlap and tools such as pynapple read each as one IntervalSet."
+        ),
+        attributes=[_text_attr("description", "Free-text description of these narrations.")],
+        groups=[
+            NWBGroupSpec(
+                neurodata_type_inc="NarrationsTable", quantity="*",
+                doc="Narrations of one unit subset.",
+            )
+        ],
     )
 
     unit_subsets = NWBGroupSpec(
@@ -193,7 +275,16 @@ def build_types() -> list:
             "(VectorData, float) may be added."
         ),
         datasets=[
-            _region_column("narration", "Row of the NarrationsTable that was validated."),
+            _region_column(
+                "narration", "Row of the NarrationsTable that was validated (single-table layout).", required=False
+            ),
+            _column(
+                "narration_table",
+                "Name of the NarrationsTable (inside the NarrationsCollection) holding the validated narration.",
+                "text", required=False,
+            ),
+            _column("narration_row", "Row index of the validated narration within narration_table.", "int64",
+                    required=False),
             _column("concept_agreement", "Agreement between narration text and SAE concepts.", "float64"),
             _column(
                 "latent_profile_similarity",
@@ -224,6 +315,10 @@ def build_types() -> list:
                 name="concept_label_sources", dtype="text", shape=[None], dims=["num_latents"],
                 doc="How each latent's label was obtained, e.g. 'oracle captions of top-activating frames'.",
             ),
+            NWBDatasetSpec(
+                name="naming_split", dtype="text", shape=[None], dims=["num_latents"], quantity="?",
+                doc="Which frames each latent's label was named from, e.g. 'train' (validation uses held-out frames).",
+            ),
         ],
     )
 
@@ -242,9 +337,128 @@ def build_types() -> list:
             _column("metric", "Metric name, e.g. 'patch_cosine', 'top1', 'narration_similarity'.", "text"),
             _column("value", "Metric value.", "float64"),
             _column("chance_level", "Chance level of the metric (NaN when undefined).", "float64"),
+            _column("ci_lo", "Lower end of the confidence interval of value (NaN when not computed).", "float64",
+                    required=False),
+            _column("ci_hi", "Upper end of the confidence interval of value (NaN when not computed).", "float64",
+                    required=False),
+            _column("p_value", "Permutation p-value of value against the null (NaN when not computed).", "float64",
+                    required=False),
+            _column("q_value", "Benjamini-Hochberg q-value across subsets (NaN when not computed).", "float64",
+                    required=False),
+            _column("beats_null", "True when q_value < 0.05: the subset beats the null.", "bool", required=False),
+            _column("null_kind", "What the null is, e.g. 'scene-block permutation of references'.", "text",
+                    required=False),
         ],
     )
-    return [weights, encoder, predictions, unit_subsets, narrations, sae_validation, sae, fidelity]
+    return [weights, encoder, predictions, basis, unit_subsets, narrations, narrations_collection,
+            sae_validation, sae, fidelity, *build_analysis_types()]
+
+
+def _table(type_name: str, default_name: str, doc: str, datasets: list) -> NWBGroupSpec:
+    return NWBGroupSpec(
+        neurodata_type_def=type_name, neurodata_type_inc="DynamicTable", default_name=default_name, doc=doc,
+        datasets=datasets,
+    )
+
+
+def build_analysis_types() -> list:
+    """Tables of the neurration analyses: per unit, per (unit, concept), per group, separation, scaling."""
+    unit = _table(
+        "UnitNeurrationTable", "unit_neurration",
+        "Single-neuron neurration, one row per analysed unit: reliability gate, preferred stimulus in words, "
+        "concept tuning summary and the unit's contribution in the decoder.",
+        [
+            _region_column("unit", "Row of the Units table."),
+            _column("reliability", "Split-half reliability of the response across repeats (Spearman-Brown).", "float64"),
+            _column("reliability_p", "Null-based p-value of the reliability (circular shift of one half).", "float64"),
+            _column("visually_driven", "True when the unit passes the reliability gate.", "bool"),
+            _column("preferred_text", "Narration of the response-weighted average of the true patch tokens "
+                    "(correlational); '' when not visually driven.", "text"),
+            _column("top_frames", "Stimulus frames with the strongest response, strongest first (ragged).", "int64"),
+            _index("top_frames_index", "Index into top_frames."),
+            _column("top_concept", "SAE concept with the strongest significant tuning ('' when none).", "text"),
+            _column("top_concept_r", "Correlation of the response with top_concept's activation.", "float64"),
+            _column("top_concept_q", "FDR q-value of top_concept_r over units x concepts.", "float64"),
+            _column("loo_delta", "Fidelity lost without the unit within its region (leave-one-out).", "float64"),
+            _column("loo_ci_lo", "Lower end of the confidence interval of loo_delta.", "float64"),
+            _column("loo_ci_hi", "Upper end of the confidence interval of loo_delta.", "float64"),
+            _column("loo_p", "p-value of loo_delta.", "float64"),
+            _column("drive_text", "Narration of the encoder's response to driving the unit alone above baseline "
+                    "(causal within the model).", "text"),
+            _column("baseline_text", "Narration of the encoder's response to the baseline input.", "text"),
+            _column("drive_shift", "1 - sentence similarity of drive_text and baseline_text.", "float64"),
+            _column("drive_p", "p-value of drive_shift against driving random other units.", "float64"),
+        ],
+    )
+    tuning = _table(
+        "ConceptTuningTable", "concept_tuning",
+        "Concept tuning in long format, one row per (unit, SAE concept): correlation of the unit's response with "
+        "the concept's activation over frames, circular-shift permutation p and FDR q over units x concepts.",
+        [
+            _region_column("unit", "Row of the Units table."),
+            _column("concept", "SAE concept label.", "text"),
+            _column("r", "Pearson correlation of response and concept activation over frames.", "float64"),
+            _column("p", "Two-sided circular-shift permutation p-value.", "float64"),
+            _column("q", "Benjamini-Hochberg q-value over units x concepts.", "float64"),
+            _column("significant", "True when q < 0.05.", "bool"),
+        ],
+    )
+    groups = _table(
+        "GroupComparisonTable", "group_comparison",
+        "Concepts enriched in a group of units against size-matched random pools of other units, one row per "
+        "(group, source, concept).",
+        [
+            _column("group_kind", "Kind of group: region, cell_type or local_population.", "text"),
+            _column("group", "Group name, e.g. 'VISp' or 'SST'.", "text"),
+            _column("source", "What was compared: 'tuning' (units' concept tuning) or 'decoded' (decoded patches).",
+                    "text"),
+            _column("concept", "SAE concept label.", "text"),
+            _column("effect", "Group statistic minus the mean of the size-matched random pools.", "float64"),
+            _column("ci_lo", "Lower end of the bootstrap confidence interval of effect.", "float64"),
+            _column("ci_hi", "Upper end of the bootstrap confidence interval of effect.", "float64"),
+            _column("p", "Permutation p-value against the random pools.", "float64"),
+            _column("q", "Benjamini-Hochberg q-value over concepts and groups.", "float64"),
+            _column("n_units", "Number of units in the group.", "int64"),
+            _column("n_null_draws", "Number of size-matched random pools drawn.", "int64"),
+        ],
+    )
+    separation = _table(
+        "GroupSeparationTable", "group_separation",
+        "How well narrations separate groups: pairwise narration similarity within and between groups, and a "
+        "cross-validated classifier of the source group from narration text, with chance and p-value.",
+        [
+            _column("analysis", "e.g. 'narration_similarity_within', 'narration_similarity_between', "
+                    "'text_classifier'.", "text"),
+            _column("group_kind", "Kind of group: region, cell_type or local_population.", "text"),
+            _column("group", "Group name; '' when the row covers all groups.", "text"),
+            _column("value", "Statistic value.", "float64"),
+            _column("ci_lo", "Lower end of the confidence interval of value.", "float64"),
+            _column("ci_hi", "Upper end of the confidence interval of value.", "float64"),
+            _column("chance_level", "Chance level of value (NaN when undefined).", "float64"),
+            _column("p", "Permutation p-value (NaN when not computed).", "float64"),
+            _column("n", "Number of items the statistic was computed over.", "int64"),
+        ],
+    )
+    scaling = _table(
+        "ScalingTable", "scaling",
+        "Fidelity versus population size per region, one row per (region, metric, population size); the "
+        "population size at which the region first exceeds the shuffled baseline is repeated on every row of "
+        "that (region, metric) (NaN where the region never exceeds it).",
+        [
+            _column("region", "Brain region the units were drawn from.", "text"),
+            _column("n_units", "Population size.", "int64"),
+            _column("metric", "Metric name, e.g. 'top1', 'narration_similarity'.", "text"),
+            _column("value", "Mean over random draws of this size.", "float64"),
+            _column("ci_lo", "Lower end of the bootstrap confidence interval of value.", "float64"),
+            _column("ci_hi", "Upper end of the bootstrap confidence interval of value.", "float64"),
+            _column("n_draws", "Number of random draws of this size.", "int64"),
+            _column("baseline", "Shuffled-baseline level of the metric.", "float64"),
+            _column("crossing_n", "Population size at which value first exceeds baseline (NaN: never).", "float64"),
+            _column("crossing_lo", "Lower end of the confidence interval of crossing_n.", "float64"),
+            _column("crossing_hi", "Upper end of the confidence interval of crossing_n.", "float64"),
+        ],
+    )
+    return [unit, tuning, groups, separation, scaling]
 
 
 def write_spec(outdir: Path = DEFAULT_OUTDIR) -> tuple[Path, Path]:
