@@ -118,3 +118,48 @@ def test_convert_torchscript_only_when_asked(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.jit, "load", real)
     out = load_file(str(convert_to_safetensors(src, tmp_path / "o.safetensors", torchscript=True)))
     assert set(out) == {"weight", "bias"}
+
+
+# ------------------------------------------------------------------------- llava / CLIP folders
+
+
+@pytest.fixture(scope="module")
+def clip_folder(tmp_path_factory) -> Path:
+    """A tiny CLIP vision checkpoint folder (config.json + model.safetensors)."""
+    import json
+
+    from neurrator.backbones import TINY_VISION, build_tiny_vision_tower
+
+    folder = tmp_path_factory.mktemp("clip")
+    (folder / "config.json").write_text(json.dumps({**TINY_VISION, "model_type": "clip_vision_model"}))
+    state = {f"vision_model.{k}": v.contiguous() for k, v in build_tiny_vision_tower(0).state_dict().items()}
+    save_file(state, str(folder / "model.safetensors"))
+    return folder
+
+
+def test_clip_folder_loads(clip_folder):
+    assert load_backbone(f"llava:{clip_folder}").spec.dim == 64
+
+
+def test_clip_folder_with_a_pickle_named_safetensors_is_refused(clip_folder, tmp_path, marker):
+    import shutil
+
+    folder = tmp_path / "evil"
+    shutil.copytree(clip_folder, folder)
+    (folder / "model.safetensors").write_bytes(pickle.dumps(_Marker()))
+    with pytest.raises(NeurratorError, match=rf"^{folder}/model.safetensors: not a readable safetensors file"):
+        load_backbone(f"llava:{folder}")
+    assert not marker.exists()
+
+
+def test_clip_folder_with_a_lying_config_is_refused_before_reading_tensors(clip_folder, tmp_path):
+    import json
+    import shutil
+
+    folder = tmp_path / "liar"
+    shutil.copytree(clip_folder, folder)
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg["hidden_size"] = 4096  # the weights are 64 wide
+    (folder / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(NeurratorError, match=r"model.safetensors: tensor .* has shape \[.*\]; config.json needs"):
+        load_backbone(f"llava:{folder}")

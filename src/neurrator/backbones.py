@@ -348,7 +348,12 @@ def _load_llava(arg: str, *, seed: int, **kw) -> Backbone:
     cfg_path = folder / "config.json"
     if not cfg_path.is_file():
         raise NeurratorError(cfg_path, "no config.json in the checkpoint folder")
-    cfg = json.loads(cfg_path.read_text())
+    try:
+        cfg = json.loads(cfg_path.read_text())
+    except (ValueError, RecursionError) as e:
+        raise NeurratorError(cfg_path, f"not valid JSON: {e}") from None
+    if not isinstance(cfg, dict):
+        raise NeurratorError(cfg_path, "not a JSON object")
     if "vision_config" in cfg:  # llava / clip: the vision part of a composite config
         vcfg = dict(cfg["vision_config"])
     elif cfg.get("model_type") == "clip_vision_model":
@@ -363,25 +368,42 @@ def _load_llava(arg: str, *, seed: int, **kw) -> Backbone:
                                  "neurrator's targets are hidden_states[-2][:, 1:] (LLaVA-1.5 defaults)")
     for k in ("model_type", "architectures", "transformers_version", "torch_dtype", "dtype"):
         vcfg.pop(k, None)
-    config = CLIPVisionConfig(**vcfg)
+    try:
+        config = CLIPVisionConfig(**vcfg)
+    except (TypeError, ValueError) as e:
+        raise NeurratorError(cfg_path, f"unusable vision config: {e}") from None
     files = sorted(folder.glob("*.safetensors"))
     if not files:
         raise NeurratorError(folder, "no *.safetensors weights in the checkpoint folder (only safetensors are read)")
+    with torch.device("meta"):
+        model = CLIPVisionModel(config)  # no memory: only the expected names and shapes
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     state = {}
     for f in files:
-        with safe_open(str(f), framework="pt") as h:
-            for key in h.keys():
-                new = _tower_key(key)
-                if new is not None:
+        try:
+            with safe_open(str(f), framework="pt") as h:
+                for key in h.keys():
+                    new = _tower_key(key)
+                    if new is None:
+                        continue
+                    shape = tuple(h.get_slice(key).get_shape())
+                    if new in expected and shape != expected[new]:  # checked before the tensor is read
+                        raise NeurratorError(f, f"tensor {key} has shape {list(shape)}; config.json needs "
+                                             f"{list(expected[new])}")
                     state[new] = h.get_tensor(key)
-    with torch.device("meta"):
-        model = CLIPVisionModel(config)
+        except NeurratorError:
+            raise
+        except Exception as e:  # noqa: BLE001 - SafetensorError (bad header), OSError, ...
+            raise NeurratorError(f, f"not a readable safetensors file ({type(e).__name__}: {e})") from None
     missing = set(model.state_dict()) - set(state)
     missing.discard("embeddings.position_ids")
     if missing:
         raise NeurratorError(folder, f"vision tower weights incomplete: {len(missing)} tensors missing, "
                              f"e.g. {sorted(missing)[:3]}")
-    model.load_state_dict(state, strict=False, assign=True)
+    try:
+        model.load_state_dict(state, strict=False, assign=True)
+    except RuntimeError as e:  # shapes that do not fit the config (a lying config.json)
+        raise NeurratorError(folder, f"vision tower weights do not fit config.json: {str(e).splitlines()[0]}") from None
     model.embeddings.position_ids = torch.arange(model.embeddings.num_positions).expand((1, -1))
     return Backbone.from_clip_vision_model(model, backbone_id=f"llava:{src}", weights=str(folder), **kw)
 
