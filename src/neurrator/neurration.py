@@ -14,7 +14,14 @@ What each view means
   causes, and it inherits the movie's feature co-occurrences.
 * **Concept tuning** (`concept_tuning`): Pearson r of the trial-averaged response with each named SAE
   concept's activation over frames; two-sided circular-shift p (`neurrator.stats.circular_shift_corr`,
-  keeps the response's autocorrelation) and BH-FDR over units x concepts. CORRELATIONAL.
+  keeps the response's autocorrelation; p from the Gaussian tail of the shifts' spread, see
+  `concept_tuning`) and FDR over units x concepts. CORRELATIONAL. The FDR is
+  hierarchical (Benjamini & Bogomolov 2014, `hierarchical_fdr`): units are selected by BH over their
+  Simes p (does the unit follow ANY concept?), then concepts are tested by BH inside each selected unit
+  at level alpha x (selected / units). A flat BH over all units x concepts controls the share of false
+  discoveries among all discoveries, so with many tuned units it lets through concepts of untuned units
+  (measured on the simulator: 17% of CA1 units got a "significant" concept with flat BH, 2% with the
+  hierarchical one, per-test p calibrated at 4.6% below 0.05). Both q's are kept (``q``, ``q_flat``).
 * **Decoder contribution** (`neurrator.contribution`): leave-one-out loss of fidelity and the narration
   of the encoder driven by the unit alone. CAUSAL, but in the MODEL only: they say what the trained
   encoder does with the unit, not what the unit does in the brain.
@@ -26,6 +33,7 @@ given (training) presentations, arranged as (repeats, frames, units).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable, NamedTuple, Sequence
 
@@ -40,6 +48,7 @@ __all__ = [
     "TrialResponses",
     "UnitNeurration",
     "concept_tuning",
+    "hierarchical_fdr",
     "neurrate_units",
     "preferred_stimuli",
     "trial_responses",
@@ -162,21 +171,74 @@ def unit_reliability(responses: np.ndarray, *, min_reliability: float = 0.1, alp
     return Reliability(rel, p, q, driven)
 
 
+def hierarchical_fdr(p: np.ndarray, *, alpha: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
+    """Benjamini-Bogomolov FDR for (N units, K concepts) p-values: (q (N, K), unit q (N,)).
+
+    Unit i's family p is the Simes p ``min_k K p_(k) / k``; the unit q is BH over units. Inside a
+    selected unit (unit q <= alpha; R of N selected) concept k is significant at level alpha when its
+    within-unit BH q is <= alpha R / N; the returned ``q[i, k] = max(unit_q[i], min(1, q_within[i, k] N / R_alpha))``
+    is computed with R at ``alpha``, so ``q <= alpha`` reproduces the procedure at that level (for another
+    level, rerun). NaN p-values are ignored (a row of NaN stays NaN).
+
+    Examples
+    --------
+    >>> q, uq = hierarchical_fdr(np.array([[0.001, 0.5], [0.04, 0.9], [0.6, 0.7]]))
+    >>> (q <= 0.05).tolist()
+    [[True, False], [False, False], [False, False]]
+    """
+    p = np.asarray(p, dtype=np.float64)
+    N, K = p.shape
+    q_within = np.stack([benjamini_hochberg(row) for row in p]) if N else p.copy()
+    with np.errstate(invalid="ignore"):
+        simes = np.nanmin(q_within, axis=1) if K else np.full(N, np.nan)  # min_k K p_(k)/k (BH's smallest q)
+    unit_q = benjamini_hochberg(simes)
+    R = int(np.sum(np.nan_to_num(unit_q, nan=1.0) <= alpha))
+    scale = N / max(R, 1)
+    q = np.maximum(unit_q[:, None], np.minimum(1.0, q_within * scale))
+    return q, unit_q
+
+
 class ConceptTuning(NamedTuple):
     """Correlation of each unit's trial-averaged response with each concept over frames."""
 
     r: np.ndarray  # (N, K) Pearson r
     p: np.ndarray  # (N, K) two-sided circular-shift p
-    q: np.ndarray  # (N, K) BH q over all units x concepts
+    q: np.ndarray  # (N, K) hierarchical FDR q (`hierarchical_fdr`): significant where q <= 0.05
+    q_flat: np.ndarray  # (N, K) BH q over all units x concepts (for reference)
+    unit_q: np.ndarray  # (N,) BH q of the unit's Simes p: does it follow any concept?
+    p_shift: np.ndarray  # (N, K) empirical circular-shift rank p (`neurrator.stats.circular_shift_corr`)
 
     def significant(self, alpha: float = 0.05) -> np.ndarray:
         """(N, K) bool: q <= alpha."""
         return np.nan_to_num(self.q, nan=1.0) <= alpha
 
 
+def _shift_sd(x: np.ndarray, Y: np.ndarray, min_shift: int) -> np.ndarray:
+    """(K,) root-mean-square r of ``x`` circularly shifted by every lag in [min_shift, F - min_shift] with Y."""
+    F = len(x)
+    zx = (x - x.mean()) / (x.std() or 1.0)
+    sy = Y.std(axis=0)
+    zy = (Y - Y.mean(axis=0)) / np.where(sy > 0, sy, 1.0)
+    cc = np.fft.irfft(np.conj(np.fft.rfft(zx))[:, None] * np.fft.rfft(zy, axis=0), n=F, axis=0) / F
+    lo, hi = min(min_shift, F // 2), max(F - min_shift, F // 2)
+    return np.sqrt(np.mean(cc[lo:hi + 1] ** 2, axis=0))
+
+
+_erfc = np.vectorize(math.erfc, otypes=[np.float64])
+
+
 def concept_tuning(mean_response: np.ndarray, concept_acts: np.ndarray, *, n_perm: int = 2000,
-                   min_shift: int = 30, seed: int = 0) -> ConceptTuning:
-    """Concept tuning of every unit with circular-shift p-values and BH-FDR over units x concepts.
+                   min_shift: int = 30, alpha: float = 0.05, tail: str = "gaussian", seed: int = 0) -> ConceptTuning:
+    """Concept tuning of every unit with circular-shift p-values and hierarchical FDR over units x concepts.
+
+    ``tail="gaussian"`` (default): ``p = erfc(|r| / (sd sqrt 2))`` with ``sd`` the spread of r over ALL
+    circular shifts of at least ``min_shift`` frames (the effective-degrees-of-freedom null of two
+    autocorrelated series, Bartlett 1935; Pyper & Peterman 1998). ``tail="empirical"``: the rank p of
+    `neurrator.stats.circular_shift_corr`. Why the Gaussian tail: a response with a 1.5 s autocorrelation
+    has only ~20 effectively independent shifts in a 30 s movie, so "larger than all 2000 shifts" happens
+    far more often than 1/2001 and the empirical p is anti-conservative exactly where FDR looks (measured on
+    the simulator's CA1 units: 0.5% of tests at the floor p = 0.0005 instead of 0.05%; with the Gaussian
+    tail the small-p fractions match their nominal rates). Both are kept (``p``, ``p_shift``).
 
     Parameters
     ----------
@@ -186,17 +248,31 @@ def concept_tuning(mean_response: np.ndarray, concept_acts: np.ndarray, *, n_per
         (F, K) activation of each named concept on the TRUE patches of the same frames.
     n_perm, min_shift, seed
         Circular shifts per unit, smallest shift in frames (>= the movie's scene length), seed.
+    alpha
+        The FDR level the hierarchical q is computed for (`hierarchical_fdr`).
+    tail
+        "gaussian" or "empirical" (see above).
     """
+    if tail not in ("gaussian", "empirical"):
+        raise ValueError(f"tail must be gaussian or empirical, not {tail!r}")
     x = np.asarray(mean_response, dtype=np.float64)
     Y = np.asarray(concept_acts, dtype=np.float64)
     if x.ndim != 2 or Y.ndim != 2 or x.shape[0] != Y.shape[0]:
         raise ValueError(f"mean_response (F, N) and concept_acts (F, K) must share F, got {x.shape}, {Y.shape}")
     N, K = x.shape[1], Y.shape[1]
     r = np.full((N, K), np.nan)
+    p_shift = np.full((N, K), np.nan)
     p = np.full((N, K), np.nan)
     for i in range(N):
-        r[i], p[i] = circular_shift_corr(x[:, i], Y, n_perm=n_perm, min_shift=min_shift, seed=seed + i)
-    return ConceptTuning(r, p, benjamini_hochberg(p))
+        r[i], p_shift[i] = circular_shift_corr(x[:, i], Y, n_perm=n_perm, min_shift=min_shift, seed=seed + i)
+        if tail == "gaussian":
+            sd = _shift_sd(x[:, i], Y, min_shift)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                p[i] = np.where(np.isfinite(r[i]) & (sd > 0), _erfc(np.abs(np.nan_to_num(r[i])) / (sd * np.sqrt(2))), np.nan)
+        else:
+            p[i] = p_shift[i]
+    q, unit_q = hierarchical_fdr(p, alpha=alpha)
+    return ConceptTuning(r, p, q, benjamini_hochberg(p), unit_q, p_shift)
 
 
 def preferred_stimuli(mean_response: np.ndarray, targets: np.ndarray) -> np.ndarray:
@@ -290,7 +366,7 @@ def neurrate_units(responses: TrialResponses, targets: np.ndarray, concept_acts:
         raise ValueError(f"{acts.shape[1]} concepts but {len(names)} names")
     rel = unit_reliability(responses.values, min_reliability=min_reliability, alpha=alpha, n_null=n_null,
                            min_shift=min_shift, seed=seed)
-    tun = concept_tuning(mean, acts, n_perm=n_perm, min_shift=min_shift, seed=seed + 7919)
+    tun = concept_tuning(mean, acts, n_perm=n_perm, min_shift=min_shift, alpha=alpha, seed=seed + 7919)
     sig = tun.significant(alpha) & (tun.r > 0)
     top_concept, top_r, top_q = [], np.full(N, np.nan), np.full(N, np.nan)
     for i in range(N):

@@ -1,0 +1,135 @@
+"""Issue-9 acceptance numbers for single-unit and cell-type neurration on simulated sessions, checked
+against the simulator's ground truth.
+
+Usage::
+
+    .venv/bin/python benchmarks/bench_neurration.py               # 3-session pseudo-mouse, appends to RESULTS.md
+    .venv/bin/python benchmarks/bench_neurration.py --sessions 1 --no-append   # quick look
+
+What runs: ``--sessions`` simulated mice (population seeds 0.., one movie, Cre lines SST, PV, VIP in
+turn) -> spikes binned at 120 Hz -> training repeats (``split_repeats``, 2 val + 2 test held out) ->
+`trial_responses` -> `neurrate_units` -> `tuning_enrichment` over the OPTO-TAGGED units of each class
+pooled across sessions (the pseudo-mouse) -> `null_pool_false_positive_rate`.
+
+STAND-IN: the concept activations are the truth's ``frame_features`` (0/1 presence of each caption
+feature per frame), not SAE concepts of the true patch tokens: the pipeline's SAE concepts are not wired
+into this analysis yet. The numbers therefore test the statistics (reliability gate, circular-shift
+tuning test, FDR, pools), not the SAE's naming. No narrator runs (the acceptance numbers do not need one).
+
+Acceptance (issue 9): top significant concept = true strongest feature for >= 70% of the clearly tuned
+units (`SimulationTruth.clear_strongest`); CA1: "not visually driven" >= 90% and no significant concept
+>= 95%; the enriched concepts (q < 0.05) of each interneuron class include its true preferred features;
+size-matched random pools significant in <= 5% of draws.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from datetime import datetime, timezone
+
+import numpy as np
+
+from neurrator.binning import Binned, bin_spikes, split_repeats
+from neurrator.groups import null_pool_false_positive_rate, tuning_enrichment
+from neurrator.neurration import neurrate_units, trial_responses
+from neurrator.simulate import simulate_session
+
+from _hardware import append_results, hardware
+
+CRE = ("SST", "PV", "VIP")
+
+
+def binned_of(sim) -> Binned:
+    lens = [len(s) for s in sim.spike_times]
+    offsets = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
+    spikes = np.concatenate(sim.spike_times) if sum(lens) else np.zeros(0)
+    pres = sim.presentations
+    counts = bin_spikes(spikes, offsets, pres["start"], pres["stop"], bins_per_interval=4)
+    return Binned(counts=counts, frame=np.asarray(pres["frame"], np.int64), repeat=np.asarray(pres["repeat"], np.int64),
+                  bins_per_frame=4, unit_ids=np.asarray(sim.truth.unit_ids, np.int64))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--sessions", type=int, default=3)
+    ap.add_argument("--units", type=int, default=300)
+    ap.add_argument("--repeats", type=int, default=12)
+    ap.add_argument("--frames", type=int, default=900)
+    ap.add_argument("--n-perm", type=int, default=2000)
+    ap.add_argument("--no-append", action="store_true")
+    args = ap.parse_args()
+    t0 = time.perf_counter()
+    values, truths, tagged = [], [], []
+    for s in range(args.sessions):
+        sim = simulate_session(n_units=args.units, n_repeats=args.repeats, n_frames=args.frames, seed=s,
+                               movie_seed=0, cre_line=CRE[s % 3])
+        b = binned_of(sim)
+        split = split_repeats(b.repeat, n_val=2, n_test=2)
+        tr = trial_responses(b, split.train)
+        values.append(tr)
+        truths.append(sim.truth)
+        tagged.append(sim.truth.opto_responsive & (sim.truth.cell_type == CRE[s % 3]))
+    t_sim = time.perf_counter() - t0
+    tr0 = values[0]
+    frames = tr0.frames
+    assert all(np.array_equal(v.frames, frames) for v in values), "sessions must share the movie frames"
+    resp = tr0._replace(values=np.concatenate([v.values for v in values], axis=2),
+                        baseline=np.concatenate([v.baseline for v in values]),
+                        bin_mean=np.concatenate([v.bin_mean for v in values]),
+                        bin_sd=np.concatenate([v.bin_sd for v in values]))
+    truth = truths[0]
+    names = list(truth.feature_names)
+    acts = truth.frame_features  # STAND-IN for the SAE concepts (see the module docstring)
+    cat = lambda f: np.concatenate([getattr(t, f) for t in truths])  # noqa: E731
+    region, cell, strongest, clear = cat("region"), cat("cell_type"), cat("strongest_feature"), cat("clear_strongest")
+    t1 = time.perf_counter()
+    out = neurrate_units(resp, np.zeros((len(acts), 1, 1), np.float32), acts, names, narrate=None,
+                         n_perm=args.n_perm, n_null=1000, min_shift=30, seed=0)
+    t_unit = time.perf_counter() - t1
+    sig_any = out.tuning.significant(0.05).any(axis=1)
+    top = np.asarray(out.top_concept)
+    ca1 = region == "CA1"
+    visual = ~ca1 & (resp.values.std(axis=(0, 1)) > 0)
+    clear_v = clear & visual
+    hit = top[clear_v] == strongest[clear_v]
+    lines = {
+        "clearly tuned units: top significant concept = true strongest": f"{hit.mean():.1%} of {clear_v.sum()} (>= 70%)",
+        "  (of those, visually driven)": f"{out.visually_driven[clear_v].mean():.1%}",
+        "CA1 units 'not visually driven'": f"{(~out.visually_driven[ca1]).mean():.1%} of {ca1.sum()} (>= 90%)",
+        "CA1 units with no significant concept (FDR 0.05)": f"{(~sig_any[ca1]).mean():.1%} (>= 95%)",
+        "visual-region units driven": f"{out.visually_driven[visual].mean():.1%} of {visual.sum()}",
+    }
+    tag = np.concatenate(tagged)
+    groups = {c: np.flatnonzero(tag & (cell == c)) for c in CRE}
+    groups = {c: g for c, g in groups.items() if g.size}
+    t2 = time.perf_counter()
+    enr = tuning_enrichment(out.tuning.r, groups, names, group_kind="cell_type", n_null=2000, n_boot=500, seed=0)
+    for c, g in groups.items():
+        want = truth.preferred_features(c)
+        got = enr.enriched(c)
+        row = (enr.group == c) & (enr.concept == (want[0] if want else ""))
+        eff = f"effect {enr.effect[row][0]:+.3f} [{enr.ci_lo[row][0]:+.3f}, {enr.ci_hi[row][0]:+.3f}]" if row.any() else ""
+        lines[f"{c} (n={g.size} tagged): enriched"] = (f"{got} ; true {want} -> "
+                                                      f"{'includes' if set(want) <= set(got) else 'MISSES'}; {eff}")
+    size = int(round(np.mean([g.size for g in groups.values()]))) if groups else 20
+    fpr, n_draws = null_pool_false_positive_rate(out.tuning.r, size, n_draws=200, n_null=1000, seed=1)
+    lines[f"size-matched random pools (n={size}) with any enriched concept"] = f"{fpr:.1%} of {n_draws} draws (<= 5%)"
+    t_grp = time.perf_counter() - t2
+    width = max(len(k) for k in lines)
+    table = "\n".join(f"{k:<{width}}  {v}" for k, v in lines.items())
+    timing = (f"simulate+bin {t_sim:.1f} s, per-unit analyses of {resp.values.shape[2]} units {t_unit:.1f} s, "
+              f"group analyses {t_grp:.1f} s")
+    print(table)
+    print(timing)
+    if not args.no_append:
+        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        append_results(
+            f"\n## Neurration acceptance on simulated sessions (bench_neurration.py, {stamp})\n\n"
+            f"{args.sessions} session(s) x {args.units} units, {args.repeats} repeats x {args.frames} frames, "
+            f"train repeats only; concepts = truth frame_features (stand-in for SAE concepts); "
+            f"{args.n_perm} circular shifts per unit.\n{hardware()}\n\n```\n{table}\n{timing}\n```\n")
+
+
+if __name__ == "__main__":
+    main()
