@@ -161,9 +161,14 @@ def test_soft_link_cycle_is_one_line(nwb):
     with h5py.File(nwb, "r+") as f:
         f.create_group("acquisition/a/b")
         f["acquisition/a/b/up"] = h5py.SoftLink("/acquisition/a")
-    with pytest.raises(NeurratorError) as ei:
-        load_session(nwb, fetch_movie=False)
-    assert str(ei.value).startswith(f"{nwb}:") and "\n" not in str(ei.value)
+    refused(nwb, "/acquisition/a/b/up is a soft link to /acquisition/a", "cycle")
+
+
+def test_soft_link_through_an_external_link_is_refused(nwb, secret):
+    with h5py.File(nwb, "r+") as f:
+        f["acquisition/ext"] = h5py.ExternalLink(str(secret), "/")
+        f["aaa_first"] = h5py.SoftLink("/acquisition/ext/x")  # checked before or after the external link
+    refused(nwb, "external link", str(secret))
 
 
 def test_deep_nesting_is_one_line(nwb):

@@ -176,7 +176,12 @@ def check_hdf5_file(h5file, *, label: str, file_size: int | None = None,
                 raise NeurratorError(label, f"{child} is an external link to {link.filename!r}:{link.path}; "
                                      "neurrator never reads outside the input file")
             if isinstance(link, h5py.SoftLink):
-                soft += 1  # its target is reached (and checked) through its hard link, if it exists
+                soft += 1  # its target is checked through its hard link; here only: no cycle, not outside
+                target = _resolve_soft(h5file, link.path if link.path.startswith("/") else
+                                       f"{path.rstrip('/')}/{link.path}", label=label, where=child)
+                if target is not None and isinstance(target, h5py.Group) and _key(target) in ancestors:
+                    raise NeurratorError(label, f"{child} is a soft link to {link.path}, one of its parent groups "
+                                         "(a link cycle)")
                 continue
             if not isinstance(link, h5py.HardLink):
                 raise NeurratorError(label, f"{child} is a link of an unsupported type ({type(link).__name__})")
@@ -210,6 +215,36 @@ def check_hdf5_file(h5file, *, label: str, file_size: int | None = None,
                                          f"{err})") from None
                 largest = max(largest, nbytes)
     return ScanReport(groups, datasets, soft, largest)
+
+
+def _resolve_soft(h5file, target: str, *, label: str, where: str, hops: int = 0):
+    """The object a soft link's path names, walking it link by link (never through an external link)."""
+    import h5py
+
+    if hops > 32:
+        raise NeurratorError(label, f"{where}: soft links point at soft links more than 32 times (a link cycle)")
+    cur = h5file["/"]
+    walked = ""
+    for comp in [c for c in target.split("/") if c and c != "."]:
+        if not isinstance(cur, h5py.Group):
+            return None
+        link = cur.get(comp, getlink=True)
+        walked = f"{walked}/{comp}"
+        if link is None:
+            return None  # dangling: pynwb reports it if it matters
+        if isinstance(link, h5py.ExternalLink):
+            raise NeurratorError(label, f"{where} is a soft link through the external link {walked} to "
+                                 f"{link.filename!r}; neurrator never reads outside the input file")
+        if isinstance(link, h5py.SoftLink):
+            nxt = link.path if link.path.startswith("/") else f"{walked.rsplit('/', 1)[0]}/{link.path}"
+            cur = _resolve_soft(h5file, nxt, label=label, where=where, hops=hops + 1)
+            if cur is None:
+                return None
+        elif isinstance(link, h5py.HardLink):
+            cur = cur[comp]
+        else:
+            return None
+    return cur
 
 
 def _key(obj) -> tuple:
