@@ -153,17 +153,21 @@ def add_sae_validation_to_nwbfile(nwbfile, validation: dict[str, list], *, narra
     return table
 
 
-def add_fidelity_to_nwbfile(nwbfile, results: Sequence, baselines: dict[str, dict[str, tuple[float, float]]], *,
+def add_fidelity_to_nwbfile(nwbfile, results: Sequence, baselines: dict[str, dict[str, Any]], *,
                             subsets_table, units):
-    """One row per (subset, metric): value and chance; the baselines ride on the ``all`` subset's rows."""
+    """One row per (subset, metric): value, chance, 95% CI, permutation p, FDR q, beats-the-null flag and
+    the kind of null; narration rows add the block-shuffled, constant-narration and word-salad controls;
+    the baselines (ridge, kNN, shuffled frames) ride on the ``all`` subset's rows."""
     import ndx_neurrator as ndx
 
-    from neurrator.decoding import EVAL_METRICS
+    from neurrator.decoding import EVAL_METRICS, NULL_KINDS, NULL_TESTED, Metric
 
-    cols: dict[str, list[Any]] = {k: [] for k in ("row", "n", "region", "cell_type", "seed", "metric", "value",
-                                                  "chance")}
+    nan = float("nan")
+    names = ("row", "n", "region", "cell_type", "seed", "metric", "value", "chance", "lo", "hi", "p", "q", "beats",
+             "kind")
+    cols: dict[str, list[Any]] = {k: [] for k in names}
 
-    def add(i: int, r, name: str, v: float, c: float) -> None:
+    def add(i: int, r, name: str, m: Metric, *, q: float = nan, beats: bool = False, kind: str = "") -> None:
         idx = r.subset.unit_idx
         regions = sorted(set(units.region[idx].astype(str)))
         types = sorted(set(units.cell_type[idx].astype(str)))
@@ -171,20 +175,34 @@ def add_fidelity_to_nwbfile(nwbfile, results: Sequence, baselines: dict[str, dic
         cols["seed"].append(-1 if r.subset.seed is None else r.subset.seed)
         cols["region"].append(regions[0] if len(regions) == 1 else "mixed")
         cols["cell_type"].append(types[0] if len(types) == 1 else "mixed")
-        cols["metric"].append(name), cols["value"].append(float(v)), cols["chance"].append(float(c))
+        for key, v in zip(("metric", "value", "chance", "lo", "hi", "p", "q", "beats", "kind"),
+                          (name, m.value, m.chance, m.lo, m.hi, m.p, q, beats, kind)):
+            cols[key].append(v)
 
     for i, r in enumerate(results):
         for name in EVAL_METRICS:
-            add(i, r, name, *r.metrics[name])
-        add(i, r, "narration_similarity", r.similarity.mean(), r.shuffled.mean())
-        add(i, r, "narration_floor", r.floor.mean(), np.nan)
+            add(i, r, name, r.metrics[name], q=r.q.get(name, nan), beats=r.beats_null.get(name, False),
+                kind=NULL_KINDS["rank" if name in NULL_TESTED else "ci"])
+        add(i, r, "narration_similarity", r.narration_metric(), q=r.q.get("narration_similarity", nan),
+            beats=r.beats_null.get("narration_similarity", False), kind=NULL_KINDS["narration"])
+        iv = r.scores.intervals if r.scores is not None else {}
+        for control, key in (("narration_shuffled", "shuffled"), ("narration_constant", "constant"),
+                             ("narration_floor", "floor")):
+            est = iv.get(key)
+            values = getattr(r.scores, key) if r.scores is not None else None
+            mean = float(np.mean(values)) if values is not None and len(values) else nan
+            add(i, r, control, Metric(mean, nan, est.lo if est else nan, est.hi if est else nan),
+                kind="control")
         if r.subset.kind == "all":
             for base, metrics in baselines.items():
                 for name in EVAL_METRICS:
-                    add(i, r, f"{base}:{name}", *metrics[name])
+                    m = metrics[name]
+                    add(i, r, f"{base}:{name}", m, beats=bool(np.isfinite(m.lo) and m.lo > m.chance),
+                        kind=NULL_KINDS["ci"])
     table = ndx.create_decoding_fidelity(
         unit_subsets=subsets_table, unit_subset_rows=cols["row"], n_units=cols["n"], region=cols["region"],
         cell_type=cols["cell_type"], seed=cols["seed"], split="test", metric=cols["metric"], value=cols["value"],
-        chance_level=cols["chance"])
+        chance_level=cols["chance"], ci_lo=cols["lo"], ci_hi=cols["hi"], p_value=cols["p"], q_value=cols["q"],
+        beats_null=cols["beats"], null_kind=cols["kind"])
     _module(nwbfile).add(table)
     return table

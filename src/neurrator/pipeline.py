@@ -31,6 +31,7 @@ class NarrateResult:
     baselines: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+    validation: dict = field(default_factory=dict)  # subset row -> SAE validation score -> mean, chance, p, CI
 
     def summary(self, examples: int = 3) -> str:
         """A few narrations beside their references, fidelity and scores against the baselines."""
@@ -138,12 +139,12 @@ def _run(session, *, config: NarrateConfig, device: str, output: Path, backbone,
          clock: _Clock) -> NarrateResult:
     from neurrator import nwb_results as res
     from neurrator.binning import bin_session, split_repeats
-    from neurrator.decoding import decode_subsets, narrated_presentations
+    from neurrator.decoding import decode_subsets, narrated_presentations, scoring_context
     from neurrator.nwb_out import add_units_to_nwbfile, new_derived_nwbfile, run_provenance, stimulus_epochs
     from neurrator.scoring import load_sentence_embedder
     from neurrator.subsets import build_subsets
     from neurrator.targets import compute_targets
-    from neurrator.validation import validate_narrations, validation_columns
+    from neurrator.validation import validation_columns, validation_summary
 
     label = session.path_label
     units = session.units
@@ -179,10 +180,12 @@ def _run(session, *, config: NarrateConfig, device: str, output: Path, backbone,
         narrator = load_narrator("retrieval", device=device, seed=config.seed,
                                  bank_patches=targets[references.bank_frames], bank_texts=references.bank_texts)
     embedder = load_sentence_embedder(device=device)
+    context = scoring_context(targets, train_frames, bank_texts=references.bank_texts, fps=fps,
+                              holdout_frames=trained.holdout_frames)
     results, baselines = decode_subsets(
         subsets, trained=trained, binned=binned, split=split, targets=targets, narrated=narrated,
         narrate=narrator.narrate, references=references.by_frame, embedder=embedder, fps=fps, device=device,
-        seed=config.seed, progress=lambda items: _progress(items, "subsets", config.progress))
+        seed=config.seed, context=context, progress=lambda items: _progress(items, "subsets", config.progress))
     clock.lap("decode+narrate")
 
     sae, concepts = _sae_and_concepts(session, targets, references, narrated_frames=binned.frame[narrated],
@@ -191,8 +194,11 @@ def _run(session, *, config: NarrateConfig, device: str, output: Path, backbone,
     all_pred = np.concatenate([r.predicted for r in results])
     all_true = targets[np.concatenate([r.frames for r in results])]
     all_text = [t for r in results for t in r.narrations]
-    validation = validation_columns(validate_narrations(all_text, all_pred, all_true, sae=sae, concepts=concepts,
-                                                        device=device))
+    rows, validation_stats = validation_summary(
+        all_text, all_pred, all_true, sae=sae, concepts=concepts, device=device,
+        frame_ids=np.concatenate([r.frames for r in results]), block_frames=context.block_frames,
+        groups=np.repeat(np.arange(len(results)), [len(r.frames) for r in results]), seed=config.seed)
+    validation = validation_columns(rows)
     clock.lap("validate")
 
     provenance = run_provenance(session, config_json=config.to_json(), extra={"references": references.kind})
@@ -218,7 +224,8 @@ def _run(session, *, config: NarrateConfig, device: str, output: Path, backbone,
     log.info("writing %s", output)
     write_nwbfile_atomic(nwbfile, output, source_path=Path(session.source) if "://" not in session.source else None)
     clock.lap("write")
-    return NarrateResult(output, label, len(units.ids), results, [tuple(s) for s in skipped], baselines)
+    return NarrateResult(output, label, len(units.ids), results, [tuple(s) for s in skipped], baselines,
+                         validation=validation_stats)
 
 
 def _train(binned, targets, split, *, config: NarrateConfig, device: str, backbone, stimulus: str):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 __all__ = ["format_summary"]
 
 
@@ -23,18 +25,27 @@ def format_summary(result, *, examples: int = 3) -> str:
         for i in range(min(examples, len(best.narrations))):
             lines.append(f"  frame {int(best.frames[i]):4d}  narration: {best.narrations[i]}")
             lines.append(f"              reference: {best.references[i]}   (similarity {best.similarity[i]:.2f})")
-    lines.append("\nsubset                           units  patch_cos   top1 (chance)  within_1s (chance)  "
-                 "narration: matched / shuffled / floor")
+    lines.append("\nsubset                         units  centred cos [95% CI]   top1 (chance)   within_1s (chance)   "
+                 "narration [95% CI] / null / constant / floor")
     for r in result.subsets:
         m = r.metrics
+        c, t1, w = m["centred_patch_cosine"], m["top1"], m["within_1s"]
+        nar = r.narration_metric() if r.scores is not None else None
+        flag = {k: "*" if r.beats_null.get(k) else " " for k in ("centred_patch_cosine", "top1", "within_1s",
+                                                                  "narration_similarity")}
+        narr = (f"{nar.value:5.3f}{flag['narration_similarity']}[{nar.lo:4.2f},{nar.hi:4.2f}] / {nar.chance:5.3f} / "
+                f"{np.mean(r.scores.constant):5.3f} / {r.floor.mean():5.3f}") if nar else ""
         lines.append(
-            f"  {r.subset.label:<30.30s} {r.subset.n_units:5d}  {m['patch_cosine'][0]:9.3f}  "
-            f"{m['top1'][0]:5.3f} ({m['top1'][1]:.3f})  {m['within_1s'][0]:9.3f} ({m['within_1s'][1]:.3f})  "
-            f"{r.similarity.mean():6.3f} / {r.shuffled.mean():6.3f} / {r.floor.mean():6.3f}")
+            f"  {r.subset.label:<28.28s} {r.subset.n_units:5d}  {c.value:6.3f}{flag['centred_patch_cosine']}"
+            f"[{c.lo:6.3f},{c.hi:6.3f}]  {t1.value:5.3f}{flag['top1']}({t1.chance:.3f})  "
+            f"{w.value:5.3f}{flag['within_1s']}({w.chance:.3f})     {narr}")
     for name, metrics in result.baselines.items():
-        lines.append(f"  baseline {name:<21.21s} {'':5s}  {metrics['patch_cosine'][0]:9.3f}  "
-                     f"{metrics['top1'][0]:5.3f} ({metrics['top1'][1]:.3f})  "
-                     f"{metrics['within_1s'][0]:9.3f} ({metrics['within_1s'][1]:.3f})")
+        c, t1, w = metrics["centred_patch_cosine"], metrics["top1"], metrics["within_1s"]
+        lines.append(f"  baseline {name:<19.19s} {'':5s}  {c.value:6.3f} [{c.lo:6.3f},{c.hi:6.3f}]  "
+                     f"{t1.value:5.3f} ({t1.chance:.3f})  {w.value:5.3f} ({w.chance:.3f})")
+    n_sig = sum(bool(r.beats_null.get("narration_similarity")) for r in result.subsets)
+    lines.append(f"* beats its paired permutation null after FDR (q < 0.05) across subsets; cosines: CI above "
+                 f"chance. Narration beats the null in {n_sig} of {len(result.subsets)} subsets.")
     if result.skipped:
         shown = ", ".join(f"{lab} ({n})" for lab, n, _ in result.skipped[:8])
         more = f", and {len(result.skipped) - 8} more" if len(result.skipped) > 8 else ""
