@@ -121,6 +121,10 @@ class Session:
     dropped_units: dict[str, np.ndarray] = field(default_factory=dict)
     #: the presentation table used, e.g. "intervals/natural_movie_one_presentations"
     presentation_table: str = ""
+    #: all caption variants per movie frame (``caption_variants[f][0] == captions[f]``, the canonical one;
+    #: then paraphrases), when the captions table has a ``variant`` column; else None
+    caption_variants: list[list[str]] | None = None
+
 
 
 # ---------------------------------------------------------------------------------------- helpers
@@ -405,20 +409,34 @@ def read_presentations(nwbfile, *, stimulus: str, label: str) -> tuple[Presentat
     )
 
 
-def _read_captions(nwbfile, stimulus: str, n_frames: int | None) -> list[str] | None:
+def _read_captions(nwbfile, stimulus: str, n_frames: int | None
+                   ) -> tuple[list[str] | None, list[list[str]] | None]:
+    """(canonical caption per frame, all variants per frame) from ``processing/*/<stimulus>_captions``.
+
+    Columns ``caption`` and optionally ``frame`` and ``variant`` (one row per frame and variant, variant
+    0 canonical; each frame's variants are returned in variant order). Without a ``variant`` column a
+    frame's last row is its caption and the variants are None.
+    """
     name = f"{stimulus}_captions"
     for mod in (nwbfile.processing or {}).values():
         if name in mod.data_interfaces:
             t = mod[name]
             if "caption" not in t.colnames:
-                return None
+                return None, None
             caps = _col(t, "caption").astype(str)
             frame = _col(t, "frame").astype(np.int64) if "frame" in t.colnames else np.arange(caps.size)
-            out = [""] * (int(frame.max()) + 1 if frame.size else 0)
-            for f, c in zip(frame.tolist(), caps.tolist(), strict=True):
-                out[f] = c
-            return out
-    return None
+            n = int(frame.max()) + 1 if frame.size else 0
+            if "variant" not in t.colnames:
+                out = [""] * n
+                for f, c in zip(frame.tolist(), caps.tolist(), strict=True):
+                    out[f] = c
+                return out, None
+            variant = _col(t, "variant").astype(np.int64)
+            variants: list[list[str]] = [[] for _ in range(n)]
+            for i in np.lexsort((variant, frame)).tolist():
+                variants[frame[i]].append(str(caps[i]))
+            return [v[0] if v else "" for v in variants], variants
+    return None, None
 
 
 def _subject(nwbfile) -> dict[str, str]:
@@ -504,7 +522,7 @@ def read_session(
     else:
         med = float(np.median(pres.stop - pres.start)) if len(pres) else 0.0
         frame_rate = round(1.0 / med, 2) if med > 0 else float("nan")
-    captions = _read_captions(nwbfile, stimulus, None if frames is None else frames.shape[0])
+    captions, caption_variants = _read_captions(nwbfile, stimulus, None if frames is None else frames.shape[0])
 
     opto = None
     if opto_tagging:
@@ -535,6 +553,7 @@ def read_session(
         frames_source=frames_source,
         dropped_units=dropped,
         presentation_table=tname,
+        caption_variants=caption_variants,
     )
 
 
