@@ -467,6 +467,7 @@ def create_narrations(
     prompt: str | Sequence[str],
     reference_text: Sequence[str] | None = None,
     similarity: np.ndarray | Sequence[float] | None = None,
+    subset: str | Sequence[str] | None = None,
     name: str = "narrations",
     description: str = "narrations written from predicted patch tokens",
 ):
@@ -474,6 +475,7 @@ def create_narrations(
 
     ``narrator_model`` and ``prompt`` may be one string for all rows. ``reference_text`` (the narration
     of the true frame) and ``similarity`` are optional; ``similarity`` needs ``reference_text``.
+    ``subset`` (optional) stores the subset labels as plain text (``create_narrations_collection`` fills it).
     """
     what = f"NarrationsTable '{name}'"
     if isinstance(text, str):
@@ -499,6 +501,8 @@ def create_narrations(
         ),
         VectorData(name="prompt", description=desc["prompt"], data=_column(what, "prompt", prompt, n, "text")),
     ]
+    if subset is not None:
+        columns.append(VectorData(name="subset", description=desc["subset"], data=_column(what, "subset", subset, n, "text")))
     if similarity is not None and reference_text is None:
         raise ValueError(f"{what}: similarity was given without reference_text")
     if reference_text is not None:

@@ -44,8 +44,8 @@ def create_narrations_collection(
 
     ``tables`` maps a subset's row in ``unit_subsets`` (int) or label (str) to the keyword arguments of
     ``create_narrations`` for that subset's windows (``start_time``, ``stop_time``, ``text``, ``frame``,
-    ``narrator_model``, ``prompt``, optional ``reference_text``, ``similarity``); ``unit_subsets`` and
-    ``unit_subset_rows`` are filled in. Alternatively give ready ``NarrationsTable`` objects. Each table
+    ``narrator_model``, ``prompt``, optional ``reference_text``, ``similarity``); ``unit_subsets``,
+    ``unit_subset_rows`` and ``subset`` (the label as text) are filled in. Alternatively give ready ``NarrationsTable`` objects. Each table
     is named ``table_name_for(label)``; its windows must not overlap (sorted by start time).
     """
     what = f"NarrationsCollection '{name}'"
@@ -62,11 +62,11 @@ def create_narrations_collection(
                 if not 0 <= row < len(labels):
                     raise ValueError(f"{what}: subset row {row} outside '{unit_subsets.name}' ({len(labels)} rows)")
             kwargs = dict(kwargs)
-            for forbidden in ("unit_subsets", "unit_subset_rows", "name"):
+            for forbidden in ("unit_subsets", "unit_subset_rows", "name", "subset"):
                 if forbidden in kwargs:
                     raise ValueError(f"{what}: do not pass {forbidden!r} per table; it is set from the subset")
             built.append(create_narrations(**kwargs, unit_subsets=unit_subsets, unit_subset_rows=row,
-                                           name=table_name_for(labels[row]),
+                                           name=table_name_for(labels[row]), subset=labels[row],
                                            description=f"narrations of unit subset {labels[row]!r}"))
     else:
         built = list(tables)
@@ -134,7 +134,7 @@ def narrations_dataframe(obj):
         out = pd.DataFrame({"table": table.name, "row": np.arange(len(df)), "subset": labels[rows],
                             "subset_kind": kinds[rows]})
         df = df.reset_index(drop=True)
-        out = pd.concat([out, df.drop(columns=[c for c in ("id",) if c in df.columns])], axis=1)
+        out = pd.concat([out, df.drop(columns=[c for c in ("id", "subset") if c in df.columns])], axis=1)
         out["unit_subset"] = rows
         frames.append(out)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

@@ -255,6 +255,10 @@ def build_types() -> list:
             _column("narrator_model", "Identifier of the narrator model.", "text"),
             _column("prompt", "Prompt given to the narrator.", "text"),
             _column(
+                "subset", "Label of the unit subset (the unit_subset row's label, as plain text for tools that do "
+                "not follow table references, e.g. pynapple metadata).", "text", required=False,
+            ),
+            _column(
                 "reference_text", "Narration of the true frame by the same narrator (oracle).", "text",
                 required=False,
             ),
