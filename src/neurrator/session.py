@@ -509,8 +509,9 @@ def read_session(
     label = path_label or str(source)
     units, dropped = read_units(nwbfile, label=label, quality_filter=quality_filter)
     pres, tname = read_presentations(nwbfile, stimulus=stimulus, label=label)
-    check_presentation_columns(_presentation_tables(nwbfile)[tname], tname=tname, frame_columns=_FRAME_COLUMNS,
-                               label=label)
+    ptable = _presentation_tables(nwbfile).get(tname)
+    if ptable is not None:  # numbers, not strings (read_presentations converts what it can)
+        check_presentation_columns(ptable, tname=tname, frame_columns=_FRAME_COLUMNS, label=label)
 
     frames, frames_source, template_rate = movies.resolve_frames(
         nwbfile, stimulus=stimulus, movie=movie, label=label, fetch=fetch_movie, cache_dir=movie_cache_dir
