@@ -87,3 +87,18 @@ def test_classifier_identifies_groups_and_is_at_chance_on_shuffled_labels():
     null = classify_groups(emb, shuffled, group_kind="cell_type", n_perm=100, seed=0)
     assert null.p[0] > 0.05 and abs(null.value[0] - 1 / 3) < 0.15
     assert null.ci_lo[0] < null.chance_level[0] < null.ci_hi[0]
+
+
+def test_region_matched_pools_remove_a_region_confound():
+    rng = np.random.default_rng(4)
+    N = 200
+    region = np.array(["VISp"] * 100 + ["CA1"] * 100)
+    r = rng.normal(0, 0.1, size=(N, 3))
+    r[:100, 0] += 0.3  # every VISp unit follows "car": a region effect, not a cell-type one
+    groups = {"PV": np.arange(20)}  # PV units all sit in VISp and are otherwise ordinary
+    flat = tuning_enrichment(r, groups, NAMES[:3], group_kind="cell_type", n_null=500, seed=0)
+    matched = tuning_enrichment(r, groups, NAMES[:3], group_kind="cell_type", strata=region, n_null=500, seed=0)
+    assert flat.enriched("PV") == ["car"]
+    assert matched.enriched("PV") == []
+    fpr, _ = null_pool_false_positive_rate(r, 20, n_draws=50, n_null=300, strata=region, exclude=np.arange(100, 200))
+    assert fpr <= 0.1

@@ -165,3 +165,15 @@ def test_predict_windows_matches_predict_on_recorded_windows():
     np.testing.assert_allclose(got, predict(tr, binned, pres, unit_idx=cols), atol=1e-5)
     with pytest.raises(ValueError, match="bins"):
         predict_windows(tr, win[:, :3], binned.unit_ids[cols])
+
+
+def test_hierarchical_fdr_tests_concepts_only_in_selected_units():
+    from neurrator.neurration import hierarchical_fdr
+
+    p = np.array([[0.001, 0.02, 0.9], [0.001, 0.8, 0.9], [0.3, 0.5, 0.9]])
+    # unit 1 is not selected (e.g. fails the reliability gate): none of its concepts is significant
+    q, uq = hierarchical_fdr(p, unit_q=np.array([0.01, 0.2, 0.01]), selected=np.array([True, False, True]))
+    assert (q <= 0.05).tolist() == [[True, True, False], [False, False, False], [False, False, False]]
+    # by hand: unit 0's within-unit BH q = [0.003, 0.03, 0.9], times N / R = 3 / 2, at least its unit q 0.01
+    assert np.allclose(q[0], [0.01, 0.045, 1.0])
+    assert uq.tolist() == [0.01, 0.2, 0.01]

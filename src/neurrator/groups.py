@@ -85,6 +85,19 @@ def _pools(units: np.ndarray, size: int, n: int, rng: np.random.Generator) -> np
     return units[np.argsort(rng.random((n, units.size)), axis=1)[:, :size]]
 
 
+def _matched_pools(idx: np.ndarray, strata: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """(n, len(idx)) random pools with as many units of each stratum (e.g. region) as ``idx`` has."""
+    parts = []
+    for s_ in np.unique(strata[idx]):
+        members = np.flatnonzero(strata == s_)
+        parts.append(_pools(members, int(np.sum(strata[idx] == s_)), n, rng))
+    return np.concatenate(parts, axis=1)
+
+
+def _null_pools(idx: np.ndarray, N: int, strata: np.ndarray | None, n: int, rng: np.random.Generator) -> np.ndarray:
+    return _pools(np.arange(N), idx.size, n, rng) if strata is None else _matched_pools(idx, strata, n, rng)
+
+
 def _comparison(rows: list[tuple], kind: str, source: str) -> GroupComparison:
     if not rows:
         e = np.zeros(0)
@@ -97,10 +110,10 @@ def _comparison(rows: list[tuple], kind: str, source: str) -> GroupComparison:
                            n.astype(np.int64), nn.astype(np.int64))
 
 
-def _enrichment_test(r: np.ndarray, idx: np.ndarray, units: np.ndarray, *, n_null: int, n_boot: int,
+def _enrichment_test(r: np.ndarray, idx: np.ndarray, strata: np.ndarray | None, *, n_null: int, n_boot: int,
                      rng: np.random.Generator, level: float = 0.95) -> tuple[np.ndarray, ...]:
     obs = r[idx].mean(axis=0)
-    null = r[_pools(units, idx.size, n_null, rng)].mean(axis=1)  # (n_null, K)
+    null = r[_null_pools(idx, r.shape[0], strata, n_null, rng)].mean(axis=1)  # (n_null, K)
     null_mean = null.mean(axis=0)
     boots = np.stack([r[rng.choice(idx, size=idx.size, replace=True)].mean(axis=0) for _ in range(n_boot)])
     a = (1 - level) / 2
@@ -109,7 +122,8 @@ def _enrichment_test(r: np.ndarray, idx: np.ndarray, units: np.ndarray, *, n_nul
 
 
 def tuning_enrichment(r: np.ndarray, groups: dict[str, np.ndarray], concept_names: Sequence[str], *,
-                      group_kind: str, n_null: int = 1000, n_boot: int = 200, seed: int = 0) -> GroupComparison:
+                      group_kind: str, strata: np.ndarray | None = None, n_null: int = 1000, n_boot: int = 200,
+                      seed: int = 0) -> GroupComparison:
     """Concepts enriched in the tuning of each group's units vs size-matched pools of other units.
 
     Parameters
@@ -122,6 +136,11 @@ def tuning_enrichment(r: np.ndarray, groups: dict[str, np.ndarray], concept_name
         K names.
     group_kind
         "region", "cell_type", "local_population", ...
+    strata
+        (N,) e.g. each unit's region: the pools then hold as many units of each stratum as the group
+        (region-matched as well as size-matched), so a cell type is compared with other units of the
+        SAME regions, not with a population that includes CA1 and LGd. Use it for cell types; None
+        (pools from all units) for regions themselves.
     n_null, n_boot, seed
         Null pools per group, bootstrap resamples of the group's units (>= 200 recommended), seed.
     """
@@ -133,18 +152,20 @@ def tuning_enrichment(r: np.ndarray, groups: dict[str, np.ndarray], concept_name
         idx = np.asarray(idx, dtype=np.int64)
         if idx.size == 0 or idx.size >= N:
             continue
-        eff, lo, hi, p = _enrichment_test(r, idx, np.arange(N), n_null=n_null, n_boot=n_boot, rng=rng)
+        eff, lo, hi, p = _enrichment_test(r, idx, None if strata is None else np.asarray(strata), n_null=n_null,
+                                          n_boot=n_boot, rng=rng)
         rows += [(g, c, eff[k], lo[k], hi[k], p[k], idx.size, n_null) for k, c in enumerate(concept_names)]
     return _comparison(rows, group_kind, "tuning")
 
 
 def null_pool_false_positive_rate(r: np.ndarray, size: int, *, n_draws: int = 200, n_null: int = 1000,
                                   alpha: float = 0.05, exclude: np.ndarray | None = None,
-                                  seed: int = 0) -> tuple[float, int]:
+                                  strata: np.ndarray | None = None, seed: int = 0) -> tuple[float, int]:
     """Fraction of random pools of ``size`` units that show any enriched concept (q <= alpha over K).
 
     Each draw picks a random pool (from all units not in ``exclude``, e.g. the tagged classes) and runs
-    exactly the test of `tuning_enrichment` on it (size-matched pools from all units).
+    exactly the test of `tuning_enrichment` on it (size-matched pools from all units, or also matched
+    over ``strata`` as in `tuning_enrichment`).
 
     Returns
     -------
@@ -158,7 +179,7 @@ def null_pool_false_positive_rate(r: np.ndarray, size: int, *, n_draws: int = 20
     for _ in range(n_draws):
         idx = rng.choice(pool_from, size=size, replace=False)
         obs = r[idx].mean(axis=0)
-        null = r[_pools(np.arange(N), size, n_null, rng)].mean(axis=1)
+        null = r[_null_pools(idx, N, None if strata is None else np.asarray(strata), n_null, rng)].mean(axis=1)
         q = benjamini_hochberg(permutation_pvalue(obs, null, alternative="greater"))
         hits += bool(np.any(q <= alpha))
     return hits / max(1, n_draws), int(n_draws)
