@@ -139,6 +139,18 @@ def test_drive_is_significant_only_for_a_unit_that_changes_the_words():
     assert d.drive_text == ["a bright car", "a dark street", "a dark street"]
     assert d.drive_shift.tolist() == [1.0, 0.0, 0.0]
     assert d.drive_p[0] < 0.05 and (d.drive_p[1:] == 1).all()
+    # onto the UnitNeurrationTable columns, next to a per-unit neurration of 4 units (unit 3 not driven)
+    from neurrator.contribution import unit_table
+    from neurrator.neurration import ConceptTuning, UnitNeurration
+
+    z = np.zeros((4, 1))
+    neur = UnitNeurration(np.arange(10, 14), np.ones(4), np.zeros(4), np.zeros(4), np.ones(4, bool), [""] * 4,
+                          [np.zeros(0, np.int64)] * 4, [""] * 4, np.full(4, np.nan), np.full(4, np.nan),
+                          ConceptTuning(z, z, z, z, np.zeros(4), z), ["car"])
+    cols = unit_table(neur, drive=d)
+    assert cols["drive_text"] == ["a bright car", "a dark street", "a dark street", ""]
+    assert cols["drive_shift"][:3].tolist() == [1.0, 0.0, 0.0] and np.isnan(cols["drive_shift"][3])
+    assert np.isnan(cols["loo_delta"]).all() and cols["unit"].tolist() == [10, 11, 12, 13]
 
 
 def test_predict_windows_matches_predict_on_recorded_windows():

@@ -32,7 +32,7 @@ import numpy as np
 
 from neurrator.stats import benjamini_hochberg, block_bootstrap, permutation_pvalue
 
-__all__ = ["Drive", "LeaveOneOut", "drive_narrations", "leave_one_out"]
+__all__ = ["Drive", "LeaveOneOut", "drive_narrations", "leave_one_out", "unit_table"]
 
 
 class LeaveOneOut(NamedTuple):
@@ -170,3 +170,36 @@ def drive_narrations(groups: dict[str, np.ndarray], bin_mean: np.ndarray, bin_sd
     p_arr = np.atleast_1d(np.asarray(p, dtype=np.float64))
     return Drive(np.asarray(units, dtype=np.int64), texts, base_texts, np.asarray(shift), p_arr,
                  benjamini_hochberg(p_arr), nulls)
+
+
+def unit_table(neurration, *, loo: LeaveOneOut | None = None, drive: Drive | None = None) -> dict[str, object]:
+    """Columns of ndx-neurrator's UnitNeurrationTable from a `neurrator.neurration.UnitNeurration` and
+    the contributions (their ``unit_idx`` index the same N units; units not tested get NaN / "").
+
+    Returns
+    -------
+    dict
+        unit, reliability, reliability_p, visually_driven, preferred_text, top_frames (list of int64
+        arrays), top_concept, top_concept_r, top_concept_q, loo_delta, loo_ci_lo, loo_ci_hi, loo_p,
+        drive_text, baseline_text, drive_shift, drive_p.
+    """
+    N = len(neurration.unit)
+    cols: dict[str, object] = {
+        "unit": neurration.unit, "reliability": neurration.reliability, "reliability_p": neurration.reliability_p,
+        "visually_driven": neurration.visually_driven, "preferred_text": list(neurration.preferred_text),
+        "top_frames": list(neurration.top_frames), "top_concept": list(neurration.top_concept),
+        "top_concept_r": neurration.top_concept_r, "top_concept_q": neurration.top_concept_q,
+    }
+    for name in ("loo_delta", "loo_ci_lo", "loo_ci_hi", "loo_p"):
+        col = np.full(N, np.nan)
+        if loo is not None:
+            col[loo.unit_idx] = getattr(loo, name)
+        cols[name] = col
+    shift, p = np.full(N, np.nan), np.full(N, np.nan)
+    texts, base = [""] * N, [""] * N
+    if drive is not None:
+        shift[drive.unit_idx], p[drive.unit_idx] = drive.drive_shift, drive.drive_p
+        for j, u in enumerate(drive.unit_idx):
+            texts[u], base[u] = drive.drive_text[j], drive.baseline_text[j]
+    cols.update(drive_text=texts, baseline_text=base, drive_shift=shift, drive_p=p)
+    return cols
