@@ -12,7 +12,13 @@ from standin import DandiStandin
 
 from neurrator import movies
 from neurrator.errors import NeurratorError
-from neurrator.movies import MovieEntry, check_frames, fetch_known_movie, load_movie_file, to_gray_uint8
+from neurrator.movies import (
+    MovieEntry,
+    check_frames,
+    fetch_known_movie,
+    load_movie_file,
+    to_gray_uint8,
+)
 
 FRAMES = np.random.default_rng(0).integers(0, 256, size=(5, 6, 8), dtype=np.uint8)
 
@@ -178,7 +184,11 @@ def warehouse(tmp_path, monkeypatch):
 
 
 def test_warehouse_lists_templates_in_pages(warehouse):
-    from neurrator.allen_warehouse import list_stimulus_templates, movie_download_url, scene_download_urls
+    from neurrator.allen_warehouse import (
+        list_stimulus_templates,
+        movie_download_url,
+        scene_download_urls,
+    )
 
     s, _ = warehouse
     rows = list_stimulus_templates(page_size=1)
@@ -233,7 +243,7 @@ def test_unreachable_warehouse_and_offline_say_what_to_download(warehouse, tmp_p
         fetch_movie("natural_movie_one", cache_dir=tmp_path)
     text = str(err.value)
     assert "\n" not in text and "Allen warehouse query failed" in text
-    assert f"download natural_movie_one (AllenSDK EcephysProjectCache.get_natural_movie_template(1)" in text
+    assert "download natural_movie_one (AllenSDK EcephysProjectCache.get_natural_movie_template(1)" in text
     assert f"to {target}, or pass --movie FRAMES.npy" in text
     monkeypatch.setenv("NEURRATOR_OFFLINE", "1")
     np.save(target, FRAMES)  # placed by hand where the message said: used offline, its hash recorded

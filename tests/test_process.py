@@ -11,7 +11,13 @@ import pytest
 from standin import DandiStandin
 
 from neurrator.errors import NeurratorError
-from neurrator.process import ProcessReport, SkippedAsset, classify_asset, dandiset_prefix, derived_path
+from neurrator.process import (
+    ProcessReport,
+    SkippedAsset,
+    classify_asset,
+    dandiset_prefix,
+    derived_path,
+)
 
 #: Asset names of dandiset 000021 (Allen Visual Coding Neuropixels) and of other layouts.
 ALLEN_NAMES = {

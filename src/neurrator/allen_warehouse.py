@@ -58,7 +58,7 @@ def stimulus_templates_query(product_id: int = ECEPHYS_PRODUCT_ID) -> str:
 
 def _get_json(url: str, *, timeout: float) -> dict:
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - http(s) URL built here
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
             return json.loads(resp.read().decode())
     except (urllib.error.URLError, OSError, ValueError) as err:
         reason = getattr(err, "reason", err)

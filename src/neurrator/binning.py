@@ -211,7 +211,9 @@ def _count_windows(
         counts[:, u0:u1] = block.T
 
 
-def bin_session(session, *, bins_per_frame: int = 4, unit_idx: np.ndarray | None = None) -> Binned:
+def bin_session(session, *, bins_per_frame: int = 4, unit_idx: np.ndarray | None = None,
+                kind: str | None = None, window_bins: int = 20, window_s: float = 0.25,
+                latency_s: float = 0.0) -> Binned:
     """Bin a `neurrator.session.Session` at ``bins_per_frame`` bins per presentation.
 
     Parameters
@@ -222,6 +224,11 @@ def bin_session(session, *, bins_per_frame: int = 4, unit_idx: np.ndarray | None
         Bins per movie presentation (4 gives 120 Hz for a 30 Hz movie).
     unit_idx
         (n,) int64 rows of ``session.units`` to bin; all units when None.
+    kind, window_bins, window_s, latency_s
+        Stimulus kind (default from ``session.stimulus``, `neurrator.stimuli.stimulus_kind`). Flashed
+        images bin the onset-aligned window ``[onset + latency_s, onset + latency_s + window_s)`` of each
+        presentation in ``window_bins`` bins (``Binned.bins_per_frame`` is then ``window_bins``: train
+        with ``window_bins`` equal to it and ``offset_bins=0``); movies ignore these three.
 
     Returns
     -------
@@ -241,12 +248,17 @@ def bin_session(session, *, bins_per_frame: int = 4, unit_idx: np.ndarray | None
             else np.zeros(0)
         )
         ids = units.ids[unit_idx]
-    counts = bin_spikes(spikes, offsets, pres.start, pres.stop, bins_per_interval=bins_per_frame)
+    from neurrator.stimuli import bin_intervals, stimulus_kind
+
+    starts, stops, b = bin_intervals(pres.start, pres.stop, kind=stimulus_kind(getattr(session, "stimulus", ""), kind=kind),
+                                     bins_per_frame=bins_per_frame, window_bins=window_bins, window_s=window_s,
+                                     latency_s=latency_s)
+    counts = bin_spikes(spikes, offsets, starts, stops, bins_per_interval=b)
     return Binned(
         counts=counts,
         frame=np.asarray(pres.frame, dtype=np.int64).copy(),
         repeat=np.asarray(pres.repeat, dtype=np.int64).copy(),
-        bins_per_frame=int(bins_per_frame),
+        bins_per_frame=int(b),
         unit_ids=np.asarray(ids, dtype=np.int64).copy(),
     )
 

@@ -126,7 +126,6 @@ class Session:
     caption_variants: list[list[str]] | None = None
 
 
-
 # ---------------------------------------------------------------------------------------- helpers
 
 
@@ -342,8 +341,11 @@ def _presentation_tables(nwbfile) -> dict[str, Any]:
     return tables
 
 
-def read_presentations(nwbfile, *, stimulus: str, label: str) -> tuple[Presentations, str]:
-    """Find and read the presentation table of ``stimulus``.
+def read_presentations(nwbfile, *, stimulus: str, label: str, kind: str | None = None
+                       ) -> tuple[Presentations, str]:
+    """Find and read the presentation table of ``stimulus`` (of stimulus kind ``kind``, default by name:
+    `neurrator.stimuli.stimulus_kind`; natural_scenes is ``flashed_images``, blanks dropped, repeat =
+    the image's occurrence count).
 
     Looks for ``intervals/<stimulus>_presentations`` first, then any interval table with a
     ``stimulus_name`` column containing ``stimulus``. Frame column: ``frame`` (Allen Visual Coding) or
@@ -392,21 +394,14 @@ def read_presentations(nwbfile, *, stimulus: str, label: str) -> tuple[Presentat
         )
     if not np.all(np.isfinite(frame_f)) or np.any(frame_f != np.round(frame_f)):
         raise NeurratorError(label, f"{tname}.{fcol} has non-integer frame indices")
-    if np.any(frame_f < 0):
-        raise NeurratorError(label, f"{tname}.{fcol} has negative frame indices ({int(frame_f.min())})")
-    frame = frame_f.astype(np.int64)
-    order = np.lexsort((frame, start))
-    start, stop, frame = start[order], stop[order], frame[order]
-    if rep is not None and np.all(np.isfinite(rep[order])):
-        rep_o = rep[order].astype(np.int64)
-        _, repeat = np.unique(rep_o, return_inverse=True)
-    else:
-        repeat = np.concatenate([[0], np.cumsum(np.diff(frame) < 0)]).astype(np.int64)
-    order2 = np.lexsort((start, repeat))
-    return (
-        Presentations(frame=frame[order2], start=start[order2], stop=stop[order2], repeat=repeat[order2].astype(np.int64)),
-        tname,
-    )
+    from neurrator.stimuli import stimulus_kind
+
+    stim_kind = stimulus_kind(stimulus, kind=kind)
+    negative = (frame_f < 0) & ~np.isin(frame_f, stim_kind.blank_values)
+    if np.any(negative):
+        raise NeurratorError(label, f"{tname}.{fcol} has negative frame indices ({int(frame_f[negative].min())})")
+    # the stimulus kind owns blanks, what a repeat is and the order (neurrator.stimuli)
+    return stim_kind.presentations(start, stop, frame_f.astype(np.int64), rep, label=label), tname
 
 
 def _read_captions(nwbfile, stimulus: str, n_frames: int | None
