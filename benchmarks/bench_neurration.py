@@ -33,6 +33,8 @@ import numpy as np
 from neurrator.binning import Binned, bin_spikes, split_repeats
 from neurrator.groups import null_pool_false_positive_rate, tuning_enrichment
 from neurrator.neurration import hierarchical_fdr, neurrate_units, trial_responses
+from neurrator.scaling import collect_scores, population_draws, scaling_curve
+from neurrator.stats import block_permutation, scene_blocks
 from neurrator.simulate import simulate_session
 
 from _hardware import append_results, hardware
@@ -50,6 +52,49 @@ def binned_of(sim) -> Binned:
                   bins_per_frame=4, unit_ids=np.asarray(sim.truth.unit_ids, np.int64))
 
 
+def scaling_lines(sim, b: Binned, split, *, sizes=(1, 3, 10, 30, 100), n_draws=5, seed=0) -> dict[str, str]:
+    """Ridge stand-in for the encoder: window counts of a unit pool -> the frame's feature vector; per test
+    window the centred cosine with the true vector, against the same prediction scored on block-permuted
+    frames (the shuffled baseline)."""
+    truth = sim.truth
+    Y = truth.frame_features.astype(np.float64)
+    ym = Y[b.frame[split.train]].mean(axis=0)
+    bpf = b.bins_per_frame
+    rows = np.arange(len(b.frame))[:, None] * bpf + bpf + np.arange(bpf)[None, :]  # next frame's bins (latency)
+    rows = np.minimum(rows, b.counts.shape[0] - 1)
+    X_all = b.counts[rows].sum(axis=1).astype(np.float64)  # (P, N)
+    test = split.test
+    blocks = scene_blocks(b.frame[test], block_frames=30)
+    perm = block_permutation(len(test), blocks, seed=seed)
+    tgt = Y[b.frame[test]] - ym
+
+    def cos(a, c):
+        return (a * c).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(c, axis=1) + 1e-12)
+
+    def score(idx, shuffled=False):
+        X = X_all[:, idx]
+        mu, sd = X[split.train].mean(0), X[split.train].std(0) + 1e-6
+        Xt = (X[split.train] - mu) / sd
+        W = np.linalg.solve(Xt.T @ Xt + 10.0 * np.eye(len(idx)), Xt.T @ (Y[b.frame[split.train]] - ym))
+        pred = ((X[test] - mu) / sd) @ W
+        return cos(pred, tgt[perm] if shuffled else tgt)
+
+    out = {}
+    for reg in ("VISp", "VISl", "VISal", "LGd", "CA1"):
+        units = np.flatnonzero(truth.region == reg)
+        draws = population_draws(units, sizes, n_draws=n_draws, seed=seed)
+        sz, sc = collect_scores(draws, score)
+        _, base = collect_scores(draws, lambda i: score(i, shuffled=True))
+        curve = scaling_curve(sc, base, sizes=sz, blocks=blocks, region=reg, metric="feature_cosine",
+                              n_boot=300, n_perm=1000, seed=seed)
+        c = curve.crossing_n[0]
+        vals = " ".join(f"{n}:{v:.2f}" for n, v in zip(curve.n_units, curve.value))
+        out[f"scaling {reg} (ridge stand-in) crossing n [CI]"] = (
+            f"{c:.0f} [{curve.crossing_lo[0]:.0f}, {curve.crossing_hi[0]:.0f}]  (score by n: {vals}; "
+            f"baseline {np.mean(curve.baseline):.2f}; q at largest n {curve.q[-1]:.3g})")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sessions", type=int, default=3)
@@ -61,12 +106,15 @@ def main() -> None:
     args = ap.parse_args()
     t0 = time.perf_counter()
     values, truths, tagged = [], [], []
+    scaling = {}
     for s in range(args.sessions):
         sim = simulate_session(n_units=args.units, n_repeats=args.repeats, n_frames=args.frames, seed=s,
                                movie_seed=0, cre_line=CRE[s % 3])
         b = binned_of(sim)
         split = split_repeats(b.repeat, n_val=2, n_test=2)
         tr = trial_responses(b, split.train)
+        if s == 0:
+            scaling = scaling_lines(sim, b, split)
         values.append(tr)
         truths.append(sim.truth)
         tagged.append(sim.truth.opto_responsive & (sim.truth.cell_type == CRE[s % 3]))
@@ -127,6 +175,7 @@ def main() -> None:
                                                  exclude=not_cortex, seed=1)
     lines[f"random pools of {size} cortical units with any enriched concept"] = f"{fpr:.1%} of {n_draws} draws (<= 5%)"
     t_grp = time.perf_counter() - t2
+    lines.update(scaling)
     width = max(len(k) for k in lines)
     table = "\n".join(f"{k:<{width}}  {v}" for k, v in lines.items())
     timing = (f"simulate+bin {t_sim:.1f} s, per-unit analyses of {resp.values.shape[2]} units {t_unit:.1f} s, "
