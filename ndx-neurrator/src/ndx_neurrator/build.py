@@ -529,7 +529,7 @@ def _collection_rows(what: str, collection, narration_rows) -> tuple[list[str], 
     pairs = list(narration_rows)
     names, rows = [], []
     for i, pair in enumerate(pairs):
-        if isinstance(pair, str) or len(pair) != 2:
+        if isinstance(pair, str) or not isinstance(pair, (tuple, list)) or len(pair) != 2:
             raise ValueError(f"{what}: narration_rows[{i}] must be a (table name, row) pair for a NarrationsCollection")
         table_name, row = str(pair[0]), pair[1]
         if table_name not in collection.narrations_tables:
