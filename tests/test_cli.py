@@ -366,9 +366,6 @@ def test_quiet_run_writes_no_bars_or_info_to_a_log_file(small_sim, tmp_path):
 
 # -- fail early (issue 14.3, 16): these need pipeline.py to call neurrator.preflight before reading data -----
 
-_WIRING = "pipeline.narrate_session does not call neurrator.preflight yet (outline, check_split, load_models " \
-          "before read_session); remove this marker once it does"
-
 
 def _no_data_reads(monkeypatch):
     """Reading spike times or frames before the checks fails the test (the outline reads neither)."""
@@ -380,7 +377,6 @@ def _no_data_reads(monkeypatch):
     monkeypatch.setattr(session, "read_session", refuse)
 
 
-@pytest.mark.xfail(strict=True, reason=_WIRING)
 def test_simulated_4_repeats_fail_before_any_data_is_read(tmp_path, monkeypatch):
     sim = tmp_path / "sim4.nwb"
     assert CliRunner().invoke(main, ["simulate", str(sim), "--units", "12", "--repeats", "4"]).exit_code == 0
@@ -391,7 +387,6 @@ def test_simulated_4_repeats_fail_before_any_data_is_read(tmp_path, monkeypatch)
     assert not (tmp_path / "o").exists()
 
 
-@pytest.mark.xfail(strict=True, reason=_WIRING)
 def test_default_config_without_captions_fails_before_any_data_is_read(small_sim, tmp_path, monkeypatch):
     bare = _edit(_copy(small_sim, tmp_path / "nocaptions.nwb"),
                  lambda f: f.__delitem__("processing/stimulus/natural_movie_one_captions"))

@@ -133,8 +133,6 @@ def test_documented_way_organize_raw_then_add_derived_then_validate(small_sim, d
     assert "check_units_resolution_is_set" not in out, out
 
 
-@pytest.mark.xfail(strict=True, reason="run_demo (pipeline.py, the lead's) still names its source ses-demo; "
-                                       "remove this marker once it uses derived_file_name(..., desc=None)")
 def test_demo_source_is_named_from_its_own_ids(monkeypatch, tmp_path):
     """The demo's source file and its derived file carry the same sub-/ses- ids (issue 16)."""
     from neurrator import pipeline, simulate

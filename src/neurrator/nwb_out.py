@@ -301,38 +301,6 @@ def encoder_config_text(payload) -> str:
     return json.dumps(config, sort_keys=True)
 
 
-def encoder_from_nwb(path: Path, *, device: str = "cpu"):
-    """The trained encoder stored in a neurrator NWB file, its weights' sha256 verified."""
-    import ndx_neurrator  # noqa: F401 - registers the classes with the checksum-verifying accessors
-    from pynwb import NWBHDF5IO
-
-    from neurrator.checkpoint import CheckpointPayload, trained_from_payload
-
-    path = Path(path)
-    try:
-        io = NWBHDF5IO(str(path), mode="r")
-        nwbfile = io.read()
-    except Exception as err:  # noqa: BLE001 - any unreadable file is the user's input problem
-        raise NeurratorError(path, f"not a readable NWB file ({type(err).__name__}: {err})") from None
-    try:
-        module = nwbfile.processing.get("neurrator")
-        found = [c for c in (module.data_interfaces.values() if module else []) if type(c).__name__ == "EncoderCheckpoint"]
-        if not found:
-            raise NeurratorError(path, "holds no neurrator EncoderCheckpoint (processing/neurrator)")
-        ckpt = found[0]
-        try:
-            weights = ckpt.get_weights_bytes(verify=True)
-        except ValueError as err:
-            raise NeurratorError(path, str(err)) from None
-        config = json.loads(ckpt.config)
-        meta = config.pop("metadata", {})
-        payload = CheckpointPayload(ckpt.architecture, json.dumps(config), weights, ckpt.weights.sha256,
-                                    json.dumps(meta))
-        return trained_from_payload(payload, device=device, source=str(path))
-    finally:
-        io.close()
-
-
 def source_checksum(source: str) -> str:
     """``sha256:<hex>`` of a local source file; streamed sources name the archive's asset digest instead."""
     from neurrator.scoring import sha256_file

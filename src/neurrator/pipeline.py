@@ -66,57 +66,46 @@ def narrate_session(source: str | Path, *, out: Path, config: NarrateConfig = Na
     -------
     NarrateResult
     """
+    from neurrator.movies import require_frames
     from neurrator.nwb_out import check_writable_dir
+    from neurrator.preflight import CreatedDirs, check_split, load_models, outline_nwbfile
+    from neurrator.session import read_session
+    from neurrator.sources import open_source, source_label
 
     t0 = time.perf_counter()
     clock = _Clock()
     source = str(source)
     out = Path(out)
     device = resolve_device(config.device)
-    check_writable_dir(out.parent if out.suffix == ".nwb" else out)
-
-    # Everything that can fail without the data fails first: checkpoint, backbone and narrator weights.
-    from neurrator.backbones import load_backbone
-    from neurrator.narrators import load_narrator
-    from neurrator.session import load_session
-
-    trained = None
-    if config.encoder:
-        if not Path(config.encoder).exists():
-            raise NeurratorError(config.encoder, "encoder checkpoint not found")
-        trained = _load_encoder(Path(config.encoder), device=device)
-    backbone = load_backbone(config.backbone, preprocessing=config.preprocessing, device=device, seed=config.seed)
-    if trained is not None and trained.target_spec is not None and (
-            trained.target_spec.backbone_id, trained.target_spec.preprocessing) != (
-            backbone.spec.backbone_id, backbone.spec.preprocessing):
-        raise NeurratorError(config.encoder, f"encoder was trained on {trained.target_spec.backbone_id} targets "
-                             f"({trained.target_spec.preprocessing}), not {backbone.spec.backbone_id} "
-                             f"({backbone.spec.preprocessing}); pass the matching --backbone/--preprocessing")
-    generator = None
-    if config.narrator != "retrieval":
-        generator = load_narrator(config.narrator, device=device, seed=config.seed)
-        if getattr(generator, "dim", backbone.spec.dim) != backbone.spec.dim:
-            raise NeurratorError(config.narrator, f"its projector reads {generator.dim}-d patch tokens but backbone "
-                                 f"{config.backbone} gives {backbone.spec.dim}-d ones: use the narrator's own vision "
-                                 "tower as backbone (tiny with tiny, llava with llava)")
-
-    clock.lap("models")
-    log.info("reading %s", source)
-    session = load_session(source, stimulus=config.stimulus, movie=config.movie, quality_filter=config.quality_filter,
-                           cache_dir=config.cache_path)
-    from neurrator.movies import require_frames
-
-    require_frames(session)
-    if len(session.units.ids) == 0:
-        raise NeurratorError(session.path_label, "no units left to decode from (after the quality filter: "
-                             "try --no-quality-filter)")
-    output = resolve_output(out, session)
-    if "://" not in source and output.resolve() == Path(source).resolve():
-        raise NeurratorError(output, "the output path is the source file; choose another output")
-
-    clock.lap("read")
-    result = _run(session, config=config, device=device, output=output, backbone=backbone, trained=trained,
-                  generator=generator, clock=clock)
+    out_dir = out.parent if out.suffix == ".nwb" else out
+    created = CreatedDirs()
+    created.watch(out_dir)
+    try:
+        check_writable_dir(out_dir)
+        label = source_label(source)
+        # Everything that can fail without the data fails first: the split, every model the run needs.
+        with open_source(source, cache_dir=config.cache_path) as nwbfile:
+            outline = outline_nwbfile(nwbfile, stimulus=config.stimulus, label=label)
+            check_split(outline.n_repeats, n_val=config.n_val_repeats, n_test=config.n_test_repeats, source=label)
+            models = load_models(config, device=device, needs_reference=not outline.has_captions)
+            clock.lap("models")
+            log.info("reading %s", source)
+            session = read_session(nwbfile, source=source, path_label=label, stimulus=config.stimulus,
+                                   movie=config.movie, quality_filter=config.quality_filter,
+                                   movie_cache_dir=config.cache_path / "movies")
+        require_frames(session)
+        if len(session.units.ids) == 0:
+            raise NeurratorError(session.path_label, "no units left to decode from (after the quality filter: "
+                                 "try --no-quality-filter)")
+        output = resolve_output(out, session)
+        if "://" not in source and output.resolve() == Path(source).resolve():
+            raise NeurratorError(output, "the output path is the source file; choose another output")
+        clock.lap("read")
+        result = _run(session, config=config, device=device, output=output, models=models,
+                      units_resolution=outline.units_resolution, clock=clock)
+    except BaseException:
+        created.remove_empty()
+        raise
     result.timings = clock.laps
     result.seconds = time.perf_counter() - t0
     return result
@@ -135,19 +124,19 @@ class _Clock:
         self._last = now
 
 
-def _run(session, *, config: NarrateConfig, device: str, output: Path, backbone, trained, generator,
+def _run(session, *, config: NarrateConfig, device: str, output: Path, models, units_resolution: float | None,
          clock: _Clock) -> NarrateResult:
     from neurrator import nwb_results as res
     from neurrator.binning import bin_session, split_repeats
     from neurrator.decoding import decode_subsets, narrated_presentations, scoring_context
     from neurrator.nwb_out import add_units_to_nwbfile, new_derived_nwbfile, run_provenance, stimulus_epochs
-    from neurrator.scoring import load_sentence_embedder
     from neurrator.subsets import build_subsets
     from neurrator.targets import compute_targets
     from neurrator.validation import validation_columns, validation_summary
 
     label = session.path_label
     units = session.units
+    backbone, trained, generator = models.backbone, models.trained, models.generator
     log.info("binning %d units x %d presentations", len(units.ids), len(session.presentations.frame))
     binned = bin_session(session, bins_per_frame=config.bins_per_frame)
     try:
@@ -171,15 +160,15 @@ def _run(session, *, config: NarrateConfig, device: str, output: Path, backbone,
     fps = session.frame_rate if np.isfinite(session.frame_rate) and session.frame_rate > 0 else 30.0
     narrated = narrated_presentations(binned, split, config.narrations_per_subset)
     train_frames = np.unique(binned.frame[split.train])
-    references = _references(session, targets, train_frames, binned.frame[narrated], config=config,
-                             device=device, generator=generator)
+    references = _references(session, targets, train_frames, binned.frame[narrated],
+                             generator=models.generator or models.reference)
     narrator = generator
     if config.narrator == "retrieval":
         from neurrator.narrators import load_narrator
 
         narrator = load_narrator("retrieval", device=device, seed=config.seed,
                                  bank_patches=targets[references.bank_frames], bank_texts=references.bank_texts)
-    embedder = load_sentence_embedder(device=device)
+    embedder = models.embedder
     context = scoring_context(targets, train_frames, bank_texts=references.bank_texts, fps=fps,
                               holdout_frames=trained.holdout_frames)
     results, baselines = decode_subsets(
@@ -203,7 +192,8 @@ def _run(session, *, config: NarrateConfig, device: str, output: Path, backbone,
 
     provenance = run_provenance(session, config_json=config.to_json(), extra={"references": references.kind})
     nwbfile = new_derived_nwbfile(session, provenance=provenance)
-    units_table = add_units_to_nwbfile(nwbfile, session.units, epochs=stimulus_epochs(session.presentations))
+    units_table = add_units_to_nwbfile(nwbfile, session.units, epochs=stimulus_epochs(session.presentations),
+                                       resolution=units_resolution)
     unit_rows = (trained.unit_rows(units.ids) if len(trained.unit_ids) == len(units.ids)
                  else np.arange(len(units.ids)))
     encoder = res.add_encoder_to_nwbfile(nwbfile, trained, units_table=units_table, unit_rows=unit_rows,
@@ -239,16 +229,15 @@ def _train(binned, targets, split, *, config: NarrateConfig, device: str, backbo
                          progress=config.progress, encoder=arch, target_spec=backbone.spec, stimulus=stimulus)
 
 
-def _references(session, targets, train_frames, narrated_frames, *, config: NarrateConfig, device: str, generator):
-    """Captions of a simulated session, else the reference narrator's oracle narrations of the true frames."""
+def _references(session, targets, train_frames, narrated_frames, *, generator):
+    """Captions of a simulated session, else the oracle narrations (by the generative narrator, or the
+    reference narrator when narrating by retrieval) of the true frames."""
     from neurrator.references import caption_references, oracle_references
 
     if session.captions:
         return caption_references(session.captions, train_frames, getattr(session, "caption_variants", None))
-    if generator is None:  # retrieval without captions: the reference narrator writes the bank's texts
-        from neurrator.narrators import load_narrator
-
-        generator = load_narrator(config.reference_narrator, device=device, seed=config.seed)
+    if generator is None:
+        raise NeurratorError(session.path_label, "the session has no captions and no reference narrator was loaded")
     return oracle_references(generator, targets, train_frames, narrated_frames)
 
 
@@ -289,26 +278,15 @@ def _progress(items, desc: str, enabled: bool):
     return tqdm(items, desc=desc, disable=not enabled, leave=False)
 
 
-def _load_encoder(path: Path, *, device: str):
-    """An encoder from a checkpoint folder, or from the EncoderCheckpoint of a neurrator NWB file."""
-    from neurrator.checkpoint import load_checkpoint
-
-    if path.is_dir():
-        return load_checkpoint(path, device=device)
-    from neurrator.nwb_out import encoder_from_nwb
-
-    return encoder_from_nwb(path, device=device)
-
-
 def run_demo(out: Path, *, seed: int = 0, progress: bool = True) -> NarrateResult:
     """The pipeline on the embedded simulated session with the offline tiny models and retrieval narrator."""
     from neurrator.simulate import write_simulated_session
 
     out = Path(out)
-    from neurrator.nwb_out import check_writable_dir
+    from neurrator.nwb_out import check_writable_dir, derived_file_name
 
     check_writable_dir(out)
-    source = out / "source" / f"sub-sim{seed}_ses-demo.nwb"
+    source = out / "source" / Path(derived_file_name(f"sim{seed}", f"sim{seed}", desc=None)).name
     if not source.is_file():
         source.parent.mkdir(parents=True, exist_ok=True)
         log.info("simulating a session into %s", source)

@@ -239,9 +239,9 @@ def load_encoder(path: str | Path, *, device: str):
         from neurrator.checkpoint import load_checkpoint
 
         return load_checkpoint(path, device=device)
-    from neurrator.nwb_out import encoder_from_nwb
+    from neurrator.checkpoint import load_encoder_nwb
 
-    return encoder_from_nwb(path, device=device)
+    return load_encoder_nwb(path, device=device)
 
 
 def _check_width(dim: int | None, backbone, *, option: str, reason: str = "") -> None:
