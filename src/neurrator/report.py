@@ -1,4 +1,8 @@
-"""An annotated NWB file -> a text report for a person (`neurrator show`)."""
+"""An annotated NWB file -> a text report for a person (`neurrator show`).
+
+The figures live in ``neurrator.figures`` (``plot_fidelity`` is re-exported here for ``show --plot``) and the
+HTML page in ``neurrator.html_report`` (``write_report``).
+"""
 
 from __future__ import annotations
 
@@ -9,21 +13,14 @@ from pathlib import Path
 import numpy as np
 
 from neurrator.errors import NeurratorError
+from neurrator.figures import plot_fidelity
+from neurrator.report_data import open_nwb
+
+__all__ = ["format_file", "plot_fidelity"]
 
 
 def _open(path: Path):
-    import h5py
-    from pynwb import NWBHDF5IO
-
-    if not path.is_file():
-        raise NeurratorError(path, "no such file")
-    if not h5py.is_hdf5(str(path)):
-        raise NeurratorError(path, "not an HDF5/NWB file")
-    try:
-        io = NWBHDF5IO(str(path), mode="r")
-        return io, io.read()
-    except Exception as err:  # noqa: BLE001 - unreadable input is the user's problem, said in one line
-        raise NeurratorError(path, f"not a readable NWB file ({type(err).__name__}: {err})") from None
+    return open_nwb(path)
 
 
 def _by_type(module) -> dict[str, object]:
@@ -121,52 +118,3 @@ def format_file(path: Path, *, show_all: bool = False, per_subset: int = 3) -> s
         return "\n".join(lines)
     finally:
         io.close()
-
-
-def plot_fidelity(path: Path, png: Path, *, metrics: tuple[str, ...] = ("within_1s", "top1", "narration_similarity")) -> Path:
-    """Fidelity vs population size (random draws, mean +/- sd over seeds), with regions and cell types
-    as labelled points and each metric's chance level dashed; written to ``png``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    path, png = Path(path), Path(png)
-    io, nwbfile = _open(path)
-    try:
-        module = nwbfile.processing.get("neurrator")
-        found = _by_type(module) if module is not None else {}
-        if "DecodingFidelityTable" not in found or "UnitSubsetsTable" not in found:
-            raise NeurratorError(path, "has no neurrator decoding-fidelity results to plot")
-        fid = found["DecodingFidelityTable"].to_dataframe(index=True)
-        subsets = found["UnitSubsetsTable"].to_dataframe(index=True)
-    finally:
-        io.close()
-    fid["subset_row"] = [int(r) if np.ndim(r) == 0 else int(r.index[0]) for r in fid["unit_subset"]]
-    fid["kind"] = [str(subsets["kind"].iloc[r]) for r in fid["subset_row"]]
-    fid["label"] = [str(subsets["label"].iloc[r]) for r in fid["subset_row"]]
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.6), squeeze=False)
-    for ax, metric in zip(axes[0], metrics):
-        rows = fid[fid["metric"] == metric]
-        rand = rows[rows["kind"].isin(["random", "all", "single_unit"])].groupby("n_units")["value"]
-        if len(rand):
-            mean, sd = rand.mean(), rand.std().fillna(0)
-            ax.errorbar(mean.index, mean.values, yerr=sd.values, marker="o", label="random draws / all units")
-        groups = rows[rows["kind"].isin(["region", "cell_type", "local_population"])]
-        for _, r in groups.iterrows():
-            ax.scatter(r["n_units"], r["value"], marker="s" if r["kind"] == "region" else "^", zorder=3)
-            ax.annotate(r["label"].split(":", 1)[-1], (r["n_units"], r["value"]), fontsize=7,
-                        xytext=(3, 3), textcoords="offset points")
-        chance = rows["chance_level"].dropna()
-        if len(chance):
-            ax.axhline(float(chance.mean()), ls="--", c="grey", lw=1, label="chance / shuffled")
-        ax.set_xscale("log")
-        ax.set_xlabel("units")
-        ax.set_title(metric)
-    axes[0][0].legend(fontsize=7)
-    fig.suptitle(f"{path.name}: decoding fidelity on held-out repeats", fontsize=9)
-    fig.tight_layout()
-    png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png, dpi=120)
-    plt.close(fig)
-    return png
