@@ -319,7 +319,11 @@ def image_png(image: np.ndarray) -> bytes:
 
     buf = io.BytesIO()
     img = np.asarray(image)
-    imsave(buf, img, format="png", cmap="gray" if img.ndim == 2 else None)
+    top = 255 if img.dtype == np.uint8 else 1.0  # absolute scale: a uniform frame keeps its brightness
+    if img.ndim == 2:
+        imsave(buf, img, format="png", cmap="gray", vmin=0, vmax=top)
+    else:
+        imsave(buf, img if img.dtype == np.uint8 else np.clip(img, 0, 1), format="png")
     return buf.getvalue()
 
 
