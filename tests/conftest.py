@@ -23,6 +23,13 @@ def _seed() -> None:
     torch.manual_seed(0)
 
 
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never reach the network: the Allen warehouse lookup refuses at once (its own tests use the
+    local stand-in and unset this)."""
+    monkeypatch.setenv("NEURRATOR_OFFLINE", "1")
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _one_torch_thread():
     """One intra-op thread for the whole suite: the tensors are tiny, and with other processes on the 2

@@ -169,6 +169,8 @@ def narrate_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--narrations", "narrations_per_subset", type=_POSITIVE, default=_D.narrations_per_subset,
                      show_default=True, help="Held-out windows narrated per unit subset."),
         click.option("--no-quality-filter", is_flag=True, help="Keep units failing the Allen quality filter."),
+        click.option("--no-neurration", is_flag=True,
+                     help="Skip the single-neuron, group and scaling analyses (decode and narrate subsets only)."),
         click.option("--cache-dir", type=click.Path(), default=None, help="Cache for targets and streamed files."),
     ]
     for option in reversed(options):
@@ -176,10 +178,11 @@ def narrate_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
-def _config(progress: bool, no_quality_filter: bool, **kwargs: Any):
+def _config(progress: bool, no_quality_filter: bool, no_neurration: bool = False, **kwargs: Any):
     from neurrator.config import NarrateConfig
 
-    return NarrateConfig.from_options(progress=progress, quality_filter=not no_quality_filter, **kwargs)
+    return NarrateConfig.from_options(progress=progress, quality_filter=not no_quality_filter,
+                                      neurration=not no_neurration, **kwargs)
 
 
 @contextlib.contextmanager
@@ -238,6 +241,18 @@ def show(file: str, show_all: bool, plot: str | None, progress: bool) -> None:
     click.echo(format_file(Path(file), show_all=show_all))
     if plot:
         click.echo(f"wrote {plot_fidelity(Path(file), Path(plot))}")
+
+
+@main.command(short_help="Write a self-contained HTML report of a derived file.")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("-o", "--out", type=click.Path(dir_okay=False), default=None,
+              help="Where to write the page (default: FILE with .html, next to it).")
+@common
+def report(file: str, out: str | None, progress: bool) -> None:
+    """Write one HTML page of FILE's results (figures embedded; opens from disk; no network)."""
+    from neurrator.html_report import write_report
+
+    click.echo(f"wrote {write_report(Path(file), Path(out) if out else None)}")
 
 
 @main.command(short_help="Write a simulated session with known ground truth.")

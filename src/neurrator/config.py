@@ -32,6 +32,11 @@ OPTION_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
     "population_sizes": (("subsets", "population_sizes"),),
     "draws_per_size": (("subsets", "draws_per_size"),),
     "single_units": (("subsets", "single_units"),),
+    "neurration": (("analyses", "enabled"),),
+    "contributions": (("analyses", "contributions"),),
+    "eval_windows": (("analyses", "eval_windows"),),
+    "null_pools": (("analyses", "null_pools"),),
+    "scaling_draws": (("analyses", "scaling_draws"),),
 }
 
 
@@ -282,6 +287,48 @@ class SAEConfig:
 
 
 @dataclass(frozen=True)
+class AnalysisConfig:
+    """The single-neuron, group and scaling analyses (`neurrator.analyses`).
+
+    Attributes
+    ----------
+    enabled
+        Run them (they need named SAE concepts).
+    contributions
+        Also run the leave-one-out and drive probes (one encoder pass per unit).
+    eval_windows
+        Held-out test windows (evenly spaced) the scaling curves are evaluated on.
+    probe_windows
+        The subset of those windows used by the per-unit leave-one-out and the decoded-enrichment pools
+        (one encoder pass per unit and per pool).
+    null_pools
+        Size-matched random pools per group for decoded enrichment (z-test against the pools).
+    n_boot, n_perm
+        Bootstrap resamples (>= 200 for the group CIs) and permutations of the analyses.
+    scaling_sizes, scaling_draws
+        Population sizes per region and random draws per size of the scaling curves.
+    """
+
+    enabled: bool = True
+    contributions: bool = True
+    eval_windows: int = 300
+    probe_windows: int = 120
+    null_pools: int = 40
+    n_boot: int = 200
+    n_perm: int = 1000
+    scaling_sizes: tuple[int, ...] = (1, 3, 10, 30, 100, 300)
+    scaling_draws: int = 3
+
+    def __post_init__(self) -> None:
+        for name in ("eval_windows", "probe_windows", "null_pools", "n_boot", "n_perm", "scaling_draws"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, not {getattr(self, name)}")
+        if any(int(n) < 1 for n in self.scaling_sizes):
+            raise ValueError("scaling_sizes must be >= 1")
+        object.__setattr__(self, "scaling_sizes", tuple(int(n) for n in self.scaling_sizes))
+
+
+@dataclass(frozen=True)
 class NarrateConfig:
     """Everything `narrate_session` needs besides the source.
 
@@ -330,7 +377,9 @@ class NarrateConfig:
         The validating TopK SAE (`neurrator.sae.SAEConfig`; ``d_in`` from the data).
     subsets
         Which unit subsets are decoded (`neurrator.subsets.SubsetPlan`: minimum group size, random
-        draws per population size, single units).
+        draws per population size, single units picked by reliability).
+    analyses
+        The single-neuron, group and scaling analyses (`AnalysisConfig`).
     cache_dir
         Where targets and streamed files are cached (default: ``~/.cache/neurrator``).
     progress
@@ -358,6 +407,7 @@ class NarrateConfig:
     sae: SAEConfig = field(default_factory=lambda: SAEConfig(n_latents=256, k=8))
     subsets: SubsetPlan = field(default_factory=lambda: SubsetPlan(
         population_sizes=(1, 3, 10, 30, 100, 300, 1000, 3000), draws_per_size=2, single_units=2))
+    analyses: AnalysisConfig = field(default_factory=AnalysisConfig)
     cache_dir: str | None = None
     progress: bool = True
     extra: dict[str, Any] = field(default_factory=dict)

@@ -15,11 +15,13 @@ import numpy as np
 __all__ = [
     "add_encoder_to_nwbfile",
     "add_fidelity_to_nwbfile",
+    "add_neurration_to_nwbfile",
     "add_narrations_to_nwbfile",
     "add_patch_predictions_to_nwbfile",
     "add_sae_to_nwbfile",
     "add_sae_validation_to_nwbfile",
     "add_unit_subsets_to_nwbfile",
+    "narration_rows",
     "window_order",
 ]
 
@@ -109,26 +111,33 @@ def add_patch_predictions_to_nwbfile(nwbfile, results: Sequence, presentations, 
     return container
 
 
-def add_narrations_to_nwbfile(nwbfile, results: Sequence, presentations, *, order: np.ndarray, rows: np.ndarray,
-                              subsets_table, narrator_model: str, prompt: str):
-    """Every narration with its window, frame, subset, reference and similarity as a ``NarrationsTable``."""
+def add_narrations_to_nwbfile(nwbfile, results: Sequence, presentations, *, subsets_table, narrator_model: str,
+                              prompt: str):
+    """The narrations as a ``NarrationsCollection``: one ``NarrationsTable`` per unit subset (its windows
+    in time order, never overlapping, so pynapple reads each as an IntervalSet), with the frame, text,
+    reference and similarity per window; ``ndx_neurrator.narrations_dataframe`` gives the tidy view."""
     import ndx_neurrator as ndx
 
-    pres = np.concatenate([r.presentations for r in results])[order]
-    texts = [t for r in results for t in r.narrations]
-    refs = [t for r in results for t in r.references]
-    sims = np.concatenate([r.similarity for r in results])
-    table = ndx.create_narrations(
-        start_time=presentations.start[pres], stop_time=presentations.stop[pres], text=[texts[i] for i in order],
-        frame=np.concatenate([r.frames for r in results])[order], unit_subsets=subsets_table,
-        unit_subset_rows=rows[order], narrator_model=narrator_model, prompt=prompt,
-        reference_text=[refs[i] for i in order], similarity=sims[order])
-    _module(nwbfile).add(table)
-    return table
+    tables = {}
+    for i, r in enumerate(results):
+        tables[i] = dict(start_time=presentations.start[r.presentations], stop_time=presentations.stop[r.presentations],
+                         text=list(r.narrations), frame=np.asarray(r.frames), narrator_model=narrator_model,
+                         prompt=prompt, reference_text=list(r.references), similarity=np.asarray(r.similarity))
+    collection = ndx.create_narrations_collection(tables, unit_subsets=subsets_table)
+    _module(nwbfile).add(collection)
+    return collection
 
 
-def add_sae_to_nwbfile(nwbfile, sae, concepts):
-    """The validating TopK SAE (weights, config, a concept name per latent and how it was named)."""
+def narration_rows(results: Sequence) -> list[tuple[str, int]]:
+    """(table name, row) of every narration in result order (the SAE validation rows)."""
+    import ndx_neurrator as ndx
+
+    return [(ndx.table_name_for(r.subset.label), j) for r in results for j in range(len(r.narrations))]
+
+
+def add_sae_to_nwbfile(nwbfile, sae, concepts, *, naming_split: str):
+    """The validating TopK SAE (weights, config, a concept name per latent, how and on which frames it
+    was named)."""
     import ndx_neurrator as ndx
 
     from neurrator.sae import sae_payload
@@ -136,18 +145,19 @@ def add_sae_to_nwbfile(nwbfile, sae, concepts):
     config_json, weights, _sha = sae_payload(sae)
     container = ndx.create_sparse_autoencoder(
         weights, name="sparse_autoencoder", architecture="TopKSAE", config=config_json,
-        concept_labels=concepts.names, concept_label_sources=concepts.methods)
+        concept_labels=concepts.names, concept_label_sources=concepts.methods, naming_split=naming_split)
     _module(nwbfile).add(container)
     return container
 
 
-def add_sae_validation_to_nwbfile(nwbfile, validation: dict[str, list], *, narrations, order: np.ndarray):
-    """SAE validation scores per narration (``validation`` rows in result order; narrations are sorted)."""
+def add_sae_validation_to_nwbfile(nwbfile, validation: dict[str, list], *, narrations, rows: list[tuple[str, int]]):
+    """SAE validation scores per narration; ``rows`` are (table name, row) in the collection, in the
+    order of the ``validation`` rows (`narration_rows`)."""
     import ndx_neurrator as ndx
 
     columns = dict(validation)
     supporting = columns.pop("supporting_concepts")
-    table = ndx.create_sae_validation(narrations=narrations, narration_rows=np.argsort(order), scores=columns,
+    table = ndx.create_sae_validation(narrations=narrations, narration_rows=rows, scores=columns,
                                       supporting_concepts=supporting)
     _module(nwbfile).add(table)
     return table
@@ -206,3 +216,46 @@ def add_fidelity_to_nwbfile(nwbfile, results: Sequence, baselines: dict[str, dic
         beats_null=cols["beats"], null_kind=cols["kind"])
     _module(nwbfile).add(table)
     return table
+
+
+def _concat(parts: Sequence, field_name: str) -> np.ndarray:
+    return np.concatenate([np.asarray(getattr(p, field_name)) for p in parts]) if parts else np.zeros(0)
+
+
+def add_neurration_to_nwbfile(nwbfile, neurration, *, units_table, unit_rows: np.ndarray) -> list:
+    """The per-unit, group and scaling analyses (`neurrator.analyses.NeurrationResult`) as
+    UnitNeurrationTable, ConceptTuningTable, GroupComparisonTable, GroupSeparationTable and ScalingTable.
+
+    ``unit_rows`` maps the analyses' unit index (rows of the session's units) to rows of ``units_table``.
+    """
+    import ndx_neurrator as ndx
+
+    added = []
+    u = dict(neurration.units)
+    rows = np.asarray(unit_rows)[np.asarray(u.pop("unit"), dtype=np.int64)]
+    added.append(ndx.create_unit_neurration(units_table=units_table, unit_rows=rows, **u))
+    t = neurration.tuning
+    if len(t["unit"]):
+        added.append(ndx.create_concept_tuning(
+            units_table=units_table, unit_rows=np.asarray(unit_rows)[np.asarray(t["unit"], dtype=np.int64)],
+            concept=list(t["concept"]), r=t["r"], p=t["p"], q=t["q"], significant=t["significant"]))
+    comparisons = [c for c in neurration.comparisons if len(c.group)]
+    if comparisons:
+        cols = {f: _concat(comparisons, f) for f in comparisons[0]._fields}
+        added.append(ndx.create_group_comparison(**{k: (list(v.astype(str)) if v.dtype.kind in "OUS" else v)
+                                                    for k, v in cols.items()}))
+    separations = [s for s in neurration.separations if len(s.analysis)]
+    if separations:
+        cols = {f: _concat(separations, f) for f in separations[0]._fields}
+        added.append(ndx.create_group_separation(**{k: (list(v.astype(str)) if v.dtype.kind in "OUS" else v)
+                                                    for k, v in cols.items()}))
+    if neurration.scaling:
+        fields = ("region", "n_units", "metric", "value", "ci_lo", "ci_hi", "n_draws", "baseline", "crossing_n",
+                  "crossing_lo", "crossing_hi")
+        cols = {f: _concat(neurration.scaling, f) for f in fields}
+        added.append(ndx.create_scaling(**{k: (list(v.astype(str)) if v.dtype.kind in "OUS" else v)
+                                           for k, v in cols.items()}))
+    module = _module(nwbfile)
+    for container in added:
+        module.add(container)
+    return added

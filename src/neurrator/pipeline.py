@@ -32,6 +32,8 @@ class NarrateResult:
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
     validation: dict = field(default_factory=dict)  # subset row -> SAE validation score -> mean, chance, p, CI
+    neurration: object = None  # neurrator.analyses.NeurrationResult, when the analyses ran
+    report: Path | None = None  # the HTML report written next to the derived file
 
     def summary(self, examples: int = 3) -> str:
         """A few narrations beside their references, fidelity and scores against the baselines."""
@@ -106,9 +108,22 @@ def narrate_session(source: str | Path, *, out: Path, config: NarrateConfig = Na
     except BaseException:
         created.remove_empty()
         raise
+    result.report = _write_report(result.output)
+    clock.lap("report")
     result.timings = clock.laps
     result.seconds = time.perf_counter() - t0
     return result
+
+
+def _write_report(derived: Path) -> Path | None:
+    """The HTML report next to the derived file; a failure leaves the (complete) derived file and warns."""
+    from neurrator.html_report import write_report
+
+    try:
+        return write_report(derived)
+    except NeurratorError as err:
+        log.warning("the derived file is complete but its report could not be written: %s", err)
+        return None
 
 
 class _Clock:
@@ -127,6 +142,7 @@ class _Clock:
 def _run(session, *, config: NarrateConfig, device: str, output: Path, models, units_resolution: float | None,
          clock: _Clock) -> NarrateResult:
     from neurrator import nwb_results as res
+    from neurrator.analyses import neurrate_session, unit_reliability_for
     from neurrator.binning import bin_session, split_repeats
     from neurrator.decoding import decode_subsets, narrated_presentations, scoring_context
     from neurrator.nwb_out import add_units_to_nwbfile, new_derived_nwbfile, run_provenance, stimulus_epochs
@@ -155,8 +171,11 @@ def _run(session, *, config: NarrateConfig, device: str, output: Path, models, u
                          stimulus=session.stimulus)
     clock.lap("train")
 
+    responses, reliability = unit_reliability_for(binned, split, offset_bins=config.train.offset_bins,
+                                                  seed=config.seed)
     subsets, skipped = build_subsets(units.region, units.cell_type, units.probe, units.depth, units.n_spikes(),
-                                     unit_ids=units.ids, plan=config.subsets)
+                                     unit_ids=units.ids, plan=config.subsets,
+                                     reliability=np.where(reliability.driven, reliability.value, np.nan))
     fps = session.frame_rate if np.isfinite(session.frame_rate) and session.frame_rate > 0 else 30.0
     narrated = narrated_presentations(binned, split, config.narrations_per_subset)
     train_frames = np.unique(binned.frame[split.train])
@@ -177,8 +196,9 @@ def _run(session, *, config: NarrateConfig, device: str, output: Path, models, u
         seed=config.seed, context=context, progress=lambda items: _progress(items, "subsets", config.progress))
     clock.lap("decode+narrate")
 
-    sae, concepts = _sae_and_concepts(session, targets, references, narrated_frames=binned.frame[narrated],
-                                      config=config, device=device, fps=fps)
+    sae, concepts, naming_split = _sae_and_concepts(session, targets, references,
+                                                    narrated_frames=binned.frame[narrated], config=config,
+                                                    device=device, fps=fps)
     clock.lap("sae")
     all_pred = np.concatenate([r.predicted for r in results])
     all_true = targets[np.concatenate([r.frames for r in results])]
@@ -189,6 +209,18 @@ def _run(session, *, config: NarrateConfig, device: str, output: Path, models, u
         groups=np.repeat(np.arange(len(results)), [len(r.frames) for r in results]), seed=config.seed)
     validation = validation_columns(rows)
     clock.lap("validate")
+
+    neurration = None
+    if config.analyses.enabled and concepts.named():
+        a = config.analyses
+        neurration = neurrate_session(
+            responses=responses, trained=trained, binned=binned, split=split, targets=targets, sae=sae,
+            concepts=concepts, units=units, narrate=narrator.narrate, embed=embedder.encode, subset_results=results,
+            references=references.by_frame, device=device, seed=config.seed, eval_windows=a.eval_windows,
+            probe_windows=a.probe_windows, n_pools=a.null_pools, n_boot=a.n_boot, n_perm=a.n_perm, scaling_sizes=a.scaling_sizes,
+            scaling_draws=a.scaling_draws, min_units=config.subsets.min_units, block_frames=context.block_frames,
+            train_mean=context.train_mean, contributions=a.contributions)
+    clock.lap("neurration")
 
     provenance = run_provenance(session, config_json=config.to_json(), extra={"references": references.kind})
     nwbfile = new_derived_nwbfile(session, provenance=provenance)
@@ -202,12 +234,15 @@ def _run(session, *, config: NarrateConfig, device: str, output: Path, models, u
     order, rows = res.window_order(results, session.presentations.start)
     res.add_patch_predictions_to_nwbfile(nwbfile, results, session.presentations, order=order, rows=rows,
                                          subsets_table=subsets_table, encoder=encoder)
-    narrations = res.add_narrations_to_nwbfile(nwbfile, results, session.presentations, order=order, rows=rows,
-                                               subsets_table=subsets_table, narrator_model=narrator.model_id,
+    narrations = res.add_narrations_to_nwbfile(nwbfile, results, session.presentations, subsets_table=subsets_table,
+                                               narrator_model=narrator.model_id,
                                                prompt=getattr(narrator, "prompt", "") or "")
-    res.add_sae_to_nwbfile(nwbfile, sae, concepts)
-    res.add_sae_validation_to_nwbfile(nwbfile, validation, narrations=narrations, order=order)
+    res.add_sae_to_nwbfile(nwbfile, sae, concepts, naming_split=naming_split)
+    res.add_sae_validation_to_nwbfile(nwbfile, validation, narrations=narrations, rows=res.narration_rows(results))
     res.add_fidelity_to_nwbfile(nwbfile, results, baselines, subsets_table=subsets_table, units=units)
+    if neurration is not None:
+        res.add_neurration_to_nwbfile(nwbfile, neurration, units_table=units_table,
+                                      unit_rows=np.arange(len(units.ids)))
 
     from neurrator.nwb_out import write_nwbfile_atomic
 
@@ -215,7 +250,7 @@ def _run(session, *, config: NarrateConfig, device: str, output: Path, models, u
     write_nwbfile_atomic(nwbfile, output, source_path=Path(session.source) if "://" not in session.source else None)
     clock.lap("write")
     return NarrateResult(output, label, len(units.ids), results, [tuple(s) for s in skipped], baselines,
-                         validation=validation_stats)
+                         validation=validation_stats, neurration=neurration)
 
 
 def _train(binned, targets, split, *, config: NarrateConfig, device: str, backbone, stimulus: str):
@@ -260,7 +295,9 @@ def _sae_and_concepts(session, targets, references, *, narrated_frames, config: 
     concepts = name_concepts(latents, [references.naming_texts[int(f)] for f in named],
                              vocabulary=_vocabulary(session))
     sae.concepts = concepts
-    return sae, concepts
+    split = (f"train: {len(named)} training frames outside the 1-s blocks of the {len(narrated_frames)} narrated "
+             f"test frames; texts: {references.kind}")
+    return sae, concepts, split
 
 
 def _vocabulary(session) -> list[str] | None:

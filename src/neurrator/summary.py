@@ -46,6 +46,7 @@ def format_summary(result, *, examples: int = 3) -> str:
     n_sig = sum(bool(r.beats_null.get("narration_similarity")) for r in result.subsets)
     lines.append(f"* beats its paired permutation null after FDR (q < 0.05) across subsets; cosines: CI above "
                  f"chance. Narration beats the null in {n_sig} of {len(result.subsets)} subsets.")
+    lines.extend(_neurration_lines(getattr(result, "neurration", None)))
     if result.skipped:
         shown = ", ".join(f"{lab} ({n})" for lab, n, _ in result.skipped[:8])
         more = f", and {len(result.skipped) - 8} more" if len(result.skipped) > 8 else ""
@@ -53,4 +54,44 @@ def format_summary(result, *, examples: int = 3) -> str:
     if result.timings:
         lines.append("time per stage: " + ", ".join(f"{k} {v:.0f} s" for k, v in result.timings.items()))
     lines.append(f"\nwrote {result.output}")
+    if getattr(result, "report", None):
+        lines.append(f"wrote {result.report} (open it in a browser)")
     return "\n".join(lines)
+
+
+def _neurration_lines(neur) -> list[str]:
+    """A few lines on the single-unit, group and scaling analyses (the full tables are in the file)."""
+    if neur is None:
+        return []
+    u = neur.units
+    driven = np.asarray(u["visually_driven"], dtype=bool)
+    with_concept = [c for c, d in zip(u["top_concept"], driven) if d and c]
+    lines = [f"\nsingle units: {int(driven.sum())} of {len(driven)} visually driven (split-half reliability, "
+             f"FDR); {len(with_concept)} with a significant concept"]
+    if with_concept:
+        names, counts = np.unique(with_concept, return_counts=True)
+        top = sorted(zip(counts, names), reverse=True)[:6]
+        lines.append("  top concepts of single units: " + ", ".join(f"{n} ({c})" for c, n in top))
+    for comp in neur.comparisons:
+        if not len(comp.group) or str(comp.source[0]) != "tuning":
+            continue
+        sig = np.nan_to_num(np.asarray(comp.q, dtype=float), nan=1.0) < 0.05
+        for g in dict.fromkeys(comp.group.astype(str)):
+            pick = (comp.group.astype(str) == g) & sig
+            if pick.any():
+                order = np.argsort(-comp.effect[pick])[:3]
+                shown = ", ".join(f"{comp.concept[pick][i]} {comp.effect[pick][i]:+.2f}" for i in order)
+                lines.append(f"  {comp.group_kind[0]} {g}: enriched in tuning (q < 0.05): {shown}")
+    for sep in neur.separations:
+        for a, g, v, c, p in zip(sep.analysis, sep.group, sep.value, sep.chance_level, sep.p):
+            if str(a) == "text_classifier_accuracy":
+                lines.append(f"  {sep.group_kind[0]} from narration text alone: accuracy {v:.2f} (chance {c:.2f}, "
+                             f"permutation p {p:.3f})")
+    for curve in neur.scaling:
+        if str(curve.metric[0]) != "centred_patch_cosine":
+            continue
+        n, lo, hi = curve.crossing_n[0], curve.crossing_lo[0], curve.crossing_hi[0]
+        text = (f"beats the shuffled baseline from {n:.0f} units [95% CI {lo:.0f}-{hi:.0f}]" if np.isfinite(n)
+                else "never beats the shuffled baseline")
+        lines.append(f"  {curve.region[0]}: {text} (centred patch cosine)")
+    return lines
