@@ -84,8 +84,8 @@ class ScoringContext(NamedTuple):
     groups: np.ndarray
     constant: str
     block_frames: int = 30
-    n_boot: int = 1000
-    n_perm: int = 2000
+    n_boot: int = 500
+    n_perm: int = 1000
 
     def kwargs(self, seed: int) -> dict[str, Any]:
         return dict(train_mean=self.train_mean, groups=self.groups, block_frames=self.block_frames,
@@ -93,7 +93,7 @@ class ScoringContext(NamedTuple):
 
 
 def scoring_context(targets: np.ndarray, train_frames: np.ndarray, *, bank_texts: Sequence[str], fps: float,
-                    holdout_frames: np.ndarray | None = None, n_boot: int = 1000, n_perm: int = 2000
+                    holdout_frames: np.ndarray | None = None, n_boot: int = 500, n_perm: int = 1000
                     ) -> ScoringContext:
     """The run's `ScoringContext` from the targets, the training frames and the retrieval bank."""
     from neurrator.chance import duplicate_groups

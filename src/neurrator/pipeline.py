@@ -220,6 +220,8 @@ def _run(session, *, config: NarrateConfig, device: str, output: Path, models, u
             probe_windows=a.probe_windows, n_pools=a.null_pools, n_boot=a.n_boot, n_perm=a.n_perm, scaling_sizes=a.scaling_sizes,
             scaling_draws=a.scaling_draws, min_units=config.subsets.min_units, block_frames=context.block_frames,
             train_mean=context.train_mean, contributions=a.contributions)
+    elif config.analyses.enabled:
+        log.warning("the SAE named no concepts: the single-unit and group analyses were skipped")
     clock.lap("neurration")
 
     provenance = run_provenance(session, config_json=config.to_json(), extra={"references": references.kind})
@@ -279,23 +281,24 @@ def _references(session, targets, train_frames, narrated_frames, *, generator):
 def _sae_and_concepts(session, targets, references, *, narrated_frames, config: NarrateConfig, device: str,
                       fps: float):
     """The SAE over the stimulus' patch tokens, its concepts named from training frames only: the texts of
-    the narrated frames' 1-s blocks never name a concept (validation checks the narrations against them)."""
+    the narrated frames and their neighbours never name a concept (validation checks the narrations
+    against them)."""
     from neurrator.concepts import name_concepts
     from neurrator.sae import frame_latents, train_sae
-    from neurrator.stats import scene_blocks
 
     n_frames, n_patches, dim = targets.shape
     log.info("training the SAE (%d tokens)", n_frames * n_patches)
     sae, _stats = train_sae(targets, config=config.sae.for_data(dim), epochs=config.sae_epochs, device=device, seed=config.seed)
-    block = max(1, int(round(fps)))
-    held_out = np.unique(scene_blocks(narrated_frames, block_frames=block))
-    named = np.array([f for f in sorted(references.naming_texts)
-                      if f // block not in set(held_out.tolist())], dtype=np.int64)
+    # the narrated frames and their neighbours (a sixth of a second each side: near-identical frames) never
+    # name a concept; excluding whole 1-s blocks would leave nothing, as narrated windows span the movie
+    guard = max(1, int(round(fps)) // 6)
+    held_out = set((np.asarray(narrated_frames)[:, None] + np.arange(-guard, guard + 1)[None]).ravel().tolist())
+    named = np.array([f for f in sorted(references.naming_texts) if f not in held_out], dtype=np.int64)
     latents = frame_latents(sae, targets[named], device=device)
     concepts = name_concepts(latents, [references.naming_texts[int(f)] for f in named],
                              vocabulary=_vocabulary(session))
     sae.concepts = concepts
-    split = (f"train: {len(named)} training frames outside the 1-s blocks of the {len(narrated_frames)} narrated "
+    split = (f"train: {len(named)} training frames, none within {guard} frames of the {len(narrated_frames)} narrated "
              f"test frames; texts: {references.kind}")
     return sae, concepts, split
 

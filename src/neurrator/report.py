@@ -84,23 +84,18 @@ def format_file(path: Path, *, show_all: bool = False, per_subset: int = 3) -> s
                     v, c = table[r][n]
                     lines.append(f"    baseline {n:<24s} {v:.3f} (chance {c:.3f})")
 
-        narr = found.get("NarrationsTable")
-        if narr is not None:
-            df = narr.to_dataframe(index=True)
-            rows = np.asarray(narr["unit_subset"].data[:])
-            lines.append(f"\nnarrations ({len(df)}, narrator {df['narrator_model'].iloc[0] if len(df) else '?'}):")
-            shown: dict[int, int] = defaultdict(int)
-            for i in np.lexsort((np.asarray(df["start_time"]), rows)):  # grouped by subset, then in time
-                r = int(rows[i])
-                if not show_all and shown[r] >= per_subset:
-                    continue
-                shown[r] += 1
-                lab = labels[r] if r < len(labels) else str(r)
-                sim = df["similarity"].iloc[i] if "similarity" in df else np.nan
-                lines.append(f"  [{lab}] t={df['start_time'].iloc[i]:.2f}s frame {int(df['frame'].iloc[i])}: "
-                             f"{df['text'].iloc[i]}")
-                if "reference_text" in df:
-                    lines.append(f"      reference: {df['reference_text'].iloc[i]}  (similarity {sim:.2f})")
+        if "NarrationsCollection" in found or "NarrationsTable" in found:
+            import ndx_neurrator as ndx
+
+            df = ndx.narrations_dataframe(module)
+            model = df["narrator_model"].iloc[0] if len(df) else "?"
+            lines.append(f"\nnarrations ({len(df)}, narrator {model}):")
+            for subset, part in df.groupby("subset", sort=False):
+                part = part.sort_values("start_time")
+                for _, row in (part if show_all else part.head(per_subset)).iterrows():
+                    lines.append(f"  [{subset}] t={row['start_time']:.2f}s frame {int(row['frame'])}: {row['text']}")
+                    if "reference_text" in part:
+                        lines.append(f"      reference: {row['reference_text']}  (similarity {row['similarity']:.2f})")
 
         val = found.get("SAEValidationTable")
         if val is not None and len(val):
@@ -115,6 +110,52 @@ def format_file(path: Path, *, show_all: bool = False, per_subset: int = 3) -> s
             named = sorted({n for n in names if n})
             lines.append(f"SAE: {len(names)} latents, {sum(bool(n) for n in names)} named; concepts: "
                          f"{', '.join(named[:30])}")
+        lines.extend(_neurration_lines(found, show_all=show_all))
         return "\n".join(lines)
     finally:
         io.close()
+
+
+def _neurration_lines(found: dict[str, object], *, show_all: bool) -> list[str]:
+    """The single-unit, group and scaling tables, briefly (all units with --all)."""
+    lines: list[str] = []
+    units = found.get("UnitNeurrationTable")
+    if units is not None and len(units):
+        df = units.to_dataframe(index=True)
+        driven = df["visually_driven"].astype(bool)
+        lines.append(f"\nsingle units ({len(df)}; {int(driven.sum())} visually driven; words only for those):")
+        shown = df if show_all else df[driven].sort_values("reliability", ascending=False).head(8)
+        for row_id, row in shown.iterrows():
+            if not row["visually_driven"]:
+                lines.append(f"  unit row {row_id}: not visually driven (reliability {row['reliability']:.2f})")
+                continue
+            concept = (f"{row['top_concept']} (r {row['top_concept_r']:.2f}, q {row['top_concept_q']:.3f})"
+                       if row["top_concept"] else "no significant concept")
+            lines.append(f"  unit row {row_id}: reliability {row['reliability']:.2f}; {concept}; prefers: "
+                         f"{row['preferred_text']}")
+    comp = found.get("GroupComparisonTable")
+    if comp is not None and len(comp):
+        df = comp.to_dataframe()
+        sig = df[df["q"] < 0.05].sort_values("effect", ascending=False)
+        lines.append(f"\ngroup concepts enriched against size-matched random pools (q < 0.05): {len(sig)} of {len(df)}")
+        for (kind, group, source), part in sig.groupby(["group_kind", "group", "source"], sort=False):
+            shown = ", ".join(f"{c} {e:+.2f} [{lo:+.2f}, {hi:+.2f}]" for c, e, lo, hi in
+                              zip(part["concept"][:4], part["effect"][:4], part["ci_lo"][:4], part["ci_hi"][:4]))
+            lines.append(f"  {kind} {group} ({source}): {shown}")
+    sep = found.get("GroupSeparationTable")
+    if sep is not None and len(sep):
+        lines.append("\nnarrations by group (value [95% CI], chance, p):")
+        for _, row in sep.to_dataframe().iterrows():
+            lines.append(f"  {row['group_kind']:<10s} {row['analysis']:<32s} {row['group'] or '':<12s} "
+                         f"{row['value']:.3f} [{row['ci_lo']:.3f}, {row['ci_hi']:.3f}]  chance {row['chance_level']:.3f}"
+                         f"  p {row['p']:.3f}")
+    scal = found.get("ScalingTable")
+    if scal is not None and len(scal):
+        df = scal.to_dataframe()
+        lines.append("\nsmallest population beating the shuffled baseline (95% CI), per region:")
+        for (region, metric), part in df.groupby(["region", "metric"], sort=False):
+            n, lo, hi = part["crossing_n"].iloc[0], part["crossing_lo"].iloc[0], part["crossing_hi"].iloc[0]
+            upper = f"{hi:.0f}" if np.isfinite(hi) else "not reached in every resample"
+            text = f"{n:.0f} units [{lo:.0f}, {upper}]" if np.isfinite(n) else "never (within the sizes tested)"
+            lines.append(f"  {region:<8s} {metric:<22s} {text}")
+    return lines

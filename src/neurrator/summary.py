@@ -91,7 +91,8 @@ def _neurration_lines(neur) -> list[str]:
         if str(curve.metric[0]) != "centred_patch_cosine":
             continue
         n, lo, hi = curve.crossing_n[0], curve.crossing_lo[0], curve.crossing_hi[0]
-        text = (f"beats the shuffled baseline from {n:.0f} units [95% CI {lo:.0f}-{hi:.0f}]" if np.isfinite(n)
-                else "never beats the shuffled baseline")
+        upper = f"{hi:.0f}" if np.isfinite(hi) else "not reached in every resample"
+        text = (f"beats the shuffled baseline from {n:.0f} units [95% CI {lo:.0f}, {upper}]" if np.isfinite(n)
+                else "never beats the shuffled baseline (sizes tested)")
         lines.append(f"  {curve.region[0]}: {text} (centred patch cosine)")
     return lines
