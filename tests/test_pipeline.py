@@ -130,6 +130,37 @@ def test_demo_neurration_recovers_the_simulated_ground_truth(demo_run):
     assert np.isfinite(cos[cos["region"] == "VISp"]["crossing_n"]).all()
 
 
+def test_demo_file_reads_in_pynapple_without_neurrator(demo_run):
+    """pynapple (no neurrator, no ndx_neurrator import): one IntervalSet per subset with the narration text as
+    metadata and no merged intervals, and the units as a TsGroup with region and cell type (issue 15)."""
+    _, file, _ = demo_run
+    script = textwrap.dedent(f"""
+        import json, sys, warnings
+        class Refuse:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in ("neurrator", "ndx_neurrator"):
+                    raise ImportError("refused: " + name)
+        sys.meta_path.insert(0, Refuse())
+        import pynapple as nap
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # a merged (overlapping) interval table warns
+            data = nap.load_file({str(file)!r})
+            keys = list(data.keys())
+            narr = data["narrations_all"]
+            units = data["units"]
+        print(json.dumps({{"keys": keys, "type": type(narr).__name__, "n": len(narr),
+                          "text": str(narr.get_info("text")[0]), "meta": list(narr.metadata_columns),
+                          "units": type(units).__name__, "unit_meta": list(units.metadata_columns)}}))
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got["type"] == "IntervalSet" and got["n"] >= 10 and got["text"]
+    assert {"text", "similarity", "reference_text"} <= set(got["meta"])
+    assert got["units"] == "TsGroup" and {"region", "cell_type"} <= set(got["unit_meta"])
+    assert sum(k.startswith("narrations_") for k in got["keys"]) >= 5
+
+
 def test_output_passes_nwbinspector_dandi_config(demo_run):
     from nwbinspector import Importance, inspect_nwbfile, load_config
 

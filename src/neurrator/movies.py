@@ -224,7 +224,10 @@ def load_movie_file(path: str | Path) -> np.ndarray:
         elif suffix in (".h5", ".hdf5"):
             import h5py
 
+            from neurrator.h5safety import check_hdf5_file
+
             with h5py.File(p, "r") as f:
+                check_hdf5_file(f, label=str(p), file_size=Path(p).stat().st_size)
                 if "data" not in f:
                     raise NeurratorError(p, "HDF5 movie needs a dataset named 'data'")
                 arr = f["data"][:]
@@ -265,7 +268,10 @@ def _load_registry_file(path: Path, entry: MovieEntry) -> np.ndarray:
         if entry.fmt == "h5":
             import h5py
 
+            from neurrator.h5safety import check_hdf5_file
+
             with h5py.File(path, "r") as f:
+                check_hdf5_file(f, label=str(path), file_size=Path(path).stat().st_size)
                 arr = f["data"][:]
         else:
             arr = np.load(path, allow_pickle=False)

@@ -15,6 +15,7 @@ import numpy as np
 __all__ = [
     "add_encoder_to_nwbfile",
     "add_fidelity_to_nwbfile",
+    "add_frame_thumbnails_to_nwbfile",
     "add_neurration_to_nwbfile",
     "add_narrations_to_nwbfile",
     "add_patch_predictions_to_nwbfile",
@@ -22,6 +23,7 @@ __all__ = [
     "add_sae_validation_to_nwbfile",
     "add_unit_subsets_to_nwbfile",
     "narration_rows",
+    "thumbnail",
     "window_order",
 ]
 
@@ -259,3 +261,35 @@ def add_neurration_to_nwbfile(nwbfile, neurration, *, units_table, unit_rows: np
     for container in added:
         module.add(container)
     return added
+
+
+def thumbnail(frame: np.ndarray, *, height: int = 64) -> np.ndarray:
+    """A (H, W) uint8 frame shrunk by an integer factor to about ``height`` rows (block means, aspect kept).
+
+    Examples
+    --------
+    >>> thumbnail(np.arange(16, dtype=np.uint8).reshape(4, 4), height=2).tolist()
+    [[2, 4], [10, 12]]
+    """
+    f = np.asarray(frame, dtype=np.float64)
+    step = max(1, f.shape[0] // height)
+    h, w = (f.shape[0] // step) * step, (f.shape[1] // step) * step
+    small = f[:h, :w].reshape(h // step, step, w // step, step).mean(axis=(1, 3))
+    return np.clip(np.round(small), 0, 255).astype(np.uint8)
+
+
+def add_frame_thumbnails_to_nwbfile(nwbfile, frames: np.ndarray, frame_ids: Sequence[int], *, height: int = 64):
+    """Small grayscale copies of the stimulus frames the results refer to (narrated windows, units' top
+    frames) as ``processing/neurrator/frame_thumbnails`` (an ``Images`` of ``frame_<index>``), so the
+    report can show them from the derived file alone."""
+    from pynwb.base import Images
+    from pynwb.image import GrayscaleImage
+
+    ids = sorted({int(f) for f in frame_ids if 0 <= int(f) < len(frames)})
+    images = [GrayscaleImage(name=f"frame_{f}", data=thumbnail(frames[f], height=height),
+                             description=f"movie frame {f}, shrunk by block means")
+              for f in ids]
+    container = Images(name="frame_thumbnails", images=images,
+                       description="stimulus frames referred to by the results, shrunk for the report")
+    _module(nwbfile).add(container)
+    return container

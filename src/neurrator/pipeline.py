@@ -245,6 +245,10 @@ def _run(session, *, config: NarrateConfig, device: str, output: Path, models, u
     if neurration is not None:
         res.add_neurration_to_nwbfile(nwbfile, neurration, units_table=units_table,
                                       unit_rows=np.arange(len(units.ids)))
+    shown = [int(f) for r in results for f in r.frames]
+    if neurration is not None:
+        shown += [int(f) for frames in neurration.units["top_frames"] for f in frames]
+    res.add_frame_thumbnails_to_nwbfile(nwbfile, session.frames, shown)
 
     from neurrator.nwb_out import write_nwbfile_atomic
 

@@ -55,6 +55,10 @@ def open_nwb(path: Path):
         raise NeurratorError(path, "no such file")
     if not h5py.is_hdf5(str(path)):
         raise NeurratorError(path, "not an HDF5/NWB file")
+    from neurrator.h5safety import check_hdf5_file
+
+    with h5py.File(str(path), "r") as h:  # shared files are untrusted: no links out, no size bombs
+        check_hdf5_file(h, label=str(path), file_size=path.stat().st_size)
     try:
         io = NWBHDF5IO(str(path), mode="r", load_namespaces=True)
         return io, io.read()
