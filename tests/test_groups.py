@@ -51,12 +51,18 @@ def test_decoded_enrichment_against_pools():
 
     out = decoded_enrichment({"VIP": np.arange(10), "X": np.arange(20, 30)}, decoded, ["car", "sunlit", "dark"],
                              n_units=N, blocks=scene_blocks(np.arange(W), block_frames=6), group_kind="cell_type",
-                             n_pools=199, n_boot=200, seed=0)
+                             n_pools=199, n_boot=200, tail="empirical", seed=0)
     assert set(out.source) == {"decoded"}
     assert out.enriched("VIP") == ["dark"]
     assert out.enriched("X") == []
     vip_dark = (out.group == "VIP") & (out.concept == "dark")
     assert out.p[vip_dark][0] == 0.005 and out.ci_lo[vip_dark][0] > 0.3
+    # the default z-test against the pools needs far fewer pools for the same conclusion
+    z = decoded_enrichment({"VIP": np.arange(10), "X": np.arange(20, 30)}, decoded, ["car", "sunlit", "dark"],
+                           n_units=N, blocks=scene_blocks(np.arange(W), block_frames=6), group_kind="cell_type",
+                           n_pools=30, n_boot=200, seed=0)
+    assert z.enriched("VIP") == ["dark"] and z.enriched("X") == []
+    assert z.p[(z.group == "VIP") & (z.concept == "dark")][0] < 1e-4
 
 
 def _texts(C=3, per=30, d=16, sep=1.0, seed=0):
@@ -102,3 +108,16 @@ def test_region_matched_pools_remove_a_region_confound():
     assert matched.enriched("PV") == []
     fpr, _ = null_pool_false_positive_rate(r, 20, n_draws=50, n_null=300, strata=region, exclude=np.arange(100, 200))
     assert fpr <= 0.1
+
+
+def test_untuned_group_is_not_enriched_against_negatively_tuned_pools():
+    """CA1-like units (r ~ 0) among units tuned AGAINST a concept are above the pools, but not tuned: the
+    intersection-union test keeps them from being called enriched."""
+    rng = np.random.default_rng(3)
+    r = np.concatenate([rng.normal(-0.3, 0.05, size=(60, 1)), rng.normal(0.0, 0.05, size=(20, 1))])
+    out = tuning_enrichment(r, {"CA1": np.arange(60, 80)}, ["bright"], group_kind="region", n_null=500, seed=0)
+    assert out.effect[0] > 0.2  # above the pools ...
+    assert out.enriched("CA1") == []  # ... yet not enriched
+    tuned = np.concatenate([r[:60], rng.normal(0.2, 0.05, size=(20, 1))])
+    assert tuning_enrichment(tuned, {"V": np.arange(60, 80)}, ["bright"], group_kind="region", n_null=500,
+                             seed=0).enriched("V") == ["bright"]

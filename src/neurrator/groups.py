@@ -123,13 +123,25 @@ def _enrichment_test(r: np.ndarray, idx: np.ndarray, strata: np.ndarray | None, 
     boots = np.stack([r[rng.choice(idx, size=idx.size, replace=True)].mean(axis=0) for _ in range(n_boot)])
     a = (1 - level) / 2
     lo, hi = np.quantile(boots, [a, 1 - a], axis=0) - null_mean
-    return obs - null_mean, lo, hi, permutation_pvalue(obs, null, alternative="greater")
+    p_pool = permutation_pvalue(obs, null, alternative="greater")
+    # intersection-union test: enriched means above the pools AND tuned at all (mean r > 0, one-sided
+    # normal test over the group's units), so a group of untuned units is never "enriched" only because
+    # the pools are negatively tuned to a concept
+    sd = r[idx].std(axis=0, ddof=1) if idx.size > 1 else np.zeros_like(obs)
+    z = np.divide(obs * math.sqrt(idx.size), sd, out=np.zeros_like(obs), where=sd > 0)
+    p_positive = 0.5 * _erfc(z / math.sqrt(2.0))
+    return obs - null_mean, lo, hi, np.maximum(p_pool, p_positive)
 
 
 def tuning_enrichment(r: np.ndarray, groups: dict[str, np.ndarray], concept_names: Sequence[str], *,
                       group_kind: str, strata: np.ndarray | None = None, n_null: int = 1000, n_boot: int = 200,
                       seed: int = 0) -> GroupComparison:
     """Concepts enriched in the tuning of each group's units vs size-matched pools of other units.
+
+    A concept is enriched when the group's mean tuning r exceeds that of size-matched random pools AND is
+    above zero (intersection-union test: p is the larger of the pool permutation p and the one-sided
+    normal p of the group's mean r), so untuned groups (hippocampus) are not called enriched where the
+    pools are merely negatively tuned.
 
     Parameters
     ----------

@@ -152,12 +152,20 @@ def block_bootstrap(values: np.ndarray, blocks: np.ndarray, *, stat: Callable[[n
     ids, inverse = np.unique(blocks, return_inverse=True)
     if len(ids) < 2 or n_boot < 1:
         return Estimate(value, float("nan"), float("nan"), 0)
-    members = [np.flatnonzero(inverse == b) for b in range(len(ids))]
     rng = np.random.default_rng(seed)
-    draws = np.empty(n_boot)
-    for i in range(n_boot):
-        pick = rng.integers(0, len(ids), size=len(ids))
-        draws[i] = stat(values[np.concatenate([members[b] for b in pick])])
+    pick = rng.integers(0, len(ids), size=(n_boot, len(ids)))
+    if stat is np.mean and values.ndim == 1:
+        # the mean of a block resample is (sum of the drawn blocks' sums) / (their sizes): one matrix product
+        counts = np.zeros((n_boot, len(ids)))
+        np.add.at(counts, (np.repeat(np.arange(n_boot), len(ids)), pick.ravel()), 1.0)
+        sums = np.bincount(inverse, weights=values.astype(np.float64), minlength=len(ids))
+        sizes = np.bincount(inverse, minlength=len(ids)).astype(np.float64)
+        draws = (counts @ sums) / (counts @ sizes)
+    else:
+        members = [np.flatnonzero(inverse == b) for b in range(len(ids))]
+        draws = np.empty(n_boot)
+        for i in range(n_boot):
+            draws[i] = stat(values[np.concatenate([members[b] for b in pick[i]])])
     alpha = (1.0 - level) / 2.0
     lo, hi = np.nanquantile(draws, [alpha, 1.0 - alpha])
     return Estimate(value, float(lo), float(hi), int(n_boot))
