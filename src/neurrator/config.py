@@ -313,7 +313,7 @@ class AnalysisConfig:
     contributions: bool = True
     eval_windows: int = 300
     probe_windows: int = 120
-    null_pools: int = 40
+    null_pools: int = 25
     n_boot: int = 200
     n_perm: int = 1000
     scaling_sizes: tuple[int, ...] = (1, 3, 10, 30, 100, 300)

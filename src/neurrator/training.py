@@ -497,18 +497,26 @@ def predict(
     rows = trained.unit_rows(np.asarray(binned.unit_ids)[cols])
     model = trained.model.to(device).eval()
     cfg = trained.train_config
-    # only the chosen columns travel to the device
-    data = _DeviceData(np.asarray(binned.counts)[:, cols], binned.frame, binned.repeat, binned.bins_per_frame, None,
-                       window_bins=cfg.window_bins, offset_bins=cfg.offset_bins, device=device)
-    local = torch.arange(cols.size, device=device)
+    # only the count rows of the requested windows, and only the chosen columns, travel to the device
+    from neurrator.binning import window_index
+
+    pres_idx = np.asarray(presentation_idx, dtype=np.int64)
+    widx = window_index(binned.frame, binned.repeat, bins_per_frame=binned.bins_per_frame,
+                        window_bins=cfg.window_bins, offset_bins=cfg.offset_bins)[pres_idx]  # (P', W)
+    need = np.unique(widx[widx >= 0])
+    sub = np.zeros((len(need) + 1, cols.size), dtype=np.float32)  # last row: zeros, read outside a repeat
+    sub[: len(need)] = np.asarray(binned.counts)[need][:, cols]
+    local_rows = np.where(widx >= 0, np.searchsorted(need, np.maximum(widx, 0)), len(need))
+    counts = torch.from_numpy(sub).to(device)
+    rows_t = torch.from_numpy(local_rows).to(device)
     table = torch.from_numpy(rows).to(device)
-    pidx = torch.from_numpy(np.asarray(presentation_idx, dtype=np.int64)).to(device)
-    out = np.empty((len(pidx), trained.encoder_config.n_patches, trained.encoder_config.dim), dtype=np.float32)
-    for i in range(0, len(pidx), batch_size):
-        pres = pidx[i : i + batch_size]
+    out = np.empty((len(pres_idx), trained.encoder_config.n_patches, trained.encoder_config.dim), dtype=np.float32)
+    for i in range(0, len(pres_idx), batch_size):
+        r = rows_t[i : i + batch_size]
+        x = counts.index_select(0, r.reshape(-1)).view(len(r), cfg.window_bins, cols.size)
         with _autocast(device, cfg.precision):
-            pred = model(data.windows(pres, local), table)
-        out[i : i + len(pres)] = pred.float().cpu().numpy()
+            pred = model(x, table)
+        out[i : i + len(r)] = pred.float().cpu().numpy()
     return out
 
 
