@@ -96,10 +96,13 @@ def _run_once(tmp: str, *, smoke: bool) -> tuple[float, str, LoadSampler]:
 
 
 def _parse(stdout: str) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
+    """The stage times, the ``all`` row (centred cosine and CI, top-1 and chance, within 1 s and chance,
+    narration and CI / null / constant / floor) and the ridge row of the run summary."""
+    num = r"(-?[\d.]+)"
     stages = re.search(r"time per stage: (.*)", stdout)
-    all_row = re.search(r"^  all +(\d+) +([\d.]+) +([\d.]+) \(([\d.]+)\) +([\d.]+) \(([\d.]+)\) +([\d.]+) / +([\d.]+) "
-                        r"/ +([\d.]+)", stdout, re.M)
-    ridge = re.search(r"baseline ridge +([\d.]+) +([\d.]+)", stdout)
+    all_row = re.search(rf"^  all +(\d+) +{num}\*?\[ *{num}, *{num}\] +{num}\*?\({num}\) +{num}\*?\({num}\) +"
+                        rf"{num}\*?\[{num},{num}\] / {num} / {num} / {num}", stdout, re.M)
+    ridge = re.search(rf"baseline ridge +{num} \[ *{num}, *{num}\] +{num}", stdout)
     if not (stages and all_row and ridge):
         sys.exit(f"could not read the run's summary (has its format changed?):\n{stdout}")
     return stages.group(1), all_row.groups(), ridge.groups()
@@ -139,13 +142,14 @@ def main() -> None:
         "Load = the 1-minute load average before / at most during / after the run (other jobs on the machine "
         "show there; a load above the core count slows every stage).",
         "",
-        "| run | wall (s) | load before / max / after | time per stage | all units: top-1 (chance) | ridge top-1 "
-        "| narration matched / shuffled / floor |",
-        "|---:|---:|---|---|---|---:|---|",
+        "| run | wall (s) | load before / max / after | time per stage | all units: centred cosine [95% CI], "
+        "top-1 (chance) | ridge: centred cosine, top-1 | all units: narration [95% CI] / null / constant / floor |",
+        "|---:|---:|---|---|---|---|---|",
     ]
     for run, wall, load, stages, a, ridge in rows:
         lines.append(f"| {run} | {wall:.1f} | {load.before:.1f} / {load.peak:.1f} / {load.after:.1f} | {stages} | "
-                     f"{a[2]} ({a[3]}) | {ridge[1]} | {a[6]} / {a[7]} / {a[8]} |")
+                     f"{a[1]} [{a[2]}, {a[3]}], {a[4]} ({a[5]}) | {ridge[0]}, {ridge[3]} | "
+                     f"{a[8]} [{a[9]}, {a[10]}] / {a[11]} / {a[12]} / {a[13]} |")
     best = min(rows, key=lambda r: r[1])
     lines += ["", f"README line: the demo took {best[1]:.0f} s on {hw['cpu']} ({hw['cores']} cores, load average "
                   f"{best[2].before:.1f} before, {best[2].peak:.1f} at most during the run)."]

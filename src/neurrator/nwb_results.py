@@ -13,6 +13,7 @@ from typing import Any, Sequence
 import numpy as np
 
 __all__ = [
+    "build_derived_nwbfile",
     "add_encoder_to_nwbfile",
     "add_fidelity_to_nwbfile",
     "add_frame_thumbnails_to_nwbfile",
@@ -293,3 +294,36 @@ def add_frame_thumbnails_to_nwbfile(nwbfile, frames: np.ndarray, frame_ids: Sequ
                        description="stimulus frames referred to by the results, shrunk for the report")
     _module(nwbfile).add(container)
     return container
+
+
+def build_derived_nwbfile(session, *, provenance: str, trained, results: Sequence, baselines: dict, sae, concepts,
+                          naming_split: str, validation: dict[str, list], neurration, narrator,
+                          units_resolution: float | None):
+    """The whole derived ``NWBFile`` of a run: subject, session and units of the source, provenance, and every
+    ndx-neurrator container (`add_<thing>_to_nwbfile` each), in memory."""
+    from neurrator.nwb_out import add_units_to_nwbfile, new_derived_nwbfile, stimulus_epochs
+
+    units = session.units
+    nwbfile = new_derived_nwbfile(session, provenance=provenance)
+    units_table = add_units_to_nwbfile(nwbfile, units, epochs=stimulus_epochs(session.presentations),
+                                       resolution=units_resolution)
+    unit_rows = (trained.unit_rows(units.ids) if len(trained.unit_ids) == len(units.ids)
+                 else np.arange(len(units.ids)))
+    encoder = add_encoder_to_nwbfile(nwbfile, trained, units_table=units_table, unit_rows=unit_rows,
+                                     stimulus=session.stimulus)
+    subsets_table = add_unit_subsets_to_nwbfile(nwbfile, [r.subset for r in results], units_table=units_table)
+    order, rows = window_order(results, session.presentations.start)
+    add_patch_predictions_to_nwbfile(nwbfile, results, session.presentations, order=order, rows=rows,
+                                     subsets_table=subsets_table, encoder=encoder)
+    narrations = add_narrations_to_nwbfile(nwbfile, results, session.presentations, subsets_table=subsets_table,
+                                           narrator_model=narrator.model_id,
+                                           prompt=getattr(narrator, "prompt", "") or "")
+    add_sae_to_nwbfile(nwbfile, sae, concepts, naming_split=naming_split)
+    add_sae_validation_to_nwbfile(nwbfile, validation, narrations=narrations, rows=narration_rows(results))
+    add_fidelity_to_nwbfile(nwbfile, results, baselines, subsets_table=subsets_table, units=units)
+    shown = [int(f) for r in results for f in r.frames]
+    if neurration is not None:
+        add_neurration_to_nwbfile(nwbfile, neurration, units_table=units_table, unit_rows=np.arange(len(units.ids)))
+        shown += [int(f) for frames in neurration.units["top_frames"] for f in frames]
+    add_frame_thumbnails_to_nwbfile(nwbfile, session.frames, shown)
+    return nwbfile

@@ -145,10 +145,12 @@ def _run(session, *, config: NarrateConfig, device: str, output: Path, models, u
     from neurrator.analyses import neurrate_session, unit_reliability_for
     from neurrator.binning import bin_session, split_repeats
     from neurrator.decoding import decode_subsets, narrated_presentations, scoring_context
-    from neurrator.nwb_out import add_units_to_nwbfile, new_derived_nwbfile, run_provenance, stimulus_epochs
+    from neurrator.nwb_out import run_provenance
+    from neurrator.references import session_references
+    from neurrator.sae import train_named_sae
     from neurrator.subsets import build_subsets
     from neurrator.targets import compute_targets
-    from neurrator.validation import validation_columns, validation_summary
+    from neurrator.validation import validate_results
 
     label = session.path_label
     units = session.units
@@ -179,8 +181,8 @@ def _run(session, *, config: NarrateConfig, device: str, output: Path, models, u
     fps = session.frame_rate if np.isfinite(session.frame_rate) and session.frame_rate > 0 else 30.0
     narrated = narrated_presentations(binned, split, config.narrations_per_subset)
     train_frames = np.unique(binned.frame[split.train])
-    references = _references(session, targets, train_frames, binned.frame[narrated],
-                             generator=models.generator or models.reference)
+    references = session_references(session, targets, train_frames, binned.frame[narrated],
+                                    generator=models.generator or models.reference)
     narrator = generator
     if config.narrator == "retrieval":
         from neurrator.narrators import load_narrator
@@ -196,18 +198,14 @@ def _run(session, *, config: NarrateConfig, device: str, output: Path, models, u
         seed=config.seed, context=context, progress=lambda items: _progress(items, "subsets", config.progress))
     clock.lap("decode+narrate")
 
-    sae, concepts, naming_split = _sae_and_concepts(session, targets, references,
-                                                    narrated_frames=binned.frame[narrated], config=config,
-                                                    device=device, fps=fps)
+    log.info("training the SAE (%d tokens)", targets.shape[0] * targets.shape[1])
+    sae, concepts, naming_split = train_named_sae(
+        targets, references.naming_texts, naming_kind=references.kind, exclude_frames=binned.frame[narrated],
+        config=config.sae, epochs=config.sae_epochs, vocabulary=_vocabulary(session), fps=fps, device=device,
+        seed=config.seed)
     clock.lap("sae")
-    all_pred = np.concatenate([r.predicted for r in results])
-    all_true = targets[np.concatenate([r.frames for r in results])]
-    all_text = [t for r in results for t in r.narrations]
-    rows, validation_stats = validation_summary(
-        all_text, all_pred, all_true, sae=sae, concepts=concepts, device=device,
-        frame_ids=np.concatenate([r.frames for r in results]), block_frames=context.block_frames,
-        groups=np.repeat(np.arange(len(results)), [len(r.frames) for r in results]), seed=config.seed)
-    validation = validation_columns(rows)
+    validation, validation_stats = validate_results(results, targets, sae=sae, concepts=concepts, device=device,
+                                                    block_frames=context.block_frames, seed=config.seed)
     clock.lap("validate")
 
     neurration = None
@@ -217,38 +215,18 @@ def _run(session, *, config: NarrateConfig, device: str, output: Path, models, u
             responses=responses, trained=trained, binned=binned, split=split, targets=targets, sae=sae,
             concepts=concepts, units=units, narrate=narrator.narrate, embed=embedder.encode, subset_results=results,
             references=references.by_frame, device=device, seed=config.seed, eval_windows=a.eval_windows,
-            probe_windows=a.probe_windows, n_pools=a.null_pools, n_boot=a.n_boot, n_perm=a.n_perm, scaling_sizes=a.scaling_sizes,
-            scaling_draws=a.scaling_draws, min_units=config.subsets.min_units, block_frames=context.block_frames,
+            probe_windows=a.probe_windows, n_pools=a.null_pools, n_boot=a.n_boot, n_perm=a.n_perm,
+            scaling_sizes=a.scaling_sizes, scaling_draws=a.scaling_draws, min_units=config.subsets.min_units, block_frames=context.block_frames,
             train_mean=context.train_mean, contributions=a.contributions)
     elif config.analyses.enabled:
         log.warning("the SAE named no concepts: the single-unit and group analyses were skipped")
     clock.lap("neurration")
 
     provenance = run_provenance(session, config_json=config.to_json(), extra={"references": references.kind})
-    nwbfile = new_derived_nwbfile(session, provenance=provenance)
-    units_table = add_units_to_nwbfile(nwbfile, session.units, epochs=stimulus_epochs(session.presentations),
-                                       resolution=units_resolution)
-    unit_rows = (trained.unit_rows(units.ids) if len(trained.unit_ids) == len(units.ids)
-                 else np.arange(len(units.ids)))
-    encoder = res.add_encoder_to_nwbfile(nwbfile, trained, units_table=units_table, unit_rows=unit_rows,
-                                         stimulus=session.stimulus)
-    subsets_table = res.add_unit_subsets_to_nwbfile(nwbfile, [r.subset for r in results], units_table=units_table)
-    order, rows = res.window_order(results, session.presentations.start)
-    res.add_patch_predictions_to_nwbfile(nwbfile, results, session.presentations, order=order, rows=rows,
-                                         subsets_table=subsets_table, encoder=encoder)
-    narrations = res.add_narrations_to_nwbfile(nwbfile, results, session.presentations, subsets_table=subsets_table,
-                                               narrator_model=narrator.model_id,
-                                               prompt=getattr(narrator, "prompt", "") or "")
-    res.add_sae_to_nwbfile(nwbfile, sae, concepts, naming_split=naming_split)
-    res.add_sae_validation_to_nwbfile(nwbfile, validation, narrations=narrations, rows=res.narration_rows(results))
-    res.add_fidelity_to_nwbfile(nwbfile, results, baselines, subsets_table=subsets_table, units=units)
-    if neurration is not None:
-        res.add_neurration_to_nwbfile(nwbfile, neurration, units_table=units_table,
-                                      unit_rows=np.arange(len(units.ids)))
-    shown = [int(f) for r in results for f in r.frames]
-    if neurration is not None:
-        shown += [int(f) for frames in neurration.units["top_frames"] for f in frames]
-    res.add_frame_thumbnails_to_nwbfile(nwbfile, session.frames, shown)
+    nwbfile = res.build_derived_nwbfile(session, provenance=provenance, trained=trained, results=results,
+                                        baselines=baselines, sae=sae, concepts=concepts, naming_split=naming_split,
+                                        validation=validation, neurration=neurration, narrator=narrator,
+                                        units_resolution=units_resolution)
 
     from neurrator.nwb_out import write_nwbfile_atomic
 
@@ -268,43 +246,6 @@ def _train(binned, targets, split, *, config: NarrateConfig, device: str, backbo
     log.info("training the encoder (%d training presentations)", len(split.train))
     return train_encoder(binned, targets, split, config=config.train, device=device, seed=config.seed,
                          progress=config.progress, encoder=arch, target_spec=backbone.spec, stimulus=stimulus)
-
-
-def _references(session, targets, train_frames, narrated_frames, *, generator):
-    """Captions of a simulated session, else the oracle narrations (by the generative narrator, or the
-    reference narrator when narrating by retrieval) of the true frames."""
-    from neurrator.references import caption_references, oracle_references
-
-    if session.captions:
-        return caption_references(session.captions, train_frames, getattr(session, "caption_variants", None))
-    if generator is None:
-        raise NeurratorError(session.path_label, "the session has no captions and no reference narrator was loaded")
-    return oracle_references(generator, targets, train_frames, narrated_frames)
-
-
-def _sae_and_concepts(session, targets, references, *, narrated_frames, config: NarrateConfig, device: str,
-                      fps: float):
-    """The SAE over the stimulus' patch tokens, its concepts named from training frames only: the texts of
-    the narrated frames and their neighbours never name a concept (validation checks the narrations
-    against them)."""
-    from neurrator.concepts import name_concepts
-    from neurrator.sae import frame_latents, train_sae
-
-    n_frames, n_patches, dim = targets.shape
-    log.info("training the SAE (%d tokens)", n_frames * n_patches)
-    sae, _stats = train_sae(targets, config=config.sae.for_data(dim), epochs=config.sae_epochs, device=device, seed=config.seed)
-    # the narrated frames and their neighbours (a sixth of a second each side: near-identical frames) never
-    # name a concept; excluding whole 1-s blocks would leave nothing, as narrated windows span the movie
-    guard = max(1, int(round(fps)) // 6)
-    held_out = set((np.asarray(narrated_frames)[:, None] + np.arange(-guard, guard + 1)[None]).ravel().tolist())
-    named = np.array([f for f in sorted(references.naming_texts) if f not in held_out], dtype=np.int64)
-    latents = frame_latents(sae, targets[named], device=device)
-    concepts = name_concepts(latents, [references.naming_texts[int(f)] for f in named],
-                             vocabulary=_vocabulary(session))
-    sae.concepts = concepts
-    split = (f"train: {len(named)} training frames, none within {guard} frames of the {len(narrated_frames)} narrated "
-             f"test frames; texts: {references.kind}")
-    return sae, concepts, split
 
 
 def _vocabulary(session) -> list[str] | None:

@@ -104,4 +104,18 @@ def oracle_references(generator, targets: np.ndarray, train_frames: np.ndarray, 
                       kind=f"oracle narrations by {generator.model_id} on the true patches")
 
 
-__all__ = ["ORACLE_BANK_FRAMES", "References", "bank_frames", "caption_references", "oracle_references"]
+def session_references(session, targets: np.ndarray, train_frames: np.ndarray, narrated_frames: np.ndarray, *,
+                       generator) -> References:
+    """Captions of a simulated session (with their paraphrases), else the oracle narrations of the true
+    frames by ``generator`` (the generative narrator, or the reference narrator when narrating by retrieval)."""
+    from neurrator.errors import NeurratorError
+
+    if session.captions:
+        return caption_references(session.captions, train_frames, getattr(session, "caption_variants", None))
+    if generator is None:
+        raise NeurratorError(session.path_label, "the session has no captions and no reference narrator was loaded")
+    return oracle_references(generator, targets, train_frames, narrated_frames)
+
+
+__all__ = ["ORACLE_BANK_FRAMES", "References", "bank_frames", "caption_references", "oracle_references",
+           "session_references"]

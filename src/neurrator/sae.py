@@ -21,7 +21,7 @@ import json
 import math
 from dataclasses import asdict
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -281,6 +281,49 @@ def frame_latents(sae: SparseAutoencoder, patches: np.ndarray | torch.Tensor, *,
     return torch.cat(out).numpy().astype(np.float32) if out else np.zeros((0, sae.config.n_latents), np.float32)
 
 
+def train_named_sae(targets: np.ndarray, naming_texts: dict[int, str], *, naming_kind: str,
+                    exclude_frames: np.ndarray, config: SAEConfig, epochs: int, vocabulary: Sequence[str] | None,
+                    fps: float, device: str, seed: int) -> tuple[SparseAutoencoder, Concepts, str]:
+    """An SAE over all patch tokens of the stimulus, its latents named from training frames only.
+
+    The frames in ``exclude_frames`` (the narrated test windows) and their neighbours (a sixth of a second
+    each side: near-identical frames) never name a concept, since validation checks narrations of those
+    frames against the concepts; excluding whole 1-s blocks would leave nothing, as the narrated windows
+    span the movie.
+
+    Parameters
+    ----------
+    targets
+        ``(F, n_patches, dim)`` true patch tokens.
+    naming_texts
+        Frame -> text that may name concepts (captions variant 0, or oracle texts of bank frames).
+    naming_kind
+        Where those texts come from (recorded in the returned naming split).
+    config, epochs
+        `SAEConfig` (``d_in`` filled from the data) and training epochs.
+    vocabulary
+        Restrict names to these terms (the simulator's feature vocabulary), or None.
+
+    Returns
+    -------
+    sae, concepts, naming_split
+        The trained SAE (``sae.concepts`` set), its `Concepts` and a sentence on which frames named them.
+    """
+    from neurrator.concepts import name_concepts
+
+    sae, _stats = train_sae(targets, config=config.for_data(targets.shape[2]), epochs=epochs, device=device,
+                            seed=seed)
+    guard = max(1, int(round(fps)) // 6)
+    held_out = set((np.asarray(exclude_frames)[:, None] + np.arange(-guard, guard + 1)[None]).ravel().tolist())
+    named = np.array([f for f in sorted(naming_texts) if f not in held_out], dtype=np.int64)
+    latents = frame_latents(sae, targets[named], device=device)
+    concepts = name_concepts(latents, [naming_texts[int(f)] for f in named], vocabulary=vocabulary)
+    sae.concepts = concepts
+    split = (f"train: {len(named)} training frames, none within {guard} frames of the {len(exclude_frames)} "
+             f"narrated test frames; texts: {naming_kind}")
+    return sae, concepts, split
+
+
 # -- serialisation -------------------------------------------------------------------------------
 
 def sae_payload(sae: SparseAutoencoder) -> tuple[str, bytes, str]:
@@ -339,5 +382,5 @@ def load_sae(folder: str | Path) -> SparseAutoencoder:
 
 
 __all__ = ["SAEConfig", "SparseAutoencoder", "TrainStats", "SAEEval", "train_sae", "evaluate_sae",
-           "frame_latents", "sae_payload",
+           "frame_latents", "sae_payload", "train_named_sae",
            "sae_from_payload", "save_sae", "load_sae"]

@@ -271,3 +271,15 @@ def validation_columns(rows: Sequence[ValidationRow]) -> dict[str, list]:
 
 __all__ = ["PAIRED_SCORES", "ValidationRow", "mentions", "validate_narrations", "validation_columns",
            "validation_summary"]
+
+
+def validate_results(results: Sequence, targets: np.ndarray, *, sae: SparseAutoencoder, concepts: Concepts,
+                     device: str, block_frames: int, seed: int) -> tuple[dict[str, list], dict]:
+    """Validate every narration of every subset result (`neurrator.decoding.SubsetResult`) against its
+    predicted and true patches: the file's columns and, per subset, each score against its paired null."""
+    frames = np.concatenate([r.frames for r in results])
+    rows, summary = validation_summary(
+        [t for r in results for t in r.narrations], np.concatenate([r.predicted for r in results]), targets[frames],
+        sae=sae, concepts=concepts, device=device, frame_ids=frames, block_frames=block_frames,
+        groups=np.repeat(np.arange(len(results)), [len(r.frames) for r in results]), seed=seed)
+    return validation_columns(rows), summary
