@@ -5,14 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from neurrator.binning import bin_session, window_index
+from neurrator.binning import bin_session, split_by_image, window_index
 from neurrator.errors import NeurratorError
 from neurrator.stimuli import (
     FLASHED_IMAGES,
     MOVIE,
     bin_intervals,
     occurrence_repeats,
-    split_by_image,
     stimulus_kind,
 )
 

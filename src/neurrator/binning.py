@@ -14,11 +14,14 @@ from typing import NamedTuple
 
 import numpy as np
 
+from neurrator.errors import NeurratorError
+
 __all__ = [
     "Binned",
     "Split",
     "bin_session",
     "bin_spikes",
+    "split_by_image",
     "split_repeats",
     "window_index",
 ]
@@ -386,3 +389,32 @@ def split_repeats(
         val=idx[np.isin(repeat, val_r)],
         test=idx[np.isin(repeat, test_r)],
     )
+
+
+def split_by_image(frame: np.ndarray, *, n_val_images: int, n_test_images: int, seed: int):
+    """Split presentations by image: the test (and validation) images are never shown in training.
+
+    Parameters
+    ----------
+    frame
+        (P,) int64 image index per presentation.
+    n_val_images, n_test_images
+        Distinct images held out for validation and for the unseen-image test.
+    seed
+        Which images are held out.
+
+    Returns
+    -------
+    `neurrator.binning.Split` of presentation indices; every presentation of a test image is in
+    ``test``, of a validation image in ``val``, the rest in ``train``.
+    """
+    frame = np.asarray(frame, dtype=np.int64)
+    images = np.unique(frame)
+    if n_val_images < 0 or n_test_images < 1 or n_val_images + n_test_images >= images.size:
+        raise NeurratorError("split", f"cannot hold out {n_val_images} + {n_test_images} of {images.size} images "
+                             "and keep some for training")
+    perm = np.random.default_rng(seed).permutation(images)
+    test_img, val_img = perm[:n_test_images], perm[n_test_images:n_test_images + n_val_images]
+    idx = np.arange(frame.size, dtype=np.int64)
+    test, val = np.isin(frame, test_img), np.isin(frame, val_img)
+    return Split(train=idx[~test & ~val], val=idx[val], test=idx[test])

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from neurrator.errors import NeurratorError
+from neurrator.stimuli import Presentations
 from neurrator.session_checks import (
     check_presentation_columns,
     check_spike_columns,
@@ -78,23 +79,6 @@ class Units:
     def n_spikes(self) -> np.ndarray:
         """(N,) int64 spike count per unit."""
         return np.diff(self.offsets)
-
-
-@dataclass(frozen=True)
-class Presentations:
-    """Movie frame presentations, sorted by (repeat, start)."""
-
-    frame: np.ndarray  # (P,) int64
-    start: np.ndarray  # (P,) float64
-    stop: np.ndarray  # (P,) float64
-    repeat: np.ndarray  # (P,) int64, 0-based
-
-    def __len__(self) -> int:
-        return int(self.frame.size)
-
-    @property
-    def n_repeats(self) -> int:
-        return int(np.unique(self.repeat).size)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ A new kind is one `StimulusKind` subclass added to `STIMULUS_KINDS` (and its sti
 Images container, read by `neurrator.movies.frames_from_template`) or from the user; the Allen
 warehouse lists the natural-scene templates too (`neurrator.allen_warehouse.scene_download_urls`).
 
-The unseen-image test holds whole images out of training: `split_by_image`.
+The unseen-image test holds whole images out of training: `neurrator.binning.split_by_image`.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ import numpy as np
 from neurrator.errors import NeurratorError
 
 __all__ = [
+    "Presentations",
     "FLASHED_IMAGES",
     "KNOWN_STIMULI",
     "MOVIE",
@@ -41,9 +42,25 @@ __all__ = [
     "StimulusKind",
     "bin_intervals",
     "occurrence_repeats",
-    "split_by_image",
     "stimulus_kind",
 ]
+
+
+@dataclass(frozen=True)
+class Presentations:
+    """Stimulus presentations (movie frames or flashed images), sorted by (repeat, start)."""
+
+    frame: np.ndarray  # (P,) int64
+    start: np.ndarray  # (P,) float64
+    stop: np.ndarray  # (P,) float64
+    repeat: np.ndarray  # (P,) int64, 0-based
+
+    def __len__(self) -> int:
+        return int(self.frame.size)
+
+    @property
+    def n_repeats(self) -> int:
+        return int(np.unique(self.repeat).size)
 
 
 @dataclass(frozen=True)
@@ -58,7 +75,7 @@ class StimulusKind:
 
     def presentations(self, start: np.ndarray, stop: np.ndarray, frame: np.ndarray, repeat: np.ndarray | None, *,
                       label: str):
-        """(start, stop, frame, table repeat or None) -> `neurrator.session.Presentations`, sorted (repeat, start)."""
+        """(start, stop, frame, table repeat or None) -> `Presentations`, sorted (repeat, start)."""
         raise NotImplementedError
 
     def drop_blanks(self, start, stop, frame, repeat, *, label: str):
@@ -74,8 +91,6 @@ class StimulusKind:
 
 
 def _sorted(frame, start, stop, repeat):
-    from neurrator.session import Presentations
-
     order = np.lexsort((start, repeat))
     return Presentations(frame=frame[order], start=start[order], stop=stop[order],
                          repeat=repeat[order].astype(np.int64))
@@ -180,32 +195,3 @@ def bin_intervals(start: np.ndarray, stop: np.ndarray, *, kind: StimulusKind, bi
     return onset, onset + float(window_s), int(window_bins)
 
 
-def split_by_image(frame: np.ndarray, *, n_val_images: int, n_test_images: int, seed: int):
-    """Split presentations by image: the test (and validation) images are never shown in training.
-
-    Parameters
-    ----------
-    frame
-        (P,) int64 image index per presentation.
-    n_val_images, n_test_images
-        Distinct images held out for validation and for the unseen-image test.
-    seed
-        Which images are held out.
-
-    Returns
-    -------
-    `neurrator.binning.Split` of presentation indices; every presentation of a test image is in
-    ``test``, of a validation image in ``val``, the rest in ``train``.
-    """
-    from neurrator.binning import Split
-
-    frame = np.asarray(frame, dtype=np.int64)
-    images = np.unique(frame)
-    if n_val_images < 0 or n_test_images < 1 or n_val_images + n_test_images >= images.size:
-        raise NeurratorError("split", f"cannot hold out {n_val_images} + {n_test_images} of {images.size} images "
-                             "and keep some for training")
-    perm = np.random.default_rng(seed).permutation(images)
-    test_img, val_img = perm[:n_test_images], perm[n_test_images:n_test_images + n_val_images]
-    idx = np.arange(frame.size, dtype=np.int64)
-    test, val = np.isin(frame, test_img), np.isin(frame, val_img)
-    return Split(train=idx[~test & ~val], val=idx[val], test=idx[test])
