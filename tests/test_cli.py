@@ -261,7 +261,7 @@ def test_missing_dandi_asset_and_failing_network(small_sim, tmp_path):
 def test_top_level_help_does_not_cut_command_summaries():
     result = CliRunner().invoke(main, ["--help"])
     commands = result.output.split("Commands:", 1)[1].strip().splitlines()
-    assert len(commands) == 6, commands
+    assert len(commands) == 7, commands
     for line in commands:
         assert not line.rstrip().endswith("..."), line
         assert line.rstrip().endswith("."), line

@@ -62,10 +62,16 @@ def concept_activations(latents: np.ndarray, names: Sequence[str]) -> tuple[np.n
 
 
 def unit_reliability_for(binned, split, *, offset_bins: int, seed: int):
-    """Trial responses on the training repeats and each unit's reliability (for picking single units)."""
+    """Trial responses on the training repeats and each unit's reliability (for picking single units);
+    ``(responses, None)`` with fewer than 2 training repeats, where split-half reliability is undefined."""
     from neurrator.neurration import trial_responses, unit_reliability
 
     tr = trial_responses(binned, split.train, offset_bins=offset_bins or None)
+    if tr.values.shape[0] < 2:
+        log.warning("one training repeat: split-half reliability is undefined, so single units are picked by "
+                    "spike count and the single-unit, group and scaling analyses are skipped (train on >= 2 "
+                    "repeats: lower --val-repeats / --test-repeats)")
+        return tr, None
     return tr, unit_reliability(tr.values, seed=seed)
 
 

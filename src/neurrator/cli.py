@@ -169,7 +169,7 @@ def narrate_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--narrations", "narrations_per_subset", type=_POSITIVE, default=_D.narrations_per_subset,
                      show_default=True, help="Held-out windows narrated per unit subset."),
         click.option("--no-quality-filter", is_flag=True, help="Keep units failing the Allen quality filter."),
-        click.option("--no-neurration", is_flag=True,
+        click.option("--no-neurration", is_flag=True, default=False,
                      help="Skip the single-neuron, group and scaling analyses (decode and narrate subsets only)."),
         click.option("--cache-dir", type=click.Path(), default=None, help="Cache for targets and streamed files."),
     ]

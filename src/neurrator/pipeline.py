@@ -177,7 +177,8 @@ def _run(session, *, config: NarrateConfig, device: str, output: Path, models, u
                                                   seed=config.seed)
     subsets, skipped = build_subsets(units.region, units.cell_type, units.probe, units.depth, units.n_spikes(),
                                      unit_ids=units.ids, plan=config.subsets,
-                                     reliability=np.where(reliability.driven, reliability.value, np.nan))
+                                     reliability=None if reliability is None else
+                                     np.where(reliability.driven, reliability.value, np.nan))
     fps = session.frame_rate if np.isfinite(session.frame_rate) and session.frame_rate > 0 else 30.0
     narrated = narrated_presentations(binned, split, config.narrations_per_subset)
     train_frames = np.unique(binned.frame[split.train])
@@ -209,7 +210,7 @@ def _run(session, *, config: NarrateConfig, device: str, output: Path, models, u
     clock.lap("validate")
 
     neurration = None
-    if config.analyses.enabled and concepts.named():
+    if config.analyses.enabled and concepts.named() and reliability is not None:
         a = config.analyses
         neurration = neurrate_session(
             responses=responses, trained=trained, binned=binned, split=split, targets=targets, sae=sae,
@@ -218,7 +219,7 @@ def _run(session, *, config: NarrateConfig, device: str, output: Path, models, u
             probe_windows=a.probe_windows, n_pools=a.null_pools, n_boot=a.n_boot, n_perm=a.n_perm,
             scaling_sizes=a.scaling_sizes, scaling_draws=a.scaling_draws, min_units=config.subsets.min_units, block_frames=context.block_frames,
             train_mean=context.train_mean, contributions=a.contributions)
-    elif config.analyses.enabled:
+    elif config.analyses.enabled and not concepts.named():
         log.warning("the SAE named no concepts: the single-unit and group analyses were skipped")
     clock.lap("neurration")
 
