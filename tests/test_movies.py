@@ -96,6 +96,9 @@ def test_allen_movies_are_registered_without_invented_checksums(tmp_path, monkey
 
 @pytest.fixture
 def served_movie(tmp_path, monkeypatch):
+    """A movie file on the local stand-in server; downloads from it are allowed (every other test runs with
+    NEURRATOR_OFFLINE set by conftest)."""
+    monkeypatch.delenv("NEURRATOR_OFFLINE", raising=False)
     movie = tmp_path / "movie.npy"
     np.save(movie, FRAMES)
     digest = hashlib.sha256(movie.read_bytes()).hexdigest()
