@@ -281,7 +281,7 @@ def output_is_complete(path: Path, *, source: str | None = None) -> bool:
             if module is None:
                 return False
             kinds = {type(c).__name__ for c in module.data_interfaces.values()}
-            needed = {"EncoderCheckpoint", "UnitSubsetsTable", "PatchPredictions", "NarrationsTable",
+            needed = {"EncoderCheckpoint", "UnitSubsetsTable", "PatchPredictions", "NarrationsCollection",
                       "SAEValidationTable", "SparseAutoencoder", "DecodingFidelityTable"}
             if not needed <= kinds:
                 return False
