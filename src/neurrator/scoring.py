@@ -221,9 +221,8 @@ def load_sentence_embedder(*, device: str, model_dir: str | Path | None = None,
 def shuffled_index(frame_ids: Sequence[int] | np.ndarray, *, seed: int) -> np.ndarray:
     """A seeded permutation ``p`` with ``frame_ids[p[i]] != frame_ids[i]`` wherever that is possible.
 
-    Starts from a random permutation and repairs same-frame pairs by swapping with random partners
-    (a swap is kept only when both positions end up on different frames). When one frame makes up
-    more than half of the items a full derangement does not exist and some same-frame pairs remain.
+    `neurrator.stats.block_permutation` with each frame as its own block. When one frame makes up more
+    than half of the items a full derangement does not exist and some same-frame pairs remain.
 
     Examples
     --------
@@ -232,23 +231,7 @@ def shuffled_index(frame_ids: Sequence[int] | np.ndarray, *, seed: int) -> np.nd
     True
     """
     ids = np.asarray(frame_ids)
-    n = len(ids)
-    rng = np.random.default_rng(seed)
-    perm = rng.permutation(n)
-    if n < 2:
-        return perm.astype(np.int64)
-    for _ in range(50):
-        bad = np.flatnonzero(ids[perm] == ids)
-        if len(bad) == 0:
-            break
-        for i in bad:
-            if ids[perm[i]] != ids[i]:
-                continue
-            for j in rng.permutation(n):
-                if ids[perm[j]] != ids[i] and ids[perm[i]] != ids[j]:
-                    perm[i], perm[j] = perm[j], perm[i]
-                    break
-    return perm.astype(np.int64)
+    return stats.block_permutation(len(ids), ids, seed=seed)
 
 
 def most_frequent_text(texts: Sequence[str]) -> str:
