@@ -16,6 +16,8 @@ from typing import Any
 from neurrator.subsets import SubsetPlan
 
 DEVICES = ("auto", "cpu", "cuda")
+#: `NarrateConfig.stimulus_kind` values: a movie in repeats, or Allen's flashed natural scenes
+STIMULUS_KINDS = ("movie", "natural_scenes")
 
 #: Flat option name (CLI) -> the component fields it sets; the one place the flat names are defined.
 OPTION_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
@@ -335,7 +337,17 @@ class NarrateConfig:
     Attributes
     ----------
     stimulus
-        Name of the movie stimulus (Allen: ``natural_movie_one``, ``natural_movie_three``).
+        Name of the movie stimulus (Allen: ``natural_movie_one``, ``natural_movie_three``); with
+        ``stimulus_kind="natural_scenes"`` the default becomes ``natural_scenes``.
+    stimulus_kind
+        ``movie`` (whole repeats held out) or ``natural_scenes`` (flashed images: windows aligned to image
+        onsets, a repeat is an image's n-th showing, whole images held out: `neurrator.flashed`).
+    image_window_s, image_latency_s
+        Flashed images: each presentation's window is ``[onset + latency, onset + latency + window)``
+        in ``train.window_bins`` bins.
+    n_val_images, n_test_images
+        Flashed images: images held out entirely for validation (early stopping) and for the
+        unseen-image test (every reported score).
     movie
         Optional file with the movie frames (.npy/.npz/image stack/video) when the NWB has none.
     backbone
@@ -387,6 +399,11 @@ class NarrateConfig:
     """
 
     stimulus: str = "natural_movie_one"
+    stimulus_kind: str = "movie"
+    image_window_s: float = 0.25
+    image_latency_s: float = 0.05
+    n_val_images: int = 6
+    n_test_images: int = 12
     movie: str | None = None
     backbone: str = "tiny"
     preprocessing: str = "pad"
@@ -422,6 +439,14 @@ class NarrateConfig:
                 raise ValueError(f"{name} must be >= 1, not {getattr(self, name)}")
         if self.n_val_repeats < 1 or self.n_test_repeats < 1:
             raise ValueError("n_val_repeats and n_test_repeats must be >= 1")
+        if self.stimulus_kind not in STIMULUS_KINDS:
+            raise ValueError(f"stimulus_kind must be one of {', '.join(STIMULUS_KINDS)}, not {self.stimulus_kind!r}")
+        if self.image_window_s <= 0 or self.image_latency_s < 0:
+            raise ValueError("image_window_s must be > 0 and image_latency_s >= 0")
+        if self.n_val_images < 1 or self.n_test_images < 1:
+            raise ValueError("n_val_images and n_test_images must be >= 1")
+        if self.stimulus_kind == "natural_scenes" and self.stimulus == "natural_movie_one":
+            object.__setattr__(self, "stimulus", "natural_scenes")
         if self.model.window_bins != self.train.window_bins:
             object.__setattr__(self, "model", dataclasses.replace(self.model, window_bins=self.train.window_bins))
 

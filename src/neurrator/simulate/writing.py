@@ -78,6 +78,7 @@ def write_simulated_session(
     seed: int = 0,
     movie_out: str | Path | None = None,
     cell_type_column: bool = True,
+    natural_scenes: int | None = None,
     **kwargs,
 ) -> SimulationTruth:
     """Simulate a session and write it as an Allen-layout NWB file, with its truth next to it.
@@ -93,6 +94,11 @@ def write_simulated_session(
     cell_type_column
         Write the simulated cell classes as a units ``cell_type`` column (Allen files have none; set
         False to make readers rely on opto-tagging, as for real Allen files).
+    natural_scenes
+        Simulate an Allen natural_scenes block instead of a movie: this many flashed images, each shown
+        ``n_repeats`` times for 250 ms in random order (`neurrator.simulate.scenes.simulate_natural_scenes`;
+        presentations ``intervals/natural_scenes_presentations``, blanks ``frame = -1``, the images as
+        ``stimulus/templates/natural_scenes``, their captions as ``natural_scenes_captions``).
 
     Returns
     -------
@@ -113,7 +119,13 @@ def write_simulated_session(
 
     from neurrator import __version__
 
-    sim = simulate_session(n_units=n_units, n_repeats=n_repeats, seed=seed, **kwargs)
+    if natural_scenes is not None:
+        from neurrator.simulate.scenes import simulate_natural_scenes
+
+        sim = simulate_natural_scenes(n_images=int(natural_scenes), n_repeats=n_repeats, n_units=n_units, seed=seed,
+                                      **kwargs)
+    else:
+        sim = simulate_session(n_units=n_units, n_repeats=n_repeats, seed=seed, **kwargs)
     truth = sim.truth
     stim = truth.stimulus
     path = Path(path)
@@ -198,7 +210,8 @@ def write_simulated_session(
                 VectorData(name="stop_time", description="stop (s)", data=pr["stop"]),
                 VectorData(name="stimulus_name", description="stimulus", data=[stim] * n_p),
                 VectorData(name="stimulus_block", description="block", data=np.full(n_p, 2.0)),
-                VectorData(name="frame", description="movie frame index", data=pr["frame"].astype(np.float64)),
+                VectorData(name="frame", data=pr["frame"].astype(np.float64),
+                           description="image index (-1 = blank)" if natural_scenes else "movie frame index"),
             ],
         )
     )
