@@ -117,3 +117,37 @@ def test_process_runs_all_reports_failures_and_resumes(dandiset, tmp_path):
     assert second.returncode == 1
     assert "2 skipped" in second.stdout and "1 failed" in second.stdout and "0 done" in second.stdout
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*.nwb")} == stamps
+
+
+@pytest.mark.slow
+def test_ctrl_c_cancels_the_rest_exits_130_and_a_rerun_resumes(dandiset, tmp_path):
+    """A real SIGINT once the first session's output exists: nothing else is finished, one summary line,
+    exit 130, no traceback, no Dask INFO logging under --quiet, and a rerun skips the finished session."""
+    import signal
+    import time
+
+    out = tmp_path / "derived"
+    env = {**os.environ, "NEURRATOR_DANDI_API_URL": dandiset.api_url, "HF_HUB_OFFLINE": "1"}
+    cmd = [sys.executable, "-m", "neurrator", "process", "000999", "--out", str(out), "--workers", "1", "--quiet",
+           "--epochs", "1", "--narrations", "2", "--device", "cpu", "--no-neurration",
+           "--cache-dir", str(tmp_path / "cache")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 300
+    while not list(out.rglob("*_desc-neurrator.html")):  # the first session is finished (report written last)
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "no session finished"
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    stopped = time.monotonic()
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stdout + stderr
+    assert time.monotonic() - stopped < 30  # the running session was not waited for
+    assert "Traceback" not in stderr and "INFO" not in stderr, stderr
+    [line] = stdout.splitlines()
+    assert line.startswith("dandi://000999: interrupted: 1 done, 0 skipped") and "cancelled of 3 sessions" in line
+    finished = [p for p in out.rglob("*.nwb")]
+    assert len(finished) == 1  # nothing else was finished, and no partial file at any output path
+    subject = finished[0].parent.name
+    rerun = subprocess.run([*cmd, "--match", subject], capture_output=True, text=True, timeout=300, env=env)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert "1 sessions: 0 done, 1 skipped (already complete), 0 failed" in rerun.stdout

@@ -115,6 +115,17 @@ def temporaries(folder: Path) -> list[Path]:
     return sorted(folder.glob(".*.tmp.nwb"))
 
 
+def kill_mid_write(proc: Writer, flag: Path) -> None:
+    """SIGKILL ``proc`` once it has touched ``flag`` (it is writing)."""
+    deadline = time.monotonic() + 120
+    while not flag.exists():
+        assert proc.poll() is None, proc.result
+        assert time.monotonic() < deadline, "the writer never started writing"
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL
+
+
 @pytest.mark.parametrize("mode, previous", [("slow", True), ("slow-rename", False)])  # mid-write / before rename
 def test_sigkill_leaves_nothing_or_the_previous_file_and_a_rerun_succeeds(tmp_path, mode, previous):
     out = tmp_path / "out" / "ses.nwb"
@@ -124,13 +135,7 @@ def test_sigkill_leaves_nothing_or_the_previous_file_and_a_rerun_succeeds(tmp_pa
         before = out.read_bytes()
     flag = tmp_path / "writing"
     proc = Writer(out, "new", mode, flag)
-    deadline = time.monotonic() + 120
-    while not flag.exists():
-        assert proc.poll() is None, proc.result
-        assert time.monotonic() < deadline, "the writer never started writing"
-        time.sleep(0.02)
-    os.kill(proc.pid, signal.SIGKILL)
-    assert proc.wait() == -signal.SIGKILL
+    kill_mid_write(proc, flag)
     if previous:
         assert out.read_bytes() == before  # untouched, still the complete old file
     else:
@@ -193,3 +198,66 @@ def test_a_live_writers_temporary_file_is_not_removed(tmp_path):
     live.write_bytes(b"partial")
     write_nwbfile_atomic(small("x"), out)
     assert live.exists()
+
+
+def test_a_killed_writers_stale_temporary_file_is_removed_by_the_next_run(tmp_path):
+    """SIGKILL mid-write leaves ``.ses.<host>.<pid>.*.tmp.nwb``; the next `neurrator` run on that folder removes it
+    once it is older than STALE_TEMPORARY_AGE_S, says so, and leaves fresh temporaries and other files alone."""
+    import subprocess
+    import sys
+
+    from neurrator.nwb_out import STALE_TEMPORARY_AGE_S
+
+    out = tmp_path / "out" / "sub-1" / "ses.nwb"
+    out.parent.mkdir(parents=True)
+    flag = tmp_path / "writing"
+    proc = Writer(out, "new", "slow", flag)
+    kill_mid_write(proc, flag)
+    [stale] = temporaries(out.parent)
+    old = time.time() - STALE_TEMPORARY_AGE_S - 60
+    os.utime(stale, (old, old))
+    report_tmp = out.parent / ".ses.otherhost.12.abcd_123.tmp.html"  # a killed report write on another host
+    report_tmp.write_text("<html")
+    os.utime(report_tmp, (old, old))
+    fresh = out.parent / ".ses.otherhost.12.abcdefgh.tmp.nwb"  # a live writer elsewhere: recent, kept
+    fresh.write_bytes(b"partial")
+    foreign = out.parent / ".ses.nwb.tmp"  # not this tool's name: kept however old
+    foreign.write_bytes(b"x")
+    os.utime(foreign, (old, old))
+    run = subprocess.run([sys.executable, "-m", "neurrator", "narrate", str(tmp_path / "missing.nwb"),
+                          "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1 and "missing.nwb" in run.stderr  # the run itself fails on its missing source ...
+    assert not stale.exists() and not report_tmp.exists()  # ... after removing the killed writes' leftovers
+    assert fresh.exists() and foreign.exists()
+    assert f"removed {stale}: a temporary file left by an interrupted run" in run.stderr
+
+
+def test_ctrl_c_during_narrate_exits_130_with_one_line_and_leaves_no_output(tmp_path):
+    """A real SIGINT while `neurrator narrate` trains: exit 130, one line, no traceback, no file at the output
+    path and no temporary file beside it."""
+    import subprocess
+    import sys
+
+    from neurrator.simulate import write_simulated_session
+
+    source = tmp_path / "ses.nwb"
+    write_simulated_session(source, n_units=24, n_repeats=5, n_frames=120, seed=1)
+    out = tmp_path / "out" / "derived.nwb"
+    log = tmp_path / "stderr.txt"
+    with open(log, "w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "neurrator", "narrate", str(source), "--out", str(out),
+                                 "--epochs", "50", "--device", "cpu", "--no-neurration"],
+                                stdout=subprocess.PIPE, stderr=err, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        deadline = time.monotonic() + 120
+        while "reading" not in log.read_text():  # past the checks, into the long part of the run
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=60)
+    text = log.read_text()
+    assert proc.returncode == 130, text
+    assert "Traceback" not in text
+    assert text.splitlines()[-1] == ("Interrupted: no partial output was left (output files are written whole or "
+                                     "not at all)")
+    assert not out.parent.exists()  # no output, no temporary file, and the folder the run created is removed

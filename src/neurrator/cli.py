@@ -88,6 +88,7 @@ def common(func: Callable[..., Any]) -> Callable[..., Any]:
         debug = debug or bool(ctx.obj and ctx.obj.get("debug"))
         quiet = quiet or bool(ctx.obj and ctx.obj.get("quiet"))
         bars = _configure_output(debug=debug, quiet=quiet)
+        _react_to_sigint()
         try:
             return func(*args, progress=bars, **kwargs)
         except NeurratorError as err:
@@ -100,7 +101,9 @@ def common(func: Callable[..., Any]) -> Callable[..., Any]:
             where = getattr(err, "filename", None)
             _fail(f"{where}: {err.strerror}" if where and getattr(err, "strerror", None) else str(err))
         except KeyboardInterrupt:
-            _fail("interrupted; nothing was written at the output path")
+            click.echo("Interrupted: no partial output was left (output files are written whole or not at all)",
+                       err=True)
+            sys.exit(INTERRUPTED)
         except Exception as err:  # noqa: BLE001 - last line of defence: one line, no traceback
             if debug:
                 raise
@@ -110,6 +113,18 @@ def common(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 QUIET_HELP = "Only neurrator's warnings and errors: no progress bars, no library logging."
+#: Exit code after Ctrl-C (SIGINT), as shells report a process ended by SIGINT (128 + 2).
+INTERRUPTED = 130
+
+
+def _react_to_sigint() -> None:
+    """Ctrl-C / SIGINT raises KeyboardInterrupt even when the parent started us with SIGINT ignored
+    (a shell script's background job): every command stops on SIGINT."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -306,6 +321,8 @@ def process(dandiset: str, out: str, scheduler: str | None, workers: int, match:
     report = process_dandiset(dandiset, out=Path(out), config=_config(progress, **kwargs), scheduler=scheduler,
                               workers=workers, match=match)
     click.echo(report.summary())
+    if report.interrupted:
+        sys.exit(INTERRUPTED)
     if report.failed:
         sys.exit(1)
 

@@ -306,11 +306,33 @@ def write_report(derived_path: Path, out_html: Path | None = None) -> Path:
     derived_path = Path(derived_path)
     out = Path(out_html) if out_html is not None else derived_path.with_suffix(".html")
     page = render_report(read_derived(derived_path))
+    import os
+    import tempfile
+
+    from neurrator.nwb_out import temporary_name
+
+    tmp = None
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp")
-        tmp.write_text(page, encoding="utf-8")
+        prefix, suffix = temporary_name(out, ".html")  # a killed write's leftover is removed by later runs
+        fd, name = tempfile.mkstemp(dir=out.parent, prefix=prefix, suffix=suffix)
+        tmp = Path(name)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(page)
+        os.chmod(tmp, 0o666 & ~_umask())
         tmp.replace(out)
-    except OSError as err:
-        raise NeurratorError(out, f"cannot write the report ({err.strerror or err})") from None
+    except BaseException as err:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise NeurratorError(out, f"cannot write the report ({err.strerror or err})") from None
+        raise
     return out
+
+
+def _umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

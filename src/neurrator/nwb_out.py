@@ -12,7 +12,9 @@ import logging
 import os
 import platform
 import re
+import stat
 import tempfile
+import time
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -186,7 +188,8 @@ def write_nwbfile_atomic(nwbfile, path: Path, *, source_path: Path | None = None
 
     The output path only ever holds nothing, its previous file, or the new complete file: a run killed
     at any point (even SIGKILL) leaves at most a hidden ``.<stem>.<host>.<pid>.*.tmp.nwb`` beside it,
-    which the next write to the same path removes once its process is gone; a full disk or a file-size
+    which the next write to the same path removes once its process is gone (and the next run removes
+    from its output folder once untouched for `STALE_TEMPORARY_AGE_S`); a full disk or a file-size
     limit removes the temporary file and raises one line; two runs writing the same path at once each
     write their own temporary file and the last rename wins (both complete).
     """
@@ -197,8 +200,8 @@ def write_nwbfile_atomic(nwbfile, path: Path, *, source_path: Path | None = None
         raise NeurratorError(path, "the output path is the source file; choose another output")
     check_writable_dir(path.parent)
     _remove_stale_temporaries(path)
-    host = re.sub(r"[^A-Za-z0-9-]+", "-", platform.node()) or "host"
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.{host}.{os.getpid()}.", suffix=".tmp.nwb")
+    prefix, suffix = temporary_name(path, ".nwb")
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=suffix)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -236,6 +239,55 @@ def _remove_stale_temporaries(path: Path) -> None:
             tmp.unlink(missing_ok=True)
         except OSError:  # alive under another user: leave it
             continue
+
+
+#: A temporary file of this tool untouched for this long is stale: a live writer modifies its temporary
+#: file continuously (HDF5 writes, then the rename follows at once), so only a killed run leaves one this old.
+STALE_TEMPORARY_AGE_S = 30 * 60
+
+#: The exact names of this tool's temporary files: `write_nwbfile_atomic`'s ``.<stem>.<host>.<pid>.<8>.tmp.nwb``,
+#: the HTML report's ``.<stem>.<host>.<pid>.<8>.tmp.html`` and `check_writable_dir`'s ``.neurrator-probe-<8>``
+#: (``<8>``: the 8 characters `tempfile.mkstemp` adds).
+_TEMPORARY_NAME = re.compile(r"\..+\.[A-Za-z0-9-]+\.\d+\.[a-z0-9_]{8}\.tmp\.(?:nwb|html)|\.neurrator-probe-[a-z0-9_]{8}")
+
+
+def temporary_name(path: Path, suffix: str) -> tuple[str, str]:
+    """The ``prefix``, ``suffix`` for `tempfile.mkstemp` of a temporary file that will be renamed to ``path``."""
+    host = re.sub(r"[^A-Za-z0-9-]+", "-", platform.node()) or "host"
+    return f".{Path(path).stem}.{host}.{os.getpid()}.", f".tmp{suffix}"
+
+
+def remove_stale_temporaries(folder: Path, *, max_age_s: float = STALE_TEMPORARY_AGE_S) -> list[Path]:
+    """Remove this tool's temporary files left by killed runs in ``folder`` and its ``sub-*`` folders.
+
+    Only files whose whole name matches this tool's temporary names and that were last modified more
+    than ``max_age_s`` ago are removed, so a concurrent writer's live temporary file (on this or another
+    host) is never touched. Each removal is logged; returns the removed paths.
+    """
+    folder = Path(folder)
+    removed = []
+    now = time.time()
+    try:
+        folders = [folder, *sorted(p for p in folder.glob("sub-*") if p.is_dir() and not p.is_symlink())]
+    except OSError:
+        return removed
+    for where in folders:
+        try:
+            candidates = [p for p in where.iterdir() if _TEMPORARY_NAME.fullmatch(p.name)]
+        except OSError:
+            continue
+        for tmp in candidates:
+            try:
+                info = tmp.lstat()
+                age = now - info.st_mtime
+                if not stat.S_ISREG(info.st_mode) or age <= max_age_s:
+                    continue
+                tmp.unlink()
+            except OSError:
+                continue
+            removed.append(tmp)
+            log.info("removed %s: a temporary file left by an interrupted run (untouched for %.0f min)", tmp, age / 60)
+    return removed
 
 
 def _fsync_dir(folder: Path) -> None:

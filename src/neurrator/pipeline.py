@@ -69,7 +69,7 @@ def narrate_session(source: str | Path, *, out: Path, config: NarrateConfig = Na
     NarrateResult
     """
     from neurrator.movies import require_frames
-    from neurrator.nwb_out import check_writable_dir
+    from neurrator.nwb_out import check_writable_dir, remove_stale_temporaries
     from neurrator.preflight import CreatedDirs, check_split, load_models, outline_nwbfile
     from neurrator.session import read_session
     from neurrator.sources import open_source, source_label
@@ -84,6 +84,7 @@ def narrate_session(source: str | Path, *, out: Path, config: NarrateConfig = Na
     created.watch(out_dir)
     try:
         check_writable_dir(out_dir)
+        remove_stale_temporaries(out_dir)
         label = source_label(source)
         # Everything that can fail without the data fails first: the split, every model the run needs.
         with open_source(source, cache_dir=config.cache_path) as nwbfile:

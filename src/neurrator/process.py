@@ -7,9 +7,12 @@ skipped. One failing session does not stop the others; every failure is listed a
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import re
+import signal
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -83,7 +86,7 @@ class SkippedAsset:
 
 @dataclass(frozen=True)
 class SessionOutcome:
-    """What happened to one asset: ``done``, ``skipped`` (already complete) or ``failed``."""
+    """What happened to one asset: ``done``, ``skipped`` (already complete), ``failed`` or ``cancelled`` (Ctrl-C)."""
 
     asset: str
     output: str
@@ -99,6 +102,8 @@ class ProcessReport:
     dandiset: str
     outcomes: list[SessionOutcome] = field(default_factory=list)
     ignored: list[SkippedAsset] = field(default_factory=list)
+    #: Ctrl-C stopped the run: unfinished sessions are ``cancelled`` (a rerun resumes).
+    interrupted: bool = False
 
     @property
     def failed(self) -> list[SessionOutcome]:
@@ -108,6 +113,10 @@ class ProcessReport:
         return sum(o.status == status for o in self.outcomes)
 
     def summary(self) -> str:
+        if self.interrupted:  # one line: what finished and what was cancelled
+            return (f"{self.dandiset}: interrupted: {self.count('done')} done, {self.count('skipped')} skipped "
+                    f"(already complete), {self.count('failed')} failed, {self.count('cancelled')} cancelled of "
+                    f"{len(self.outcomes)} sessions; rerun the same command to resume")
         lines = [f"{self.dandiset}: {len(self.outcomes)} sessions: {self.count('done')} done, "
                  f"{self.count('skipped')} skipped (already complete), {self.count('failed')} failed"]
         lines += [f"  FAILED {o.asset}: {o.message}" for o in self.failed]
@@ -180,12 +189,13 @@ def process_dandiset(
     scheduler
         Address of a running Dask scheduler; ``None`` starts a LocalCluster of ``workers`` processes.
     """
-    from neurrator.nwb_out import check_writable_dir, output_is_complete
+    from neurrator.nwb_out import check_writable_dir, output_is_complete, remove_stale_temporaries
     from neurrator.sources import list_assets
 
     prefix = dandiset_prefix(dandiset)
     out = Path(out)
     check_writable_dir(out)
+    remove_stale_temporaries(out)
     report = ProcessReport(prefix)
     listed = list_assets(prefix)
     assets = []
@@ -213,42 +223,98 @@ def process_dandiset(
             todo.append((source, str(target)))
     log.info("%s: %d assets, %d already complete, %d to process", prefix, len(assets), len(assets) - len(todo), len(todo))
     if todo:
-        report.outcomes.extend(_run_all(todo, config=config, scheduler=scheduler, workers=workers))
+        outcomes, report.interrupted = _run_all(todo, config=config, scheduler=scheduler, workers=workers)
+        report.outcomes.extend(outcomes)
     return report
 
 
 def _run_all(todo: list[tuple[str, str]], *, config: NarrateConfig, scheduler: str | None,
-             workers: int) -> list[SessionOutcome]:
+             workers: int) -> tuple[list[SessionOutcome], bool]:
+    """Run ``todo`` on Dask; returns the outcomes (in ``todo`` order) and whether Ctrl-C stopped the run.
+
+    On SIGINT (KeyboardInterrupt) nothing new is scheduled, every session not finished is cancelled
+    (outcome ``cancelled``), and the client and the LocalCluster are closed (its worker processes, which
+    ignore SIGINT so that only this process reacts, are stopped by their nannies). Dask cannot stop a
+    task already running on the workers of an external ``scheduler``: it is cancelled there, but a
+    session in progress may still finish in the background (its output is written whole or not at all).
+    Distributed's logging (scheduler, nannies, workers) follows the root logger's level.
+    """
     try:
         from dask.distributed import Client, LocalCluster, as_completed
     except ImportError as err:  # pragma: no cover - dask is a hard dependency
         raise ImportError("neurrator process needs dask.distributed: pip install 'dask[distributed]'") from err
     from tqdm.auto import tqdm
 
+    level = logging.getLogger().getEffectiveLevel()  # the CLI's level for libraries (ERROR with --quiet)
+    logging.getLogger("distributed").setLevel(level)
     # Each worker session runs single-threaded with its own progress bars off: the bar here counts sessions.
     worker_config = dataclasses.replace(config, progress=False)
-    if scheduler:
-        cluster, client = None, Client(scheduler)
-    else:
-        cluster = LocalCluster(n_workers=max(1, workers), threads_per_worker=1, processes=True,
-                               dashboard_address=None)
-        client = Client(cluster)
-    outcomes: list[SessionOutcome] = []
+    cluster = client = None
+    pending: dict = {}  # future -> index in todo, until its outcome is collected
+    done: dict[int, SessionOutcome] = {}
+    interrupted = False
     try:
-        futures = [client.submit(_run_one, source, target, worker_config, pure=False, key=f"neurrator-{i}")
-                   for i, (source, target) in enumerate(todo)]
-        with tqdm(total=len(futures), desc="sessions", unit="session", disable=not config.progress) as bar:
-            for future in as_completed(futures):
-                try:
-                    outcome = future.result()
-                except Exception as err:  # noqa: BLE001 - a lost worker fails that session only
-                    outcome = SessionOutcome("?", "?", "failed", f"worker error: {err}")
-                outcomes.append(outcome)
+        if scheduler:
+            client = Client(scheduler)
+        else:
+            with _sigint_ignored():  # the worker processes inherit SIG_IGN: Ctrl-C is handled here only
+                cluster = LocalCluster(n_workers=max(1, workers), threads_per_worker=1, processes=True,
+                                       dashboard_address=None, silence_logs=level)
+            client = Client(cluster)
+        for i, (source, target) in enumerate(todo):
+            pending[client.submit(_run_one, source, target, worker_config, pure=False, key=f"neurrator-{i}")] = i
+        with tqdm(total=len(pending), desc="sessions", unit="session", disable=not config.progress) as bar:
+            for future in as_completed(list(pending)):
+                i = pending.pop(future)
+                done[i] = outcome = _collect(future, *todo[i])
                 log.info("%s: %s %s", outcome.asset, outcome.status, outcome.message)
                 bar.update()
+    except KeyboardInterrupt:
+        interrupted = True
     finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
-    order = {source: i for i, (source, _) in enumerate(todo)}
-    return sorted(outcomes, key=lambda o: order.get(o.asset, len(order)))
+        with _sigint_ignored():  # a second Ctrl-C does not cut the clean-up short (it is bounded by timeouts)
+            if interrupted and client is not None:
+                _cancel_pending(client, pending, todo, done)
+            if client is not None:
+                client.close()
+            if cluster is not None:
+                cluster.close()
+    outcomes = [done.get(i, SessionOutcome(source, target, "cancelled"))
+                for i, (source, target) in enumerate(todo)]
+    return outcomes, interrupted
+
+
+def _collect(future, source: str, target: str) -> SessionOutcome:
+    """The outcome of a finished future; a lost worker fails that session only."""
+    try:
+        return future.result()
+    except Exception as err:  # noqa: BLE001 - a lost worker fails that session only
+        return SessionOutcome(source, target, "failed", f"worker error: {err}")
+
+
+def _cancel_pending(client, pending: dict, todo: list[tuple[str, str]], done: dict[int, SessionOutcome]) -> None:
+    """After Ctrl-C: keep the outcomes that finished meanwhile, cancel the rest (they stay out of ``done``)."""
+    unfinished = []
+    for future, i in pending.items():
+        if future.status == "finished":
+            done[i] = _collect(future, *todo[i])
+        else:
+            unfinished.append(future)
+    if unfinished:
+        try:
+            client.cancel(unfinished, force=True)
+        except Exception as err:  # noqa: BLE001 - the cluster is closed next in any case
+            log.debug("cancelling %d sessions: %s", len(unfinished), err)
+
+
+@contextlib.contextmanager
+def _sigint_ignored():
+    """SIGINT ignored inside the block (main thread only; elsewhere signals cannot be set and are not received)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
