@@ -197,3 +197,23 @@ def test_beats_null_is_benjamini_hochberg():
     np.testing.assert_allclose(q[:4], [0.04, 4 * 0.04 / 3, 4 * 0.04 / 3, 0.5])
     assert np.isnan(q[4])
     assert ok.tolist() == [True, False, False, False, False]
+
+
+def test_sentence_embedder_embeds_each_distinct_text_once():
+    """Repeated texts (references, retrieval narrations) are read from the cache, in the caller's order."""
+    from neurrator.scoring import SentenceEmbedder
+
+    class Fake:
+        def __init__(self):
+            self.seen = []
+
+        def encode(self, texts, **kw):
+            self.seen += list(texts)
+            return np.array([[len(t), 1.0] for t in texts], dtype=np.float32)
+
+    model = Fake()
+    emb = SentenceEmbedder(model, model_id="fake")
+    a = emb.encode(["ab", "c", "ab"])
+    b = emb.encode(["c", "dddd"])
+    assert a[:, 0].tolist() == [2, 1, 2] and b[:, 0].tolist() == [1, 4]
+    assert model.seen == ["ab", "c", "dddd"]

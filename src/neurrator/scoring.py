@@ -157,16 +157,39 @@ class SentenceEmbedder:
     """A sentence-embedding model with ``encode(texts) -> (B, dim) float32`` unit-norm rows.
 
     Wraps a ``sentence_transformers.SentenceTransformer`` (or anything with the same ``encode``).
+    Each distinct text is embedded once per embedder and then read from a cache of up to
+    ``cache_size`` texts: a run scores the same references and (with the retrieval narrator, whose
+    narrations are bank texts) the same narrations many times over.
     """
 
-    def __init__(self, model: Any, *, model_id: str) -> None:
+    def __init__(self, model: Any, *, model_id: str, cache_size: int = 200_000) -> None:
         self.model = model
         self.model_id = model_id
+        self.cache_size = int(cache_size)
+        self._cache: dict[str, np.ndarray] = {}
 
     def encode(self, texts: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
-        emb = self.model.encode(list(texts), batch_size=batch_size, convert_to_numpy=True,
-                                normalize_embeddings=True, show_progress_bar=False)
-        return np.asarray(emb, dtype=np.float32).reshape(len(texts), -1)
+        texts = [str(t) for t in texts]
+        new = [t for t in dict.fromkeys(texts) if t not in self._cache]
+        if new:
+            emb = self.model.encode(new, batch_size=batch_size, convert_to_numpy=True,
+                                    normalize_embeddings=True, show_progress_bar=False)
+            emb = np.asarray(emb, dtype=np.float32).reshape(len(new), -1)
+            if len(self._cache) + len(new) > self.cache_size:
+                self._cache.clear()
+            fresh = dict(zip(new, emb))
+            self._cache.update(fresh)
+        else:
+            fresh = {}
+        if not texts:
+            return np.zeros((0, self.dim()), dtype=np.float32)
+        return np.stack([fresh[t] if t in fresh else self._cache[t] for t in texts])
+
+    def dim(self) -> int:
+        """Width of the embeddings."""
+        if self._cache:
+            return len(next(iter(self._cache.values())))
+        return int(self.model.get_sentence_embedding_dimension())
 
 
 def sha256_file(path: str | Path, *, chunk: int = 1 << 20) -> str:
