@@ -49,9 +49,15 @@ def _figure(fig_id: str, fig, caption: str) -> dict | None:
     return {"id": fig_id, "src": figures.data_uri(figures.fig_png(fig)), "caption": caption}
 
 
-def _thumb(data: DerivedFile, frame: int) -> str | None:
+def _thumb(data: DerivedFile, frame: int, cache: dict[int, str | None] | None = None) -> str | None:
+    """The frame's thumbnail as a data URI; with ``cache``, rendered once per frame (units share top frames)."""
+    if cache is not None and int(frame) in cache:
+        return cache[int(frame)]
     img = data.thumbnails.get(int(frame))
-    return None if img is None else figures.data_uri(figures.image_png(img))
+    uri = None if img is None else figures.data_uri(figures.image_png(img))
+    if cache is not None:
+        cache[int(frame)] = uri
+    return uri
 
 
 def _session(data: DerivedFile) -> dict:
@@ -156,7 +162,7 @@ def _neuron_cards(data: DerivedFile) -> list[dict]:
         return []
     units = data.units
     tuning = data.concept_tuning
-    cards = []
+    cards, thumbs = [], {}
     for _, r in un.iterrows():
         row = int(r["unit"])
         uid = int(units.index[row]) if units is not None and row < len(units) else row
@@ -171,7 +177,7 @@ def _neuron_cards(data: DerivedFile) -> list[dict]:
         cards.append({
             "unit": uid, "region": region, "cell_type": cell, "reliability": fmt(r.get("reliability")),
             "reliability_p": fmt(r.get("reliability_p")), "driven": bool(r.get("visually_driven", False)),
-            "preferred": r.get("preferred_text") or "", "top_frames": [(f, _thumb(data, f)) for f in top],
+            "preferred": r.get("preferred_text") or "", "top_frames": [(f, _thumb(data, f, thumbs)) for f in top],
             "top_concept": r.get("top_concept") or "", "top_concept_r": fmt(r.get("top_concept_r")),
             "top_concept_q": fmt(r.get("top_concept_q")), "concepts": concepts,
             "loo": fmt(r.get("loo_delta")), "loo_ci": fmt_ci(r.get("loo_ci_lo"), r.get("loo_ci_hi")),
