@@ -394,3 +394,17 @@ def test_default_config_without_captions_fails_before_any_data_is_read(small_sim
     result = CliRunner().invoke(main, ["narrate", str(bare), "--out", str(tmp_path / "o"), *FAST_FLAGS])
     assert result.exit_code == 1
     assert "--reference-narrator tiny with --backbone tiny" in result.output, result.output
+
+
+@pytest.mark.parametrize("command", ["narrate", "process", "demo", "simulate"])
+@pytest.mark.parametrize("seed", ["-1", str(2**40)])
+def test_out_of_range_seed_is_a_usage_error_before_any_work(command, seed, tmp_path):
+    target = {"narrate": [str(tmp_path / "missing.nwb"), "--out", str(tmp_path / "o")],
+              "process": ["000021", "--out", str(tmp_path / "o")],
+              "demo": ["--out", str(tmp_path / "o")],
+              "simulate": [str(tmp_path / "s.nwb")]}[command]
+    result = CliRunner().invoke(main, [command, *target, "--seed", seed])
+    assert result.exit_code == 2, result.output
+    assert "--seed" in result.output and "0<=x<=4294967295" in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "o").exists() and not (tmp_path / "s.nwb").exists()

@@ -148,6 +148,8 @@ def _defaults():
 
 _D = _defaults()
 _POSITIVE = click.IntRange(min=1)
+# numpy's and torch's generators take seeds in [0, 2**32); check up front, not after reading the session.
+_SEED = click.IntRange(0, 2**32 - 1)
 
 
 def narrate_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -170,7 +172,7 @@ def narrate_options(func: Callable[..., Any]) -> Callable[..., Any]:
                      help="Reuse a trained encoder instead of training one: a checkpoint folder, or a neurrator "
                           "NWB file (its processing/neurrator/encoder)."),
         click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=_D.device, show_default=True),
-        click.option("--seed", type=int, default=_D.seed, show_default=True),
+        click.option("--seed", type=_SEED, default=_D.seed, show_default=True, help="Random seed (0 to 2**32 - 1)."),
         click.option("--epochs", type=_POSITIVE, default=_D.train.max_epochs, show_default=True, help="Maximum training epochs."),
         click.option("--val-repeats", "n_val_repeats", type=_POSITIVE, default=_D.n_val_repeats, show_default=True,
                      help="Movie repeats held out for validation (early stopping)."),
@@ -233,7 +235,7 @@ def narrate(source: str, out: str, progress: bool, **kwargs: Any) -> None:
 
 @main.command(short_help="Run the pipeline on a simulated session, offline.")
 @click.option("--out", "out", type=click.Path(), default="neurrator-demo", show_default=True, help="Output folder.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=_SEED, default=0, show_default=True, help="Random seed (0 to 2**32 - 1).")
 @common
 def demo(out: str, seed: int, progress: bool) -> None:
     """Run the whole pipeline on the embedded simulated session with the offline tiny models."""
@@ -274,7 +276,7 @@ def report(file: str, out: str | None, progress: bool) -> None:
 @click.argument("out", type=click.Path())
 @click.option("--units", type=_POSITIVE, default=None, help="Number of units (default: the simulator's).")
 @click.option("--repeats", type=_POSITIVE, default=None, help="Movie repeats (default: the simulator's).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=_SEED, default=0, show_default=True, help="Random seed (0 to 2**32 - 1).")
 @click.option("--movie-out", type=click.Path(), default=None, help="Also save the movie frames as .npy.")
 @common
 def simulate(out: str, units: int | None, repeats: int | None, seed: int, movie_out: str | None, progress: bool) -> None:
