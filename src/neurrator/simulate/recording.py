@@ -48,6 +48,21 @@ class SimulatedSession:
     expected_rate: np.ndarray
 
 
+
+def opto_pulse_schedule(rng: np.random.Generator, n_pulses: int, stimulus_end: float):
+    """Opto-tagging pulses after the stimulus: (start, stop, pulse duration, level, session duration).
+
+    Pulses of 5 or 10 ms at three light levels, 1-1.5 s apart, from 5 s after the stimulus ends;
+    the session ends 2 s after the last pulse.
+    """
+    durations = np.where(np.arange(n_pulses) % 2 == 0, 0.005, 0.010)[rng.permutation(n_pulses)]
+    levels = rng.choice((1.0, 1.5, 2.0), size=n_pulses)
+    isi = rng.uniform(1.0, 1.5, size=n_pulses)
+    opto_start = stimulus_end + 5.0 + np.cumsum(isi) - (isi[0] if n_pulses else 0.0)
+    opto_stop = opto_start + durations
+    duration = float((opto_stop[-1] if n_pulses else stimulus_end + 5.0) + 2.0)
+    return opto_start, opto_stop, durations, levels, duration
+
 def _quality_metrics(n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
     amp = rng.beta(1.2, 45.0, size=n)
     pres_ratio = np.clip(1.0 - rng.beta(1.0, 200.0, size=n), 0, 1)
@@ -167,12 +182,7 @@ def simulate_session(
     pres_frame = np.tile(np.arange(n_frames), n_repeats)
     pres_repeat = np.repeat(np.arange(n_repeats), n_frames)
     t_movie_end = t_movie + p_total * dt_frame
-    durations = np.where(np.arange(n_pulses) % 2 == 0, 0.005, 0.010)[rng.permutation(n_pulses)]
-    levels = rng.choice((1.0, 1.5, 2.0), size=n_pulses)
-    isi = rng.uniform(1.0, 1.5, size=n_pulses)
-    opto_start = t_movie_end + 5.0 + np.cumsum(isi) - (isi[0] if n_pulses else 0.0)
-    opto_stop = opto_start + durations
-    duration = float((opto_stop[-1] if n_pulses else t_movie_end + 5.0) + 2.0)
+    opto_start, opto_stop, durations, levels, duration = opto_pulse_schedule(rng, n_pulses, t_movie_end)
 
     # ---- spikes: (unit, time) pairs from Poisson counts in piecewise-constant segments
     pieces_u: list[np.ndarray] = []

@@ -22,6 +22,7 @@ from neurrator.simulate.recording import (
     CRE_LINES,
     SimulatedSession,
     _electrodes,
+    opto_pulse_schedule,
     _quality_metrics,
 )
 from neurrator.simulate.truth import SimulationTruth
@@ -74,12 +75,7 @@ def simulate_natural_scenes(*, n_images: int = 118, n_repeats: int = 50, n_units
     t0 = 10.0
     start = t0 + np.arange(order.size) * IMAGE_S
     t_end = t0 + order.size * IMAGE_S
-    durations = np.where(np.arange(n_pulses) % 2 == 0, 0.005, 0.010)[rng.permutation(n_pulses)]
-    levels = rng.choice((1.0, 1.5, 2.0), size=n_pulses)
-    isi = rng.uniform(1.0, 1.5, size=n_pulses)
-    opto_start = t_end + 5.0 + np.cumsum(isi) - (isi[0] if n_pulses else 0.0)
-    opto_stop = opto_start + durations
-    duration = float((opto_stop[-1] if n_pulses else t_end + 5.0) + 2.0)
+    opto_start, opto_stop, durations, levels, duration = opto_pulse_schedule(rng, n_pulses, t_end)
 
     # rate per presentation (blank: base); each unit switches to it at onset + its latency
     rate_p = np.where((order >= 0)[:, None], expected[np.maximum(order, 0)], base[None, :])
