@@ -362,10 +362,12 @@ class _Handler(BaseHTTPRequestHandler):
                 chunk = fh.read(min(left, 256 * 1024))
                 if not chunk:
                     break
+                # Counted before the write: once the client has the last byte it may read
+                # the counter before this thread runs again (a race CI hit).
+                with o._lock:
+                    o.bytes_served += len(chunk)
                 try:
                     self.wfile.write(chunk)
                 except (BrokenPipeError, ConnectionResetError):
                     return
                 left -= len(chunk)
-                with o._lock:
-                    o.bytes_served += len(chunk)
