@@ -4,8 +4,12 @@
 
 * serves files under ``/files/<path>`` with HTTP Range support (206 partial content), counting the
   file bytes it sent (``bytes_served``) and the requests (``file_requests``);
-* can be told to fail: ``fail_next(n)`` makes the next n file requests fail (HTTP 503, or a dropped
-  connection with ``mode="drop"``); ``fail_always(True)`` fails every file request;
+* can be told to fail: ``fail_next(n)`` makes the next n file requests fail, ``fail_always(True)``
+  every file request, in one of the `FAIL_MODES`: HTTP 503 (``"status"``), a dropped connection
+  (``"drop"``), the right length of bytes from 1000 bytes further on with a Content-Range that says so
+  (``"shift"``), an HTML page with status 200 (``"html"``), the whole file with status 200 whatever
+  the Range (``"ignore-range"``), or no answer at all until the stand-in stops (``"hang"``);
+  ``hang_api(True)`` makes every DANDI API request hang;
 * answers the DANDI API endpoints that dandi-cli's ``DandiAPIClient`` calls for
   ``get_dandiset(id, version)``, ``.get_assets()``, ``.get_asset_by_path(path)`` and
   ``asset.get_content_url(follow_redirects=1, strip_query=True)``:
@@ -42,6 +46,18 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 __all__ = ["DandiStandin"]
 
 _TS = "2026-01-01T00:00:00.000000Z"
+FAIL_MODES = ("status", "drop", "shift", "html", "ignore-range", "hang")
+_SHIFT = 1000
+
+
+class _QuietServer(ThreadingHTTPServer):
+    """A client that hangs up mid-answer (it refused an HTML page or a whole file) is not an error here."""
+
+    def handle_error(self, request, client_address) -> None:
+        import sys
+
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            super().handle_error(request, client_address)
 
 
 class DandiStandin:
@@ -93,6 +109,8 @@ class DandiStandin:
         self._fail_remaining = 0
         self._fail_always = False
         self._fail_mode = "status"
+        self._api_hang = False
+        self._released = threading.Event()  # set on stop: hanging handlers return
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -103,13 +121,14 @@ class DandiStandin:
         class Handler(_Handler):
             owner = standin
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _QuietServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
         return self
 
     def stop(self) -> None:
+        self._released.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -146,13 +165,20 @@ class DandiStandin:
 
     # ------------------------------------------------------------------ failures and counters
     def fail_next(self, n: int, *, mode: str = "status") -> None:
-        """The next ``n`` file requests fail: ``mode="status"`` answers 503, ``"drop"`` closes the connection."""
+        """The next ``n`` file requests fail in ``mode`` (one of `FAIL_MODES`)."""
+        assert mode in FAIL_MODES, mode
         with self._lock:
             self._fail_remaining, self._fail_mode = int(n), mode
 
     def fail_always(self, on: bool = True, *, mode: str = "status") -> None:
+        assert mode in FAIL_MODES, mode
         with self._lock:
             self._fail_always, self._fail_mode = bool(on), mode
+
+    def hang_api(self, on: bool = True) -> None:
+        """Every DANDI API request (not file requests) gets no answer until the stand-in stops."""
+        with self._lock:
+            self._api_hang = bool(on)
 
     def reset_counters(self) -> None:
         with self._lock:
@@ -245,6 +271,10 @@ class _Handler(BaseHTTPRequestHandler):
             return self._rma(unquote(url.query))
         with o._lock:
             o.api_requests += 1
+            hang = o._api_hang
+        if hang:
+            o._released.wait(120)
+            return None
         if path in ("/server-info", "/api/info/", "/api/info"):
             return self._json({
                 "version": "0.0.0-standin", "cli-minimal-version": "0.0.0", "cli-bad-versions": [],
@@ -320,10 +350,21 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", "0")
             self.end_headers()
             return
+        if mode == "hang":
+            o._released.wait(120)
+            return
+        if mode == "html":
+            page = b"<!DOCTYPE html><html><head><title>Sign in</title></head><body>Please sign in</body></html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+            return
         if local is None or not local.exists():
             return self._not_found()
         size = local.stat().st_size
-        rng = self.headers.get("Range")
+        rng = None if mode == "ignore-range" else self.headers.get("Range")
         start, end = 0, size - 1
         status = 200
         if rng:
@@ -345,6 +386,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self.end_headers()
                 return
             status = 206
+            if mode == "shift" and end + _SHIFT < size:
+                start, end = start + _SHIFT, end + _SHIFT
         length = end - start + 1
         self.send_response(status)
         self.send_header("Accept-Ranges", "bytes")

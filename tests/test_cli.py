@@ -199,6 +199,44 @@ def test_checkpoint_with_wrong_sha256_is_refused(small_sim, tmp_path):
                                   *FAST_FLAGS), "sha256")
 
 
+def _untrained_checkpoint(folder: Path, unit_ids: np.ndarray, *, seed: int) -> Path:
+    """A checkpoint on the tiny backbone's targets (weights of ``seed``) for the given unit ids (not trained)."""
+    from neurrator.backbones import load_backbone
+    from neurrator.checkpoint import save_checkpoint
+    from neurrator.config import EncoderConfig
+    from neurrator.encoder import SpikeEncoder
+    from neurrator.training import TrainConfig, TrainedEncoder
+
+    spec = load_backbone("tiny", seed=seed).spec
+    enc = EncoderConfig(n_units=len(unit_ids), n_patches=spec.n_patches, dim=spec.dim, window_bins=8, d_model=8,
+                        n_heads=2, n_latents=2, depth=1, linear_rank=4)
+    trained = TrainedEncoder(model=SpikeEncoder(config=enc).eval(), encoder_config=enc, train_config=TrainConfig(),
+                             history=[], unit_ids=np.asarray(unit_ids, dtype=np.int64), target_spec=spec,
+                             stimulus="natural_movie_one")
+    return save_checkpoint(trained, folder)
+
+
+def test_encoder_from_another_session_or_seed_is_refused_before_any_work(small_sim, tmp_path):
+    """Checkpoint metadata is checked against the session and the backbone up front, naming the file."""
+    import time
+
+    from neurrator.session import load_session
+
+    ids = load_session(small_sim).units.ids
+    other = _untrained_checkpoint(tmp_path / "other-session", ids + 100_000, seed=0)
+    t0 = time.monotonic()
+    line = assert_one_line_error(run_cli("narrate", str(small_sim), "--out", str(tmp_path / "o"), "--encoder",
+                                         str(other), *FAST_FLAGS, "--cache-dir", str(tmp_path / "c")),
+                                 str(other), f"none of the session's {len(ids)} units")
+    assert time.monotonic() - t0 < 60, line
+    assert not (tmp_path / "c" / "targets").exists()  # refused before the targets were computed
+    seed0 = _untrained_checkpoint(tmp_path / "seed0", ids, seed=0)
+    assert_one_line_error(run_cli("narrate", str(small_sim), "--out", str(tmp_path / "o"), "--encoder", str(seed0),
+                                  *FAST_FLAGS, "--seed", "1", "--cache-dir", str(tmp_path / "c")),
+                          str(seed0), "pass --seed 0")
+    assert not (tmp_path / "o").exists() or not list((tmp_path / "o").rglob("*.nwb"))
+
+
 def test_disk_full_while_writing_leaves_nothing(small_sim, tmp_path, monkeypatch):
     """ENOSPC during the write: one-line error, no output file, no temporary file left."""
     import pynwb
@@ -253,6 +291,34 @@ def test_missing_dandi_asset_and_failing_network(small_sim, tmp_path):
                                              env=env), "sub-sim0_ses-small.nwb")
         assert server.file_requests > 1, "the failing reads were not retried"
     assert not (tmp_path / "o").exists() or not list((tmp_path / "o").rglob("*.nwb"))
+
+
+def test_hanging_servers_end_the_run_after_timeout_seconds(small_sim, tmp_path):
+    """--timeout bounds a silent file server and a silent DANDI API: one line naming the limit, exit 1."""
+    import time
+
+    from standin import DandiStandin
+
+    asset = "sub-sim0/sub-sim0_ses-small.nwb"
+    with DandiStandin(files={asset: small_sim}, dandiset_id="000999") as server:
+        server.fail_always(True, mode="hang")
+        t0 = time.monotonic()
+        line = assert_one_line_error(run_cli("narrate", server.url_for(asset), "--out", str(tmp_path / "o"),
+                                             *FAST_FLAGS, "--cache-dir", str(tmp_path / "c"), "--timeout", "1"),
+                                     server.url_for(asset), "within 1 s", "--timeout")
+        assert time.monotonic() - t0 < 60, line
+        server.fail_always(False)
+        server.hang_api(True)
+        line = assert_one_line_error(run_cli("ls", "000999", "--timeout", "1",
+                                             env={"NEURRATOR_DANDI_API_URL": server.api_url}),
+                                     "dandi://000999", "within 1 s while listing assets")
+    assert not (tmp_path / "o").exists() or not list((tmp_path / "o").rglob("*.nwb"))
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "soon"])
+def test_timeout_must_be_a_positive_number_of_seconds(value):
+    result = CliRunner().invoke(main, ["ls", "000999", "--timeout", value])
+    assert result.exit_code == 2 and "--timeout" in result.output and "Traceback" not in result.output
 
 
 # -- what a new user sees: help texts, quiet logs, no leftovers (issue 16) ---------------------------------

@@ -193,6 +193,41 @@ def test_encoder_trained_on_other_targets_is_refused(monkeypatch, tmp_path):
     assert "--backbone llava:llava-hf/llava-1.5-7b-hf --preprocessing pad" in msg
 
 
+def test_encoder_targets_must_match_layer_and_random_weights():
+    from neurrator.backbones import TargetSpec
+    from neurrator.preflight import check_encoder_targets
+
+    run = TargetSpec("tiny", -2, 64, 64, "pad|resize=112", "random:seed=1")
+    check_encoder_targets(run, run, encoder="ckpt", preprocessing="pad")  # the same targets pass
+    with pytest.raises(NeurratorError, match=r"^ckpt: encoder was trained on hidden state -1 of tiny"):
+        check_encoder_targets(TargetSpec("tiny", -1, 64, 64, "pad|resize=112", "random:seed=1"), run, encoder="ckpt",
+                              preprocessing="pad")
+    with pytest.raises(NeurratorError, match=r"^ckpt: .*random:seed=0.*random:seed=1.*pass --seed 0"):
+        check_encoder_targets(TargetSpec("tiny", -2, 64, 64, "pad|resize=112", "random:seed=0"), run, encoder="ckpt",
+                              preprocessing="pad")
+    with pytest.raises(NeurratorError, match=r"^ckpt: the encoder records no target spec"):
+        check_encoder_targets(None, run, encoder="ckpt", preprocessing="pad")
+    # real weights are named by where they were found: another folder holding the same model is not refused
+    llava = TargetSpec("llava:x", -2, 576, 1024, "pad", "/home/a/models/llava")
+    check_encoder_targets(llava, TargetSpec("llava:x", -2, 576, 1024, "pad", "/scratch/b/llava"), encoder="ckpt",
+                          preprocessing="pad")
+
+
+def test_encoder_must_know_the_sessions_units_and_frames():
+    from neurrator.preflight import check_encoder_session
+
+    enc = types.SimpleNamespace(unit_ids=np.arange(10, 20), holdout_frames=np.array([0, 5, 299]))
+    check_encoder_session(enc, np.array([10, 12, 19]), 300, encoder="ckpt")  # a subset of its units is fine
+    with pytest.raises(NeurratorError, match=r"^ckpt: none of the session's 3 units are among the encoder's 10 "
+                                             r"training units \(unit ids 1, 2, 3\)"):
+        check_encoder_session(enc, np.array([1, 2, 3]), 300, encoder="ckpt")
+    with pytest.raises(NeurratorError, match=r"^ckpt: 7 of the session's 9 units are not among .*ids 1, 2, 3, 4, 5, "
+                                             r"\.\.\.\)"):
+        check_encoder_session(enc, np.array([10, 11, 1, 2, 3, 4, 5, 6, 7]), 300, encoder="ckpt")
+    with pytest.raises(NeurratorError, match=r"held-out frames go up to 299, but the movie has 120 frames"):
+        check_encoder_session(enc, np.array([10]), 120, encoder="ckpt")
+
+
 # -- output folders ----------------------------------------------------------------------------------
 
 

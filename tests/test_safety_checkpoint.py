@@ -196,6 +196,15 @@ def test_huge_json_is_refused_before_reading(folder, monkeypatch):
     (lambda m: m["target_spec"].update(dim=1024), ("target_spec", "does not match")),
     (lambda m: m.update(holdout_frames=[-1]), ("holdout_frames",)),
     (lambda m: m.update(seed="0; rm -rf"), ("seed",)),
+    (lambda m: m.update(unit_ids=[]), ("0 unit ids",)),
+    (lambda m: m.pop("target_spec"), ("no target_spec",)),
+    (lambda m: m.update(target_spec=None), ("no target_spec",)),
+    (lambda m: m["target_spec"].update(layer="-2"), ("target_spec layer", "not an integer")),
+    (lambda m: m["target_spec"].update(layer=10**9), ("not a hidden-state index",)),
+    (lambda m: m["target_spec"].update(backbone_id=["tiny"]), ("backbone_id", "not a string")),
+    (lambda m: m["target_spec"].update(weights=7), ("weights", "not a string")),
+    (lambda m: m["target_spec"].pop("preprocessing"), ("preprocessing",)),
+    (lambda m: m.update(stimulus={"x": 1}), ("stimulus",)),
 ])
 def test_lying_metadata_is_refused(folder, change, words, no_tensor_load):
     meta = json.loads((folder / "metadata.json").read_text())
@@ -258,4 +267,18 @@ def test_nwb_encoder_with_lying_config_is_refused(trained, tmp_path, no_tensor_l
         del group["config"]
         group.create_dataset("config", data=json.dumps(config), dtype=h5py.string_dtype())
     with pytest.raises(NeurratorError, match=f"^{p}: encoder config n_latents=10000000 is outside"):
+        load_encoder_nwb(p)
+
+
+@pytest.mark.parametrize("attr, value", [("backbone_layer", -1), ("backbone_id", "llava"), ("dim", 1024)])
+def test_nwb_encoder_whose_attributes_disagree_with_its_metadata_is_refused(trained, tmp_path, no_tensor_load,
+                                                                           attr, value):
+    import h5py
+
+    p = _encoder_nwb(tmp_path / "derived.nwb", trained)
+    with h5py.File(p, "r+") as f:
+        (name,) = [k for k in f["processing/neurrator"] if f["processing/neurrator"][k].attrs.get("neurodata_type")
+                   == "EncoderCheckpoint"]
+        f["processing/neurrator"][name].attrs[attr] = value
+    with pytest.raises(NeurratorError, match=f"^{p}: EncoderCheckpoint {attr}=.* disagrees with its metadata"):
         load_encoder_nwb(p)

@@ -176,3 +176,125 @@ def test_unreachable_dandi_api_is_a_clear_error(tmp_path):
         list_assets("000999", api_url=api, backoff=0.01)
     with pytest.raises(NeurratorError, match="network failure while resolving the DANDI asset"):
         load_session("dandi://000999/sub-1/sub-1_ses-1.nwb", api_url=api, cache_dir=tmp_path, backoff=0.01)
+
+
+# -- answers that lie, pages instead of files, servers that hang (issue 18) --------------------------------
+
+
+def _resolved_then(standin, tmp_path, mode: str) -> tuple[str, Path]:
+    """The size probe answered honestly (cached in the index); then every file request misbehaves."""
+    from neurrator.sources import resolve_source
+
+    url, cache = standin.url_for(ASSET), tmp_path / "c"
+    resolve_source(url, cache_dir=cache)
+    standin.reset_counters()
+    standin.fail_always(True, mode=mode)
+    return url, cache
+
+
+def _one_line(err: pytest.ExceptionInfo, url: str) -> str:
+    text = str(err.value)
+    assert text.startswith(url) and "\n" not in text
+    return text
+
+
+def test_shifted_range_is_refused_naming_both_ranges_and_not_retried(standin, bigfile, tmp_path):
+    before = hashlib.sha256(bigfile.read_bytes()).hexdigest()
+    url, cache = _resolved_then(standin, tmp_path, "shift")
+    with pytest.raises(NeurratorError, match="returned bytes") as ei:
+        load_session(url, cache_dir=cache, retries=3, backoff=0.01)
+    text = _one_line(ei, url)
+    import re
+
+    got0, got1, ask0, ask1 = map(int, re.search(r"returned bytes (\d+)-(\d+) when bytes (\d+)-(\d+) were asked",
+                                                 text).groups())
+    assert (got0 - ask0, got1 - ask1) == (1000, 1000)
+    assert "not an HDF5 file" not in text
+    assert standin.file_requests == 1  # refused at once: retrying a lying server does not help
+    assert not [p for p in (cache / "blocks").rglob("*") if p.is_file()]  # nothing of the shifted bytes cached
+    assert hashlib.sha256(bigfile.read_bytes()).hexdigest() == before
+
+
+def test_shifted_range_at_the_size_probe(standin, tmp_path):
+    standin.fail_always(True, mode="shift")
+    url = standin.url_for(ASSET)
+    with pytest.raises(NeurratorError, match="returned bytes 1000-1000 when bytes 0-0 were asked for") as ei:
+        load_session(url, cache_dir=tmp_path, backoff=0.01)
+    _one_line(ei, url)
+
+
+@pytest.mark.parametrize("probe", [True, False], ids=["at-probe", "while-reading"])
+def test_html_page_with_status_200_is_reported_as_such(standin, tmp_path, probe):
+    if probe:
+        url, cache = standin.url_for(ASSET), tmp_path / "c"
+        standin.fail_always(True, mode="html")
+    else:
+        url, cache = _resolved_then(standin, tmp_path, "html")
+    with pytest.raises(NeurratorError, match="returned an HTML page") as ei:
+        load_session(url, cache_dir=cache, retries=3, backoff=0.01)
+    text = _one_line(ei, url)
+    assert "Range" not in text and "HDF5" not in text
+    assert standin.file_requests == 1
+
+
+@pytest.mark.parametrize("probe", [True, False], ids=["at-probe", "while-reading"])
+def test_server_ignoring_range_is_refused_at_once(standin, tmp_path, probe):
+    if probe:
+        url, cache = standin.url_for(ASSET), tmp_path / "c"
+        standin.fail_always(True, mode="ignore-range")
+    else:
+        url, cache = _resolved_then(standin, tmp_path, "ignore-range")
+    with pytest.raises(NeurratorError, match="does not support HTTP Range|ignored the Range header") as ei:
+        load_session(url, cache_dir=cache, retries=3, backoff=0.01)
+    _one_line(ei, url)
+    assert standin.file_requests == 1
+
+
+@pytest.mark.parametrize("probe", [True, False], ids=["at-probe", "while-reading"])
+def test_hanging_server_gives_up_after_the_timeout_once(standin, tmp_path, probe):
+    import time
+
+    if probe:
+        url, cache = standin.url_for(ASSET), tmp_path / "c"
+        standin.fail_always(True, mode="hang")
+    else:
+        url, cache = _resolved_then(standin, tmp_path, "hang")
+    t0 = time.monotonic()
+    with pytest.raises(NeurratorError, match=r"no answer from the server within 1 s .*--timeout") as ei:
+        load_session(url, cache_dir=cache, retries=4, backoff=0.01, timeout=1.0)
+    elapsed = time.monotonic() - t0
+    _one_line(ei, url)
+    assert 0.9 < elapsed < 6, elapsed  # one timeout, not one per retry
+    assert standin.file_requests == 1
+
+
+def test_hanging_dandi_api_gives_up_after_the_timeout(standin, tmp_path):
+    import time
+
+    standin.hang_api(True)
+    t0 = time.monotonic()
+    with pytest.raises(NeurratorError, match=r"within 1 s while resolving the DANDI asset"):
+        load_session(standin.dandi_url(ASSET), api_url=standin.api_url, cache_dir=tmp_path, timeout=1.0)
+    with pytest.raises(NeurratorError, match=r"^dandi://000999: no answer .* within 1 s while listing assets"):
+        list_assets("000999", api_url=standin.api_url, timeout=1.0)
+    assert time.monotonic() - t0 < 8
+
+
+def test_range_checks_accept_honest_answers():
+    from neurrator.httpfile import check_range_response
+
+    ok = {"Content-Range": "bytes 10-19/100", "Content-Type": "application/octet-stream"}
+    check_range_response(206, ok, b"\x00" * 10, url="u", start=10, end=19, size=100)
+    check_range_response(206, {"Content-Range": "bytes 10-19/*"}, b"x", url="u", start=10, end=19, size=100)
+    check_range_response(200, {}, b"\x89HDF\r\n", url="u", start=0, end=99, size=100)  # whole small file
+    for status, headers, why in [
+        (206, {"Content-Range": "bytes 10-19/101"}, "file has 101 bytes"),
+        (206, {}, "without a valid Content-Range"),
+        (206, {"Content-Range": "bytes 11-20/100"}, "returned bytes 11-20 when bytes 10-19"),
+        (403, {}, "refuses access"),
+        (416, {}, "outside the file"),
+    ]:
+        with pytest.raises(Exception, match=why):
+            check_range_response(status, headers, b"", url="u", start=10, end=19, size=100)
+    with pytest.raises(OSError, match="HTTP 503"):  # transient: retried by the caller
+        check_range_response(503, {}, b"", url="u", start=10, end=19, size=100)

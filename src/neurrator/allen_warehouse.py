@@ -20,6 +20,7 @@ import urllib.request
 from urllib.parse import quote
 
 from neurrator.errors import NeurratorError
+from neurrator.httpfile import DEFAULT_TIMEOUT_S, timeout_message
 
 __all__ = [
     "DEFAULT_WAREHOUSE",
@@ -62,12 +63,14 @@ def _get_json(url: str, *, timeout: float) -> dict:
             return json.loads(resp.read().decode())
     except (urllib.error.URLError, OSError, ValueError) as err:
         reason = getattr(err, "reason", err)
+        if isinstance(reason, TimeoutError):
+            raise NeurratorError(url.split("?")[0], timeout_message(timeout, "querying the Allen warehouse")) from err
         raise NeurratorError(url.split("?")[0], f"Allen warehouse query failed: {reason}") from err
 
 
 def list_stimulus_templates(
     *, api_url: str | None = None, product_id: int = ECEPHYS_PRODUCT_ID, page_size: int = 5000,
-    timeout: float = 30.0,
+    timeout: float = DEFAULT_TIMEOUT_S,
 ) -> list[dict]:
     """All stimulus-template records, each with ``path``, ``download_link`` (absolute) and
     ``movie_number`` / ``scene_number`` (int, or None when the path names neither).
@@ -104,7 +107,7 @@ def list_stimulus_templates(
     return out
 
 
-def movie_download_url(number: int, *, api_url: str | None = None, timeout: float = 30.0) -> str:
+def movie_download_url(number: int, *, api_url: str | None = None, timeout: float = DEFAULT_TIMEOUT_S) -> str:
     """Download URL of ``natural_movie_<number>`` (exactly one record must match, as in AllenSDK)."""
     rows = [r for r in list_stimulus_templates(api_url=api_url, timeout=timeout) if r["movie_number"] == number]
     if len(rows) != 1:
@@ -113,7 +116,7 @@ def movie_download_url(number: int, *, api_url: str | None = None, timeout: floa
     return rows[0]["download_link"]
 
 
-def scene_download_urls(*, api_url: str | None = None, timeout: float = 30.0) -> dict[int, str]:
+def scene_download_urls(*, api_url: str | None = None, timeout: float = DEFAULT_TIMEOUT_S) -> dict[int, str]:
     """Image index -> download URL of the natural-scene templates (``<n>.tiff``)."""
     return {r["scene_number"]: r["download_link"] for r in list_stimulus_templates(api_url=api_url, timeout=timeout)
             if r["scene_number"] is not None}

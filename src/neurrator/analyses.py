@@ -103,7 +103,7 @@ def neurrate_session(*, responses, trained, binned, split, targets: np.ndarray, 
     sae, concepts
         The validating SAE and its concept names (named from training frames only).
     units
-        `neurrator.session.Units` (region, cell type per row of ``binned.counts``).
+        `neurrator.units_table.Units` (region, cell type per row of ``binned.counts``).
     narrate, embed
         The narrator (patches -> texts) and the sentence embedder (texts -> unit-norm rows).
     subset_results

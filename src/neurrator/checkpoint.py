@@ -229,6 +229,25 @@ def load_encoder_nwb(path: str | os.PathLike, *, device: str | torch.device = "c
         if not isinstance(config, dict):
             raise NeurratorError(path, "EncoderCheckpoint config is not a JSON object")
         meta = config.pop("metadata", {})
+        _check_nwb_attributes(ckpt, meta, source=str(path))
         payload = CheckpointPayload(str(ckpt.architecture), json.dumps(config), weights, str(ckpt.weights.sha256),
                                     json.dumps(meta))
         return trained_from_payload(payload, device=device, source=str(path))
+
+
+def _check_nwb_attributes(ckpt, meta: Any, *, source: str) -> None:
+    """The EncoderCheckpoint's typed attributes (what pynwb users read) must say what its metadata says."""
+    spec = meta.get("target_spec") if isinstance(meta, dict) else None
+    if not isinstance(spec, dict):
+        return  # check_metadata refuses it with the reason
+    pairs = {"backbone_id": ckpt.backbone_id, "layer": ckpt.backbone_layer, "n_patches": ckpt.n_patches,
+             "dim": ckpt.dim, "preprocessing": ckpt.preprocessing}
+    for key, attr in pairs.items():
+        want = spec.get(key)
+        got = attr.item() if hasattr(attr, "item") else attr
+        if isinstance(got, bytes):
+            got = got.decode()
+        if want is not None and got != want:
+            attr_name = "backbone_layer" if key == "layer" else key
+            raise NeurratorError(source, f"EncoderCheckpoint {attr_name}={got!r} disagrees with its metadata's "
+                                 f"target_spec {key}={want!r}: the file is inconsistent (edited?)")

@@ -161,24 +161,45 @@ def check_safetensors_header(head: bytes, total_size: int, state: dict, *, sourc
         raise NeurratorError(source, f"weights file is {total_size} bytes; its header describes {8 + n + pos}")
 
 
+_SPEC_TYPES = {"backbone_id": str, "layer": int, "n_patches": int, "dim": int, "preprocessing": str, "weights": str}
+
+
+def _check_target_spec(spec: Any, enc, *, source: str) -> None:
+    if spec is None:
+        raise NeurratorError(source, "checkpoint metadata has no target_spec: which backbone's patch tokens the "
+                             "encoder predicts is unknown, so it cannot be checked or written back; retrain it")
+    if not isinstance(spec, dict):
+        raise NeurratorError(source, "metadata target_spec is not a JSON object")
+    for key, kind in _SPEC_TYPES.items():
+        v = spec.get(key, "" if key == "weights" else None)
+        if isinstance(v, bool) or not isinstance(v, kind):
+            what = "an integer" if kind is int else "a string"
+            raise NeurratorError(source, f"metadata target_spec {key}={v!r} is not {what}")
+    if not spec["backbone_id"].strip():
+        raise NeurratorError(source, "metadata target_spec backbone_id is empty")
+    if not -1024 <= spec["layer"] <= 1024:
+        raise NeurratorError(source, f"metadata target_spec layer={spec['layer']} is not a hidden-state index")
+    if spec["n_patches"] != enc.n_patches or spec["dim"] != enc.dim:
+        raise NeurratorError(source, f"metadata target_spec ({spec['n_patches']} x {spec['dim']}) does "
+                             f"not match the encoder config ({enc.n_patches} x {enc.dim})")
+
+
 def check_metadata(meta: Any, enc, *, source: str) -> None:
-    """metadata.json's claims must agree with the config: unit ids, target widths, holdout frames, types."""
+    """metadata.json's claims must agree with the config: unit ids, target spec, holdout frames, types.
+
+    The unit ids and the target spec are required: without them an encoder cannot be matched to a
+    session's units or to a backbone (`neurrator.preflight.check_encoder_session` does that next).
+    """
     if not isinstance(meta, dict):
         raise NeurratorError(source, "checkpoint metadata is not a JSON object")
     ids = meta.get("unit_ids", [])
     if not isinstance(ids, list) or not all(isinstance(u, int) and not isinstance(u, bool) for u in ids):
         raise NeurratorError(source, "metadata unit_ids is not a list of integers")
-    if ids and len(ids) != enc.n_units:
+    if len(ids) != enc.n_units:
         raise NeurratorError(source, f"metadata lists {len(ids)} unit ids; the encoder config has {enc.n_units} units")
-    if ids and len(set(ids)) != len(ids):
+    if len(set(ids)) != len(ids):
         raise NeurratorError(source, "metadata unit_ids has duplicates")
-    spec = meta.get("target_spec")
-    if spec is not None:
-        if not isinstance(spec, dict):
-            raise NeurratorError(source, "metadata target_spec is not a JSON object")
-        if spec.get("n_patches") != enc.n_patches or spec.get("dim") != enc.dim:
-            raise NeurratorError(source, f"metadata target_spec ({spec.get('n_patches')} x {spec.get('dim')}) does "
-                                 f"not match the encoder config ({enc.n_patches} x {enc.dim})")
+    _check_target_spec(meta.get("target_spec"), enc, source=source)
     hold = meta.get("holdout_frames", [])
     if not isinstance(hold, list) or not all(isinstance(f, int) and not isinstance(f, bool) and f >= 0 for f in hold):
         raise NeurratorError(source, "metadata holdout_frames is not a list of non-negative integers")
@@ -186,5 +207,8 @@ def check_metadata(meta: Any, enc, *, source: str) -> None:
         v = meta.get(key, 0)
         if isinstance(v, bool) or not isinstance(v, int):
             raise NeurratorError(source, f"metadata {key}={v!r} is not an integer")
+    stim = meta.get("stimulus")
+    if stim is not None and not isinstance(stim, str):
+        raise NeurratorError(source, f"metadata stimulus={stim!r} is not a string")
     if not isinstance(meta.get("history", []), list) or not isinstance(meta.get("extra", {}), dict):
         raise NeurratorError(source, "metadata history must be a list and extra an object")

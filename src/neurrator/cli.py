@@ -150,6 +150,14 @@ _D = _defaults()
 _POSITIVE = click.IntRange(min=1)
 # numpy's and torch's generators take seeds in [0, 2**32); check up front, not after reading the session.
 _SEED = click.IntRange(0, 2**32 - 1)
+_SECONDS = click.FloatRange(min=0, min_open=True)
+TIMEOUT_HELP = ("Seconds to wait for a server to connect or send the next bytes (streamed files, the DANDI API, "
+                "movie downloads); a timeout ends the run, it is not retried.")
+
+
+def timeout_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--timeout", type=_SECONDS, default=_D.timeout, show_default=True, metavar="SECONDS",
+                        help=TIMEOUT_HELP)(func)
 
 
 def narrate_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -189,6 +197,7 @@ def narrate_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--no-neurration", is_flag=True, default=False,
                      help="Skip the single-neuron, group and scaling analyses (decode and narrate subsets only)."),
         click.option("--cache-dir", type=click.Path(), default=None, help="Cache for targets and streamed files."),
+        timeout_option,
     ]
     for option in reversed(options):
         func = option(func)
@@ -298,12 +307,13 @@ def simulate(out: str, units: int | None, repeats: int | None, seed: int, movie_
 
 @main.command(name="ls", short_help="List a dandiset's NWB assets with their sizes.")
 @click.argument("dandiset")
+@timeout_option
 @common
-def ls_command(dandiset: str, progress: bool) -> None:
+def ls_command(dandiset: str, timeout: float, progress: bool) -> None:
     """List a dandiset's NWB assets with sizes (DANDISET: dandi://000021[@VERSION] or 000021)."""
     from neurrator.sources import list_assets
 
-    for asset in list_assets(dandiset):
+    for asset in list_assets(dandiset, timeout=timeout):
         click.echo(f"{asset.size:>15,d}  {asset.path}")
 
 

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from neurrator.httpfile import DEFAULT_TIMEOUT_S
 from neurrator.subsets import SubsetPlan
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -394,6 +395,9 @@ class NarrateConfig:
         The single-neuron, group and scaling analyses (`AnalysisConfig`).
     cache_dir
         Where targets and streamed files are cached (default: ``~/.cache/neurrator``).
+    timeout
+        Seconds to wait for a server to connect or send the next bytes (streamed files, the DANDI API,
+        movie downloads); a timeout is final, not retried (`neurrator.httpfile`).
     progress
         Show progress bars.
     """
@@ -426,6 +430,7 @@ class NarrateConfig:
         population_sizes=(1, 3, 10, 30, 100, 300, 1000, 3000), draws_per_size=2, single_units=2))
     analyses: AnalysisConfig = field(default_factory=AnalysisConfig)
     cache_dir: str | None = None
+    timeout: float = DEFAULT_TIMEOUT_S
     progress: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -443,6 +448,8 @@ class NarrateConfig:
             raise ValueError(f"stimulus_kind must be one of {', '.join(STIMULUS_KINDS)}, not {self.stimulus_kind!r}")
         if self.image_window_s <= 0 or self.image_latency_s < 0:
             raise ValueError("image_window_s must be > 0 and image_latency_s >= 0")
+        if not self.timeout > 0:
+            raise ValueError(f"timeout must be > 0 seconds, not {self.timeout!r}")
         if self.n_val_images < 1 or self.n_test_images < 1:
             raise ValueError("n_val_images and n_test_images must be >= 1")
         if self.stimulus_kind == "natural_scenes" and self.stimulus == "natural_movie_one":

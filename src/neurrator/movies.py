@@ -291,6 +291,7 @@ def fetch_movie(
     allow_unverified: bool = False,
     progress: bool = False,
     offline: bool | None = None,
+    timeout: float | None = None,
 ) -> FetchedMovie:
     """A registered movie from ``cache_dir``, downloaded there once (pooch) when missing.
 
@@ -298,7 +299,9 @@ def fetch_movie(
     (`neurrator.allen_warehouse.movie_download_url`). A pinned ``sha256`` is verified; without one, an
     entry with ``trust_on_first_use`` records the first download's hash in ``<file>.sha256`` and checks
     later uses against it; other entries are refused (the message prints the hash) unless
-    ``allow_unverified``. ``offline`` (default ``$NEURRATOR_OFFLINE``) never touches the network.
+    ``allow_unverified``. ``offline`` (default ``$NEURRATOR_OFFLINE``) never touches the network;
+    ``timeout`` (default `neurrator.httpfile.DEFAULT_TIMEOUT_S`) is how long the warehouse and the
+    download may go silent.
 
     Raises
     ------
@@ -350,22 +353,30 @@ def fetch_movie(
 
     if offline:
         raise NeurratorError(name, f"offline ($NEURRATOR_OFFLINE) and not in the cache; {_by_hand(entry, target)}")
+    from neurrator.httpfile import DEFAULT_TIMEOUT_S, is_timeout, timeout_message
+
+    timeout = DEFAULT_TIMEOUT_S if timeout is None else float(timeout)
     url = entry.url
     if url is None:
         from neurrator.allen_warehouse import movie_download_url
 
         try:
-            url = movie_download_url(int(entry.allen_movie_number))
+            url = movie_download_url(int(entry.allen_movie_number), timeout=timeout)
         except NeurratorError as err:
             raise NeurratorError(name, f"{err.message}; {_by_hand(entry, target)}") from err
     import pooch
 
+    # pooch's HTTP downloader passes ``timeout`` to requests (connect and between bytes)
+    downloader = pooch.HTTPDownloader(progressbar=progress, timeout=timeout) if url.startswith("http") else None
     try:
         path = Path(pooch.retrieve(url=url, known_hash=None if pinned is None else f"sha256:{pinned}",
-                                   fname=target.name, path=cache, progressbar=progress))
+                                   fname=target.name, path=cache, progressbar=progress, downloader=downloader))
     except ValueError as err:  # pooch: hash mismatch (the bad download is removed by pooch)
         raise NeurratorError(url, f"checksum mismatch for {name}: {err}".splitlines()[0]) from err
     except Exception as err:  # noqa: BLE001 - network errors of every kind become one clear line
+        if is_timeout(err):
+            raise NeurratorError(url, f"{timeout_message(timeout, f'downloading movie {name}')}; "
+                                      f"{_by_hand(entry, target)}") from err
         raise NeurratorError(url, f"cannot download movie {name}: {type(err).__name__}: {err}; "
                                   f"{_by_hand(entry, target)}") from err
     digest = _sha256(path)
@@ -414,6 +425,7 @@ def resolve_frames(
     label: str,
     fetch: bool = True,
     cache_dir: str | Path | None = None,
+    timeout: float | None = None,
 ) -> tuple[np.ndarray | None, str, float | None]:
     """Frames for ``stimulus``: template -> ``movie`` -> registry. Returns (frames, source, rate).
 
@@ -430,7 +442,7 @@ def resolve_frames(
     reg = _registry() if fetch else {}
     if stimulus in reg:
         try:
-            got = fetch_movie(stimulus, cache_dir=cache_dir)
+            got = fetch_movie(stimulus, cache_dir=cache_dir, timeout=timeout)
         except NeurratorError as err:
             _FETCH_ERRORS[stimulus] = err.message
             log.warning("%s: no frames for %s: %s", label, stimulus, err.message)

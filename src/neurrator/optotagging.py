@@ -75,7 +75,7 @@ def tag_units(
     Parameters
     ----------
     spike_times, offsets
-        Concatenated sorted spike times (S,) and (N+1,) offsets, as in `neurrator.session.Units`.
+        Concatenated sorted spike times (S,) and (N+1,) offsets, as in `neurrator.units_table.Units`.
     pulse_onsets
         (n_pulses,) onset times of the brief pulses, seconds.
     window, baseline

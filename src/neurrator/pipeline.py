@@ -70,7 +70,7 @@ def narrate_session(source: str | Path, *, out: Path, config: NarrateConfig = Na
     """
     from neurrator.movies import require_frames
     from neurrator.nwb_out import check_writable_dir, remove_stale_temporaries
-    from neurrator.preflight import CreatedDirs, check_split, load_models, outline_nwbfile
+    from neurrator.preflight import CreatedDirs, check_encoder_session, check_split, load_models, outline_nwbfile
     from neurrator.session import read_session
     from neurrator.sources import open_source, source_label
 
@@ -87,7 +87,7 @@ def narrate_session(source: str | Path, *, out: Path, config: NarrateConfig = Na
         remove_stale_temporaries(out_dir)
         label = source_label(source)
         # Everything that can fail without the data fails first: the split, every model the run needs.
-        with open_source(source, cache_dir=config.cache_path) as nwbfile:
+        with open_source(source, cache_dir=config.cache_path, timeout=config.timeout) as nwbfile:
             outline = outline_nwbfile(nwbfile, stimulus=config.stimulus, label=label)
             check_split(outline.n_repeats, n_val=config.n_val_repeats, n_test=config.n_test_repeats, source=label)
             models = load_models(config, device=device, needs_reference=not outline.has_captions)
@@ -95,8 +95,10 @@ def narrate_session(source: str | Path, *, out: Path, config: NarrateConfig = Na
             log.info("reading %s", source)
             session = read_session(nwbfile, source=source, path_label=label, stimulus=config.stimulus,
                                    movie=config.movie, quality_filter=config.quality_filter,
-                                   movie_cache_dir=config.cache_path / "movies")
+                                   movie_cache_dir=config.cache_path / "movies", timeout=config.timeout)
         require_frames(session)
+        if models.trained is not None:  # a reused encoder must know these units and frames
+            check_encoder_session(models.trained, session.units.ids, len(session.frames), encoder=config.encoder)
         if len(session.units.ids) == 0:
             raise NeurratorError(session.path_label, "no units left to decode from (after the quality filter: "
                                  "try --no-quality-filter)")

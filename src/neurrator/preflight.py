@@ -254,6 +254,53 @@ def _check_width(dim: int | None, backbone, *, option: str, reason: str = "") ->
                          f"use {flag} tiny with --backbone tiny, or {flag} llava with --backbone llava")
 
 
+def check_encoder_targets(got, spec, *, encoder: str | Path, preprocessing: str) -> None:
+    """A reused encoder must predict exactly the targets this run's backbone gives (``--encoder`` named).
+
+    Compared: backbone id, hidden-state layer, patch count, width, preprocessing and, for backbones
+    with seeded random weights (``tiny``), the seed: other seeds give other targets.
+    """
+    if got is None:  # check_metadata refuses this when the file is read; kept for TrainedEncoders built in code
+        raise NeurratorError(encoder, "the encoder records no target spec: it cannot be checked against --backbone")
+    mode = "pad" if str(got.preprocessing).startswith("pad") else "crop"
+    if (got.backbone_id, got.preprocessing, int(got.n_patches), int(got.dim)) != (
+            spec.backbone_id, spec.preprocessing, int(spec.n_patches), int(spec.dim)):
+        raise NeurratorError(encoder, f"encoder was trained on {got.backbone_id} targets "
+                             f"({got.n_patches} x {got.dim}, {mode}), not on {spec.backbone_id} targets "
+                             f"({spec.n_patches} x {spec.dim}, {preprocessing}): pass --backbone "
+                             f"{got.backbone_id} --preprocessing {mode}, or train a new encoder (no --encoder)")
+    if int(got.layer) != int(spec.layer):
+        raise NeurratorError(encoder, f"encoder was trained on hidden state {got.layer} of {got.backbone_id}; this "
+                             f"backbone gives hidden state {spec.layer}: train a new encoder (no --encoder)")
+    seeded = str(got.weights).startswith("random:") and str(spec.weights).startswith("random:")
+    if seeded and got.weights != spec.weights:
+        seed = str(got.weights).rpartition("=")[2]
+        raise NeurratorError(encoder, f"encoder was trained on {got.backbone_id} targets from weights "
+                             f"{got.weights}, this run's backbone has {spec.weights} (other random weights, other "
+                             f"targets): pass --seed {seed}, or train a new encoder (no --encoder)")
+
+
+def check_encoder_session(trained, unit_ids: np.ndarray, n_frames: int | None, *, encoder: str | Path) -> None:
+    """A reused encoder must know every unit the run decodes and its held-out frames must exist.
+
+    Called right after the session is read, before binning, targets or decoding.
+    """
+    known = {int(u) for u in np.asarray(trained.unit_ids).ravel()}
+    ids = [int(u) for u in np.asarray(unit_ids).ravel()]
+    unknown = [u for u in ids if u not in known]
+    if unknown:
+        some = ", ".join(str(u) for u in unknown[:5]) + (", ..." if len(unknown) > 5 else "")
+        lead = (f"none of the session's {len(ids)} units are" if len(unknown) == len(ids)
+                else f"{len(unknown)} of the session's {len(ids)} units are not")
+        raise NeurratorError(encoder, f"{lead} among the encoder's {len(known)} training units "
+                             f"(unit ids {some}); an encoder decodes only units it was trained with: use the session "
+                             "(and quality filter) it was trained on, or train a new encoder (no --encoder)")
+    hold = np.asarray(trained.holdout_frames).ravel()
+    if n_frames is not None and hold.size and int(hold.max()) >= n_frames:
+        raise NeurratorError(encoder, f"the encoder's held-out frames go up to {int(hold.max())}, but the movie has "
+                             f"{n_frames} frames: it was trained on another stimulus")
+
+
 def load_models(config, *, device: str, needs_reference: bool | None) -> Models:
     """Load and check every model the run will need, cheapest and most likely to fail first.
 
@@ -289,15 +336,8 @@ def load_models(config, *, device: str, needs_reference: bool | None) -> Models:
     trained = load_encoder(config.encoder, device=device) if config.encoder else None
     backbone = load_backbone(config.backbone, preprocessing=config.preprocessing, device=device, seed=config.seed)
     spec = backbone.spec
-    if trained is not None and trained.target_spec is not None:
-        got = trained.target_spec
-        if (got.backbone_id, got.preprocessing, int(got.n_patches), int(got.dim)) != (
-                spec.backbone_id, spec.preprocessing, int(spec.n_patches), int(spec.dim)):
-            mode = "pad" if str(got.preprocessing).startswith("pad") else "crop"
-            raise NeurratorError(config.encoder, f"encoder was trained on {got.backbone_id} targets "
-                                 f"({got.n_patches} x {got.dim}, {mode}), not on {spec.backbone_id} targets "
-                                 f"({spec.n_patches} x {spec.dim}, {config.preprocessing}): pass --backbone "
-                                 f"{got.backbone_id} --preprocessing {mode}, or train a new encoder (no --encoder)")
+    if trained is not None:
+        check_encoder_targets(trained.target_spec, spec, encoder=config.encoder, preprocessing=config.preprocessing)
 
     generative = config.narrator.partition(":")[0] != "retrieval"
     wants_reference = needs_reference is None or bool(needs_reference)

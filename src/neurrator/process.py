@@ -197,7 +197,7 @@ def process_dandiset(
     check_writable_dir(out)
     remove_stale_temporaries(out)
     report = ProcessReport(prefix)
-    listed = list_assets(prefix)
+    listed = list_assets(prefix, timeout=config.timeout)
     assets = []
     for a in listed:
         reason = classify_asset(a.path)

@@ -6,7 +6,7 @@ conversion errors) into one such line, so no file can cause an "internal error".
 
 Handled explicitly (not refused):
 
-- units without spikes are dropped with a warning (`neurrator.session.read_units`), as long as the table
+- units without spikes are dropped with a warning (`neurrator.units_table.read_units`), as long as the table
   has at most `MAX_UNITS` rows; a table declaring more rows is refused before its columns are read.
 """
 
