@@ -35,6 +35,7 @@ Example
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import re
@@ -48,6 +49,32 @@ __all__ = ["DandiStandin"]
 _TS = "2026-01-01T00:00:00.000000Z"
 FAIL_MODES = ("status", "drop", "shift", "html", "ignore-range", "hang")
 _SHIFT = 1000
+
+
+# The server runs in the test's own process, whose main thread reads the served file through h5py while
+# holding h5py's global lock. A cyclic garbage collection that starts in a server thread runs the
+# finalizers of earlier h5py/hdmf objects, which need that lock: the server thread waits for the client
+# and the client for the server (seen as a read timeout, about one run in 30). While a stand-in runs,
+# automatic cyclic collection is paused; reference counting still frees everything else, and one
+# collection runs on the main thread when the last stand-in stops.
+_GC_LOCK = threading.Lock()
+_GC_PAUSES = [0, True]  # running stand-ins, whether collection was enabled before the first
+
+
+def _pause_cyclic_gc() -> None:
+    with _GC_LOCK:
+        if _GC_PAUSES[0] == 0:
+            _GC_PAUSES[1] = gc.isenabled()
+            gc.disable()
+        _GC_PAUSES[0] += 1
+
+
+def _resume_cyclic_gc() -> None:
+    with _GC_LOCK:
+        _GC_PAUSES[0] -= 1
+        if _GC_PAUSES[0] == 0 and _GC_PAUSES[1]:
+            gc.enable()
+            gc.collect()
 
 
 class _QuietServer(ThreadingHTTPServer):
@@ -121,6 +148,7 @@ class DandiStandin:
         class Handler(_Handler):
             owner = standin
 
+        _pause_cyclic_gc()
         self._server = _QuietServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
@@ -133,6 +161,7 @@ class DandiStandin:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+            _resume_cyclic_gc()
 
     def __enter__(self) -> DandiStandin:
         return self.start()
