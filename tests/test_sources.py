@@ -192,6 +192,14 @@ def _resolved_then(standin, tmp_path, mode: str) -> tuple[str, Path]:
     return url, cache
 
 
+def _misbehaving(standin, tmp_path, mode: str, probe: bool) -> tuple[str, Path]:
+    """Every file request misbehaves in ``mode``, from the size probe on, or only once the probe is cached."""
+    if not probe:
+        return _resolved_then(standin, tmp_path, mode)
+    standin.fail_always(True, mode=mode)
+    return standin.url_for(ASSET), tmp_path / "c"
+
+
 def _one_line(err: pytest.ExceptionInfo, url: str) -> str:
     text = str(err.value)
     assert text.startswith(url) and "\n" not in text
@@ -225,11 +233,7 @@ def test_shifted_range_at_the_size_probe(standin, tmp_path):
 
 @pytest.mark.parametrize("probe", [True, False], ids=["at-probe", "while-reading"])
 def test_html_page_with_status_200_is_reported_as_such(standin, tmp_path, probe):
-    if probe:
-        url, cache = standin.url_for(ASSET), tmp_path / "c"
-        standin.fail_always(True, mode="html")
-    else:
-        url, cache = _resolved_then(standin, tmp_path, "html")
+    url, cache = _misbehaving(standin, tmp_path, "html", probe)
     with pytest.raises(NeurratorError, match="returned an HTML page") as ei:
         load_session(url, cache_dir=cache, retries=3, backoff=0.01)
     text = _one_line(ei, url)
@@ -239,11 +243,7 @@ def test_html_page_with_status_200_is_reported_as_such(standin, tmp_path, probe)
 
 @pytest.mark.parametrize("probe", [True, False], ids=["at-probe", "while-reading"])
 def test_server_ignoring_range_is_refused_at_once(standin, tmp_path, probe):
-    if probe:
-        url, cache = standin.url_for(ASSET), tmp_path / "c"
-        standin.fail_always(True, mode="ignore-range")
-    else:
-        url, cache = _resolved_then(standin, tmp_path, "ignore-range")
+    url, cache = _misbehaving(standin, tmp_path, "ignore-range", probe)
     with pytest.raises(NeurratorError, match="does not support HTTP Range|ignored the Range header") as ei:
         load_session(url, cache_dir=cache, retries=3, backoff=0.01)
     _one_line(ei, url)
@@ -254,11 +254,7 @@ def test_server_ignoring_range_is_refused_at_once(standin, tmp_path, probe):
 def test_hanging_server_gives_up_after_the_timeout_once(standin, tmp_path, probe):
     import time
 
-    if probe:
-        url, cache = standin.url_for(ASSET), tmp_path / "c"
-        standin.fail_always(True, mode="hang")
-    else:
-        url, cache = _resolved_then(standin, tmp_path, "hang")
+    url, cache = _misbehaving(standin, tmp_path, "hang", probe)
     t0 = time.monotonic()
     with pytest.raises(NeurratorError, match=r"no answer from the server within 1 s .*--timeout") as ei:
         load_session(url, cache_dir=cache, retries=4, backoff=0.01, timeout=1.0)

@@ -117,6 +117,15 @@ def _looks_like_html(content_type: str, head: bytes) -> bool:
     return head.lstrip()[:16].lower().startswith(_HTML_START)
 
 
+def _shown_url(url: str, label: str) -> str:
+    """The URL for error messages: "" when the message's label is the URL already (https sources)."""
+    return "" if label == url else url
+
+
+def _at(url: str) -> str:
+    return f" at {url}" if url else ""
+
+
 def check_range_response(status: int, headers, head: bytes, *, url: str, start: int, end: int,
                          size: int | None) -> None:
     """Raise `_Final` unless an answer to ``Range: bytes=start-end`` is the bytes asked for.
@@ -125,7 +134,7 @@ def check_range_response(status: int, headers, head: bytes, *, url: str, start: 
     or None while probing for it; ``url`` is named in the messages (pass "" when the label is the
     URL). A 5xx or other unexpected status raises OSError (retried).
     """
-    at = f" at {url}" if url else ""  # callers pass url="" when the error's label is the URL already
+    at = _at(url)
     ctype = headers.get("Content-Type", "") or ""
     if status == 404:
         raise _Final(f"the server says the file does not exist (HTTP 404){at}")
@@ -165,20 +174,16 @@ def probe_size(url: str, label: str, *, retries: int, backoff: float, timeout: f
     """The file's size from a one-byte Range request (``Content-Range: bytes 0-0/SIZE``)."""
     import requests
 
-    shown = "" if label == url else url
+    shown = _shown_url(url, label)
 
     def probe() -> int:
         r = requests.get(url, headers={"Range": "bytes=0-0"}, timeout=timeout, stream=True)
         try:
-            head = next(r.iter_content(512), b"") if r.status_code == 200 else r.content
-            if r.status_code == 200 and not _looks_like_html(r.headers.get("Content-Type", ""), head):
-                raise _Final("the server does not support HTTP Range requests (HTTP 200 with the whole file)"
-                             f"{' at ' + shown if shown else ''}; download the file first")
+            head = next(r.iter_content(512), b"")
             check_range_response(r.status_code, r.headers, head, url=shown, start=0, end=0, size=None)
             total = _CONTENT_RANGE.match(r.headers["Content-Range"]).group(3)
             if total == "*":
-                raise _Final("the server does not say the file's size (Content-Range bytes 0-0/*)"
-                             f"{' at ' + shown if shown else ''}")
+                raise _Final(f"the server does not say the file's size (Content-Range bytes 0-0/*){_at(shown)}")
             if len(head) != 1:
                 raise OSError(f"short read: got {len(head)} of 1 byte")
             return int(total)
@@ -320,7 +325,7 @@ class CachedHTTPFile(io.RawIOBase):
         start = b0 * self.block_size
         end = min(self.size, (b1 + 1) * self.block_size) - 1
 
-        shown = "" if self.label == self.url else self.url
+        shown = _shown_url(self.url, self.label)
 
         def get() -> bytes:
             self.requests_made += 1

@@ -321,14 +321,15 @@ def load_session(
     >>> s = load_session("sim.nwb")  # doctest: +SKIP
     >>> s.units.ids.shape, s.presentations.frame.shape  # doctest: +SKIP
     """
+    from neurrator.httpfile import DEFAULT_TIMEOUT_S
     from neurrator.sources import open_source, source_label
 
     movie_cache = kwargs.pop("movie_cache_dir", None)
     if movie_cache is None and cache_dir is not None:
         movie_cache = Path(cache_dir) / "movies"
-    net = {} if timeout is None else {"timeout": timeout}
+    timeout = DEFAULT_TIMEOUT_S if timeout is None else timeout
     with open_source(str(source), cache_dir=cache_dir, api_url=api_url, retries=retries, backoff=backoff,
-                     **net) as nwbfile:
+                     timeout=timeout) as nwbfile:
         return read_session(
             nwbfile, source=str(source), path_label=source_label(str(source)), movie_cache_dir=movie_cache,
             timeout=timeout, **kwargs
