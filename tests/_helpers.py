@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 
@@ -20,3 +23,38 @@ def sha256(path: Path) -> str:
 FAST = dict(epochs=2, narrations_per_subset=3, n_val_repeats=1, n_test_repeats=1, population_sizes=(5, 30),
             draws_per_size=1, single_units=1, sae_latents=64, sae_k=4, device="cpu", progress=False)
 FAST_FLAGS = ["--epochs", "2", "--narrations", "3", "--device", "cpu", "--quiet"]
+
+
+def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`neurrator ARGS` as a real subprocess, offline."""
+    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "neurrator", *args], capture_output=True, text=True, timeout=600,
+                          env=full_env)
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> str:
+    """Exit 1, exactly one "Error:" line on stderr holding every needle, no traceback; returns the line."""
+    assert proc.returncode == 1, (proc.returncode, proc.stdout, proc.stderr)
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("Error:")]
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    return lines[0]
+
+
+def dandi_validate(files, tmp_path: Path) -> subprocess.CompletedProcess:
+    """`dandi validate` on a DANDI-style dandiset folder holding ``files`` (each keeps its
+    ``sub-*/<name>`` layout), offline, with its state and cache under ``tmp_path``."""
+    import shutil
+
+    ds = Path(tmp_path) / "000999"
+    for f in files:
+        f = Path(f)
+        (ds / f.parent.name).mkdir(parents=True, exist_ok=True)
+        shutil.copy(f, ds / f.parent.name / f.name)
+    (ds / "dandiset.yaml").write_text("identifier: DANDI:000999\nname: neurrator test\ndescription: test\n")
+    return subprocess.run([str(Path(sys.executable).parent / "dandi"), "validate", str(ds)],
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "DANDI_NO_ET": "1", "XDG_STATE_HOME": str(Path(tmp_path) / "state"),
+                               "XDG_CACHE_HOME": str(Path(tmp_path) / "cache")})

@@ -12,27 +12,10 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from _helpers import FAST_FLAGS, sha256
+from _helpers import FAST_FLAGS, assert_one_line_error, run_cli, sha256
 from click.testing import CliRunner
 
 from neurrator.cli import main
-
-
-def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    """`neurrator ARGS` as a real subprocess, offline."""
-    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "neurrator", *args], capture_output=True, text=True, timeout=600,
-                          env=full_env)
-
-
-def assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> str:
-    assert proc.returncode == 1, (proc.returncode, proc.stdout, proc.stderr)
-    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("Error:")]
-    assert len(lines) == 1, proc.stderr
-    assert "Traceback" not in proc.stderr
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
-    return lines[0]
 
 
 def test_help_lists_every_command():

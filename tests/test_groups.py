@@ -95,6 +95,17 @@ def test_classifier_identifies_groups_and_is_at_chance_on_shuffled_labels():
     assert null.ci_lo[0] < null.chance_level[0] < null.ci_hi[0]
 
 
+def test_without_strata_the_null_permutes_all_labels():
+    """strata=None (e.g. one narration per unit): the labels are permuted across all items, so a real
+    separation is significant and its chance level is 1/C (before, every item was its own permutation
+    stratum, the null equalled the observed value and p was always 1)."""
+    emb, labels, _ = _texts(sep=1.5)
+    out = classify_groups(emb, labels, group_kind="cell_type", n_perm=100, seed=0)
+    assert out.value[0] > 0.9 and out.p[0] < 0.02 and abs(out.chance_level[0] - 1 / 3) < 0.08
+    sep = narration_separation(emb, labels, group_kind="cell_type", n_perm=200, n_boot=100)
+    assert (sep.p < 0.01).all()
+
+
 def test_region_matched_pools_remove_a_region_confound():
     rng = np.random.default_rng(4)
     N = 200

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
-from _helpers import FAST, sha256
+from _helpers import FAST, dandi_validate, sha256
 
 from neurrator.config import NarrateConfig
 from neurrator.pipeline import narrate_session
@@ -122,12 +120,12 @@ def test_demo_neurration_recovers_the_simulated_ground_truth(demo_run):
     assert np.mean(neur["top_concept"].astype(str)[ca1] == "") >= 0.95
     strongest = np.array([truth.strongest_feature[row[int(u)]] for u in ids])
     clear = np.array([bool(truth.clear_strongest[row[int(u)]]) for u in ids])
-    named = clear & (neur["top_concept"].astype(str) != "")
-    # With SAE-named concepts the top concept is the true strongest feature for ~half of the clearly tuned
-    # units that get one (0.49 on the demo; ~14 named concepts, so chance is ~0.07): far above chance, short
-    # of the 70% that benchmarks/bench_neurration.py reaches with the true features as concepts.
-    assert named.sum() >= 10
-    assert np.mean(neur["top_concept"].astype(str)[named] == strongest[named]) >= 0.35
+    top = neur["top_concept"].astype(str)
+    # The issue's acceptance: the top significant concept is the true strongest feature for >= 70% of the
+    # clearly tuned units, counting units without a significant concept as misses (0.80 on the demo, 0.89
+    # of those that get one; 17 concepts, so chance is ~0.06).
+    assert clear.sum() >= 50
+    assert np.mean(top[clear] == strongest[clear]) >= 0.7
     cos = scaling[scaling["metric"] == "centred_patch_cosine"]
     assert not np.isfinite(cos[cos["region"] == "CA1"]["crossing_n"]).any()
     assert np.isfinite(cos[cos["region"] == "VISp"]["crossing_n"]).all()
@@ -175,17 +173,8 @@ def test_output_passes_nwbinspector_dandi_config(demo_run):
 
 def test_output_passes_dandi_validate(demo_run, tmp_path):
     """`dandi validate` on a DANDI-style dandiset folder holding the output."""
-    import shutil
-
     _, file, _ = demo_run
-    ds = tmp_path / "000999"
-    (ds / file.parent.name).mkdir(parents=True)
-    shutil.copy(file, ds / file.parent.name / file.name)
-    (ds / "dandiset.yaml").write_text("identifier: DANDI:000999\nname: neurrator test\ndescription: test\n")
-    proc = subprocess.run([str(Path(sys.executable).parent / "dandi"), "validate", str(ds)],
-                          capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "DANDI_NO_ET": "1", "XDG_STATE_HOME": str(tmp_path / "state"),
-                               "XDG_CACHE_HOME": str(tmp_path / "cache")})
+    proc = dandi_validate([file], tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "ERROR" not in proc.stdout
 

@@ -7,8 +7,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from neurrator.concepts import (
+    Concepts,
+    content_words,
+    name_concepts,
+    name_concepts_correlation,
+    top_frames_separated,
+)
 from neurrator.errors import NeurratorError
-from neurrator.concepts import Concepts, content_words, name_concepts, top_frames_separated
 from neurrator.sae import (
     SAEConfig,
     SparseAutoencoder,
@@ -21,7 +27,6 @@ from neurrator.sae import (
     save_sae,
     train_sae,
 )
-
 
 
 def _sparse_data(n: int = 8000, d: int = 32, m: int = 64, active: int = 3, seed: int = 0):
@@ -176,6 +181,34 @@ def test_name_concepts_on_constructed_frames():
     assert name_concepts(lat, texts, top_frames=8, min_separation=0, vocabulary=["car"]).names[:2] == ["", "car"]
 
 
+def test_name_concepts_correlation_on_constructed_frames():
+    # "tree" and "car" are balanced and independent (r = 0 between them by construction): latent 0
+    # follows "tree", latent 1 "car", latent 2 never fires, latent 3 fires everywhere equally (r = 0 with
+    # every word), latent 4 fires on 2 frames only (rare), latent 5 follows "tree" weakly under noise
+    f = np.arange(80)
+    has_tree, has_car = f % 4 < 2, f % 2 == 0
+    texts = [" ".join(["a", "tree" if t else "", "car" if c else "", "road"]) for t, c in zip(has_tree, has_car)]
+    lat = np.zeros((80, 6))
+    lat[:, 0] = has_tree * 1.5
+    lat[:, 1] = has_car * 1.5 + 0.1
+    lat[:, 3] = 1.0
+    lat[:2, 4] = 1.0
+    lat[:, 5] = 1.0 + 0.05 * has_tree + np.random.default_rng(0).normal(0, 0.5, 80).clip(-0.9, 0.9)
+    c = name_concepts_correlation(lat, texts)
+    assert c.names == ["tree", "car", "", "", "", ""]
+    assert c.methods[:2] == ["caption-correlation:pearson:r>=0.2"] * 2
+    assert c.methods[2:] == ["unnamed:dead", "unnamed:no-correlated-word", "unnamed:rare",
+                             "unnamed:no-correlated-word"]
+    assert c.scores[0] == pytest.approx(np.corrcoef(lat[:, 0], has_tree)[0, 1])
+    assert c.named() == [0, 1]
+    # the vocabulary restriction removes names outside it; a phrase is matched as whole words
+    assert name_concepts_correlation(lat, texts, vocabulary=["car"]).names[:2] == ["", "car"]
+    assert name_concepts_correlation(lat[:, :1], ["x tree road" if t else "x" for t in has_tree],
+                                     vocabulary=["tree road"]).names == ["tree road"]
+    with pytest.raises(ValueError, match="80 texts"):
+        name_concepts_correlation(lat[:10], texts)
+
+
 def test_frame_latents_shape_and_mean():
     sae = SparseAutoencoder(SAEConfig(d_in=6, n_latents=10, k=2))
     p = torch.randn(3, 5, 6)
@@ -191,9 +224,11 @@ def _auc(score: np.ndarray, label: np.ndarray) -> float:
     return float((pos[:, None] > neg[None]).mean() + 0.5 * (pos[:, None] == neg[None]).mean())
 
 
-def test_concept_names_on_simulated_movie_match_ground_truth():
-    """Named latents on the simulated movie come from its caption vocabulary, the named feature is present
-    (per the simulator's ground truth) in most of the latent's top frames, and on an independent movie of
+@pytest.mark.parametrize("method", ["log-odds", "correlation"])
+def test_concept_names_on_simulated_movie_match_ground_truth(method):
+    """Named latents on the simulated movie come from its caption vocabulary, the name agrees with the
+    simulator's ground truth in sample (log-odds: the feature is present in most of the latent's top
+    frames; correlation: the activation correlates with the feature's presence), and on an independent movie of
     the same simulator the latent's activation predicts the named feature (AUC), far more often than it
     predicts a randomly assigned feature."""
     from neurrator.backbones import load_backbone
@@ -207,18 +242,26 @@ def test_concept_names_on_simulated_movie_match_ground_truth():
                        device="cpu", seed=0)
     lat_a = frame_latents(sae, tok_a, device="cpu")
     lat_b = frame_latents(sae, tok_b, device="cpu")
-    concepts = name_concepts(lat_a, captions_a, vocabulary=FEATURE_NAMES)
+    if method == "log-odds":
+        concepts = name_concepts(lat_a, captions_a, vocabulary=FEATURE_NAMES)
+        expected = "caption-enrichment:log-odds:top16-frames-sep30"
+    else:
+        concepts = name_concepts_correlation(lat_a, captions_a, vocabulary=FEATURE_NAMES)
+        expected = "caption-correlation:pearson:r>=0.2"
     named = concepts.named()
     assert len(named) >= 5
     assert {concepts.names[j] for j in named} <= set(FEATURE_NAMES)
-    assert all(concepts.methods[j] == "caption-enrichment:log-odds:top16-frames-sep30" for j in named)
+    assert all(concepts.methods[j] == expected for j in named)
     col = {n: i for i, n in enumerate(FEATURE_NAMES)}
     rng = np.random.default_rng(0)
     in_sample, held_out, control, held_names = [], [], [], set()
     for j in named:
         k = col[concepts.names[j]]
-        top_a = top_frames_separated(lat_a[:, j], n=16, min_separation=30)
-        in_sample.append(feats_a[top_a, k].mean() >= 0.5)
+        if method == "log-odds":  # the named feature is present in most of the latent's top frames
+            top_a = top_frames_separated(lat_a[:, j], n=16, min_separation=30)
+            in_sample.append(feats_a[top_a, k].mean() >= 0.5)
+        else:  # the latent's activation correlates with the named feature's true presence
+            in_sample.append(np.corrcoef(lat_a[:, j], feats_a[:, k])[0, 1] >= 0.2)
         ok = _auc(lat_b[:, j], feats_b[:, k]) > 0.6
         held_out.append(ok)
         held_names |= {concepts.names[j]} if ok else set()

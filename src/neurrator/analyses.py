@@ -216,6 +216,18 @@ def neurrate_session(*, responses, trained, binned, split, targets: np.ndarray, 
         result.separations.append(groups.classify_groups(emb, labels, group_kind=kind, strata=strata,
                                                          seed=rng_seed))
 
+    # the same classifier on the units' own narrations (their preferred stimuli): one text per visually
+    # driven unit of a group, each unit its own fold item
+    texts_u = list(result.units["preferred_text"])
+    for kind, grp in (("region", big_regions), ("cell_type", cell_types)):
+        items = [(str(t), g) for g, idx in grp.items() for i in idx if (t := texts_u[int(i)])]
+        if len({g for _, g in items}) < 2:
+            continue
+        emb = np.asarray(embed([t for t, _ in items]), dtype=np.float64)
+        result.separations.append(groups.classify_groups(
+            emb, np.array([g for _, g in items]), group_kind=kind, seed=rng_seed,
+            analysis="text_classifier_accuracy:preferred_stimulus"))
+
     # scaling per region: centred cosine on the evaluation windows, narration similarity on the narrated ones
     narrated = subset_results[0].presentations if subset_results else win[:0]
     nar_frames = binned.frame[narrated]

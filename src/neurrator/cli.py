@@ -226,20 +226,31 @@ def _remove_created_folders_on_failure(folder: Path):
         raise
 
 
-@main.command(short_help="Narrate one session (local file, dandi:// or https).")
-@click.argument("source")
-@click.option("--out", "out", required=True, type=click.Path(), help="Output .nwb file, or a folder for the DANDI layout.")
+@main.command(short_help="Narrate a session (local file, dandi:// or https), or several as one pseudo-mouse.")
+@click.argument("sources", nargs=-1, required=True, metavar="SOURCE...")
+@click.option("--out", "out", required=True, type=click.Path(),
+              help="Output .nwb file, or a folder for the DANDI layout (a folder for several sources).")
 @narrate_options
 @common
-def narrate(source: str, out: str, progress: bool, **kwargs: Any) -> None:
-    """Narrate one session: SOURCE is a path, dandi://DANDISET[@VERSION]/PATH or an https URL."""
-    from neurrator.pipeline import narrate_session
+def narrate(sources: tuple[str, ...], out: str, progress: bool, **kwargs: Any) -> None:
+    """Narrate one session: SOURCE is a path, dandi://DANDISET[@VERSION]/PATH or an https URL.
+
+    Several SOURCEs of the same stimulus are one pseudo-mouse: one encoder over all their units, cell
+    types pooled across sessions, and one derived file per session in the --out folder.
+    """
+    from neurrator.pipeline import narrate_session, narrate_sessions
 
     config = _config(progress, **kwargs)
     out_path = Path(out)
     with _remove_created_folders_on_failure(out_path.parent if out_path.suffix == ".nwb" else out_path):
-        result = narrate_session(source, out=out_path, config=config)
-    click.echo(result.summary())
+        if len(sources) == 1:
+            results = [narrate_session(sources[0], out=out_path, config=config)]
+        else:
+            results = narrate_sessions(list(sources), out=out_path, config=config)
+    for i, result in enumerate(results):
+        if len(results) > 1:
+            click.echo(f"== session {i + 1} of {len(results)}: {result.session_label}")
+        click.echo(result.summary())
 
 
 @main.command(short_help="Run the pipeline on a simulated session, offline.")

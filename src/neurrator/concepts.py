@@ -17,7 +17,8 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["Concepts", "STOPWORDS", "content_words", "name_concepts", "top_frames_separated"]
+__all__ = ["Concepts", "STOPWORDS", "content_words", "name_concepts", "name_concepts_correlation",
+           "term_occurrence", "top_frames_separated"]
 
 
 @dataclass
@@ -93,6 +94,93 @@ def top_frames_separated(activation: np.ndarray, *, n: int, min_separation: int)
     return np.asarray(kept, dtype=np.int64)
 
 
+def term_occurrence(texts: Sequence[str], vocabulary: Sequence[str] | None = None) -> tuple[np.ndarray, list[str]]:
+    """(F, V) 0/1 presence of each term in each text, and the V terms (sorted; only terms that occur).
+
+    ``vocabulary`` terms (words or phrases) are matched as whole words in the lower-cased texts; without
+    one the terms are the texts' content words (`content_words`).
+
+    Examples
+    --------
+    >>> occ, terms = term_occurrence(["a dog on the left", "a cat"], ["dog", "cat", "on the left", "bird"])
+    >>> terms, occ.tolist()
+    (['cat', 'dog', 'on the left'], [[0.0, 1.0, 1.0], [1.0, 0.0, 0.0]])
+    """
+    if vocabulary is None:
+        docs = [set(content_words(t)) for t in texts]
+    else:
+        pats = {v: re.compile(r"\b" + re.escape(v.lower()) + r"\b") for v in dict.fromkeys(vocabulary)}
+        docs = [{v for v, pat in pats.items() if pat.search(t.lower())} for t in texts]
+    vocab = sorted(set().union(*docs)) if docs else []
+    col = {w: i for i, w in enumerate(vocab)}
+    occ = np.zeros((len(docs), len(vocab)), dtype=np.float64)
+    for f, d in enumerate(docs):
+        for w in d:
+            occ[f, col[w]] = 1.0
+    return occ, vocab
+
+
+def name_concepts_correlation(latents: np.ndarray, texts: Sequence[str], *, min_r: float = 0.2,
+                              min_active: int = 5, vocabulary: Sequence[str] | None = None) -> Concepts:
+    """Name each latent by the term whose presence in the frames' texts correlates best with its activation.
+
+    The correlation is Pearson's r over ALL named frames between the latent's frame activation and the
+    term's 0/1 presence (a point-biserial r), so it weighs how strongly the latent is active with the term
+    against how active it is without it; the top-frame enrichment of `name_concepts` looks only at the
+    latent's most active frames, which in a movie come from a few shots that share every term.
+
+    Parameters
+    ----------
+    latents
+        (F, n_latents) frame activations of the TRUE patches of the named frames.
+    texts
+        F captions or reference narrations, one per frame.
+    min_r
+        A term names a latent only when r >= ``min_r``.
+    min_active
+        Latents active (> 0) in fewer frames stay unnamed (``unnamed:rare``): their r rests on a handful
+        of frames.
+    vocabulary
+        As in `name_concepts`.
+
+    Returns
+    -------
+    Concepts with method ``caption-correlation:pearson:r>={min_r}``, ``unnamed:dead``, ``unnamed:rare``
+    or ``unnamed:no-correlated-word``; ``scores`` hold r.
+    """
+    lat = np.asarray(latents, dtype=np.float64)
+    if lat.ndim != 2 or lat.shape[0] != len(texts):
+        raise ValueError(f"latents must be (F, n_latents) with F = {len(texts)} texts, not {lat.shape}")
+    occ, vocab = term_occurrence(texts, vocabulary)
+    n_active = (lat > 0).sum(0)
+    r = _pearson_columns(lat, occ)  # (n_latents, V)
+    method = f"caption-correlation:pearson:r>={min_r:g}"
+    names, scores, methods = [], [], []
+    for j in range(lat.shape[1]):
+        best = int(np.argmax(r[j])) if vocab else -1
+        if n_active[j] == 0:
+            why = "unnamed:dead"
+        elif n_active[j] < min_active:
+            why = "unnamed:rare"
+        elif best < 0 or not np.isfinite(r[j, best]) or r[j, best] < min_r:
+            why = "unnamed:no-correlated-word"
+        else:
+            names.append(vocab[best]), scores.append(float(r[j, best])), methods.append(method)
+            continue
+        names.append(""), scores.append(0.0), methods.append(why)
+    return Concepts(names=names, scores=scores, methods=methods)
+
+
+def _pearson_columns(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(A, B) Pearson r between the columns of ``a`` (F, A) and ``b`` (F, B); 0 where a column is constant."""
+    a = a - a.mean(0)
+    b = b - b.mean(0)
+    na, nb = np.sqrt((a * a).sum(0)), np.sqrt((b * b).sum(0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = (a.T @ b) / np.outer(na, nb)
+    return np.where(np.isfinite(r), r, 0.0)
+
+
 def name_concepts(latents: np.ndarray, texts: Sequence[str], *, top_frames: int = 16, min_separation: int = 30,
                   alpha: float = 1.0, min_log_odds: float = 1.0, min_top_fraction: float = 0.6,
                   vocabulary: Sequence[str] | None = None) -> Concepts:
@@ -129,17 +217,7 @@ def name_concepts(latents: np.ndarray, texts: Sequence[str], *, top_frames: int 
     if lat.ndim != 2 or lat.shape[0] != len(texts):
         raise ValueError(f"latents must be (F, n_latents) with F = {len(texts)} texts, not {lat.shape}")
     n_frames, n_lat = lat.shape
-    if vocabulary is None:
-        docs = [set(content_words(t)) for t in texts]
-    else:
-        pats = {v: re.compile(r"\b" + re.escape(v.lower()) + r"\b") for v in dict.fromkeys(vocabulary)}
-        docs = [{v for v, pat in pats.items() if pat.search(t.lower())} for t in texts]
-    vocab = sorted(set().union(*docs)) if docs else []
-    col = {w: i for i, w in enumerate(vocab)}
-    occ = np.zeros((n_frames, len(vocab)), dtype=np.float64)  # (F, V) word present in frame's text
-    for f, d in enumerate(docs):
-        for w in d:
-            occ[f, col[w]] = 1.0
+    occ, vocab = term_occurrence(texts, vocabulary)
     df_all = occ.sum(0)
     p_all = (df_all + alpha) / (n_frames + 2 * alpha)
     method = f"caption-enrichment:log-odds:top{top_frames}-frames" + (

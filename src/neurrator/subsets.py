@@ -31,6 +31,10 @@ class UnitSubset:
         The seed of a random draw, else ``None``.
     group
         The region, cell type or probe span a subset stands for ("" for all / random).
+    decoded_units
+        How many units the predictions were decoded from when ``unit_idx`` holds only some of them (a
+        pseudo-mouse session's own units of a pooled subset, `neurrator.pseudomouse.member_view`); 0:
+        all of ``unit_idx``.
     """
 
     label: str
@@ -38,6 +42,7 @@ class UnitSubset:
     unit_idx: np.ndarray
     seed: int | None = None
     group: str = ""
+    decoded_units: int = 0
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -47,7 +52,8 @@ class UnitSubset:
 
     @property
     def n_units(self) -> int:
-        return int(len(self.unit_idx))
+        """Units the predictions were decoded from."""
+        return int(self.decoded_units or len(self.unit_idx))
 
 
 @dataclass(frozen=True)

@@ -84,8 +84,10 @@ def _neurration_lines(neur) -> list[str]:
                 lines.append(f"  {comp.group_kind[0]} {g}: enriched in tuning (q < 0.05): {shown}")
     for sep in neur.separations:
         for a, g, v, c, p in zip(sep.analysis, sep.group, sep.value, sep.chance_level, sep.p):
-            if str(a) == "text_classifier_accuracy":
-                lines.append(f"  {sep.group_kind[0]} from narration text alone: accuracy {v:.2f} (chance {c:.2f}, "
+            if str(a).startswith("text_classifier_accuracy"):
+                what = ("its units' preferred-stimulus narrations" if str(a).endswith(":preferred_stimulus")
+                        else "narration text alone")
+                lines.append(f"  {sep.group_kind[0]} from {what}: accuracy {v:.2f} (chance {c:.2f}, "
                              f"permutation p {p:.3f})")
     for curve in neur.scaling:
         if str(curve.metric[0]) != "centred_patch_cosine":

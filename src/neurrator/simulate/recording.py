@@ -21,7 +21,7 @@ from neurrator.simulate.movie import make_movie
 from neurrator.simulate.population import make_population, noise_free_drive
 from neurrator.simulate.truth import SimulationTruth
 
-__all__ = ["CRE_LINES", "SimulatedSession", "simulate_session"]
+__all__ = ["CRE_LINES", "SimulatedSession", "simulate_session", "unit_id_base"]
 
 #: Cre line per taggable class (as in Allen ``subject.genotype``).
 CRE_LINES = {"SST": "Sst-IRES-Cre", "PV": "Pvalb-IRES-Cre", "VIP": "Vip-IRES-Cre"}
@@ -47,6 +47,19 @@ class SimulatedSession:
     #: (F, N) float32 noise-free rate (Hz) each frame evokes, before the latency (= ``truth.rate.T``)
     expected_rate: np.ndarray
 
+
+
+def unit_id_base(seed: int) -> int:
+    """First unit id of a simulated session: ids are ``base + 7 * i``, and sessions of different seeds
+    never share an id (1,000,000 apart; Allen's unit ids are unique across sessions too), so that they
+    can be pooled into a pseudo-mouse.
+
+    Examples
+    --------
+    >>> unit_id_base(0), unit_id_base(2)
+    (950900000, 952900000)
+    """
+    return 950_900_000 + 1_000_000 * int(seed)
 
 
 def opto_pulse_schedule(rng: np.random.Generator, n_pulses: int, stimulus_end: float):
@@ -266,7 +279,7 @@ def simulate_session(
 
     truth = SimulationTruth(
         feature_names=list(FEATURE_NAMES), frame_features=movie.frame_features, captions=movie.captions,
-        unit_ids=950_900_000 + np.arange(n + empty_units, dtype=np.int64) * 7,
+        unit_ids=unit_id_base(seed) + np.arange(n + empty_units, dtype=np.int64) * 7,
         **{k: np.asarray(v, dtype=str) if v.dtype.kind in "UO" else v for k, v in cols.items()},
         stimulus=stimulus, frame_rate=float(frame_rate), seed=seed, genotype=f"{CRE_LINES[cre_line]}/wt;{_REPORTER}",
         params=params, rate=np.ascontiguousarray(expected.T), scene=movie.scene,

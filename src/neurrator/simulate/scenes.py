@@ -24,6 +24,7 @@ from neurrator.simulate.recording import (
     _electrodes,
     opto_pulse_schedule,
     _quality_metrics,
+    unit_id_base,
 )
 from neurrator.simulate.truth import SimulationTruth
 
@@ -106,7 +107,7 @@ def simulate_natural_scenes(*, n_images: int = 118, n_repeats: int = 50, n_units
     electrodes, peak = _electrodes(pop.region, rng)
     truth = SimulationTruth(
         feature_names=list(FEATURE_NAMES), frame_features=features, captions=[movie.captions[i] for i in pick],
-        unit_ids=950_900_000 + np.arange(n_units, dtype=np.int64) * 7, region=np.asarray(pop.region, str),
+        unit_ids=unit_id_base(seed) + np.arange(n_units, dtype=np.int64) * 7, region=np.asarray(pop.region, str),
         cell_type=np.asarray(pop.cell_type, str), tuning=pop.tuning, rf_center=pop.rf_center,
         rf_sigma=pop.rf_sigma, rf_polarity=pop.rf_polarity, rf_weight=pop.rf_weight,
         feature_weight=pop.feature_weight, latency=pop.latency, base_rate=base,
