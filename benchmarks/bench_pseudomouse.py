@@ -1,5 +1,7 @@
 """A simulated pseudo-mouse of 3 sessions through the pipeline's analysis: does the narration-text
-classifier tell the opto-tagged cell types apart (issue 9), and is it at chance on shuffled labels?
+classifier tell the opto-tagged cell types apart (issue 9), and is it at chance on shuffled labels? Do
+the SAE concepts enriched in each class include its true preferred feature, and how often does a
+size-matched random pool show an enriched concept?
 
 Usage::
 
@@ -33,12 +35,12 @@ import numpy as np
 
 from neurrator.binning import bin_session
 from neurrator.config import NarrateConfig
-from neurrator.groups import classify_groups
+from neurrator.groups import classify_groups, null_pool_false_positive_rate
 from neurrator.pipeline import analyse
 from neurrator.preflight import load_models
 from neurrator.pseudomouse import pool_sessions
 from neurrator.session import load_session
-from neurrator.simulate import write_simulated_session
+from neurrator.simulate import TYPE_PREFERENCES, write_simulated_session
 
 from _hardware import append_results, hardware
 
@@ -91,12 +93,31 @@ def main() -> None:
         lines.append(f"{what} ({counts}): accuracy {real.value[0]:.2f} [{real.ci_lo[0]:.2f}, {real.ci_hi[0]:.2f}], "
                      f"chance {real.chance_level[0]:.2f}, permutation p {real.p[0]:.3f}; shuffled labels: accuracy "
                      f"{np.mean(shuffled):.2f} (range {min(shuffled):.2f}-{max(shuffled):.2f} over 20 shuffles)")
+    # the concepts enriched in each class (SAE concepts, as the pipeline computed them) vs the truth, and
+    # how often a size-matched random pool of cortical units shows any enriched concept
+    for comp in a.neurration.comparisons:
+        if not len(comp.group) or comp.group_kind[0] != "cell_type":
+            continue
+        for c in sorted(set(comp.group.astype(str))):
+            want = list(TYPE_PREFERENCES.get(c, ()))
+            got = comp.enriched(c)
+            lines.append(f"{comp.source[0]} enrichment, {c}: enriched (q < 0.05) {got}; true {want} -> "
+                         f"{'includes' if set(want) <= set(got) else 'MISSES'}")
+    t = a.neurration.tuning
+    names = list(a.neurration.concept_names)
+    r = np.full((len(session.units), len(names)), np.nan)
+    r[np.asarray(t["unit"], np.int64), [names.index(str(c)) for c in t["concept"]]] = t["r"]
+    region = np.asarray(session.units.region, str)
+    size = int(round(np.mean([v[0] for v in per_type.values()])))
+    fpr, n_draws = null_pool_false_positive_rate(r, size, n_draws=200, n_null=1000, strata=region, seed=1,
+                                                 exclude=np.flatnonzero(~np.isin(region, ("VISp", "VISl", "VISal"))))
+    lines.append(f"random pools of {size} cortical units with any enriched concept: {fpr:.1%} of {n_draws} draws")
     seconds = time.perf_counter() - t0
     print("\n".join(lines))
     if not args.no_append:
         when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         append_results(
-            f"\n## Pseudo-mouse: narration-text classifier of cell types\n\n`benchmarks/bench_pseudomouse.py` "
+            f"\n## Pseudo-mouse: narration-text classifier and enrichment of cell types\n\n`benchmarks/bench_pseudomouse.py` "
             f"({when}; {hardware()}; {seconds:.0f} s; {args.units} units per session). Three simulated sessions "
             "(SST, PV, VIP Cre lines; no cell_type column, so each class is its session's opto-tagged units) "
             "pooled by (repeat, frame), one encoder over all units with a session tag, the cell-type subsets "

@@ -220,3 +220,50 @@ def test_encoder_reused_from_output_file_gives_identical_predictions(small_run, 
     assert a.keys() == b.keys()
     for label in a:
         np.testing.assert_allclose(a[label], b[label], rtol=1e-5, atol=1e-5)
+
+
+def test_compact_predictions_reconstruct_within_their_stored_error(small_run, small_sim, tmp_path):
+    """--predictions compact: coefficients in a PCA basis of the windows, every window's error stored and
+    true (checked against the full float32 predictions of the same encoder), the worst windows kept in
+    full, and the reconstruction formula works with pynwb alone."""
+    import dataclasses
+
+    from pynwb import NWBHDF5IO
+
+    first, config = small_run
+    compact = narrate_session(small_sim, out=tmp_path / "compact.nwb",
+                              config=dataclasses.replace(config, encoder=str(first.output), predictions="compact",
+                                                         predictions_rank=8))
+    with NWBHDF5IO(str(first.output), "r") as io:
+        full = np.asarray(io.read().processing["neurrator"]["patch_predictions"].data[:])
+    with NWBHDF5IO(str(compact.output), "r") as io:
+        pp = io.read().processing["neurrator"]["patch_predictions"]
+        assert pp.is_compact and pp.data is None and pp.basis.components.shape[0] == 8
+        got = pp.get_windows(exact=False)
+        exact = pp.get_windows()
+        stored = np.asarray(pp.relative_mse[:])
+        kept = np.asarray(pp.full_windows[:]) if pp.full_windows is not None else np.zeros(0, np.int64)
+    mean = full.mean(0)  # the basis mean is the mean window
+    err = ((got - full) ** 2).sum(axis=(1, 2)) / ((full - mean) ** 2).sum(axis=(1, 2))
+    np.testing.assert_allclose(err, stored, rtol=1e-3, atol=1e-6)
+    assert stored.max() > 0  # rank 8 of ~30 windows is lossy: the error is real, measured, stored
+    np.testing.assert_allclose(exact[kept], full[kept], rtol=1e-6, atol=1e-6)
+    assert len(kept) <= 0.1 * len(full) and all(stored[kept] > 0.05)
+    # every window left compact is within 5%, or the cap was reached and it is no worse than a kept one
+    rest = np.setdiff1d(np.arange(len(full)), kept)
+    over = rest[stored[rest] > 0.05]
+    assert over.size == 0 or (len(kept) == int(0.1 * len(full)) and stored[over].max() <= stored[kept].min())
+    script = textwrap.dedent(f"""
+        import numpy as np
+        from pynwb import NWBHDF5IO
+        with NWBHDF5IO({str(compact.output)!r}, "r") as io:
+            m = io.read().processing["neurrator"]
+            pp, basis = m["patch_predictions"], m["patch_basis"]
+            c, comps, mean = pp.coefficients[:], basis.components[:], basis.mean[:]
+            x = (c @ comps.reshape(len(comps), -1) + mean.reshape(-1)).reshape((len(c),) + mean.shape)
+            np.save({str(tmp_path / "x.npy")!r}, x)
+    """)
+    proc = subprocess.run([sys.executable, "-c", "import sys; sys.modules['ndx_neurrator'] = None\n" + script],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    np.testing.assert_allclose(np.load(tmp_path / "x.npy"), got, rtol=1e-5, atol=1e-5)

@@ -196,6 +196,11 @@ def narrate_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--no-quality-filter", is_flag=True, help="Keep units failing the Allen quality filter."),
         click.option("--no-neurration", is_flag=True, default=False,
                      help="Skip the single-neuron, group and scaling analyses (decode and narrate subsets only)."),
+        click.option("--predictions", type=click.Choice(["auto", "full", "compact"]), default=_D.predictions,
+                     show_default=True, help="Store predicted patches in full float32, or compact (coefficients in a "
+                     "PCA basis with every window's error stored); auto: compact above 256 MB."),
+        click.option("--predictions-rank", type=_POSITIVE, default=_D.predictions_rank, show_default=True,
+                     help="Rank of the compact predictions' basis."),
         click.option("--cache-dir", type=click.Path(), default=None, help="Cache for targets and streamed files."),
         timeout_option,
     ]
@@ -226,7 +231,7 @@ def _remove_created_folders_on_failure(folder: Path):
         raise
 
 
-@main.command(short_help="Narrate a session (local file, dandi:// or https), or several as one pseudo-mouse.")
+@main.command(short_help="Narrate a session, or several as one pseudo-mouse.")
 @click.argument("sources", nargs=-1, required=True, metavar="SOURCE...")
 @click.option("--out", "out", required=True, type=click.Path(),
               help="Output .nwb file, or a folder for the DANDI layout (a folder for several sources).")

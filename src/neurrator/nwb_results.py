@@ -98,18 +98,50 @@ def window_order(results: Sequence, start: np.ndarray) -> tuple[np.ndarray, np.n
     return np.lexsort((rows, start[pres])).astype(np.int64), rows
 
 
+#: ``predictions="auto"`` stores compact predictions above this many bytes of float32 patches
+AUTO_COMPACT_BYTES = 256 * 2**20
+#: compact storage also keeps, in full, the windows whose relative reconstruction error exceeds this ...
+FULL_ABOVE_RELATIVE_MSE = 0.05
+#: ... at most this fraction of the windows (the worst first)
+MAX_FULL_FRACTION = 0.1
+
+
 def add_patch_predictions_to_nwbfile(nwbfile, results: Sequence, presentations, *, order: np.ndarray,
-                                     rows: np.ndarray, subsets_table, encoder):
-    """Predicted patches of every narrated window of every subset, sorted by time, as ``PatchPredictions``."""
+                                     rows: np.ndarray, subsets_table, encoder, storage: str = "full",
+                                     rank: int = 64):
+    """Predicted patches of every narrated window of every subset, sorted by time, as ``PatchPredictions``.
+
+    ``storage``: ``full`` float32; ``compact``: coefficients in a PCA basis of the windows (``rank``, at most
+    n_windows - 1; ``PatchBasis`` ``patch_basis``), each window's relative MSE and cosine measured and
+    stored, and the windows above `FULL_ABOVE_RELATIVE_MSE` (at most `MAX_FULL_FRACTION`, worst first)
+    kept in full beside; ``auto``: compact above `AUTO_COMPACT_BYTES`.
+    """
     import ndx_neurrator as ndx
 
     pres = np.concatenate([r.presentations for r in results])[order]
     start, stop = presentations.start[pres], presentations.stop[pres]
-    predicted = np.concatenate([r.predicted for r in results])[order]
-    container = ndx.create_patch_predictions(
-        predicted.astype(np.float32), name="patch_predictions", timestamps=(start + stop) / 2,
-        frame=np.concatenate([r.frames for r in results])[order], unit_subsets=subsets_table,
-        unit_subset_rows=rows[order], encoder=encoder)
+    predicted = np.concatenate([r.predicted for r in results])[order].astype(np.float32, copy=False)
+    common = dict(name="patch_predictions", timestamps=(start + stop) / 2,
+                  frame=np.concatenate([r.frames for r in results])[order], unit_subsets=subsets_table,
+                  unit_subset_rows=rows[order], encoder=encoder)
+    if storage == "auto":
+        storage = "compact" if predicted.nbytes > AUTO_COMPACT_BYTES else "full"
+    if storage == "compact" and len(predicted) >= 2:
+        from neurrator.compression import compress_windows, fit_pca_basis
+
+        components, mean = fit_pca_basis(predicted, rank=min(int(rank), len(predicted) - 1))
+        packed = compress_windows(predicted, components=components, mean=mean)
+        err = np.nan_to_num(packed.relative_mse, nan=0.0)
+        worst = np.argsort(-err, kind="stable")[:int(MAX_FULL_FRACTION * len(predicted))]
+        full = np.sort(worst[err[worst] > FULL_ABOVE_RELATIVE_MSE])
+        basis = ndx.create_patch_basis(components, mean=mean, name="patch_basis", kind="pca",
+                                       description="PCA basis of the predicted patches of the narrated windows")
+        _module(nwbfile).add(basis)
+        container = ndx.create_patch_predictions(
+            None, coefficients=packed.coefficients, basis=basis, relative_mse=packed.relative_mse,
+            cosine=packed.cosine, full_windows=full, full_data=predicted[full], **common)
+    else:
+        container = ndx.create_patch_predictions(predicted, **common)
     _module(nwbfile).add(container)
     return container
 
@@ -298,7 +330,7 @@ def add_frame_thumbnails_to_nwbfile(nwbfile, frames: np.ndarray, frame_ids: Sequ
 
 def build_derived_nwbfile(session, *, provenance: str, trained, results: Sequence, baselines: dict, sae, concepts,
                           naming_split: str, validation: dict[str, list], neurration, narrator,
-                          units_resolution: float | None):
+                          units_resolution: float | None, predictions: str = "full", predictions_rank: int = 64):
     """The whole derived ``NWBFile`` of a run: subject, session and units of the source, provenance, and every
     ndx-neurrator container (`add_<thing>_to_nwbfile` each), in memory."""
     from neurrator.nwb_out import add_units_to_nwbfile, new_derived_nwbfile, stimulus_epochs
@@ -314,7 +346,8 @@ def build_derived_nwbfile(session, *, provenance: str, trained, results: Sequenc
     subsets_table = add_unit_subsets_to_nwbfile(nwbfile, [r.subset for r in results], units_table=units_table)
     order, rows = window_order(results, session.presentations.start)
     add_patch_predictions_to_nwbfile(nwbfile, results, session.presentations, order=order, rows=rows,
-                                     subsets_table=subsets_table, encoder=encoder)
+                                     subsets_table=subsets_table, encoder=encoder, storage=predictions,
+                                     rank=predictions_rank)
     narrations = add_narrations_to_nwbfile(nwbfile, results, session.presentations, subsets_table=subsets_table,
                                            narrator_model=narrator.model_id,
                                            prompt=getattr(narrator, "prompt", "") or "")

@@ -358,7 +358,8 @@ def _write(session, a: Analysis, *, config: NarrateConfig, output: Path, units_r
                                         baselines=a.baselines, sae=a.sae, concepts=a.concepts,
                                         naming_split=a.naming_split, validation=a.validation,
                                         neurration=a.neurration, narrator=a.narrator,
-                                        units_resolution=units_resolution)
+                                        units_resolution=units_resolution, predictions=config.predictions,
+                                        predictions_rank=config.predictions_rank)
     log.info("writing %s", output)
     write_nwbfile_atomic(nwbfile, output, source_path=Path(session.source) if "://" not in session.source else None)
 

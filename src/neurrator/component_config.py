@@ -1,0 +1,300 @@
+"""Settings of the pipeline's components: encoder training (`TrainConfig`), architecture
+(`EncoderConfig`), the validating SAE (`SAEConfig`) and the issue-9 analyses (`AnalysisConfig`).
+
+Each is a frozen, JSON-able record nested in `neurrator.config.NarrateConfig` (which re-exports them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+PRECISIONS = ("float32", "bfloat16")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How an encoder is trained (JSON-able; stored in checkpoints).
+
+    Attributes
+    ----------
+    window_bins
+        W, bins in each input window (20 at 120 Hz: 167 ms).
+    offset_bins
+        Window alignment: 0 centres it on the frame (the paper); > 0 lags it (visual latency).
+    batch_size
+        Presentations per step.
+    max_epochs
+        Upper bound on passes over the training presentations.
+    lr, weight_decay
+        AdamW.
+    warmup_steps
+        Linear warm-up, then cosine decay to ``lr * min_lr_ratio`` at the last step.
+    min_lr_ratio
+        Final learning rate as a fraction of ``lr``.
+    grad_clip
+        Max global gradient norm (0 disables clipping).
+    eval_every
+        Steps between validations (0: once per epoch).
+    patience
+        Stop after this many validations without improvement of the validation loss.
+    min_units, max_units
+        Range of the log-uniform unit-subset size (max None: all units).
+    full_set_prob
+        Probability that a batch uses all units.
+    mse_weight, cos_weight, infonce_weight
+        Loss = mse_weight * MSE(standardised tokens) + cos_weight * (1 - patch cosine)
+        + infonce_weight * InfoNCE(flattened frames, in-batch negatives).
+    temperature
+        InfoNCE temperature.
+    linear_init
+        Start the encoder's linear path (`EncoderConfig.linear_rank`) at the closed-form ridge solution
+        on all units (alpha chosen by validation MSE from ``ridge_alphas``), so training starts from
+        ridge and the attention path learns what is left.
+    linear_l2
+        Ridge penalty on the linear path during training, as ridge's alpha per training window:
+        ``mse_weight * linear_l2 * sum_k scale_k^2 |w_k|^2 / (n_patches * dim)``. None: the alpha of
+        the closed-form initialisation / training windows (1.0 without it).
+    linear_lr_scale
+        Learning rate of the linear path's per-unit weights relative to ``lr`` (Adam's normalised steps
+        at the full rate drive the many weak per-unit weights into noise within a few epochs).
+    pca_components
+        Train through a per-token PCA basis of this many components (``EncoderConfig.out_components``);
+        predictions are always expanded back to full tokens. None: full tokens.
+    precision
+        ``float32`` or ``bfloat16`` (autocast; CUDA only, CPU always runs float32).
+    """
+
+    window_bins: int = 20
+    offset_bins: int = 0
+    batch_size: int = 64
+    max_epochs: int = 30
+    lr: float = 3e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.02
+    grad_clip: float = 1.0
+    eval_every: int = 0
+    patience: int = 2
+    min_units: int = 1
+    max_units: int | None = None
+    full_set_prob: float = 0.8
+    mse_weight: float = 0.5
+    cos_weight: float = 0.5
+    infonce_weight: float = 1.0
+    temperature: float = 0.05
+    pca_components: int | None = None
+    linear_init: bool = True
+    linear_l2: float | None = None
+    linear_lr_scale: float = 0.1
+    precision: str = "float32"
+
+    def __post_init__(self) -> None:
+        for name in ("window_bins", "batch_size", "max_epochs", "patience", "min_units"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, not {getattr(self, name)}")
+        for name in ("warmup_steps", "eval_every", "weight_decay", "grad_clip", "mse_weight", "cos_weight",
+                     "infonce_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, not {getattr(self, name)}")
+        if self.lr <= 0 or self.temperature <= 0 or self.linear_lr_scale <= 0:
+            raise ValueError("lr, linear_lr_scale and temperature must be > 0")
+        if not 0 <= self.min_lr_ratio <= 1 or not 0 <= self.full_set_prob <= 1:
+            raise ValueError("min_lr_ratio and full_set_prob must be in [0, 1]")
+        if self.max_units is not None and self.max_units < self.min_units:
+            raise ValueError(f"max_units ({self.max_units}) < min_units ({self.min_units})")
+        if self.mse_weight + self.cos_weight + self.infonce_weight == 0:
+            raise ValueError("at least one loss weight must be > 0")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, not {self.precision!r}")
+        if self.linear_l2 is not None and self.linear_l2 < 0:
+            raise ValueError(f"linear_l2 must be >= 0 or None, not {self.linear_l2}")
+        if self.pca_components is not None and self.pca_components < 1:
+            raise ValueError("pca_components must be >= 1 or None")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """Architecture of a `SpikeEncoder` (JSON-able; stored in checkpoints).
+
+    Attributes
+    ----------
+    n_units
+        Rows of the unit identity table (all units the encoder knows, over all pooled sessions).
+    n_patches
+        Output tokens per frame (64 for ``tiny``, 576 for LLaVA-1.5).
+    dim
+        Width of each output token (64 for ``tiny``, 1024 for LLaVA-1.5). ``n_units``, ``n_patches`` and
+        ``dim`` come from the data: None in a run configuration (`for_data` fills them); a model
+        needs all three.
+    window_bins
+        W, bins in each unit's input window.
+    n_sessions
+        Rows of the session embedding table (1 for a single session).
+    d_model
+        Width of unit tokens, latents and patch queries.
+    n_heads
+        Attention heads (must divide d_model).
+    n_latents
+        Latent queries that pool the unit tokens.
+    depth
+        Self-attention blocks over the latents.
+    mlp_ratio
+        Hidden width of every MLP, as a multiple of d_model.
+    dropout
+        Dropout in MLPs and on attention outputs (training only).
+    out_components
+        If set, the head predicts this many PCA coefficients per token, expanded to ``dim`` by a
+        fixed basis (`SpikeEncoder.set_output_basis`); None predicts full tokens directly.
+    linear_rank
+        K, width of the linear readout path: each unit's window, summed in groups of ``linear_pool``
+        bins, log1p-transformed and z-scored per (unit, group), is mapped by the unit's own
+        ``(W / linear_pool, K)`` matrix to K coefficients of a fixed basis of whole standardised token
+        maps (`SpikeEncoder.set_linear_basis`: top principal components of the training frames), summed
+        over the units present, rescaled by n_units / n and a learned gain of n for subsets. On all
+        units this is exactly a ridge regression (training initialises it with the closed-form ridge
+        solution). 0 disables the path.
+    linear_pool
+        Bins summed per input feature of the linear path (4 = one movie frame at 120 Hz); the last
+        group is shorter when it does not divide ``window_bins``.
+    """
+
+    n_units: int | None = None
+    n_patches: int | None = None
+    dim: int | None = None
+    window_bins: int = 20
+    n_sessions: int = 1
+    d_model: int = 128
+    n_heads: int = 4
+    n_latents: int = 32
+    depth: int = 2
+    mlp_ratio: float = 2.0
+    dropout: float = 0.0
+    out_components: int | None = None
+    linear_rank: int = 256
+    linear_pool: int = 4
+
+    def __post_init__(self) -> None:
+        for name in ("n_units", "n_patches", "dim", "window_bins", "n_sessions", "d_model", "n_heads", "n_latents"):
+            if getattr(self, name) is None and name in ("n_units", "n_patches", "dim"):
+                continue
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, not {getattr(self, name)}")
+        if self.depth < 0:
+            raise ValueError(f"depth must be >= 0, not {self.depth}")
+        if self.d_model % self.n_heads:
+            raise ValueError(f"n_heads ({self.n_heads}) must divide d_model ({self.d_model})")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), not {self.dropout}")
+        if self.mlp_ratio <= 0:
+            raise ValueError(f"mlp_ratio must be > 0, not {self.mlp_ratio}")
+        if self.linear_rank < 0:
+            raise ValueError(f"linear_rank must be >= 0, not {self.linear_rank}")
+        if self.linear_pool < 1:
+            raise ValueError(f"linear_pool must be >= 1, not {self.linear_pool}")
+        if self.out_components is not None and self.dim is not None and not 1 <= self.out_components <= self.dim:
+            raise ValueError(f"out_components must be in 1..dim ({self.dim}), not {self.out_components}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def for_data(self, *, n_units: int, n_patches: int, dim: int, window_bins: int | None = None) -> EncoderConfig:
+        """This architecture with the data's sizes filled in (and the window, when given)."""
+        return replace(self, n_units=int(n_units), n_patches=int(n_patches), dim=int(dim),
+                       window_bins=int(window_bins if window_bins is not None else self.window_bins))
+
+
+@dataclass(frozen=True)
+class SAEConfig:
+    """Architecture of a TopK SAE.
+
+    Attributes
+    ----------
+    d_in
+        Width of the patch tokens (64 for the tiny backbone, 1024 for CLIP ViT-L/14); None in a run
+        configuration, filled from the data by `for_data`.
+    n_latents
+        Dictionary size.
+    k
+        Latents kept per token.
+    aux_k
+        Dead latents used by the AuxK loss (Gao et al.: 512; default ``min(512, d_in // 2)``).
+    aux_coef
+        Weight of the AuxK loss (Gao et al.: 1/32).
+    dead_tokens
+        A latent is dead when it has not fired for this many training tokens.
+    """
+
+    d_in: int | None = None
+    n_latents: int = 1024
+    k: int = 16
+    aux_k: int | None = None
+    aux_coef: float = 1 / 32
+    dead_tokens: int = 1_000_000
+
+    def __post_init__(self) -> None:
+        for name in ("d_in", "n_latents", "k", "dead_tokens"):
+            if name == "d_in" and self.d_in is None:
+                continue
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, not {getattr(self, name)}")
+        if self.k > self.n_latents:
+            raise ValueError(f"k ({self.k}) cannot exceed n_latents ({self.n_latents})")
+        if self.aux_k is None and self.d_in is not None:
+            object.__setattr__(self, "aux_k", max(1, min(512, self.d_in // 2, self.n_latents)))
+        if self.aux_k is not None and not 1 <= self.aux_k <= self.n_latents:
+            raise ValueError(f"aux_k must be in [1, n_latents], not {self.aux_k}")
+        if self.aux_coef < 0:
+            raise ValueError(f"aux_coef must be >= 0, not {self.aux_coef}")
+
+    def for_data(self, d_in: int) -> SAEConfig:
+        """This configuration for tokens of width ``d_in`` (AuxK width recomputed unless set)."""
+        return replace(self, d_in=int(d_in))
+
+
+@dataclass(frozen=True)
+class AnalysisConfig:
+    """The single-neuron, group and scaling analyses (`neurrator.analyses`).
+
+    Attributes
+    ----------
+    enabled
+        Run them (they need named SAE concepts).
+    contributions
+        Also run the leave-one-out and drive probes (one encoder pass per unit).
+    eval_windows
+        Held-out test windows (evenly spaced) the scaling curves are evaluated on.
+    probe_windows
+        The subset of those windows used by the per-unit leave-one-out and the decoded-enrichment pools
+        (one encoder pass per unit and per pool).
+    null_pools
+        Size-matched random pools per group for decoded enrichment (z-test against the pools).
+    n_boot, n_perm
+        Bootstrap resamples (>= 200 for the group CIs) and permutations of the analyses.
+    scaling_sizes, scaling_draws
+        Population sizes per region and random draws per size of the scaling curves.
+    """
+
+    enabled: bool = True
+    contributions: bool = True
+    eval_windows: int = 300
+    probe_windows: int = 120
+    null_pools: int = 25
+    n_boot: int = 200
+    n_perm: int = 1000
+    scaling_sizes: tuple[int, ...] = (1, 3, 10, 30, 100, 300)
+    scaling_draws: int = 3
+
+    def __post_init__(self) -> None:
+        for name in ("eval_windows", "probe_windows", "null_pools", "n_boot", "n_perm", "scaling_draws"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, not {getattr(self, name)}")
+        if any(int(n) < 1 for n in self.scaling_sizes):
+            raise ValueError("scaling_sizes must be >= 1")
+        object.__setattr__(self, "scaling_sizes", tuple(int(n) for n in self.scaling_sizes))
+
+
+__all__ = ["AnalysisConfig", "EncoderConfig", "PRECISIONS", "SAEConfig", "TrainConfig"]
