@@ -329,7 +329,7 @@ def test_cli_defaults_build_the_library_default_config():
     from neurrator.cli import _config, narrate
     from neurrator.config import NarrateConfig
 
-    options = {p.name: p.default for p in narrate.params if p.name not in ("source", "out", "debug", "quiet")}
+    options = {p.name: p.default for p in narrate.params if p.name not in ("sources", "out", "debug", "quiet")}
     options["no_quality_filter"] = False
     assert _config(False, **options).to_json() == NarrateConfig(progress=False).to_json()
 

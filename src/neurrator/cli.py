@@ -163,7 +163,8 @@ def timeout_option(func: Callable[..., Any]) -> Callable[..., Any]:
 def narrate_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """The options shared by `narrate` and `process` (one NarrateConfig each)."""
     options = [
-        click.option("--stimulus", default=_D.stimulus, show_default=True, help="Movie stimulus name."),
+        click.option("--stimulus", default=_D.stimulus, show_default=True,
+                     help="Stimulus name: a movie (natural_movie_one, natural_movie_three) or natural_scenes."),
         click.option("--movie", type=click.Path(dir_okay=True), default=None,
                      help="Movie frames (.npy/.npz, image stack or video) when the file has none."),
         click.option("--backbone", default=_D.backbone, show_default=True,
@@ -187,6 +188,10 @@ def narrate_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--test-repeats", "n_test_repeats", type=_POSITIVE, default=_D.n_test_repeats,
                      show_default=True, help="Movie repeats held out for testing (all reported scores); training "
                                              "needs at least one repeat besides validation and test."),
+        click.option("--val-images", "n_val_images", type=_POSITIVE, default=_D.n_val_images, show_default=True,
+                     help="natural_scenes: images held out for validation (never trained on)."),
+        click.option("--test-images", "n_test_images", type=_POSITIVE, default=_D.n_test_images, show_default=True,
+                     help="natural_scenes: unseen images held out for testing (never trained on)."),
         click.option("--linear-rank", type=_POSITIVE, default=_D.model.linear_rank, show_default=True,
                      help="Width of the encoder's ridge-like linear path (use ~64 for 576 x 1024 targets)."),
         click.option("--offset-bins", type=int, default=_D.train.offset_bins, show_default=True,

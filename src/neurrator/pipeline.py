@@ -104,11 +104,13 @@ def _read(source: str, *, config: NarrateConfig, device: str, clock: _Clock, mod
     from neurrator.preflight import check_encoder_session, check_split, load_models, outline_nwbfile
     from neurrator.session import read_session
     from neurrator.sources import open_source, source_label
+    from neurrator.stimuli import stimulus_kind
 
     label = source_label(source)
     with open_source(source, cache_dir=config.cache_path, timeout=config.timeout) as nwbfile:
         outline = outline_nwbfile(nwbfile, stimulus=config.stimulus, label=label)
-        check_split(outline.n_repeats, n_val=config.n_val_repeats, n_test=config.n_test_repeats, source=label)
+        if stimulus_kind(config.stimulus).continuous:  # flashed images are split by image (analyse)
+            check_split(outline.n_repeats, n_val=config.n_val_repeats, n_test=config.n_test_repeats, source=label)
         if models is None:
             models = load_models(config, device=device, needs_reference=not outline.has_captions)
             clock.lap("models")
@@ -245,9 +247,18 @@ class Analysis:
 def _run(session, *, config: NarrateConfig, device: str, output: Path, models, units_resolution: float | None,
          clock: _Clock) -> NarrateResult:
     from neurrator.binning import bin_session
+    from neurrator.stimuli import stimulus_kind
 
     log.info("binning %d units x %d presentations", len(session.units.ids), len(session.presentations.frame))
-    binned = bin_session(session, bins_per_frame=config.bins_per_frame)
+    if stimulus_kind(session.stimulus).continuous:
+        binned = bin_session(session, bins_per_frame=config.bins_per_frame)
+    else:  # flashed images: each presentation's onset-aligned window is its own encoder window
+        binned = bin_session(session, window_bins=config.train.window_bins, window_s=config.image_window_s,
+                             latency_s=config.image_latency_s)
+        if config.train.offset_bins:
+            log.info("flashed images: the window is aligned to the onset (+ %g s latency); --offset-bins ignored",
+                     config.image_latency_s)
+        config = dataclasses.replace(config, train=dataclasses.replace(config.train, offset_bins=0))
     clock.lap("bin")
     a = analyse(session, binned, config=config, device=device, models=models, clock=clock)
     _write(session, a, config=config, output=output, units_resolution=units_resolution)
@@ -265,10 +276,11 @@ def analyse(session, binned, *, config: NarrateConfig, device: str, models, cloc
     pooled and ``unit_session`` tags each unit's session for the encoder.
     """
     from neurrator.analyses import neurrate_session, unit_reliability_for
-    from neurrator.binning import split_repeats
+    from neurrator.binning import split_by_image, split_repeats
     from neurrator.decoding import decode_subsets, narrated_presentations, scoring_context
     from neurrator.references import session_references
     from neurrator.sae import train_named_sae
+    from neurrator.stimuli import stimulus_kind
     from neurrator.subsets import build_subsets
     from neurrator.targets import compute_targets
     from neurrator.validation import validate_results
@@ -277,10 +289,19 @@ def analyse(session, binned, *, config: NarrateConfig, device: str, models, cloc
     label = session.path_label
     units = session.units
     backbone, trained, generator = models.backbone, models.trained, models.generator
-    try:
-        split = split_repeats(binned.repeat, n_val=config.n_val_repeats, n_test=config.n_test_repeats)
-    except ValueError as err:
-        raise NeurratorError(label, f"cannot split the presentations into train/validation/test repeats: {err}") from None
+    flashed = not stimulus_kind(session.stimulus).continuous
+    if flashed:  # the unseen-image test: validation and test images are never shown in training
+        try:
+            split = split_by_image(binned.frame, n_val_images=config.n_val_images, n_test_images=config.n_test_images,
+                                   seed=config.seed)
+        except NeurratorError as err:
+            raise NeurratorError(label, f"{err.problem} (--val-images / --test-images)") from None
+    else:
+        try:
+            split = split_repeats(binned.repeat, n_val=config.n_val_repeats, n_test=config.n_test_repeats)
+        except ValueError as err:
+            raise NeurratorError(label, f"cannot split the presentations into train/validation/test repeats: {err}"
+                                 ) from None
 
     log.info("targets: %s on %d frames", backbone.spec.backbone_id, len(session.frames))
     targets = compute_targets(session.frames, backbone, device=device, cache_dir=config.cache_path / "targets",
@@ -298,6 +319,8 @@ def analyse(session, binned, *, config: NarrateConfig, device: str, models, cloc
                                      reliability=None if reliability is None else
                                      np.where(reliability.driven, reliability.value, np.nan))
     fps = session.frame_rate if np.isfinite(session.frame_rate) and session.frame_rate > 0 else 30.0
+    if flashed:  # images are independent items: every image is its own block, no neighbour is near-identical
+        fps = 1.0
     narrated = narrated_presentations(binned, split, config.narrations_per_subset)
     train_frames = np.unique(binned.frame[split.train])
     references = session_references(session, targets, train_frames, binned.frame[narrated],
@@ -328,7 +351,10 @@ def analyse(session, binned, *, config: NarrateConfig, device: str, models, cloc
     clock.lap("validate")
 
     neurration = None
-    if config.analyses.enabled and concepts.named() and reliability is not None:
+    if flashed and config.analyses.enabled:
+        log.warning("flashed images: the single-unit, group and scaling analyses (circular shifts and scene "
+                    "blocks over movie frames) are not defined for them yet and were skipped")
+    elif config.analyses.enabled and concepts.named() and reliability is not None:
         a = config.analyses
         neurration = neurrate_session(
             responses=responses, trained=trained, binned=binned, split=split, targets=targets, sae=sae,

@@ -283,8 +283,9 @@ def frame_latents(sae: SparseAutoencoder, patches: np.ndarray | torch.Tensor, *,
 
 def naming_frames(naming_texts: dict[int, str], exclude_frames: np.ndarray, *, fps: float) -> tuple[np.ndarray, int]:
     """Frames that may name concepts: those with a text, none within ``guard`` = a sixth of a second of
-    a frame in ``exclude_frames``; returns (sorted frames, guard)."""
-    guard = max(1, int(round(fps)) // 6)
+    a frame in ``exclude_frames`` (5 frames at 30 Hz; 0 below 6 Hz, e.g. ``fps=1`` for flashed images,
+    whose neighbours by index are other images); returns (sorted frames, guard)."""
+    guard = int(round(fps)) // 6
     held_out = set((np.asarray(exclude_frames)[:, None] + np.arange(-guard, guard + 1)[None]).ravel().tolist())
     return np.array([f for f in sorted(naming_texts) if f not in held_out], dtype=np.int64), guard
 

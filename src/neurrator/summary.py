@@ -21,7 +21,7 @@ def format_summary(result, *, examples: int = 3) -> str:
              f"({result.seconds:.0f} s)"]
     best = next((r for r in result.subsets if r.subset.label == "all"), None) or result.subsets[0]
     if examples:
-        lines.append(f"\nnarrations from {best.subset.label} ({best.subset.n_units} units), held-out repeats:")
+        lines.append(f"\nnarrations from {best.subset.label} ({best.subset.n_units} units), held-out test windows:")
         for i in range(min(examples, len(best.narrations))):
             lines.append(f"  frame {int(best.frames[i]):4d}  narration: {best.narrations[i]}")
             lines.append(f"              reference: {best.references[i]}   (similarity {best.similarity[i]:.2f})")
