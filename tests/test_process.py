@@ -72,6 +72,17 @@ def test_derived_path_and_prefix():
         dandiset_prefix("dandi://000021/sub-1/x.nwb")
 
 
+def test_a_session_without_an_outcome_after_ctrl_c_is_cancelled_unless_its_output_is_complete(tmp_path):
+    from neurrator.process import _after_interrupt
+
+    missing = _after_interrupt("dandi://000999/sub-1/sub-1_ses-1.nwb", str(tmp_path / "none.nwb"))
+    cut = tmp_path / "cut.nwb"
+    cut.write_bytes(b"\x89HDF\r\n\x1a\n but cut short")
+    partial = _after_interrupt("dandi://000999/sub-1/sub-1_ses-1.nwb", str(cut))
+    assert (missing.status, partial.status) == ("cancelled", "cancelled")
+    # the complete case ("done": it finished while its result was on the way) is the Ctrl-C test below
+
+
 @pytest.fixture(scope="module")
 def dandiset(tmp_path_factory):
     from neurrator.simulate import write_simulated_session
@@ -147,6 +158,7 @@ def test_ctrl_c_cancels_the_rest_exits_130_and_a_rerun_resumes(dandiset, tmp_pat
     assert line.startswith("dandi://000999: interrupted: 1 done, 0 skipped") and "cancelled of 3 sessions" in line
     finished = [p for p in out.rglob("*.nwb")]
     assert len(finished) == 1  # nothing else was finished, and no partial file at any output path
+    assert not [p for p in out.rglob(".*") if p.is_file()], "the killed worker's temporary file was removed"
     subject = finished[0].parent.name
     rerun = subprocess.run([*cmd, "--match", subject], capture_output=True, text=True, timeout=300, env=env)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr

@@ -199,7 +199,7 @@ def write_nwbfile_atomic(nwbfile, path: Path, *, source_path: Path | None = None
     if source_path is not None and path.resolve() == Path(source_path).resolve():
         raise NeurratorError(path, "the output path is the source file; choose another output")
     check_writable_dir(path.parent)
-    _remove_stale_temporaries(path)
+    remove_dead_temporaries(path)
     prefix, suffix = temporary_name(path, ".nwb")
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=suffix)
     os.close(fd)
@@ -224,12 +224,15 @@ def write_nwbfile_atomic(nwbfile, path: Path, *, source_path: Path | None = None
     return path
 
 
-def _remove_stale_temporaries(path: Path) -> None:
-    """Remove temporary files of earlier writes to ``path`` whose process (on this host) no longer runs."""
+def remove_dead_temporaries(path: Path) -> None:
+    """Remove temporary files of earlier writes to ``path`` (the NWB file or its HTML report) whose
+    process (on this host) no longer runs."""
     host = re.sub(r"[^A-Za-z0-9-]+", "-", platform.node()) or "host"
     import glob
 
-    for tmp in path.parent.glob(f".{glob.escape(path.stem)}.{host}.*.tmp.nwb"):
+    for tmp in path.parent.glob(f".{glob.escape(path.stem)}.{host}.*.tmp.*"):
+        if not _TEMPORARY_NAME.fullmatch(tmp.name):
+            continue
         pid_text = tmp.name[len(f".{path.stem}.{host}.") :].split(".", 1)[0]
         if not pid_text.isdigit() or int(pid_text) == os.getpid():
             continue

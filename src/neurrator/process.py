@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import os
 import re
 import signal
 import threading
@@ -245,11 +246,14 @@ def _run_all(todo: list[tuple[str, str]], *, config: NarrateConfig, scheduler: s
         raise ImportError("neurrator process needs dask.distributed: pip install 'dask[distributed]'") from err
     from tqdm.auto import tqdm
 
+    from neurrator.nwb_out import remove_dead_temporaries
+
     level = logging.getLogger().getEffectiveLevel()  # the CLI's level for libraries (ERROR with --quiet)
     logging.getLogger("distributed").setLevel(level)
     # Each worker session runs single-threaded with its own progress bars off: the bar here counts sessions.
     worker_config = dataclasses.replace(config, progress=False)
     cluster = client = None
+    worker_pids: list[int] = []  # this run's own worker processes (LocalCluster only)
     pending: dict = {}  # future -> index in todo, until its outcome is collected
     done: dict[int, SessionOutcome] = {}
     interrupted = False
@@ -261,6 +265,7 @@ def _run_all(todo: list[tuple[str, str]], *, config: NarrateConfig, scheduler: s
                 cluster = LocalCluster(n_workers=max(1, workers), threads_per_worker=1, processes=True,
                                        dashboard_address=None, silence_logs=level)
             client = Client(cluster)
+            worker_pids = list(client.run(os.getpid).values())
         for i, (source, target) in enumerate(todo):
             pending[client.submit(_run_one, source, target, worker_config, pure=False, key=f"neurrator-{i}")] = i
         with tqdm(total=len(pending), desc="sessions", unit="session", disable=not config.progress) as bar:
@@ -275,13 +280,37 @@ def _run_all(todo: list[tuple[str, str]], *, config: NarrateConfig, scheduler: s
         with _sigint_ignored():  # a second Ctrl-C does not cut the clean-up short (it is bounded by timeouts)
             if interrupted and client is not None:
                 _cancel_pending(client, pending, todo, done)
+                _kill(worker_pids)  # a session in progress stops now instead of finishing during the clean-up
             if client is not None:
                 client.close()
             if cluster is not None:
                 cluster.close()
-    outcomes = [done.get(i, SessionOutcome(source, target, "cancelled"))
-                for i, (source, target) in enumerate(todo)]
+            if interrupted and worker_pids:  # the killed workers' temporary files (none at an output path)
+                for i, (_, target) in enumerate(todo):
+                    if i not in done:
+                        remove_dead_temporaries(Path(target))
+    outcomes = [done.get(i) or _after_interrupt(source, target) for i, (source, target) in enumerate(todo)]
+    if interrupted:  # a session killed by the same Ctrl-C was cancelled, not failed
+        outcomes = [_after_interrupt(o.asset, o.output) if o.message.startswith("worker error") else o
+                    for o in outcomes]
     return outcomes, interrupted
+
+
+def _after_interrupt(source: str, target: str) -> SessionOutcome:
+    """A session without a collected outcome after Ctrl-C: ``done`` if its output is complete (it finished
+    while its result was on the way), else ``cancelled``."""
+    from neurrator.nwb_out import output_is_complete
+
+    status = "done" if output_is_complete(Path(target), source=source) else "cancelled"
+    return SessionOutcome(source, target, status)
+
+
+def _kill(pids: list[int]) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:  # already gone
+            continue
 
 
 def _collect(future, source: str, target: str) -> SessionOutcome:
