@@ -2,23 +2,21 @@
 
 Usage::
 
-    .venv/bin/python benchmarks/bench_derived_size.py                       # rank 64, basis stored once
-    .venv/bin/python benchmarks/bench_derived_size.py --basis-layout twice  # basis also inside the encoder weights
-    .venv/bin/python benchmarks/bench_derived_size.py --rank 256 --no-append
+    .venv/bin/python benchmarks/bench_derived_size.py                            # what the pipeline writes
+    .venv/bin/python benchmarks/bench_derived_size.py --predictions compact-pca  # + a rank-64 PCA basis
+    .venv/bin/python benchmarks/bench_derived_size.py --rank 256 --no-append     # the old uncapped rank
 
-Random weights of the real sizes: an encoder whose linear readout basis is (rank, 576 * 1024) float32
-plus per-unit weights for 2,000 units; a TopK SAE with 16,384 latents over 1,024-d (W_enc, W_dec,
-biases, float32); predictions of 32 subsets x 30 windows, stored compactly as coefficients in the
-encoder's readout basis (``neurrator.compression``) with the measured error per window, plus
-``--full-windows`` windows kept exactly; the narrations (one table per subset) and every analysis table
-(2,000 units, 2,000 x 200 concept-tuning rows). The predictions are the readout of random coefficients
-plus an out-of-span residual of 5 % of the variance (what the encoder's nonlinear path adds), so the
-stored error is that residual.
-
-``--basis-layout once`` stores the readout basis once, as the PatchBasis, and leaves it out of the
-encoder's safetensors (the loader puts it back from the PatchBasis); ``twice`` keeps it in both, as
-today's checkpoint does. Reported: file size by container, write and read-back time, and the
-reconstruction error stored in the file.
+The big containers go through the pipeline's own writers, at the real sizes with random weights:
+neurrator's ``SpikeEncoder`` for 2,000 units with 576 x 1024 outputs and the linear rank the pipeline
+uses (``component_config.linear_rank_for``: 64), written by ``nwb_results.add_encoder_to_nwbfile``; the
+predicted patches of 32 subsets x 30 windows, written by ``nwb_results.add_patch_predictions_to_nwbfile``
+(``compact``: coefficients in the encoder's own readout, which its weights already hold, every
+window's error measured and stored, the worst kept in full). The predictions are the readout of random
+coefficients plus an out-of-span residual (``--residual``, 5 % of the variance) standing in for the
+encoder's nonlinear path, so the stored error is that residual. Around them: a TopK SAE of the
+pipeline's size (1,024 latents over 1,024-d, float32), the narrations (one table per subset) and every
+analysis table (2,000 units, 2,000 x 200 concept-tuning rows). Reported: file size by container, write
+and read-back time, and the reconstruction error stored in the file.
 """
 
 from __future__ import annotations
@@ -30,14 +28,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import h5py
-import numpy as np
-from pynwb import NWBHDF5IO
-
 import ndx_neurrator as ndx
-from ndx_neurrator.testing import mock_NWBFile, safetensors_bytes
-from neurrator.compression import compress_windows, encoder_readout_basis
-
+import numpy as np
 from _hardware import append_results, hardware
+from ndx_neurrator.testing import mock_NWBFile, safetensors_bytes
+from pynwb import NWBHDF5IO
 
 N_PATCHES, DIM = 576, 1024
 
@@ -59,72 +54,86 @@ def build_file(args) -> tuple:
           replace=False)), "seed": i} for i in range(args.subsets)], units_table=units)
     module.add(subsets)
 
-    m = N_PATCHES * DIM
-    lin_basis = np.linalg.qr(rng.standard_normal((args.rank, 4096)).T)[0].T  # orthonormal rows in 4096 dims
-    lin_basis = (np.tile(lin_basis, (1, m // 4096 + 1))[:, :m] * np.sqrt(4096 / m)).astype(np.float32)
-    lin_basis += (rng.standard_normal(lin_basis.shape, dtype=np.float32) * np.float32(1e-3))
-    lin_scale = rng.uniform(0.5, 2.0, args.rank).astype(np.float32)
-    target_mean = rng.standard_normal((N_PATCHES, DIM), dtype=np.float32)
-    target_std = rng.uniform(0.5, 1.5, DIM).astype(np.float32)
-    tensors = {"lin_weight": rng.standard_normal((args.units, 4, args.rank), dtype=np.float32),
-               "lin_scale": lin_scale, "target_mean": target_mean, "target_std": target_std,
-               "trunk": rng.standard_normal((4, 256, 256), dtype=np.float32)}
-    if args.basis_layout == "twice":
-        tensors["lin_basis"] = lin_basis
-    enc = ndx.create_encoder_checkpoint(
-        safetensors_bytes(tensors), name="encoder", units_table=units, unit_rows=np.arange(args.units),
-        architecture="set_pool_transformer", config={"linear_rank": args.rank}, backbone_id="llava-hf/llava-1.5-7b-hf",
-        backbone_layer=-2, n_patches=N_PATCHES, dim=DIM, preprocessing="pad to square, 336",
-        stimulus="natural_movie_one", training_metrics={}, validation_metrics={},
+    # The encoder: neurrator's own SpikeEncoder at real sizes (random weights), its linear rank capped as
+    # the pipeline caps it, written by the pipeline's writer (safetensors inside an EncoderCheckpoint).
+    from types import SimpleNamespace
+
+    import torch
+
+    from neurrator.backbones import TargetSpec
+    from neurrator.component_config import EncoderConfig, linear_rank_for
+    from neurrator.encoder import SpikeEncoder
+    from neurrator.nwb_results import (
+        add_encoder_to_nwbfile,
+        add_patch_predictions_to_nwbfile,
+        window_order,
     )
-    module.add(enc)
-    del tensors
+    from neurrator.training import TrainConfig, TrainedEncoder
 
-    comps, mean = encoder_readout_basis(lin_basis, lin_scale, target_mean, target_std)
-    del lin_basis
-    basis = ndx.create_patch_basis(comps, mean=mean, name="patch_basis", kind="encoder_readout")
-    module.add(basis)
-
+    rank = args.rank or linear_rank_for(256, n_patches=N_PATCHES, dim=DIM, n_frames=900)
+    config = EncoderConfig(d_model=64, n_latents=16, depth=1, linear_rank=rank).for_data(
+        n_units=args.units, n_patches=N_PATCHES, dim=DIM, window_bins=20)
+    torch.manual_seed(args.seed)
+    model = SpikeEncoder(config=config)
+    m = N_PATCHES * DIM
+    with torch.no_grad():
+        q = torch.linalg.qr(torch.randn(m, rank))[0].T.contiguous()  # orthonormal standardised token maps
+        model.set_linear_basis(q, torch.rand(rank) + 0.5)
+        model.target_mean.copy_(torch.randn(N_PATCHES, DIM))
+        model.target_std.copy_(torch.rand(DIM) + 0.5)
+    del q
+    trained = TrainedEncoder(
+        model=model.eval(), encoder_config=config, train_config=TrainConfig(), history=[],
+        unit_ids=np.arange(args.units, dtype=np.int64),
+        target_spec=TargetSpec("llava:llava-hf/llava-1.5-7b-hf", -2, N_PATCHES, DIM, "pad to square, 336"),
+        stimulus="natural_movie_one")
     t0 = time.perf_counter()
-    flat_c = comps.reshape(args.rank, -1)
-    stats = []
-    collection_tables = {}
+    enc = add_encoder_to_nwbfile(nwbfile, trained, units_table=units, unit_rows=np.arange(args.units),
+                                 stimulus="natural_movie_one")
+    encoder_s = time.perf_counter() - t0
+
+    # Predictions of 32 subsets x 30 windows: the readout of random coefficients plus an out-of-span
+    # residual of 5 % of the variance (standing in for the nonlinear path), written by the pipeline's
+    # writer: compact = coefficients in the encoder's readout, errors measured, the worst kept in full.
+    comps, mean = enc.readout_basis()
+    flat_c = comps.reshape(len(comps), -1)
+    results, collection_tables = [], {}
+    n_pres = args.subsets * args.windows
     for s in range(args.subsets):
-        coef_true = rng.standard_normal((args.windows, args.rank), dtype=np.float32)
-        x = coef_true @ flat_c
+        x = rng.standard_normal((args.windows, len(comps)), dtype=np.float32) @ flat_c
         signal = float(((x - x.mean(0)) ** 2).mean())
-        x += rng.standard_normal(x.shape, dtype=np.float32) * np.float32(np.sqrt(0.05 * signal))
+        x += rng.standard_normal(x.shape, dtype=np.float32) * np.float32(np.sqrt(args.residual * signal))
         x += mean.reshape(-1)
-        packed = compress_windows(x.reshape(args.windows, N_PATCHES, DIM), components=comps, mean=mean)
-        keep = min(args.full_windows - s * 0, args.windows) if s == 0 else 0  # exact windows: first subset only
-        extra = {}
-        if keep:
-            extra = {"full_windows": np.arange(keep), "full_data": x[:keep].reshape(keep, N_PATCHES, DIM)}
-        module.add(ndx.create_patch_predictions(
-            name=f"predictions_{s}", timestamps=np.arange(args.windows) * 1.0 + 0.5,
-            frame=np.arange(args.windows) * 30, unit_subsets=subsets, unit_subset_rows=s, encoder=enc,
-            coefficients=packed.coefficients, basis=basis, relative_mse=packed.relative_mse, cosine=packed.cosine,
-            **extra,
-        ))
-        stats.append(packed.relative_mse)
-        start = np.arange(args.windows) * 1.0
+        pres = np.arange(s, n_pres, args.subsets)
+        results.append(SimpleNamespace(presentations=pres, frames=pres % 900,
+                                       predicted=x.reshape(args.windows, N_PATCHES, DIM)))
+        start = pres * 1.0
         collection_tables[s] = dict(start_time=start, stop_time=start + 0.25,
                                     text=[f"a scene with a tree and a car, window {i}" for i in range(args.windows)],
-                                    frame=np.arange(args.windows) * 30, narrator_model="llava-hf/llava-1.5-7b-hf",
+                                    frame=pres % 900, narrator_model="llava-hf/llava-1.5-7b-hf",
                                     prompt="Describe this scene in one sentence.",
                                     reference_text=["a tree next to a road"] * args.windows,
                                     similarity=rng.uniform(0, 1, args.windows))
+    del comps, flat_c
+    presentations = SimpleNamespace(start=np.arange(n_pres) * 1.0, stop=np.arange(n_pres) * 1.0 + 0.25)
+    order, rows = window_order(results, presentations.start)
+    t0 = time.perf_counter()
+    pp = add_patch_predictions_to_nwbfile(nwbfile, results, presentations, order=order, rows=rows,
+                                          subsets_table=subsets, encoder=enc, storage=args.predictions)
     compress_s = time.perf_counter() - t0
-    del comps
+    stats = np.asarray(pp.relative_mse.data if hasattr(pp.relative_mse, "data") else pp.relative_mse)
+    n_full = 0 if pp.full_windows is None else len(np.asarray(pp.full_windows))
+    del results
     narr = ndx.create_narrations_collection(collection_tables, unit_subsets=subsets)
     module.add(narr)
 
-    sae = {"W_enc": rng.standard_normal((16384, DIM), dtype=np.float32),
-           "W_dec": rng.standard_normal((16384, DIM), dtype=np.float32),
-           "b_enc": np.zeros(16384, np.float32), "b_dec": np.zeros(DIM, np.float32)}
+    L = args.sae_latents  # the pipeline's SAE: 1,024 latents, k 16 (16,384 is the large option)
+    sae = {"W_enc": rng.standard_normal((L, DIM), dtype=np.float32),
+           "W_dec": rng.standard_normal((L, DIM), dtype=np.float32),
+           "b_enc": np.zeros(L, np.float32), "b_dec": np.zeros(DIM, np.float32)}
     module.add(ndx.create_sparse_autoencoder(
-        safetensors_bytes(sae), name="sae", architecture="topk", config={"n_latents": 16384, "k": 32},
-        concept_labels=[f"concept {i}" for i in range(16384)], concept_label_sources="train-frame captions",
+        safetensors_bytes(sae), name="sae", architecture="topk", config={"n_latents": L, "k": 16},
+        concept_labels=[f"concept {i}" for i in range(L)], concept_label_sources="train-frame captions",
         naming_split="train"))
     del sae
 
@@ -161,7 +170,7 @@ def build_file(args) -> tuple:
         split="test", metric=["top1", "centred_cosine", "narration_similarity", "top5"] * args.subsets,
         value=rng.uniform(size=len(rows)), chance_level=1 / 900, ci_lo=0.1, ci_hi=0.2, p_value=0.01, q_value=0.02,
         beats_null=True, null_kind="scene-block permutation"))
-    return nwbfile, np.concatenate(stats), compress_s
+    return nwbfile, stats, n_full, encoder_s, compress_s, rank
 
 
 def sizes_by_container(path: Path) -> dict[str, int]:
@@ -170,7 +179,6 @@ def sizes_by_container(path: Path) -> dict[str, int]:
         def visit(name, obj):
             if isinstance(obj, h5py.Dataset):
                 key = name.split("/")[2] if name.startswith("processing/neurrator/") else name.split("/")[0]
-                key = "predictions_*" if key.startswith("predictions_") else key
                 out[key] = out.get(key, 0) + obj.id.get_storage_size()
         f.visititems(visit)
     return dict(sorted(out.items(), key=lambda kv: -kv[1]))
@@ -178,18 +186,19 @@ def sizes_by_container(path: Path) -> dict[str, int]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rank", type=int, default=64)
-    ap.add_argument("--basis-layout", choices=("once", "twice"), default="once")
+    ap.add_argument("--rank", type=int, default=0, help="encoder linear rank (0: the pipeline's cap, 64)")
+    ap.add_argument("--predictions", choices=("compact", "compact-pca", "full"), default="compact")
+    ap.add_argument("--residual", type=float, default=0.05, help="out-of-span variance fraction planted")
+    ap.add_argument("--sae-latents", type=int, default=1024)
     ap.add_argument("--units", type=int, default=2000)
     ap.add_argument("--subsets", type=int, default=32)
     ap.add_argument("--windows", type=int, default=30)
-    ap.add_argument("--full-windows", type=int, default=2, help="windows kept as exact float32 (first subset)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-append", action="store_true")
     args = ap.parse_args()
 
     t0 = time.perf_counter()
-    nwbfile, rel, compress_s = build_file(args)
+    nwbfile, rel, n_full, encoder_s, compress_s, rank = build_file(args)
     build_s = time.perf_counter() - t0
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "sub-bench_ses-bench_desc-neurrator.nwb"
@@ -201,24 +210,28 @@ def main() -> None:
         parts = sizes_by_container(path)
         t0 = time.perf_counter()
         with NWBHDF5IO(path, "r") as io:
-            p = io.read().processing["neurrator"]["predictions_3"]
+            p = io.read().processing["neurrator"]["patch_predictions"]
             window = p.get_windows([0])
         read_s = time.perf_counter() - t0
     full = args.subsets * args.windows * N_PATCHES * DIM * 4
     lines = [
         f"file size                      {size / 1e6:8.1f} MB  (full float32 predictions alone would be {full / 1e9:.2f} GB)",
-        f"write time                     {write_s:8.1f} s   (building containers {build_s:.1f} s, of which compressing {compress_s:.1f} s)",
+        f"write time                     {write_s:8.1f} s   (building containers {build_s:.1f} s: encoder "
+        f"{encoder_s:.1f} s, predictions incl. compression {compress_s:.1f} s)",
         f"open + reconstruct one window  {read_s:8.2f} s   -> {window.shape} {window.dtype}",
-        f"stored relative MSE            median {np.median(rel):.4f}, max {rel.max():.4f} (5 % out-of-span residual planted)",
+        f"stored relative MSE            median {np.median(rel):.4f}, max {rel.max():.4f} "
+        f"({args.residual:.0%} out-of-span residual planted); {n_full} windows kept in full",
     ] + [f"  {k:<28} {v / 1e6:8.1f} MB" for k, v in parts.items() if v > 1e5]
     print("\n".join(lines))
     if not args.no_append:
         stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         append_results(
             f"\n## Derived file at real dimensions (bench_derived_size.py, {stamp})\n\n"
-            f"576 x 1024 patches; encoder readout rank {args.rank}, basis stored {args.basis_layout}; SAE 16,384 x 1,024 "
-            f"(W_enc + W_dec float32); {args.subsets} subsets x {args.windows} windows as coefficients, "
-            f"{args.full_windows} exact window(s); {args.units} units, {args.units} x 200 concept-tuning rows.\n"
+            f"`bench_derived_size.py --predictions {args.predictions}`: 576 x 1024 patches; neurrator's SpikeEncoder "
+            f"(random weights) with linear rank {rank}, written by `nwb_results.add_encoder_to_nwbfile`; "
+            f"{args.subsets} subsets x {args.windows} windows written by `add_patch_predictions_to_nwbfile`; "
+            f"SAE {args.sae_latents:,} x 1,024 (W_enc + W_dec float32); {args.units} units, "
+            f"{args.units} x 200 concept-tuning rows.\n"
             f"{hardware()}\n\n```\n" + "\n".join(lines) + "\n```\n"
         )
 

@@ -2,7 +2,7 @@
 
 Real dimensions: 2,000 units x 20 repeats x 900 frames at 4 bins per frame; CLIP ViT-L/14-336 vision tower
 (random weights from a `transformers.CLIPVisionConfig`: 24 layers, width 1024, 577 tokens -> 576 patch
-targets x 1024); the encoder at its real output size (576 x 1024, linear rank 256); a TopK SAE on
+targets x 1024); the encoder at its real output size (576 x 1024, linear rank 64: the pipeline's cap, `linear_rank_for`); a TopK SAE on
 1024-d tokens; a LLaVA-1.5-sized projector (1024 -> 4096 -> 4096) in front of a small Llama (hidden
 4096, 1 layer, tiny vocabulary) for narration. Stages run one after another in this process: spikes
 -> binning -> targets -> training -> prediction of the test repeats for each unit subset -> SAE epoch
@@ -144,8 +144,8 @@ def full_size_memory() -> list[tuple[str, float, str]]:
          3 * f["narrations"] * f["subsets"] * tok / GB, "validate"),
         ("SAE token set: all frames' tokens (900*576, 1024) float32", f["frames"] * tok / GB, "sae"),
         ("SAE token set: targets + predictions of the test repeats", (f["frames"] + P_test) * tok / GB, "sae"),
-        ("encoder linear basis (rank 256) + weights", (2000 * 20 * 256 + 256 * f["patches"] * f["dim"]) * 4 / GB,
-         "train"),
+        ("encoder linear basis (rank 64, the pipeline's cap) + weights",
+         (2000 * 5 * 64 + 64 * f["patches"] * f["dim"]) * 4 / GB, "train"),
     ]
     return rows
 
@@ -214,7 +214,10 @@ def main() -> None:
     del backbone, tower
     assert targets.shape == (F, 576, 1024), targets.shape
     tcfg = TrainConfig(max_epochs=1, batch_size=16 if not cuda else 64, warmup_steps=1, patience=1)
-    ecfg = EncoderConfig(n_units=N, n_patches=576, dim=1024, window_bins=tcfg.window_bins)
+    from neurrator.component_config import linear_rank_for
+
+    rank = linear_rank_for(EncoderConfig().linear_rank, n_patches=576, dim=1024, n_frames=FULL["frames"])
+    ecfg = EncoderConfig(n_units=N, n_patches=576, dim=1024, window_bins=tcfg.window_bins, linear_rank=rank)
     trained = stage("encoder training (1 epoch)", FULL["repeats"] * FULL["frames"] / P,
                     lambda: train_encoder(binned, targets, split, config=tcfg, encoder=ecfg, device=args.device,
                                           seed=0, progress=False))

@@ -107,3 +107,14 @@ def test_wrong_window_or_unit_count_raises(enc):
         enc(torch.ones(1, 4, 3), torch.arange(3))
     with pytest.raises(ValueError, match="unit_idx"):
         enc(torch.ones(1, 5, 3), torch.arange(4))
+
+
+def test_linear_rank_is_capped_so_the_stored_basis_stays_small():
+    from neurrator.component_config import MAX_LINEAR_BASIS_BYTES, linear_rank_for
+
+    real = linear_rank_for(256, n_patches=576, dim=1024, n_frames=900)
+    assert real == 64 and real * 576 * 1024 * 4 <= MAX_LINEAR_BASIS_BYTES < 80 * 576 * 1024 * 4
+    assert linear_rank_for(256, n_patches=16, dim=64, n_frames=120) == 120  # the frames bound it first
+    assert linear_rank_for(32, n_patches=576, dim=1024, n_frames=900) == 32  # a smaller request is kept
+    assert linear_rank_for(256, n_patches=5000, dim=4096, n_frames=900) == 16  # never below 16
+    assert linear_rank_for(0, n_patches=576, dim=1024, n_frames=900) == 0  # no linear path stays none

@@ -54,7 +54,43 @@ def test_natural_scenes_decoding_beats_the_shuffled_baseline(scenes_run):
     assert top.subset.label == "all"
     cos = top.metrics["centred_patch_cosine"]
     assert cos.lo > cos.chance, cos
-    assert result.neurration is None  # the single-unit analyses are not defined for flashed images yet
+    assert result.neurration is not None  # the single-unit, group and scaling analyses ran on the images
+
+
+@pytest.mark.slow
+def test_flashed_image_neurration_recovers_the_simulated_ground_truth(tmp_path):
+    """The single-unit analyses on flashed images (responses: each presentation's onset-aligned window;
+    nulls: shifts over independent images, per repeat for the reliability): the top concept of the clearly tuned units is their true
+    strongest feature, CA1 is not visually driven, and each tagged class is enriched for its own feature."""
+    from pynwb import NWBHDF5IO
+
+    from neurrator.simulate import TYPE_PREFERENCES, load_truth, truth_path
+
+    src = tmp_path / "sub-scenes_ses-truth.nwb"
+    write_simulated_session(src, natural_scenes=80, n_repeats=15, n_units=200, seed=1, n_pulses=30)
+    config = NarrateConfig.from_options(stimulus="natural_scenes", n_val_images=8, n_test_images=12, epochs=5,
+                                        narrations_per_subset=4, device="cpu", progress=False,
+                                        cache_dir=str(tmp_path / "cache"))
+    result = narrate_session(src, out=tmp_path / "derived.nwb", config=config)
+    truth = load_truth(truth_path(src))
+    with NWBHDF5IO(str(result.output), "r") as io:
+        nwb = io.read()
+        table = nwb.processing["neurrator"]["unit_neurration"]
+        unit = np.asarray(table["unit"].data[:])
+        driven = np.asarray(table["visually_driven"].data[:]).astype(bool)
+        top = np.asarray(table["top_concept"].data[:]).astype(str)
+        ids = np.asarray(nwb.units.id.data[:])[unit]
+    row = np.array([{int(u): i for i, u in enumerate(truth.unit_ids)}[int(u)] for u in ids])
+    clear = np.asarray(truth.clear_strongest, bool)[row]
+    strongest = np.asarray(truth.strongest_feature)[row]
+    ca1 = np.asarray(truth.region)[row] == "CA1"
+    assert clear.sum() >= 40 and ca1.sum() >= 10
+    assert np.mean(top[clear] == strongest[clear]) >= 0.7  # 0.85 here (17 concepts: chance ~0.06)
+    assert np.mean(~driven[ca1]) >= 0.9 and np.all(top[ca1] == "")  # 0.97 here
+    [tuning] = [c for c in result.neurration.comparisons
+                if len(c.group) and c.group_kind[0] == "cell_type" and c.source[0] == "tuning"]
+    hits = {t: set(want) <= set(tuning.enriched(t)) for t, want in TYPE_PREFERENCES.items()}
+    assert all(hits.values()), hits
 
 
 def test_too_many_held_out_images_is_one_line(scenes_run, tmp_path):

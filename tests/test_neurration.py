@@ -29,6 +29,21 @@ def test_trial_responses_by_hand():
     assert np.allclose(tr0.values[:, :, 0] + tr0.baseline[0], own, atol=1e-5)
 
 
+def test_trial_responses_drop_an_incomplete_repeat_rather_than_most_images():
+    """Flashed images shown 3 or 4 times: the 4th "repeat" holds one image only; dropping that repeat keeps
+    all images (dropping the images it lacks would keep one); each presentation is one 2-bin window."""
+    frame = np.array([0, 1, 2, 1, 2, 0, 0, 2, 1, 2])
+    repeat = np.array([0, 0, 0, 1, 1, 1, 2, 2, 2, 3])
+    counts = np.arange(20, dtype=np.uint16)[:, None] % 5
+    b = Binned(counts=counts, frame=frame, repeat=repeat, bins_per_frame=2, unit_ids=np.array([7]))
+    tr = trial_responses(b, np.arange(10), offset_bins=0)
+    assert tr.frames.tolist() == [0, 1, 2] and tr.repeats.tolist() == [0, 1, 2]
+    own = counts[:, 0].reshape(10, 2).sum(1).astype(float)  # each presentation's own window
+    expect = np.zeros((3, 3))
+    expect[repeat[:9], frame[:9]] = own[:9]
+    assert np.allclose(tr.values[:, :, 0] + tr.baseline[0], expect, atol=1e-5)
+
+
 def test_preferred_stimulus_is_the_positive_response_weighted_mean():
     targets = np.arange(3 * 2 * 2, dtype=np.float32).reshape(3, 2, 2)
     resp = np.array([[2.0, -1.0], [-1.0, -1.0], [1.0, -2.0]])  # unit 1 never exceeds baseline

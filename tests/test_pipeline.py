@@ -223,7 +223,7 @@ def test_encoder_reused_from_output_file_gives_identical_predictions(small_run, 
 
 
 def test_compact_predictions_reconstruct_within_their_stored_error(small_run, small_sim, tmp_path):
-    """--predictions compact: coefficients in a PCA basis of the windows, every window's error stored and
+    """--predictions compact-pca: coefficients in a PCA basis of the windows, every window's error stored and
     true (checked against the full float32 predictions of the same encoder), the worst windows kept in
     full, and the reconstruction formula works with pynwb alone."""
     import dataclasses
@@ -232,7 +232,7 @@ def test_compact_predictions_reconstruct_within_their_stored_error(small_run, sm
 
     first, config = small_run
     compact = narrate_session(small_sim, out=tmp_path / "compact.nwb",
-                              config=dataclasses.replace(config, encoder=str(first.output), predictions="compact",
+                              config=dataclasses.replace(config, encoder=str(first.output), predictions="compact-pca",
                                                          predictions_rank=8))
     with NWBHDF5IO(str(first.output), "r") as io:
         full = np.asarray(io.read().processing["neurrator"]["patch_predictions"].data[:])
@@ -267,3 +267,51 @@ def test_compact_predictions_reconstruct_within_their_stored_error(small_run, sm
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     np.testing.assert_allclose(np.load(tmp_path / "x.npy"), got, rtol=1e-5, atol=1e-5)
+
+
+def test_compact_predictions_in_the_encoder_readout_store_no_basis(small_run, small_sim, tmp_path):
+    """--predictions compact: coefficients in the encoder's own linear readout, which its weights hold
+    once; nothing else is stored but the coefficients, every window's error is stored and true, and
+    pynwb + safetensors' numpy reader alone rebuild the windows from the formula in the spec."""
+    import dataclasses
+
+    from pynwb import NWBHDF5IO
+    from safetensors.numpy import load
+
+    first, config = small_run
+    compact = narrate_session(small_sim, out=tmp_path / "readout.nwb",
+                              config=dataclasses.replace(config, encoder=str(first.output), predictions="compact"))
+    with NWBHDF5IO(str(first.output), "r") as io:
+        full = np.asarray(io.read().processing["neurrator"]["patch_predictions"].data[:])
+    with NWBHDF5IO(str(compact.output), "r") as io:
+        module = io.read().processing["neurrator"]
+        pp = module["patch_predictions"]
+        assert pp.is_compact and pp.space == "encoder_readout" and pp.basis is None
+        assert "patch_basis" not in module.data_interfaces
+        got, exact = pp.get_windows(exact=False), pp.get_windows()
+        stored = np.asarray(pp.relative_mse[:])
+        kept = np.asarray(pp.full_windows[:]) if pp.full_windows is not None else np.zeros(0, np.int64)
+        tensors = load(bytes(np.asarray(pp.encoder.weights.data[:])))
+    mean = tensors["target_mean"]
+    err = ((got - full) ** 2).sum(axis=(1, 2)) / ((full - mean) ** 2).sum(axis=(1, 2))
+    np.testing.assert_allclose(err, stored, rtol=1e-3, atol=1e-6)
+    np.testing.assert_allclose(exact[kept], full[kept], rtol=1e-6, atol=1e-6)
+    assert len(kept) <= 0.1 * len(full) and all(stored[kept] > 0.05)
+    assert np.median(stored) < 0.5  # the readout span carries most of what the encoder predicts
+    script = textwrap.dedent(f"""
+        import numpy as np
+        from pynwb import NWBHDF5IO
+        from safetensors.numpy import load
+        with NWBHDF5IO({str(compact.output)!r}, "r") as io:
+            pp = io.read().processing["neurrator"]["patch_predictions"]
+            assert pp.fields["coefficient_space"] == "encoder_readout"
+            t = load(bytes(pp.encoder.weights.data[:]))
+            used = np.any(t["lin_basis"] != 0, axis=1)
+            c = pp.coefficients[:] * t["lin_scale"][used]
+            x = t["target_mean"] + t["target_std"] * (c @ t["lin_basis"][used]).reshape((len(c),) + t["target_mean"].shape)
+            np.save({str(tmp_path / "x.npy")!r}, x)
+    """)
+    proc = subprocess.run([sys.executable, "-c", "import sys; sys.modules['ndx_neurrator'] = None\n" + script],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    np.testing.assert_allclose(np.load(tmp_path / "x.npy"), got, rtol=1e-4, atol=1e-4)

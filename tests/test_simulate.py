@@ -373,3 +373,14 @@ def test_paraphrases_give_sentence_scores_a_range():
     cross_para = (e[a, 1] * e[b, 2]).sum(-1)       # paraphrases of two scenes
     assert same.mean() > cross.mean() + 0.1, (same.mean(), cross.mean())
     assert cross_para.mean() < 0.55 and cross.mean() < 0.58, (cross_para.mean(), cross.mean())
+
+
+def test_a_session_without_opto_tagging_writes_and_reads(tmp_path):
+    """n_pulses=0 (a wild-type mouse): no optotagging module instead of an empty table hdmf cannot type."""
+    from neurrator.session import load_session
+    from neurrator.simulate import write_simulated_session
+
+    path = tmp_path / "wt.nwb"
+    write_simulated_session(path, n_units=10, n_repeats=3, n_frames=30, n_pulses=0, seed=0)
+    session = load_session(path)
+    assert session.opto is None and len(session.units.ids) > 0

@@ -172,3 +172,51 @@ def test_compact_predictions_bad_arguments(units, subsets):
 def test_unit_neurration_mock(units):
     table = mock_UnitNeurrationTable(units_table=units)
     assert len(table) == 6 and table["unit"].table is units
+
+
+def test_compact_predictions_in_the_encoder_readout(units, subsets, tmp_path):
+    """coefficient_space 'encoder_readout': no PatchBasis; the windows come back from the linked encoder's
+    own weights (lin_basis with an unused zero row, lin_scale, target_mean, target_std), after a write."""
+    from ndx_neurrator.testing import mock_NWBFile, safetensors_bytes
+
+    rng = np.random.default_rng(4)
+    p, d, k = 4, 8, 3
+    tensors = {"lin_basis": np.vstack([rng.standard_normal((k, p * d)), np.zeros((1, p * d))]).astype(np.float32),
+               "lin_scale": rng.uniform(0.5, 2, k + 1).astype(np.float32),
+               "target_mean": rng.standard_normal((p, d)).astype(np.float32),
+               "target_std": rng.uniform(0.5, 2, d).astype(np.float32),
+               "w": np.zeros(2, np.float32)}
+    nwbfile = mock_NWBFile()
+    nwbfile.units = units
+    enc = mock_EncoderCheckpoint(units_table=units)
+    enc = ndx.create_encoder_checkpoint(
+        safetensors_bytes(tensors), **{f: getattr(enc, f) for f in (
+            "name", "architecture", "backbone_id", "backbone_layer", "n_patches", "dim", "preprocessing", "stimulus")},
+        units_table=units, unit_rows=np.arange(len(units)), config=enc.get_config(),
+        training_metrics={}, validation_metrics={}, software_versions={})
+    coef = rng.standard_normal((5, k)).astype(np.float32)
+    expected = tensors["target_mean"] + tensors["target_std"] * (
+        (coef * tensors["lin_scale"][:k]) @ tensors["lin_basis"][:k]).reshape(5, p, d)
+    common = dict(name="predictions", timestamps=np.arange(5) / 30.0, frame=np.arange(5), unit_subsets=subsets,
+                  unit_subset_rows=0, encoder=enc, relative_mse=np.zeros(5), cosine=np.ones(5))
+    module = ndx.get_neurrator_module(nwbfile)
+    module.add(enc)
+    module.add(subsets)
+    module.add(ndx.create_patch_predictions(coefficients=coef, coefficient_space="encoder_readout", **common))
+    path = tmp_path / "readout.nwb"
+    with NWBHDF5IO(str(path), "w") as io:
+        io.write(nwbfile)
+    with NWBHDF5IO(str(path), "r") as io:
+        pp = io.read().processing["neurrator"]["predictions"]
+        assert pp.space == "encoder_readout" and pp.basis is None
+        np.testing.assert_allclose(pp.get_windows(), expected, rtol=1e-5, atol=1e-5)
+    short = ndx.create_patch_predictions(coefficients=coef[:, :2], coefficient_space="encoder_readout", **common)
+    with pytest.raises(ValueError, match="2 coefficients per window but .* readout of rank 3"):
+        short.get_windows()
+    with pytest.raises(ValueError, match="take no basis"):
+        ndx.create_patch_predictions(coefficients=coef, coefficient_space="encoder_readout",
+                                     basis=mock_PatchBasis(encoder=enc), **common)
+    with pytest.raises(ValueError, match="coefficient_space must be one of"):
+        ndx.create_patch_predictions(coefficients=coef, coefficient_space="pixels", **common)
+    with pytest.raises(ValueError, match="no linear readout"):
+        mock_EncoderCheckpoint(units_table=units).readout_basis()

@@ -61,18 +61,28 @@ def concept_activations(latents: np.ndarray, names: Sequence[str]) -> tuple[np.n
     return acts.astype(np.float32), distinct
 
 
-def unit_reliability_for(binned, split, *, offset_bins: int, seed: int):
+def unit_reliability_for(binned, split, *, offset_bins: int, seed: int, flashed: bool = False,
+                         min_shift: int = 30):
     """Trial responses on the training repeats and each unit's reliability (for picking single units);
-    ``(responses, None)`` with fewer than 2 training repeats, where split-half reliability is undefined."""
+    ``(responses, None)`` with fewer than 2 training repeats, where split-half reliability is undefined.
+
+    Movies: each frame's own bins, lagged by ``offset_bins`` (0: one frame, about the visual latency).
+    Flashed images (``flashed``): the whole onset-aligned window of each presentation, which already
+    starts at the latency (a lag would reach into the next presentation). ``min_shift``: the smallest
+    circular shift of the reliability null (1 s of movie frames; 1 for independent images).
+    """
     from neurrator.neurration import trial_responses, unit_reliability
 
-    tr = trial_responses(binned, split.train, offset_bins=offset_bins or None)
+    if flashed:
+        tr = trial_responses(binned, split.train, window_bins=int(binned.bins_per_frame), offset_bins=0)
+    else:
+        tr = trial_responses(binned, split.train, offset_bins=offset_bins or None)
     if tr.values.shape[0] < 2:
         log.warning("one training repeat: split-half reliability is undefined, so single units are picked by "
                     "spike count and the single-unit, group and scaling analyses are skipped (train on >= 2 "
                     "repeats: lower --val-repeats / --test-repeats)")
         return tr, None
-    return tr, unit_reliability(tr.values, seed=seed)
+    return tr, unit_reliability(tr.values, seed=seed, min_shift=min_shift)
 
 
 def _groups(units, kind: str, *, min_units: int) -> dict[str, np.ndarray]:
@@ -118,6 +128,9 @@ def neurrate_session(*, responses, trained, binned, split, targets: np.ndarray, 
         Population sizes per region and random draws per size.
     min_units
         Groups smaller than this are not analysed as groups.
+    block_frames
+        Scene-block length in frames for the bootstrap and permutation blocks, and the smallest circular
+        shift of the tuning null (1 s of a movie; 1 for flashed images, which are independent items).
     train_mean
         ``(P, D)`` training mean map (centres the per-window cosine); default: mean of ``targets``.
     contributions
@@ -135,7 +148,7 @@ def neurrate_session(*, responses, trained, binned, split, targets: np.ndarray, 
     acts, names = concept_activations(lat, concepts.names)
     log.info("neurration: %d units x %d concepts", len(units.ids), len(names))
     neur = neurrate_units(responses, targets, acts, names, narrate=narrate, unit_ids=np.arange(len(units.ids)),
-                          n_perm=n_perm, seed=rng_seed)
+                          n_perm=n_perm, min_shift=block_frames, seed=rng_seed)
     notes: dict[str, Any] = {"concepts": names, "eval_windows": 0, "n_pools": n_pools, "n_boot": n_boot,
                              "n_perm": n_perm, "scaling_draws": scaling_draws}
     if len(names) == 0:

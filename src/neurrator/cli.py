@@ -193,7 +193,8 @@ def narrate_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--test-images", "n_test_images", type=_POSITIVE, default=_D.n_test_images, show_default=True,
                      help="natural_scenes: unseen images held out for testing (never trained on)."),
         click.option("--linear-rank", type=_POSITIVE, default=_D.model.linear_rank, show_default=True,
-                     help="Width of the encoder's ridge-like linear path (use ~64 for 576 x 1024 targets)."),
+                     help="Width of the encoder's ridge-like linear path (capped so its basis stays under 160 MB: "
+                          "64 at 576 x 1024 targets)."),
         click.option("--offset-bins", type=int, default=_D.train.offset_bins, show_default=True,
                      help="Lag of the input window in bins (0 = centred on the frame)."),
         click.option("--narrations", "narrations_per_subset", type=_POSITIVE, default=_D.narrations_per_subset,
@@ -201,11 +202,12 @@ def narrate_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--no-quality-filter", is_flag=True, help="Keep units failing the Allen quality filter."),
         click.option("--no-neurration", is_flag=True, default=False,
                      help="Skip the single-neuron, group and scaling analyses (decode and narrate subsets only)."),
-        click.option("--predictions", type=click.Choice(["auto", "full", "compact"]), default=_D.predictions,
-                     show_default=True, help="Store predicted patches in full float32, or compact (coefficients in a "
-                     "PCA basis with every window's error stored); auto: compact above 256 MB."),
+        click.option("--predictions", type=click.Choice(["auto", "full", "compact", "compact-pca"]), default=_D.predictions,
+                     show_default=True, help="Store predicted patches in full float32, or compact: coefficients in "
+                     "the encoder's linear readout (compact) or in a PCA basis of the windows (compact-pca), every "
+                     "window's error stored; auto: compact above 256 MB."),
         click.option("--predictions-rank", type=_POSITIVE, default=_D.predictions_rank, show_default=True,
-                     help="Rank of the compact predictions' basis."),
+                     help="Rank of the compact-pca predictions' basis."),
         click.option("--cache-dir", type=click.Path(), default=None, help="Cache for targets and streamed files."),
         timeout_option,
     ]

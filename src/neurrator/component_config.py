@@ -207,6 +207,25 @@ class EncoderConfig:
                        window_bins=int(window_bins if window_bins is not None else self.window_bins))
 
 
+#: The encoder's linear readout basis is stored in every checkpoint and derived file: at most this many
+#: bytes of it (rank 64 at CLIP ViT-L/14-336's 576 x 1024; rank 256 would be 604 MB).
+MAX_LINEAR_BASIS_BYTES = 160 * 10**6
+
+
+def linear_rank_for(requested: int, *, n_patches: int, dim: int, n_frames: int) -> int:
+    """The linear path's rank: ``requested``, at most the distinct training frames, and (in steps of 16,
+    at least 16) within `MAX_LINEAR_BASIS_BYTES` of float32 basis.
+
+    >>> linear_rank_for(256, n_patches=576, dim=1024, n_frames=900), linear_rank_for(256, n_patches=16,
+    ...                 dim=64, n_frames=120)
+    (64, 120)
+    """
+    if requested <= 0:
+        return 0
+    cap = max(16, MAX_LINEAR_BASIS_BYTES // (4 * int(n_patches) * int(dim)) // 16 * 16)
+    return int(min(requested, n_frames, cap))
+
+
 @dataclass(frozen=True)
 class SAEConfig:
     """Architecture of a TopK SAE.

@@ -28,6 +28,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
+from ndx_neurrator import encoder_readout_basis as ndx_encoder_readout_basis
 
 from neurrator.errors import NeurratorError
 
@@ -116,30 +117,9 @@ def fit_pca_basis(
     return comps.reshape((rank, *shape)), mean.astype(np.float32).reshape(shape)
 
 
-def encoder_readout_basis(
-    lin_basis: np.ndarray, lin_scale: np.ndarray, target_mean: np.ndarray, target_std: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """The encoder's linear readout as a patch basis: (components (k, n_patches, dim), mean (n_patches, dim)).
-
-    neurrator's encoder maps a coefficient vector c to ``target_mean + target_std * ((c * lin_scale) @
-    lin_basis).reshape(n_patches, dim)``; this folds ``lin_scale`` and ``target_std`` into the rows, so
-    ``patches = c @ components + mean``. Rows that are all zero (unused rank) are dropped. The encoder's
-    nonlinear path is outside this span: ``compress_windows`` measures what that costs.
-    """
-    basis = np.asarray(lin_basis, dtype=np.float64)
-    tmean = np.asarray(target_mean, dtype=np.float64)
-    std = np.asarray(target_std, dtype=np.float64)
-    scale = np.asarray(lin_scale, dtype=np.float64)
-    if tmean.ndim != 2 or basis.ndim != 2 or basis.shape[1] != tmean.size or scale.shape != (basis.shape[0],):
-        raise NeurratorError(
-            _WHAT, f"need lin_basis (k, n_patches*dim), lin_scale (k,), target_mean (n_patches, dim); got "
-            f"{basis.shape}, {scale.shape}, {tmean.shape}"
-        )
-    if std.shape != (tmean.shape[1],):
-        raise NeurratorError(_WHAT, f"target_std must be (dim,) = ({tmean.shape[1]},), got {std.shape}")
-    used = np.any(basis != 0, axis=1)
-    rows = (basis[used] * scale[used, None]).reshape(-1, *tmean.shape) * std
-    return rows.astype(np.float32), tmean.astype(np.float32)
+# The encoder readout's folding (``lin_scale`` and ``target_std`` into the rows) lives once, in the
+# extension, which reads compact predictions in that space with pynwb alone.
+encoder_readout_basis = ndx_encoder_readout_basis
 
 
 def reconstruct(coefficients: np.ndarray, *, components: np.ndarray, mean: np.ndarray) -> np.ndarray:

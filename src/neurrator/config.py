@@ -28,7 +28,7 @@ DEVICES = ("auto", "cpu", "cuda")
 #: `NarrateConfig.stimulus_kind` values: a movie in repeats, or Allen's flashed natural scenes
 STIMULUS_KINDS = ("movie", "natural_scenes")
 #: `NarrateConfig.predictions` values: how the predicted patches are stored (`neurrator.nwb_results`)
-PREDICTION_STORAGE = ("auto", "full", "compact")
+PREDICTION_STORAGE = ("auto", "full", "compact", "compact-pca")
 
 #: Flat option name (CLI) -> the component fields it sets; the one place the flat names are defined.
 OPTION_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
@@ -106,8 +106,9 @@ class NarrateConfig:
     model
         Encoder architecture (`neurrator.encoder.EncoderConfig`, its data sizes filled at training):
         the defaults (d_model 64, 16 latents, depth 1, linear rank 256) train in about a minute on 2 CPU
-        cores at 300 units x 7,200 training windows; use linear_rank ~64 for 576 x 1024 targets, where
-        the basis is stored in every checkpoint (256 x 576 x 1024 float32 = 600 MB).
+        cores at 300 units x 7,200 training windows. The linear rank is capped so its basis, stored in
+        every checkpoint and derived file, stays under 160 MB (rank 64 at 576 x 1024 targets, where 256
+        would be 604 MB; `component_config.linear_rank_for`).
     sae
         The validating TopK SAE (`neurrator.sae.SAEConfig`; ``d_in`` from the data). 1024 latents, k 16:
         on 5 simulated sessions its correlation-named concepts recover the true strongest feature of
@@ -121,9 +122,12 @@ class NarrateConfig:
         Where targets and streamed files are cached (default: ``~/.cache/neurrator``).
     predictions, predictions_rank
         How the predicted patches of the narrated windows are stored: ``full`` float32, ``compact``
-        (coefficients in a PCA basis of rank ``predictions_rank`` fitted to them, the error of every
-        window measured and stored, the windows above 5% relative error also in full), or ``auto``
-        (compact when the full predictions would exceed 256 MB, i.e. at real CLIP dimensions).
+        (coefficients in the encoder's own linear readout, which the file holds once anyway, or in a PCA
+        basis for an encoder without one; the error of every window measured and stored, the windows
+        above 5% relative error also in full, within 64 MB), ``compact-pca`` (the same in a PCA basis of
+        rank ``predictions_rank`` fitted to the windows: more accurate per coefficient, but the basis is
+        stored too, 2.4 MB per rank at 576 x 1024), or ``auto`` (``compact`` when the full predictions
+        would exceed 256 MB, i.e. at real CLIP dimensions).
     timeout
         Seconds to wait for a server to connect or send the next bytes (streamed files, the DANDI API,
         movie downloads); a timeout is final, not retried (`neurrator.httpfile`).

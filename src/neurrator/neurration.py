@@ -126,13 +126,20 @@ def trial_responses(binned, presentation_idx: np.ndarray, *, window_bins: int | 
     fi = np.searchsorted(frames, frame)
     shown[ri, fi] = True
     keep = shown.all(axis=0)
+    whole = shown.all(axis=1)  # repeats that show every frame
+    # drop the frames missing from some repeat, or (when that keeps more) the repeats missing some frame:
+    # e.g. flashed images shown 49 or 50 times, whose 50th "repeat" holds only some images
+    rows = np.ones(repeats.size, dtype=bool)
+    if whole.sum() >= 2 and whole.sum() * frames.size > repeats.size * keep.sum():
+        rows, keep = whole, np.ones(frames.size, dtype=bool)
     if not keep.any():
         raise ValueError("no movie frame is shown in every repeat used")
     out = np.zeros((repeats.size, frames.size, N), dtype=np.float64)
     out[ri, fi] = resp  # the last presentation wins if a frame repeats inside one repeat
     baseline = resp.mean(axis=0)
-    out = (out[:, keep] - baseline).astype(np.float32)
-    return TrialResponses(out, frames[keep].astype(np.int64), repeats.astype(np.int64), baseline, bin_mean, bin_sd)
+    out = (out[rows][:, keep] - baseline).astype(np.float32)
+    return TrialResponses(out, frames[keep].astype(np.int64), repeats[rows].astype(np.int64), baseline, bin_mean,
+                          bin_sd)
 
 
 class Reliability(NamedTuple):

@@ -102,8 +102,10 @@ def window_order(results: Sequence, start: np.ndarray) -> tuple[np.ndarray, np.n
 AUTO_COMPACT_BYTES = 256 * 2**20
 #: compact storage also keeps, in full, the windows whose relative reconstruction error exceeds this ...
 FULL_ABOVE_RELATIVE_MSE = 0.05
-#: ... at most this fraction of the windows (the worst first)
+#: ... at most this fraction of the windows (the worst first) ...
 MAX_FULL_FRACTION = 0.1
+#: ... and at most this many bytes of them (27 windows of 576 x 1024 float32)
+MAX_FULL_BYTES = 64 * 2**20
 
 
 def add_patch_predictions_to_nwbfile(nwbfile, results: Sequence, presentations, *, order: np.ndarray,
@@ -111,10 +113,12 @@ def add_patch_predictions_to_nwbfile(nwbfile, results: Sequence, presentations, 
                                      rank: int = 64):
     """Predicted patches of every narrated window of every subset, sorted by time, as ``PatchPredictions``.
 
-    ``storage``: ``full`` float32; ``compact``: coefficients in a PCA basis of the windows (``rank``, at most
-    n_windows - 1; ``PatchBasis`` ``patch_basis``), each window's relative MSE and cosine measured and
-    stored, and the windows above `FULL_ABOVE_RELATIVE_MSE` (at most `MAX_FULL_FRACTION`, worst first)
-    kept in full beside; ``auto``: compact above `AUTO_COMPACT_BYTES`.
+    ``storage``: ``full`` float32; ``compact``: coefficients in the encoder's own linear readout (stored
+    once, in its weights: nothing is added but the coefficients) or, for an encoder without a linear path
+    and for ``compact-pca``, in a PCA basis of the windows (``rank``, at most n_windows - 1; ``PatchBasis`` ``patch_basis``). Each
+    window's relative MSE and cosine are measured and stored, and the windows above
+    `FULL_ABOVE_RELATIVE_MSE` are kept in full beside (worst first, at most `MAX_FULL_FRACTION` of the
+    windows and `MAX_FULL_BYTES`); ``auto``: compact above `AUTO_COMPACT_BYTES`.
     """
     import ndx_neurrator as ndx
 
@@ -126,24 +130,39 @@ def add_patch_predictions_to_nwbfile(nwbfile, results: Sequence, presentations, 
                   unit_subset_rows=rows[order], encoder=encoder)
     if storage == "auto":
         storage = "compact" if predicted.nbytes > AUTO_COMPACT_BYTES else "full"
-    if storage == "compact" and len(predicted) >= 2:
+    if storage in ("compact", "compact-pca") and len(predicted) >= 2:
         from neurrator.compression import compress_windows, fit_pca_basis
 
-        components, mean = fit_pca_basis(predicted, rank=min(int(rank), len(predicted) - 1))
+        try:
+            if storage == "compact-pca":
+                raise ValueError("a PCA basis was asked for")
+            components, mean = encoder.readout_basis()
+            space, basis = "encoder_readout", None
+        except ValueError:  # asked for, or no linear path: a PCA basis of the windows themselves
+            components, mean = fit_pca_basis(predicted, rank=min(int(rank), len(predicted) - 1))
+            space = "patch_basis"
+            basis = ndx.create_patch_basis(components, mean=mean, name="patch_basis", kind="pca",
+                                           description="PCA basis of the predicted patches of the narrated windows")
+            _module(nwbfile).add(basis)
         packed = compress_windows(predicted, components=components, mean=mean)
-        err = np.nan_to_num(packed.relative_mse, nan=0.0)
-        worst = np.argsort(-err, kind="stable")[:int(MAX_FULL_FRACTION * len(predicted))]
-        full = np.sort(worst[err[worst] > FULL_ABOVE_RELATIVE_MSE])
-        basis = ndx.create_patch_basis(components, mean=mean, name="patch_basis", kind="pca",
-                                       description="PCA basis of the predicted patches of the narrated windows")
-        _module(nwbfile).add(basis)
+        full = _full_windows(packed.relative_mse, window_bytes=predicted[0].nbytes)
         container = ndx.create_patch_predictions(
-            None, coefficients=packed.coefficients, basis=basis, relative_mse=packed.relative_mse,
-            cosine=packed.cosine, full_windows=full, full_data=predicted[full], **common)
+            None, coefficients=packed.coefficients, basis=basis, coefficient_space=space,
+            relative_mse=packed.relative_mse, cosine=packed.cosine, full_windows=full, full_data=predicted[full],
+            **common)
     else:
         container = ndx.create_patch_predictions(predicted, **common)
     _module(nwbfile).add(container)
     return container
+
+
+def _full_windows(relative_mse: np.ndarray, *, window_bytes: int) -> np.ndarray:
+    """Sorted indices of the windows kept exactly: above `FULL_ABOVE_RELATIVE_MSE`, worst first, within
+    `MAX_FULL_FRACTION` of the windows and `MAX_FULL_BYTES`."""
+    err = np.nan_to_num(np.asarray(relative_mse, dtype=np.float64), nan=0.0)
+    cap = min(int(MAX_FULL_FRACTION * len(err)), MAX_FULL_BYTES // max(int(window_bytes), 1))
+    worst = np.argsort(-err, kind="stable")[:cap]
+    return np.sort(worst[err[worst] > FULL_ABOVE_RELATIVE_MSE])
 
 
 def add_narrations_to_nwbfile(nwbfile, results: Sequence, presentations, *, subsets_table, narrator_model: str,

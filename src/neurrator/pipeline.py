@@ -312,15 +312,15 @@ def analyse(session, binned, *, config: NarrateConfig, device: str, models, cloc
         trained = _train(binned, targets, split, config=config, device=device, backbone=backbone,
                          stimulus=session.stimulus, unit_session=unit_session)
     clock.lap("train")
+    fps = session.frame_rate if np.isfinite(session.frame_rate) and session.frame_rate > 0 else 30.0
+    if flashed:  # images are independent items: every image is its own block, no neighbour is near-identical
+        fps = 1.0
     responses, reliability = unit_reliability_for(binned, split, offset_bins=config.train.offset_bins,
-                                                  seed=config.seed)
+                                                  seed=config.seed, flashed=flashed, min_shift=max(1, round(fps)))
     subsets, skipped = build_subsets(units.region, units.cell_type, units.probe, units.depth, units.n_spikes(),
                                      unit_ids=units.ids, plan=config.subsets,
                                      reliability=None if reliability is None else
                                      np.where(reliability.driven, reliability.value, np.nan))
-    fps = session.frame_rate if np.isfinite(session.frame_rate) and session.frame_rate > 0 else 30.0
-    if flashed:  # images are independent items: every image is its own block, no neighbour is near-identical
-        fps = 1.0
     narrated = narrated_presentations(binned, split, config.narrations_per_subset)
     train_frames = np.unique(binned.frame[split.train])
     references = session_references(session, targets, train_frames, binned.frame[narrated],
@@ -351,10 +351,7 @@ def analyse(session, binned, *, config: NarrateConfig, device: str, models, cloc
     clock.lap("validate")
 
     neurration = None
-    if flashed and config.analyses.enabled:
-        log.warning("flashed images: the single-unit, group and scaling analyses (circular shifts and scene "
-                    "blocks over movie frames) are not defined for them yet and were skipped")
-    elif config.analyses.enabled and concepts.named() and reliability is not None:
+    if config.analyses.enabled and concepts.named() and reliability is not None:
         a = config.analyses
         neurration = neurrate_session(
             responses=responses, trained=trained, binned=binned, split=split, targets=targets, sae=sae,
@@ -392,9 +389,15 @@ def _write(session, a: Analysis, *, config: NarrateConfig, output: Path, units_r
 
 def _train(binned, targets, split, *, config: NarrateConfig, device: str, backbone, stimulus: str,
            unit_session: np.ndarray | None = None):
+    from neurrator.component_config import MAX_LINEAR_BASIS_BYTES, linear_rank_for
     from neurrator.training import train_encoder
 
-    rank = min(config.model.linear_rank, len(np.unique(binned.frame)))
+    rank = linear_rank_for(config.model.linear_rank, n_patches=targets.shape[1], dim=targets.shape[2],
+                           n_frames=len(np.unique(binned.frame)))
+    if rank < min(config.model.linear_rank, len(np.unique(binned.frame))):
+        log.warning("the encoder's linear rank is %d, not %d: its basis (stored in the derived file) is kept "
+                    "under %d MB at %d x %d targets", rank, config.model.linear_rank,
+                    MAX_LINEAR_BASIS_BYTES // 10**6, targets.shape[1], targets.shape[2])
     n_sessions = 1 if unit_session is None else int(np.max(unit_session)) + 1
     arch = dataclasses.replace(config.model, linear_rank=rank, n_sessions=n_sessions).for_data(
         n_units=binned.n_units, n_patches=targets.shape[1], dim=targets.shape[2], window_bins=config.train.window_bins)

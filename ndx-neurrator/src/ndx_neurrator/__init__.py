@@ -44,12 +44,14 @@ GroupSeparationTable = get_class("GroupSeparationTable", NAMESPACE)
 ScalingTable = get_class("ScalingTable", NAMESPACE)
 
 from ndx_neurrator._classes import (  # noqa: E402  (needs the namespace loaded first)
+    COEFFICIENT_SPACES,
     EncoderCheckpoint,
     PatchBasis,
     PatchPredictions,
     SafetensorsWeights,
     SparseAutoencoder,
     WeightsChecksumError,
+    encoder_readout_basis,
 )
 from ndx_neurrator.build import (  # noqa: E402
     SAE_SCORE_COLUMNS,
@@ -97,6 +99,8 @@ __all__ = [
     "GroupSeparationTable",
     "ScalingTable",
     "create_patch_basis",
+    "COEFFICIENT_SPACES",
+    "encoder_readout_basis",
     "create_narrations_collection",
     "narrations_dataframe",
     "table_name_for",

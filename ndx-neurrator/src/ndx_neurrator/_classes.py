@@ -159,6 +159,23 @@ class EncoderCheckpoint(_HasWeights, _EncoderBase):
     def get_software_versions(self) -> dict[str, Any]:
         return _json_object(self, "software_versions")
 
+    def get_tensors(self, *, verify: bool = True) -> dict[str, np.ndarray]:
+        """The weights as numpy arrays by name (safetensors; checksum verified; nothing is unpickled)."""
+        from safetensors.numpy import load
+
+        return load(self.get_weights_bytes(verify=verify))
+
+    def readout_basis(self) -> tuple[np.ndarray, np.ndarray]:
+        """The encoder's linear readout as a patch basis: components (k, n_patches, dim), mean (n_patches, dim).
+
+        The space of ``PatchPredictions`` with coefficient_space 'encoder_readout' (see `encoder_readout_basis`).
+        """
+        t = self.get_tensors()
+        missing = [k for k in ("lin_basis", "lin_scale", "target_mean", "target_std") if k not in t]
+        if missing:
+            raise ValueError(f"{_where(self)}: the weights have no linear readout (missing {', '.join(missing)})")
+        return encoder_readout_basis(t["lin_basis"], t["lin_scale"], t["target_mean"], t["target_std"])
+
     @property
     def target_space(self) -> dict[str, Any]:
         """backbone_id, layer, n_patches, dim, preprocessing (the fields of neurrator's TargetSpec)."""
@@ -169,6 +186,31 @@ class EncoderCheckpoint(_HasWeights, _EncoderBase):
             "dim": int(self.dim),
             "preprocessing": _text(self.preprocessing),
         }
+
+
+def encoder_readout_basis(
+    lin_basis: np.ndarray, lin_scale: np.ndarray, target_mean: np.ndarray, target_std: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """neurrator's encoder readout as a basis: (components (k, n_patches, dim), mean (n_patches, dim)) float32.
+
+    The encoder maps a coefficient vector c to ``target_mean + target_std * ((c * lin_scale) @
+    lin_basis).reshape(n_patches, dim)``; this folds ``lin_scale`` and ``target_std`` into the rows, so
+    ``patches = c @ components + mean``. Rows of ``lin_basis`` that are all zero (unused rank) are dropped.
+    """
+    basis = np.asarray(lin_basis, dtype=np.float64)
+    tmean = np.asarray(target_mean, dtype=np.float64)
+    std = np.asarray(target_std, dtype=np.float64)
+    scale = np.asarray(lin_scale, dtype=np.float64)
+    if tmean.ndim != 2 or basis.ndim != 2 or basis.shape[1] != tmean.size or scale.shape != (basis.shape[0],):
+        raise ValueError(
+            "encoder readout: need lin_basis (k, n_patches*dim), lin_scale (k,), target_mean (n_patches, dim); "
+            f"got {basis.shape}, {scale.shape}, {tmean.shape}"
+        )
+    if std.shape != (tmean.shape[1],):
+        raise ValueError(f"encoder readout: target_std must be (dim,) = ({tmean.shape[1]},), got {std.shape}")
+    used = np.any(basis != 0, axis=1)
+    rows = (basis[used] * scale[used, None]).reshape(-1, *tmean.shape) * std
+    return rows.astype(np.float32), tmean.astype(np.float32)
 
 
 _SAEBase = get_class("SparseAutoencoder", NAMESPACE)
@@ -226,6 +268,8 @@ class PatchBasis(_BasisBase):
 _PredictionsBase = get_class("PatchPredictions", NAMESPACE)
 
 _COMPACT_FIELDS = ("coefficients", "relative_mse", "cosine")
+#: Where compact coefficients live: a linked PatchBasis, or the linked encoder's own linear readout.
+COEFFICIENT_SPACES = ("patch_basis", "encoder_readout")
 
 
 @register_class("PatchPredictions", NAMESPACE)
@@ -275,19 +319,34 @@ class PatchPredictions(_PredictionsBase):
             raise ValueError(f"{_where(self)}: {field} must have shape (n_windows, n_patches, dim), got shape {shape}")
         return shape
 
+    @property
+    def space(self) -> str:
+        """'patch_basis' (coefficients in ``basis``) or 'encoder_readout' (in the linked encoder's readout)."""
+        return _text(self.coefficient_space) if self.coefficient_space is not None else "patch_basis"
+
     def _check_compact(self, n_windows) -> tuple:
-        if self.basis is None:
+        if self.space not in COEFFICIENT_SPACES:
+            raise ValueError(
+                f"{_where(self)}: coefficient_space must be one of {COEFFICIENT_SPACES}, got {self.space!r}"
+            )
+        readout = self.space == "encoder_readout"
+        if readout and (self.basis is not None or self.encoder is None):
+            raise ValueError(f"{_where(self)}: coefficients in the encoder readout need the encoder and no basis")
+        if not readout and self.basis is None:
             raise ValueError(f"{_where(self)}: coefficients need a basis (PatchBasis) to be read back")
         missing = [f for f in _COMPACT_FIELDS if getattr(self, f) is None]
         if missing:
             raise ValueError(f"{_where(self)}: the compact form needs {', '.join(missing)} (the measured error)")
         cdtype, cshape = _dtype_and_shape(self.coefficients)
-        if cdtype != np.float32 or cshape is None or len(cshape) != 2 or cshape[1] != self.basis.rank:
+        rank_ok = readout or (cshape is not None and len(cshape) == 2 and cshape[1] == self.basis.rank)
+        if cdtype != np.float32 or cshape is None or len(cshape) != 2 or not rank_ok:
+            wanted = "rank" if readout else str(self.basis.rank)
             raise ValueError(
-                f"{_where(self)}: coefficients must be float32 (n_windows, {self.basis.rank}) for basis "
-                f"'{self.basis.name}', got {cdtype} {cshape}"
+                f"{_where(self)}: coefficients must be float32 (n_windows, {wanted}) for "
+                + ("the encoder readout" if readout else f"basis '{self.basis.name}'") + f", got {cdtype} {cshape}"
             )
-        shape = (cshape[0],) + tuple(_dtype_and_shape(self.basis.mean)[1])
+        shape = (cshape[0],) + ((int(self.encoder.n_patches), int(self.encoder.dim)) if readout
+                                else tuple(_dtype_and_shape(self.basis.mean)[1]))
         if (self.full_windows is None) != (self.full_data is None):
             raise ValueError(f"{_where(self)}: full_windows and full_data come together")
         if self.full_data is not None:
@@ -301,6 +360,13 @@ class PatchPredictions(_PredictionsBase):
             if idx.size and (idx.min() < 0 or idx.max() >= cshape[0]):
                 raise ValueError(f"{_where(self)}: full_windows holds windows outside 0..{cshape[0] - 1}")
         return shape
+
+    def readout(self) -> tuple[np.ndarray, np.ndarray]:
+        """(components, mean) of the encoder readout, read once (coefficient_space 'encoder_readout')."""
+        cached = getattr(self, "_readout_cache", None)
+        if cached is None:
+            cached = self._readout_cache = self.encoder.readout_basis()
+        return cached
 
     @property
     def is_compact(self) -> bool:
@@ -324,7 +390,15 @@ class PatchPredictions(_PredictionsBase):
             return np.stack([np.asarray(data[int(i)], dtype=np.float32) for i in idx]) if len(idx) else np.zeros(
                 (0,) + tuple(_dtype_and_shape(data)[1][1:]), np.float32)
         coef = np.asarray(_unwrap(self.coefficients)[()], dtype=np.float32)[idx]
-        out = self.basis.reconstruct(coef)
+        if self.space == "encoder_readout":
+            components, mean = self.readout()
+            if coef.shape[1] != components.shape[0]:
+                raise ValueError(f"{_where(self)}: {coef.shape[1]} coefficients per window but the encoder "
+                                 f"'{self.encoder.name}' has a readout of rank {components.shape[0]}")
+            flat = coef @ components.reshape(components.shape[0], -1) + mean.reshape(-1)
+            out = flat.reshape((len(idx),) + mean.shape)
+        else:
+            out = self.basis.reconstruct(coef)
         if exact and self.full_windows is not None:
             full = {int(w): j for j, w in enumerate(np.asarray(_unwrap(self.full_windows)[()]))}
             for k, i in enumerate(idx):

@@ -21,6 +21,7 @@ from pynwb import NWBFile, ProcessingModule
 
 import ndx_neurrator as _ndx
 from ndx_neurrator._classes import (
+    COEFFICIENT_SPACES,
     EncoderCheckpoint,
     PatchBasis,
     PatchPredictions,
@@ -316,6 +317,7 @@ def create_patch_predictions(
     cosine: np.ndarray | Sequence[float] | None = None,
     full_windows: np.ndarray | Sequence[int] | None = None,
     full_data: np.ndarray | None = None,
+    coefficient_space: str = "patch_basis",
     description: str = "patch tokens predicted from spikes",
     compression_opts: int = 4,
 ) -> PatchPredictions:
@@ -331,6 +333,9 @@ def create_patch_predictions(
     (``full_windows`` indices, ``full_data`` float32 (n_full, n_patches, dim)).
     Reconstruction with pynwb alone: ``coefficients @ basis.components.reshape(rank, -1) +
     basis.mean.reshape(-1)``, reshaped to (n_windows, n_patches, dim).
+    With ``coefficient_space='encoder_readout'`` (and no ``basis``) the coefficients are in the linked
+    encoder's own linear readout, which its weights already hold, so nothing is stored twice
+    (`EncoderCheckpoint.readout_basis`, ``encoder_readout_basis``).
 
     ``unit_subset_rows`` (one per window, or one int for all) are rows of ``unit_subsets``.
     """
@@ -343,19 +348,26 @@ def create_patch_predictions(
         raise ValueError(f"{what}: timestamps must be 1-D (n_windows,), got shape {timestamps.shape}")
     n = len(timestamps)
     extra: dict[str, Any] = {}
+    if coefficient_space not in COEFFICIENT_SPACES:
+        raise ValueError(f"{what}: coefficient_space must be one of {COEFFICIENT_SPACES}, got {coefficient_space!r}")
+    readout = coefficient_space == "encoder_readout"
     if compact:
-        if not isinstance(basis, PatchBasis):
+        if readout and basis is not None:
+            raise ValueError(f"{what}: coefficients in the encoder readout take no basis")
+        if not readout and not isinstance(basis, PatchBasis):
             raise ValueError(f"{what}: coefficients need basis=PatchBasis (see create_patch_basis)")
         coef = np.asarray(coefficients)
         if coef.dtype != np.float32:
             hint = "float16 is not allowed in NWB/DANDI" if coef.dtype == np.float16 else "cast with .astype(np.float32)"
             raise ValueError(f"{what}: coefficients must be float32, got {coef.dtype}; {hint}")
-        if coef.shape != (n, basis.rank):
-            raise ValueError(f"{what}: coefficients must have shape ({n}, {basis.rank}), got {coef.shape}")
+        rank = coef.shape[-1] if readout and coef.ndim == 2 and coef.shape[-1] else (None if readout else basis.rank)
+        if coef.shape != (n, rank):
+            raise ValueError(f"{what}: coefficients must have shape ({n}, {rank or 'rank >= 1'}), got {coef.shape}")
         if relative_mse is None or cosine is None:
             raise ValueError(f"{what}: the compact form needs relative_mse and cosine (the measured error)")
         extra = {
             "coefficients": coef, "basis": basis,
+            **({"coefficient_space": coefficient_space} if readout else {}),
             "relative_mse": _column(what, "relative_mse", relative_mse, n, "float"),
             "cosine": _column(what, "cosine", cosine, n, "float"),
         }
@@ -364,7 +376,8 @@ def create_patch_predictions(
         if full_data is not None:
             fw = np.asarray(full_windows)
             fd = np.asarray(full_data)
-            if fd.dtype != np.float32 or fd.ndim != 3 or fd.shape[1:] != tuple(basis.mean.shape):
+            window_shape = (int(encoder.n_patches), int(encoder.dim)) if readout else tuple(basis.mean.shape)
+            if fd.dtype != np.float32 or fd.ndim != 3 or fd.shape[1:] != window_shape:
                 raise ValueError(f"{what}: full_data must be float32 (n_full, n_patches, dim), got {fd.dtype} {fd.shape}")
             fw = _column(what, "full_windows", fw, fd.shape[0], "int")
             if fw.size and (fw.min() < 0 or fw.max() >= n):
@@ -373,7 +386,7 @@ def create_patch_predictions(
             extra["full_data"] = H5DataIO(np.ascontiguousarray(fd), chunks=(1,) + fd.shape[1:], compression="gzip",
                                           compression_opts=compression_opts, shuffle=True)
     else:
-        if basis is not None or any(v is not None for v in (relative_mse, cosine, full_windows, full_data)):
+        if readout or basis is not None or any(v is not None for v in (relative_mse, cosine, full_windows, full_data)):
             raise ValueError(f"{what}: basis, relative_mse, cosine, full_windows, full_data belong to the compact form")
         dtype, shape = _dtype_and_shape(data)
         if dtype != np.float32:

@@ -120,7 +120,21 @@ def build_types() -> list:
             "Not a TimeSeries on purpose: the patch and dim axes are usually longer than the window axis, "
             "which nwbinspector's TimeSeries orientation check reports as CRITICAL."
         ),
-        attributes=[_text_attr("description", "Free-text description of these predictions.")],
+        attributes=[
+            _text_attr("description", "Free-text description of these predictions."),
+            NWBAttributeSpec(
+                name="coefficient_space", dtype="text", required=False,
+                doc=(
+                    "Compact form: the space of the coefficients. 'patch_basis' (the default when absent): "
+                    "the linked PatchBasis. 'encoder_readout': the linear readout of the linked "
+                    "EncoderCheckpoint, stored once in its safetensors weights (tensors lin_basis (K, "
+                    "num_patches*dim), lin_scale (K,), target_mean (num_patches, dim), target_std (dim,)); "
+                    "the coefficients belong to the rows of lin_basis that are not all zero, in order, and "
+                    "patches[i] = target_mean + target_std * ((coefficients[i] * lin_scale[used]) @ "
+                    "lin_basis[used]).reshape(num_patches, dim)."
+                ),
+            ),
+        ],
         datasets=[
             NWBDatasetSpec(
                 name="data", dtype="float32", shape=[None, None, None], dims=["num_windows", "num_patches", "dim"],
@@ -133,7 +147,8 @@ def build_types() -> list:
             NWBDatasetSpec(
                 name="coefficients", dtype="float32", shape=[None, None], dims=["num_windows", "rank"],
                 doc=(
-                    "Compact form: coefficients of each window in the linked PatchBasis. Reconstruction: "
+                    "Compact form: coefficients of each window in the linked PatchBasis (or in the encoder's "
+                    "readout, see coefficient_space). Reconstruction in a PatchBasis: "
                     "patches[i] = (coefficients[i] @ basis.components.reshape(rank, -1) "
                     "+ basis.mean.reshape(-1)).reshape(num_patches, dim)."
                 ),
@@ -143,7 +158,8 @@ def build_types() -> list:
                 name="relative_mse", dtype="float64", shape=[None], dims=["num_windows"],
                 doc=(
                     "Compact form: measured error of each window's reconstruction, "
-                    "sum((recon - original)^2) / sum((original - basis.mean)^2)."
+                    "sum((recon - original)^2) / sum((original - mean)^2), mean being the basis mean "
+                    "(basis.mean, or the encoder's target_mean)."
                 ),
                 quantity="?",
             ),
@@ -180,7 +196,7 @@ def build_types() -> list:
             NWBLinkSpec(name="encoder", target_type="EncoderCheckpoint", doc="The encoder that made these."),
             NWBLinkSpec(
                 name="basis", target_type="PatchBasis", quantity="?",
-                doc="Compact form: the basis the coefficients are expressed in.",
+                doc="Compact form with coefficient_space 'patch_basis': the basis the coefficients are expressed in.",
             ),
         ],
     )

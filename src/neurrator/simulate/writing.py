@@ -229,19 +229,20 @@ def write_simulated_session(
     )
     variants = truth.caption_variants if truth.caption_variants is not None else np.asarray(truth.captions)[:, None]
     add_captions_to_nwbfile(nwb, variants, stimulus=stim)
-    # opto-tagging
+    # opto-tagging (none with n_pulses=0: the module is absent, as in an Allen wild-type session)
     op = sim.opto
-    opto_mod = nwb.create_processing_module("optotagging", "opto-tagging light pulses")
-    ot = TimeIntervals(name="optogenetic_stimulation", description="blue light pulses (ChR2)")
-    for name, desc in (("stimulus_name", "stimulus"), ("condition", "pulse shape"),
-                       ("level", "light level"), ("duration", "pulse duration (s)")):
-        ot.add_column(name, desc)
-    for i in range(op["start"].size):
-        ot.add_interval(
-            start_time=float(op["start"][i]), stop_time=float(op["stop"][i]), stimulus_name="pulse",
-            condition=str(op["condition"][i]), level=float(op["level"][i]), duration=float(op["duration"][i]),
-        )
-    opto_mod.add(ot)
+    if op["start"].size:
+        opto_mod = nwb.create_processing_module("optotagging", "opto-tagging light pulses")
+        ot = TimeIntervals(name="optogenetic_stimulation", description="blue light pulses (ChR2)")
+        for name, desc in (("stimulus_name", "stimulus"), ("condition", "pulse shape"),
+                           ("level", "light level"), ("duration", "pulse duration (s)")):
+            ot.add_column(name, desc)
+        for i in range(op["start"].size):
+            ot.add_interval(
+                start_time=float(op["start"][i]), stop_time=float(op["stop"][i]), stimulus_name="pulse",
+                condition=str(op["condition"][i]), level=float(op["level"][i]), duration=float(op["duration"][i]),
+            )
+        opto_mod.add(ot)
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.part.nwb")
