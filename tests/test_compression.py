@@ -132,3 +132,17 @@ def test_compact_predictions_round_trip_through_nwb(tmp_path):
         _, cos = reconstruction_error(x, p.get_windows(exact=False), mean=mean)
         np.testing.assert_allclose(cos, p.cosine[:], rtol=1e-6)
         assert 0 < p.relative_mse[:].max() < 0.05
+
+
+def test_orthogonal_rows_of_very_different_scale_are_not_called_dependent():
+    """An encoder readout folds coefficient scales into its rows (here 1 to 1e-7): orthogonal rows whose
+    raw Gram matrix is ill-conditioned still give exact coefficients (a flashed-image run hit this)."""
+    rng = np.random.default_rng(5)
+    q, _ = np.linalg.qr(rng.standard_normal((24, 4)))
+    comps = (q.T * np.array([1.0, 1e-2, 1e-5, 1e-7])[:, None]).reshape(4, 4, 6).astype(np.float32)
+    mean = np.zeros((4, 6), np.float32)
+    coef = rng.standard_normal((3, 4)).astype(np.float32)
+    x = reconstruct(coef, components=comps, mean=mean)
+    packed = compress_windows(x, components=comps, mean=mean)
+    np.testing.assert_allclose(reconstruct(packed.coefficients, components=comps, mean=mean), x, atol=1e-6)
+    assert packed.relative_mse.max() < 1e-9

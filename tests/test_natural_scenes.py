@@ -93,6 +93,23 @@ def test_flashed_image_neurration_recovers_the_simulated_ground_truth(tmp_path):
     assert all(hits.values()), hits
 
 
+def test_unseen_image_predictions_store_compactly_in_the_encoder_readout(scenes_run, tmp_path):
+    """A few training images give the readout rows of very different scale (the coefficient std of each
+    PCA component): compact storage must still solve them (it once called them linearly dependent)."""
+    import dataclasses
+
+    from pynwb import NWBHDF5IO
+
+    src, config, result = scenes_run
+    compact = narrate_session(src, out=tmp_path / "compact.nwb", config=dataclasses.replace(
+        config, encoder=str(result.output), predictions="compact"))
+    with NWBHDF5IO(str(compact.output), "r") as io:
+        pp = io.read().processing["neurrator"]["patch_predictions"]
+        assert pp.space == "encoder_readout" and pp.coefficients.shape[1] >= 2
+        err = np.asarray(pp.relative_mse[:])
+    assert np.all(np.isfinite(err)) and np.median(err) < 0.5
+
+
 def test_too_many_held_out_images_is_one_line(scenes_run, tmp_path):
     src, _, _ = scenes_run
     proc = run_cli("narrate", str(src), "--out", str(tmp_path / "x.nwb"), "--stimulus", "natural_scenes",

@@ -220,3 +220,13 @@ def test_compact_predictions_in_the_encoder_readout(units, subsets, tmp_path):
         ndx.create_patch_predictions(coefficients=coef, coefficient_space="pixels", **common)
     with pytest.raises(ValueError, match="no linear readout"):
         mock_EncoderCheckpoint(units_table=units).readout_basis()
+
+
+def test_no_window_kept_in_full_leaves_the_optional_datasets_out(units, subsets, tmp_path):
+    enc = mock_EncoderCheckpoint(units_table=units)
+    basis = mock_PatchBasis(encoder=enc)
+    pp = ndx.create_patch_predictions(
+        name="p", timestamps=[0.0, 0.1], frame=[0, 1], unit_subsets=subsets, unit_subset_rows=0, encoder=enc,
+        coefficients=np.zeros((2, 3), np.float32), basis=basis, relative_mse=[0.0, 0.0], cosine=[1.0, 1.0],
+        full_windows=np.zeros(0, np.int64), full_data=np.zeros((0, 4, 8), np.float32))
+    assert pp.full_windows is None and pp.full_data is None and pp.get_windows().shape == (2, 4, 8)

@@ -165,7 +165,13 @@ def compress_windows(
     x = _flat(patches, "patches")
     flat_c, flat_m = _check_basis(components, mean, x.shape[1])
     c64 = flat_c.astype(np.float64)
-    gram = c64 @ c64.T
+    # solve on unit-norm rows (an encoder readout's rows carry coefficient scales spanning many orders of
+    # magnitude: orthogonal, but their raw Gram matrix looks singular), then undo the norms
+    norms = np.linalg.norm(c64, axis=1)
+    if not np.all(norms > 0):
+        raise NeurratorError(_WHAT, "the basis has zero components; drop them")
+    unit = c64 / norms[:, None]
+    gram = unit @ unit.T
     ev = np.linalg.eigvalsh(gram)
     if ev[0] <= ev[-1] * 1e-10:
         raise NeurratorError(_WHAT, "the basis components are linearly dependent; drop repeated or zero rows")
@@ -176,8 +182,8 @@ def compress_windows(
     cos = np.zeros(n, np.float64)
     for s in range(0, n, batch):
         block = x[s:s + batch].astype(np.float64)
-        rhs = (block - flat_m) @ c64.T
-        c = np.linalg.solve(chol.T, np.linalg.solve(chol, rhs.T)).T.astype(np.float32)
+        rhs = (block - flat_m) @ unit.T
+        c = (np.linalg.solve(chol.T, np.linalg.solve(chol, rhs.T)).T / norms).astype(np.float32)
         coef[s:s + batch] = c
         recon = c @ flat_c.astype(np.float32, copy=False) + flat_m.astype(np.float32, copy=False)
         rel[s:s + batch], cos[s:s + batch] = reconstruction_error(block, recon, mean=flat_m)

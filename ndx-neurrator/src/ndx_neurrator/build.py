@@ -373,6 +373,8 @@ def create_patch_predictions(
         }
         if (full_windows is None) != (full_data is None):
             raise ValueError(f"{what}: full_windows and full_data come together")
+        if full_data is not None and len(full_data) == 0 and len(full_windows) == 0:
+            full_windows = full_data = None  # no window kept exactly: the optional datasets are left out
         if full_data is not None:
             fw = np.asarray(full_windows)
             fd = np.asarray(full_data)
