@@ -16,7 +16,7 @@ import stat
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -224,9 +224,10 @@ def write_nwbfile_atomic(nwbfile, path: Path, *, source_path: Path | None = None
     return path
 
 
-def remove_dead_temporaries(path: Path) -> None:
+def remove_dead_temporaries(path: Path, *, killed: Collection[int] = ()) -> None:
     """Remove temporary files of earlier writes to ``path`` (the NWB file or its HTML report) whose
-    process (on this host) no longer runs."""
+    process (on this host) no longer runs, or is one of the ``killed`` pids (this process killed them:
+    dead even while not yet reaped)."""
     host = re.sub(r"[^A-Za-z0-9-]+", "-", platform.node()) or "host"
     import glob
 
@@ -235,6 +236,9 @@ def remove_dead_temporaries(path: Path) -> None:
             continue
         pid_text = tmp.name[len(f".{path.stem}.{host}.") :].split(".", 1)[0]
         if not pid_text.isdigit() or int(pid_text) == os.getpid():
+            continue
+        if int(pid_text) in killed:
+            tmp.unlink(missing_ok=True)
             continue
         try:
             os.kill(int(pid_text), 0)

@@ -115,8 +115,8 @@ def add_patch_predictions_to_nwbfile(nwbfile, results: Sequence, presentations, 
 
     ``storage``: ``full`` float32; ``compact``: coefficients in the encoder's own linear readout (stored
     once, in its weights: nothing is added but the coefficients) or, for an encoder without a linear path
-    and for ``compact-pca``, in a PCA basis of the windows (``rank``, at most n_windows - 1; ``PatchBasis`` ``patch_basis``). Each
-    window's relative MSE and cosine are measured and stored, and the windows above
+    and for ``compact-pca``, in a PCA basis of the windows (``rank``, at most n_windows - 1;
+    ``PatchBasis`` ``patch_basis``). Each window's relative MSE and cosine are measured and stored, and the windows above
     `FULL_ABOVE_RELATIVE_MSE` are kept in full beside (worst first, at most `MAX_FULL_FRACTION` of the
     windows and `MAX_FULL_BYTES`); ``auto``: compact above `AUTO_COMPACT_BYTES`.
     """
@@ -133,12 +133,11 @@ def add_patch_predictions_to_nwbfile(nwbfile, results: Sequence, presentations, 
     if storage in ("compact", "compact-pca") and len(predicted) >= 2:
         from neurrator.compression import compress_windows, fit_pca_basis
 
-        try:
-            if storage == "compact-pca":
-                raise ValueError("a PCA basis was asked for")
+        linear = int(encoder.get_config().get("encoder", {}).get("linear_rank") or 0) > 0
+        if storage == "compact" and linear:
             components, mean = encoder.readout_basis()
             space, basis = "encoder_readout", None
-        except ValueError:  # asked for, or no linear path: a PCA basis of the windows themselves
+        else:  # asked for, or no linear path: a PCA basis of the windows themselves
             components, mean = fit_pca_basis(predicted, rank=min(int(rank), len(predicted) - 1))
             space = "patch_basis"
             basis = ndx.create_patch_basis(components, mean=mean, name="patch_basis", kind="pca",

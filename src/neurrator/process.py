@@ -288,11 +288,15 @@ def _run_all(todo: list[tuple[str, str]], *, config: NarrateConfig, scheduler: s
             if interrupted and worker_pids:  # the killed workers' temporary files (none at an output path)
                 for i, (_, target) in enumerate(todo):
                     if i not in done:
-                        remove_dead_temporaries(Path(target))
-    outcomes = [done.get(i) or _after_interrupt(source, target) for i, (source, target) in enumerate(todo)]
-    if interrupted:  # a session killed by the same Ctrl-C was cancelled, not failed
-        outcomes = [_after_interrupt(o.asset, o.output) if o.message.startswith("worker error") else o
-                    for o in outcomes]
+                        remove_dead_temporaries(Path(target), killed=worker_pids)
+    outcomes = []
+    for i, (source, target) in enumerate(todo):
+        o = done.get(i)
+        # no outcome (cancelled, or finished while its result was on the way), or its worker killed by the
+        # same Ctrl-C: settled by what is on disk
+        if o is None or (interrupted and o.message.startswith("worker error")):
+            o = _after_interrupt(source, target)
+        outcomes.append(o)
     return outcomes, interrupted
 
 

@@ -313,7 +313,7 @@ def split_half_reliability(resp: np.ndarray, *, n_splits: int = 20, n_null: int 
         aa = np.einsum("sr,...rq,sq->...s", wa, gram, wa) / F - ma ** 2
         bb = np.einsum("sr,...rq,sq->...s", wb, gram, wb) / F - mb ** 2
         ab = np.einsum("sr,...rq,sq->...s", wa, gram, wb) / F - ma * mb
-        ok = (aa > 1e-12 * np.abs(ma ** 2 + 1.0)) & (bb > 1e-12 * np.abs(mb ** 2 + 1.0))
+        ok = (aa > 1e-12 * (ma ** 2 + 1.0)) & (bb > 1e-12 * (mb ** 2 + 1.0))  # rounding, not variance
         corr = np.divide(ab, np.sqrt(np.where(ok, aa * bb, 1.0)), out=np.zeros_like(ab), where=ok)
         return corr.mean(axis=-1), ok.any(axis=-1)
 

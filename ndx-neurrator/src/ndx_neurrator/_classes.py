@@ -338,8 +338,7 @@ class PatchPredictions(_PredictionsBase):
         if missing:
             raise ValueError(f"{_where(self)}: the compact form needs {', '.join(missing)} (the measured error)")
         cdtype, cshape = _dtype_and_shape(self.coefficients)
-        rank_ok = readout or (cshape is not None and len(cshape) == 2 and cshape[1] == self.basis.rank)
-        if cdtype != np.float32 or cshape is None or len(cshape) != 2 or not rank_ok:
+        if cdtype != np.float32 or cshape is None or len(cshape) != 2 or not (readout or cshape[1] == self.basis.rank):
             wanted = "rank" if readout else str(self.basis.rank)
             raise ValueError(
                 f"{_where(self)}: coefficients must be float32 (n_windows, {wanted}) for "

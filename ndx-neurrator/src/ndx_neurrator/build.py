@@ -360,9 +360,10 @@ def create_patch_predictions(
         if coef.dtype != np.float32:
             hint = "float16 is not allowed in NWB/DANDI" if coef.dtype == np.float16 else "cast with .astype(np.float32)"
             raise ValueError(f"{what}: coefficients must be float32, got {coef.dtype}; {hint}")
-        rank = coef.shape[-1] if readout and coef.ndim == 2 and coef.shape[-1] else (None if readout else basis.rank)
-        if coef.shape != (n, rank):
-            raise ValueError(f"{what}: coefficients must have shape ({n}, {rank or 'rank >= 1'}), got {coef.shape}")
+        if readout and (coef.ndim != 2 or coef.shape[0] != n or coef.shape[1] < 1):
+            raise ValueError(f"{what}: coefficients must have shape ({n}, rank >= 1), got {coef.shape}")
+        if not readout and coef.shape != (n, basis.rank):
+            raise ValueError(f"{what}: coefficients must have shape ({n}, {basis.rank}), got {coef.shape}")
         if relative_mse is None or cosine is None:
             raise ValueError(f"{what}: the compact form needs relative_mse and cosine (the measured error)")
         extra = {
