@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from neurrator.binning import bin_spikes
+from neurrator.data.binning import bin_spikes
 
 from _hardware import cpu_model
 

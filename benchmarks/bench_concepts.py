@@ -28,19 +28,19 @@ from pathlib import Path
 
 import numpy as np
 
-from neurrator.analyses import concept_activations, unit_reliability_for
-from neurrator.binning import bin_session, split_repeats
-from neurrator.concepts import name_concepts, name_concepts_correlation
+from neurrator.analysis.run import concept_activations, unit_reliability_for
+from neurrator.data.binning import bin_session, split_repeats
+from neurrator.sae.concepts import name_concepts, name_concepts_correlation
 from neurrator.config import NarrateConfig, SAEConfig
-from neurrator.decoding import narrated_presentations
-from neurrator.neurration import neurrate_units
-from neurrator.preflight import load_models
-from neurrator.references import session_references
-from neurrator.sae import frame_latents, naming_frames, train_sae
-from neurrator.session import read_session
+from neurrator.decode.decoding import narrated_presentations
+from neurrator.analysis.single_units import neurrate_units
+from neurrator.models.loading import load_models
+from neurrator.decode.references import session_references
+from neurrator.sae.autoencoder import frame_latents, naming_frames, train_sae
+from neurrator.data.session import read_session
 from neurrator.simulate import FEATURE_NAMES, load_truth, truth_path, write_simulated_session
-from neurrator.sources import open_source
-from neurrator.targets import compute_targets
+from neurrator.io.sources import open_source
+from neurrator.models.targets import compute_targets
 
 from _hardware import append_results, hardware
 

@@ -60,15 +60,15 @@ def build_file(args) -> tuple:
 
     import torch
 
-    from neurrator.backbones import TargetSpec
+    from neurrator.models.backbones import TargetSpec
     from neurrator.component_config import EncoderConfig, linear_rank_for
-    from neurrator.encoder import SpikeEncoder
-    from neurrator.nwb_results import (
+    from neurrator.models.encoder import SpikeEncoder
+    from neurrator.nwb.results import (
         add_encoder_to_nwbfile,
         add_patch_predictions_to_nwbfile,
         window_order,
     )
-    from neurrator.training import TrainConfig, TrainedEncoder
+    from neurrator.models.training import TrainConfig, TrainedEncoder
 
     rank = args.rank or linear_rank_for(256, n_patches=N_PATCHES, dim=DIM, n_frames=900)
     config = EncoderConfig(d_model=64, n_latents=16, depth=1, linear_rank=rank).for_data(

@@ -36,12 +36,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from neurrator.backbones import load_backbone
-from neurrator.binning import Binned, bin_spikes, split_repeats
-from neurrator.encoder import EncoderConfig, SpikeEncoder
-from neurrator.evaluation import evaluate_encoder, ridge_baseline, score_predictions
-from neurrator.targets import compute_targets
-from neurrator.training import TrainConfig, _DeviceData, patch_loss, train_encoder
+from neurrator.models.backbones import load_backbone
+from neurrator.data.binning import Binned, bin_spikes, split_repeats
+from neurrator.models.encoder import EncoderConfig, SpikeEncoder
+from neurrator.decode.fidelity import evaluate_encoder, ridge_baseline, score_predictions
+from neurrator.models.targets import compute_targets
+from neurrator.models.training import TrainConfig, _DeviceData, patch_loss, train_encoder
 
 from _hardware import append_results
 from _hardware import hardware as _hardware_line
@@ -164,7 +164,7 @@ class PerItemDataset(torch.utils.data.Dataset):
     """The obvious baseline: one (window, target) pair per __getitem__, from numpy arrays."""
 
     def __init__(self, binned, targets, idx, window_bins, offset_bins):
-        from neurrator.binning import window_index
+        from neurrator.data.binning import window_index
 
         self.counts = np.asarray(binned.counts)
         self.widx = window_index(binned.frame, binned.repeat, bins_per_frame=binned.bins_per_frame,
@@ -195,7 +195,7 @@ def part_b(args, out: list[str], device: torch.device, binned=None, targets=None
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     tstd = torch.ones(targets.shape[2], device=device)
     units = torch.arange(N, device=device)
-    from neurrator.training import _autocast
+    from neurrator.models.training import _autocast
 
     def step(x, y):
         with _autocast(device, precision):

@@ -84,7 +84,7 @@ def llava_sized_narrator(device: str, seed: int):
         LlavaProcessor,
     )
 
-    from neurrator.narrators import (
+    from neurrator.models.narrators import (
         IMAGE_TOKEN,
         TINY_CHAT_TEMPLATE,
         LlavaNarrator,
@@ -162,12 +162,12 @@ def main() -> None:
     args = ap.parse_args()
     import torch
 
-    from neurrator.backbones import Backbone
-    from neurrator.binning import Binned, bin_spikes, split_repeats
+    from neurrator.models.backbones import Backbone
+    from neurrator.data.binning import Binned, bin_spikes, split_repeats
     from neurrator.config import EncoderConfig, SAEConfig, TrainConfig
-    from neurrator.sae import train_sae
-    from neurrator.targets import compute_targets
-    from neurrator.training import predict, train_encoder
+    from neurrator.sae.autoencoder import train_sae
+    from neurrator.models.targets import compute_targets
+    from neurrator.models.training import predict, train_encoder
 
     cuda = args.device.startswith("cuda")
     R = args.repeats or (20 if cuda else 5)

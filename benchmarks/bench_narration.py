@@ -6,7 +6,7 @@ Usage::
     .venv/bin/python benchmarks/bench_narration.py --full-7b-random    # LLaVA-1.5-7B-sized, random weights (GPU)
     .venv/bin/python benchmarks/bench_narration.py --skip-session --no-append   # speed only, print only
 
-Speed: narrations per second of `neurrator.narrators.LlavaNarrator` (projector + masked_scatter +
+Speed: narrations per second of `neurrator.models.narrators.LlavaNarrator` (projector + masked_scatter +
 ``generate(inputs_embeds=...)``, greedy) at batch 1 and at larger batches, on patch tokens shaped like
 the backbone's. Every narration is forced to ``max_new_tokens`` tokens (EOS disabled) so batch sizes do
 the same work. ``--full-7b-random`` builds LLaVA-1.5-7B's exact configuration (CLIP ViT-L/14-336 tower,
@@ -36,7 +36,7 @@ def full_7b_random(device: str, *, text_layers: int = 32, vision_layers: int = 2
     from transformers import (CLIPImageProcessor, CLIPVisionConfig, LlamaConfig, LlavaConfig,
                               LlavaForConditionalGeneration, LlavaProcessor)
 
-    from neurrator.narrators import IMAGE_TOKEN, TINY_CHAT_TEMPLATE, LlavaNarrator, build_tiny_tokenizer
+    from neurrator.models.narrators import IMAGE_TOKEN, TINY_CHAT_TEMPLATE, LlavaNarrator, build_tiny_tokenizer
 
     tok = build_tiny_tokenizer()
     vcfg = CLIPVisionConfig(hidden_size=1024, intermediate_size=4096, num_hidden_layers=vision_layers,
@@ -95,7 +95,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    from neurrator.narrators import LlavaNarrator, load_narrator
+    from neurrator.models.narrators import LlavaNarrator, load_narrator
 
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")

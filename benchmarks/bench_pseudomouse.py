@@ -10,7 +10,7 @@ Usage::
 
 What runs: three simulated mice (population seeds 0-2, one movie, Cre lines SST, PV, VIP; written
 WITHOUT a cell_type column, so, as in real Allen files, each session knows only its own opto-tagged
-class) are read, binned and pooled by (repeat, frame) (`neurrator.pseudomouse.pool_sessions`); one
+class) are read, binned and pooled by (repeat, frame) (`neurrator.data.pseudomouse.pool_sessions`); one
 encoder is trained over all their units with a per-session tag (`neurrator.pipeline.analyse`, the
 demo's settings: tiny backbone, retrieval narrator, 2 epochs); the cell-type subsets pool each class
 across sessions. The classifier is `groups.classify_groups` on the narrations of the cell-type subsets
@@ -33,13 +33,13 @@ from pathlib import Path
 
 import numpy as np
 
-from neurrator.binning import bin_session
+from neurrator.data.binning import bin_session
 from neurrator.config import NarrateConfig
-from neurrator.groups import classify_groups, null_pool_false_positive_rate
+from neurrator.analysis.groups import classify_groups, null_pool_false_positive_rate
 from neurrator.pipeline import analyse
-from neurrator.preflight import load_models
-from neurrator.pseudomouse import pool_sessions
-from neurrator.session import load_session
+from neurrator.models.loading import load_models
+from neurrator.data.pseudomouse import pool_sessions
+from neurrator.data.session import load_session
 from neurrator.simulate import TYPE_PREFERENCES, write_simulated_session
 
 from _hardware import append_results, hardware

@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 
 import torch
 
-from neurrator.sae import SAEConfig, evaluate_sae, train_sae
+from neurrator.sae.autoencoder import SAEConfig, evaluate_sae, train_sae
 
 from _hardware import append_results, hardware
 
@@ -41,7 +41,7 @@ def dense_reference_epoch_seconds(x: torch.Tensor, cfg: SAEConfig, *, batch_size
                                   steps: int = 3) -> float:
     """Seconds per epoch of the same TopK SAE step written with plain dense autograd (no AuxK), from
     ``steps`` timed steps after one warm-up: what the sparse backward saves."""
-    from neurrator.sae import SparseAutoencoder
+    from neurrator.sae.autoencoder import SparseAutoencoder
 
     sae = SparseAutoencoder(cfg).to(device)
     opt = torch.optim.Adam(sae.parameters(), lr=1e-4)

@@ -58,3 +58,20 @@ def dandi_validate(files, tmp_path: Path) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=300,
                           env={**os.environ, "DANDI_NO_ET": "1", "XDG_STATE_HOME": str(Path(tmp_path) / "state"),
                                "XDG_CACHE_HOME": str(Path(tmp_path) / "cache")})
+
+
+def tiny_open_clip_visual(seed: int):
+    """A small open_clip vision tower with non-trivial biases and norms (random, seeded)."""
+    import torch
+
+    from open_clip.model import CLIPVisionCfg, _build_vision_tower
+
+    torch.manual_seed(seed)
+    cfg = CLIPVisionCfg(layers=3, width=64, head_width=16, patch_size=14, image_size=56)
+    visual = _build_vision_tower(32, cfg, quick_gelu=True)
+    # give the (zero-initialised) biases and norms non-trivial values so the comparison can fail
+    with torch.no_grad():
+        for name, p in visual.named_parameters():
+            if name.endswith("bias") or "ln" in name:
+                p.add_(0.1 * torch.randn_like(p))
+    return visual.eval()

@@ -162,10 +162,10 @@ def test_checkpoint_with_wrong_sha256_is_refused(small_sim, tmp_path):
     """A checkpoint folder whose weights no longer match the sha256 recorded in its metadata."""
     import torch
 
-    from neurrator.binning import bin_session, split_repeats
-    from neurrator.checkpoint import save_checkpoint
-    from neurrator.session import load_session
-    from neurrator.training import TrainConfig, train_encoder
+    from neurrator.data.binning import bin_session, split_repeats
+    from neurrator.models.checkpoint import save_checkpoint
+    from neurrator.data.session import load_session
+    from neurrator.models.training import TrainConfig, train_encoder
 
     session = load_session(small_sim)
     binned = bin_session(session)
@@ -184,11 +184,11 @@ def test_checkpoint_with_wrong_sha256_is_refused(small_sim, tmp_path):
 
 def _untrained_checkpoint(folder: Path, unit_ids: np.ndarray, *, seed: int) -> Path:
     """A checkpoint on the tiny backbone's targets (weights of ``seed``) for the given unit ids (not trained)."""
-    from neurrator.backbones import load_backbone
-    from neurrator.checkpoint import save_checkpoint
+    from neurrator.models.backbones import load_backbone
+    from neurrator.models.checkpoint import save_checkpoint
     from neurrator.config import EncoderConfig
-    from neurrator.encoder import SpikeEncoder
-    from neurrator.training import TrainConfig, TrainedEncoder
+    from neurrator.models.encoder import SpikeEncoder
+    from neurrator.models.training import TrainConfig, TrainedEncoder
 
     spec = load_backbone("tiny", seed=seed).spec
     enc = EncoderConfig(n_units=len(unit_ids), n_patches=spec.n_patches, dim=spec.dim, window_bins=8, d_model=8,
@@ -203,7 +203,7 @@ def test_encoder_from_another_session_or_seed_is_refused_before_any_work(small_s
     """Checkpoint metadata is checked against the session and the backbone up front, naming the file."""
     import time
 
-    from neurrator.session import load_session
+    from neurrator.data.session import load_session
 
     ids = load_session(small_sim).units.ids
     other = _untrained_checkpoint(tmp_path / "other-session", ids + 100_000, seed=0)
@@ -358,7 +358,7 @@ def test_failed_run_leaves_no_folder_it_created(small_sim, tmp_path):
 
 _LOAD_SCORER = ("from neurrator.cli import _configure_output; import sys; "
                 "print('bars' if _configure_output(debug=False, quiet=False) else 'no bars'); sys.stdout.flush(); "
-                "from neurrator.scoring import load_sentence_embedder; load_sentence_embedder(device='cpu')")
+                "from neurrator.decode.scoring import load_sentence_embedder; load_sentence_embedder(device='cpu')")
 
 
 def test_library_bars_only_on_a_terminal(tmp_path):
@@ -413,12 +413,12 @@ def test_quiet_run_writes_no_bars_or_info_to_a_log_file(small_sim, tmp_path):
     assert proc.stdout.count("skipped") <= 1 and "wrote" in proc.stdout
 
 
-# -- fail early (issue 14.3, 16): these need pipeline.py to call neurrator.preflight before reading data -----
+# -- fail early (issue 14.3, 16): these need pipeline.py to call neurrator.models.loading before reading data -----
 
 
 def _no_data_reads(monkeypatch):
     """Reading spike times or frames before the checks fails the test (the outline reads neither)."""
-    from neurrator import session
+    from neurrator.data import session
 
     def refuse(*args, **kwargs):
         raise AssertionError("the session's data was read before the split and the models were checked")

@@ -105,7 +105,7 @@ def test_unit_subsets_constructor(units):
 
 
 def test_unit_subsets_accept_dataclass_like_objects(units):
-    class Subset:  # the shape of neurrator.subsets.UnitSubset
+    class Subset:  # the shape of neurrator.decode.subsets.UnitSubset
         def __init__(self, label, kind, unit_idx, seed):
             self.label, self.kind, self.unit_idx, self.seed = label, kind, unit_idx, seed
 

@@ -226,7 +226,7 @@ def _config(progress: bool, no_quality_filter: bool, no_neurration: bool = False
 @contextlib.contextmanager
 def _remove_created_folders_on_failure(folder: Path):
     """A failed run leaves no folder it created (only empty folders are ever removed)."""
-    from neurrator.preflight import CreatedDirs
+    from neurrator.models.loading import CreatedDirs
 
     dirs = CreatedDirs()
     dirs.watch(folder)
@@ -285,7 +285,7 @@ def demo(out: str, seed: int, progress: bool) -> None:
 @common
 def show(file: str, show_all: bool, plot: str | None, progress: bool) -> None:
     """Print the narrations, subsets, fidelity and validation scores of an annotated file."""
-    from neurrator.report import format_file, plot_fidelity
+    from neurrator.report.text import format_file, plot_fidelity
 
     click.echo(format_file(Path(file), show_all=show_all))
     if plot:
@@ -299,7 +299,7 @@ def show(file: str, show_all: bool, plot: str | None, progress: bool) -> None:
 @common
 def report(file: str, out: str | None, progress: bool) -> None:
     """Write one HTML page of FILE's results (figures embedded; opens from disk; no network)."""
-    from neurrator.html_report import write_report
+    from neurrator.report.html import write_report
 
     click.echo(f"wrote {write_report(Path(file), Path(out) if out else None)}")
 
@@ -313,7 +313,7 @@ def report(file: str, out: str | None, progress: bool) -> None:
 @common
 def simulate(out: str, units: int | None, repeats: int | None, seed: int, movie_out: str | None, progress: bool) -> None:
     """Write a simulated Allen-layout session with known ground truth to OUT (.nwb)."""
-    from neurrator.preflight import split_problem
+    from neurrator.models.loading import split_problem
     from neurrator.simulate import write_simulated_session
 
     kwargs: dict[str, Any] = {"seed": seed, "movie_out": movie_out}
@@ -334,7 +334,7 @@ def simulate(out: str, units: int | None, repeats: int | None, seed: int, movie_
 @common
 def ls_command(dandiset: str, timeout: float, progress: bool) -> None:
     """List a dandiset's NWB assets with sizes (DANDISET: dandi://000021[@VERSION] or 000021)."""
-    from neurrator.sources import list_assets
+    from neurrator.io.sources import list_assets
 
     for asset in list_assets(dandiset, timeout=timeout):
         click.echo(f"{asset.size:>15,d}  {asset.path}")

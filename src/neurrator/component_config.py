@@ -276,7 +276,7 @@ class SAEConfig:
 
 @dataclass(frozen=True)
 class AnalysisConfig:
-    """The single-neuron, group and scaling analyses (`neurrator.analyses`).
+    """The single-neuron, group and scaling analyses (`neurrator.analysis.run`).
 
     Attributes
     ----------

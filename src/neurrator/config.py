@@ -1,7 +1,7 @@
 """Run configuration: what `neurrator narrate` does to one session, as one frozen, JSON-able record.
 
 The per-component settings (`TrainConfig`, `EncoderConfig`, `SAEConfig`, `AnalysisConfig` in
-`neurrator.component_config`, re-exported here; `SubsetPlan` in `neurrator.subsets`) are nested here,
+`neurrator.component_config`, re-exported here; `SubsetPlan` in `neurrator.decode.subsets`) are nested here,
 one source of truth per field; this record names the choices of a whole run and is stored verbatim
 (nested, as JSON) in the output's provenance.
 """
@@ -21,13 +21,13 @@ from neurrator.component_config import (  # noqa: F401  (re-exported: one import
     SAEConfig,
     TrainConfig,
 )
-from neurrator.httpfile import DEFAULT_TIMEOUT_S
-from neurrator.subsets import SubsetPlan
+from neurrator.io.httpfile import DEFAULT_TIMEOUT_S
+from neurrator.decode.subsets import SubsetPlan
 
 DEVICES = ("auto", "cpu", "cuda")
 #: `NarrateConfig.stimulus_kind` values: a movie in repeats, or Allen's flashed natural scenes
 STIMULUS_KINDS = ("movie", "natural_scenes")
-#: `NarrateConfig.predictions` values: how the predicted patches are stored (`neurrator.nwb_results`)
+#: `NarrateConfig.predictions` values: how the predicted patches are stored (`neurrator.nwb.results`)
 PREDICTION_STORAGE = ("auto", "full", "compact", "compact-pca")
 
 #: Flat option name (CLI) -> the component fields it sets; the one place the flat names are defined.
@@ -74,11 +74,11 @@ class NarrateConfig:
     movie
         Optional file with the movie frames (.npy/.npz/image stack/video) when the NWB has none.
     backbone
-        Backbone id from the registry in :mod:`neurrator.backbones` (``tiny``, ``llava``, ``open_clip:...``).
+        Backbone id from the registry in :mod:`neurrator.models.backbones` (``tiny``, ``llava``, ``open_clip:...``).
     preprocessing
         ``pad`` (pad to square, LLaVA-1.5) or ``crop`` (centre crop, llava-hf processor).
     narrator
-        Narrator id from the registry in :mod:`neurrator.narrators` (``retrieval``, ``tiny``, ``llava``).
+        Narrator id from the registry in :mod:`neurrator.models.narrators` (``retrieval``, ``tiny``, ``llava``).
     reference_narrator
         Generative narrator whose narrations of the TRUE frames are the references (and the retrieval
         narrator's bank) when the session has no captions; simulated sessions use their captions.
@@ -99,22 +99,22 @@ class NarrateConfig:
     sae_epochs
         Training epochs of the validating SAE.
     train
-        Encoder training (`neurrator.training.TrainConfig`): window (``window_bins``, ``offset_bins``:
+        Encoder training (`neurrator.models.training.TrainConfig`): window (``window_bins``, ``offset_bins``:
         0 = centred on the frame as in the paper, > 0 lags it for visual latency) and ``max_epochs``
         (early stopping may end sooner; the linear path starts at the closed-form ridge solution, so few
         epochs suffice).
     model
-        Encoder architecture (`neurrator.encoder.EncoderConfig`, its data sizes filled at training):
+        Encoder architecture (`neurrator.models.encoder.EncoderConfig`, its data sizes filled at training):
         the defaults (d_model 64, 16 latents, depth 1, linear rank 256) train in about a minute on 2 CPU
         cores at 300 units x 7,200 training windows. The linear rank is capped so its basis, stored in
         every checkpoint and derived file, stays under 160 MB (rank 64 at 576 x 1024 targets, where 256
         would be 604 MB; `component_config.linear_rank_for`).
     sae
-        The validating TopK SAE (`neurrator.sae.SAEConfig`; ``d_in`` from the data). 1024 latents, k 16:
+        The validating TopK SAE (`neurrator.sae.autoencoder.SAEConfig`; ``d_in`` from the data). 1024 latents, k 16:
         on 5 simulated sessions its correlation-named concepts recover the true strongest feature of
         0.79-0.83 of the clearly tuned units (256/k8: 0.62-0.77; benchmarks/RESULTS.md, "Concept naming").
     subsets
-        Which unit subsets are decoded (`neurrator.subsets.SubsetPlan`: minimum group size, random
+        Which unit subsets are decoded (`neurrator.decode.subsets.SubsetPlan`: minimum group size, random
         draws per population size, single units picked by reliability).
     analyses
         The single-neuron, group and scaling analyses (`AnalysisConfig`).
@@ -130,7 +130,7 @@ class NarrateConfig:
         would exceed 256 MB, i.e. at real CLIP dimensions).
     timeout
         Seconds to wait for a server to connect or send the next bytes (streamed files, the DANDI API,
-        movie downloads); a timeout is final, not retried (`neurrator.httpfile`).
+        movie downloads); a timeout is final, not retried (`neurrator.io.httpfile`).
     progress
         Show progress bars.
     """

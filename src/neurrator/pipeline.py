@@ -26,25 +26,25 @@ class NarrateResult:
     output: Path
     session_label: str
     n_units: int
-    subsets: list  # neurrator.decoding.SubsetResult per unit subset
+    subsets: list  # neurrator.decode.decoding.SubsetResult per unit subset
     skipped: list[tuple[str, int, str]]
     baselines: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
     validation: dict = field(default_factory=dict)  # subset row -> SAE validation score -> mean, chance, p, CI
-    neurration: object = None  # neurrator.analyses.NeurrationResult, when the analyses ran
+    neurration: object = None  # neurrator.analysis.run.NeurrationResult, when the analyses ran
     report: Path | None = None  # the HTML report written next to the derived file
 
     def summary(self, examples: int = 3) -> str:
         """A few narrations beside their references, fidelity and scores against the baselines."""
-        from neurrator.summary import format_summary
+        from neurrator.report.summary import format_summary
 
         return format_summary(self, examples=examples)
 
 
 def resolve_output(out: Path, session) -> Path:
     """``out`` itself when it ends in .nwb, else the DANDI-layout file inside the folder ``out``."""
-    from neurrator.nwb_out import derived_file_name
+    from neurrator.nwb.derived import derived_file_name
 
     out = Path(out)
     if out.suffix == ".nwb":
@@ -68,8 +68,8 @@ def narrate_session(source: str | Path, *, out: Path, config: NarrateConfig = Na
     -------
     NarrateResult
     """
-    from neurrator.nwb_out import check_writable_dir, remove_stale_temporaries
-    from neurrator.preflight import CreatedDirs
+    from neurrator.nwb.derived import check_writable_dir, remove_stale_temporaries
+    from neurrator.models.loading import CreatedDirs
 
     t0 = time.perf_counter()
     clock = _Clock()
@@ -100,11 +100,11 @@ def narrate_session(source: str | Path, *, out: Path, config: NarrateConfig = Na
 def _read(source: str, *, config: NarrateConfig, device: str, clock: _Clock, models=None):
     """(session, outline, models) of one source: everything that can fail without the data fails first
     (the split, every model the run needs, loaded unless ``models`` is given), then the session is read."""
-    from neurrator.movies import require_frames
-    from neurrator.preflight import check_encoder_session, check_split, load_models, outline_nwbfile
-    from neurrator.session import read_session
-    from neurrator.sources import open_source, source_label
-    from neurrator.stimuli import stimulus_kind
+    from neurrator.io.movies import require_frames
+    from neurrator.models.loading import check_encoder_session, check_split, load_models, outline_nwbfile
+    from neurrator.data.session import read_session
+    from neurrator.io.sources import open_source, source_label
+    from neurrator.data.stimuli import stimulus_kind
 
     label = source_label(source)
     with open_source(source, cache_dir=config.cache_path, timeout=config.timeout) as nwbfile:
@@ -136,16 +136,16 @@ def _output_for(out: Path, session, source: str) -> Path:
 
 def narrate_sessions(sources: list[str | Path], *, out: Path, config: NarrateConfig = NarrateConfig()
                      ) -> list[NarrateResult]:
-    """Several sessions of one stimulus as one pseudo-mouse (`neurrator.pseudomouse`): one encoder over
+    """Several sessions of one stimulus as one pseudo-mouse (`neurrator.data.pseudomouse`): one encoder over
     all their units, subsets and analyses over the pooled units (cell types pool across sessions), and one
     DANDI-layout derived file per session in the folder ``out``, holding that session's units, the subsets
     and per-unit results of its units, and the pooled group, separation and scaling results, with the
     contributing sessions in its provenance. One source is `narrate_session`.
     """
-    from neurrator.binning import bin_session
-    from neurrator.nwb_out import check_writable_dir, remove_stale_temporaries
-    from neurrator.preflight import CreatedDirs
-    from neurrator.pseudomouse import member_view, pool_sessions
+    from neurrator.data.binning import bin_session
+    from neurrator.nwb.derived import check_writable_dir, remove_stale_temporaries
+    from neurrator.models.loading import CreatedDirs
+    from neurrator.data.pseudomouse import member_view, pool_sessions
 
     sources = [str(s) for s in sources]
     if len(sources) == 1:
@@ -203,7 +203,7 @@ def narrate_sessions(sources: list[str | Path], *, out: Path, config: NarrateCon
 
 def _write_report(derived: Path) -> Path | None:
     """The HTML report next to the derived file; a failure leaves the (complete) derived file and warns."""
-    from neurrator.html_report import write_report
+    from neurrator.report.html import write_report
 
     try:
         return write_report(derived)
@@ -246,8 +246,8 @@ class Analysis:
 
 def _run(session, *, config: NarrateConfig, device: str, output: Path, models, units_resolution: float | None,
          clock: _Clock) -> NarrateResult:
-    from neurrator.binning import bin_session
-    from neurrator.stimuli import stimulus_kind
+    from neurrator.data.binning import bin_session
+    from neurrator.data.stimuli import stimulus_kind
 
     log.info("binning %d units x %d presentations", len(session.units.ids), len(session.presentations.frame))
     if stimulus_kind(session.stimulus).continuous:
@@ -272,18 +272,18 @@ def analyse(session, binned, *, config: NarrateConfig, device: str, models, cloc
     """Targets, encoder, subsets, narration, SAE, validation and the analyses of one population.
 
     ``session`` gives the units' annotations (``session.units``, one per column of ``binned.counts``), the
-    frames and captions; ``binned`` the counts. For a pseudo-mouse (`neurrator.pseudomouse`) both are
+    frames and captions; ``binned`` the counts. For a pseudo-mouse (`neurrator.data.pseudomouse`) both are
     pooled and ``unit_session`` tags each unit's session for the encoder.
     """
-    from neurrator.analyses import neurrate_session, unit_reliability_for
-    from neurrator.binning import split_by_image, split_repeats
-    from neurrator.decoding import decode_subsets, narrated_presentations, scoring_context
-    from neurrator.references import session_references
-    from neurrator.sae import train_named_sae
-    from neurrator.stimuli import stimulus_kind
-    from neurrator.subsets import build_subsets
-    from neurrator.targets import compute_targets
-    from neurrator.validation import validate_results
+    from neurrator.analysis.run import neurrate_session, unit_reliability_for
+    from neurrator.data.binning import split_by_image, split_repeats
+    from neurrator.decode.decoding import decode_subsets, narrated_presentations, scoring_context
+    from neurrator.decode.references import session_references
+    from neurrator.sae.autoencoder import train_named_sae
+    from neurrator.data.stimuli import stimulus_kind
+    from neurrator.decode.subsets import build_subsets
+    from neurrator.models.targets import compute_targets
+    from neurrator.sae.validation import validate_results
 
     clock = clock or _Clock()
     label = session.path_label
@@ -327,7 +327,7 @@ def analyse(session, binned, *, config: NarrateConfig, device: str, models, cloc
                                     generator=models.generator or models.reference)
     narrator = generator
     if config.narrator == "retrieval":
-        from neurrator.narrators import load_narrator
+        from neurrator.models.narrators import load_narrator
 
         narrator = load_narrator("retrieval", device=device, seed=config.seed,
                                  bank_patches=targets[references.bank_frames], bank_texts=references.bank_texts)
@@ -372,8 +372,8 @@ def analyse(session, binned, *, config: NarrateConfig, device: str, models, cloc
 
 def _write(session, a: Analysis, *, config: NarrateConfig, output: Path, units_resolution: float | None,
            extra_provenance: dict | None = None) -> None:
-    from neurrator import nwb_results as res
-    from neurrator.nwb_out import run_provenance, write_nwbfile_atomic
+    from neurrator.nwb import results as res
+    from neurrator.nwb.derived import run_provenance, write_nwbfile_atomic
 
     provenance = run_provenance(session, config_json=config.to_json(),
                                 extra={"references": a.references_kind, **(extra_provenance or {})})
@@ -390,7 +390,7 @@ def _write(session, a: Analysis, *, config: NarrateConfig, output: Path, units_r
 def _train(binned, targets, split, *, config: NarrateConfig, device: str, backbone, stimulus: str,
            unit_session: np.ndarray | None = None):
     from neurrator.component_config import MAX_LINEAR_BASIS_BYTES, linear_rank_for
-    from neurrator.training import train_encoder
+    from neurrator.models.training import train_encoder
 
     rank = linear_rank_for(config.model.linear_rank, n_patches=targets.shape[1], dim=targets.shape[2],
                            n_frames=len(np.unique(binned.frame)))
@@ -427,7 +427,7 @@ def run_demo(out: Path, *, seed: int = 0, progress: bool = True) -> NarrateResul
     from neurrator.simulate import write_simulated_session
 
     out = Path(out)
-    from neurrator.nwb_out import check_writable_dir, derived_file_name
+    from neurrator.nwb.derived import check_writable_dir, derived_file_name
 
     check_writable_dir(out)
     source = out / "source" / Path(derived_file_name(f"sim{seed}", f"sim{seed}", desc=None)).name

@@ -190,8 +190,8 @@ def process_dandiset(
     scheduler
         Address of a running Dask scheduler; ``None`` starts a LocalCluster of ``workers`` processes.
     """
-    from neurrator.nwb_out import check_writable_dir, output_is_complete, remove_stale_temporaries
-    from neurrator.sources import list_assets
+    from neurrator.nwb.derived import check_writable_dir, output_is_complete, remove_stale_temporaries
+    from neurrator.io.sources import list_assets
 
     prefix = dandiset_prefix(dandiset)
     out = Path(out)
@@ -246,7 +246,7 @@ def _run_all(todo: list[tuple[str, str]], *, config: NarrateConfig, scheduler: s
         raise ImportError("neurrator process needs dask.distributed: pip install 'dask[distributed]'") from err
     from tqdm.auto import tqdm
 
-    from neurrator.nwb_out import remove_dead_temporaries
+    from neurrator.nwb.derived import remove_dead_temporaries
 
     level = logging.getLogger().getEffectiveLevel()  # the CLI's level for libraries (ERROR with --quiet)
     logging.getLogger("distributed").setLevel(level)
@@ -303,7 +303,7 @@ def _run_all(todo: list[tuple[str, str]], *, config: NarrateConfig, scheduler: s
 def _after_interrupt(source: str, target: str) -> SessionOutcome:
     """A session without a collected outcome after Ctrl-C: ``done`` if its output is complete (it finished
     while its result was on the way), else ``cancelled``."""
-    from neurrator.nwb_out import output_is_complete
+    from neurrator.nwb.derived import output_is_complete
 
     status = "done" if output_is_complete(Path(target), source=source) else "cancelled"
     return SessionOutcome(source, target, status)

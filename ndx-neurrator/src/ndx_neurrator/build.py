@@ -329,7 +329,7 @@ def create_patch_predictions(
 
     Compact form (``data=None``): ``coefficients`` float32 (n_windows, rank) in the ``PatchBasis``
     ``basis`` with the measured reconstruction error per window (``relative_mse``, ``cosine``; see
-    ``neurrator.compression.compress_windows``), and optionally the exact patches of a few windows
+    ``neurrator.nwb.compression.compress_windows``), and optionally the exact patches of a few windows
     (``full_windows`` indices, ``full_data`` float32 (n_full, n_patches, dim)).
     Reconstruction with pynwb alone: ``coefficients @ basis.components.reshape(rank, -1) +
     basis.mean.reshape(-1)``, reshaped to (n_windows, n_patches, dim).

@@ -1,0 +1,197 @@
+"""Stimulus registry: one entry per stimulus kind, owning how presentations are read, what a repeat
+is, which spike intervals are binned for each presentation, and where the frames come from.
+
+Two kinds:
+
+* ``movie`` (natural_movie_one/three): presentations are movie frames (30 Hz); a repeat is one pass of
+  the movie (the table's ``movie_repeat``/``repeat`` column, else counted from frame-index resets);
+  each presentation's own interval is binned (``bins_per_frame`` bins) and the encoder's context
+  window spans neighbouring frames of the same repeat.
+* ``flashed_images`` (natural_scenes: 118 images, 250 ms each, ~50 times each in random order; Allen
+  table ``intervals/natural_scenes_presentations``, column ``frame`` = image index, -1 = blank):
+  blank presentations are dropped; a repeat of image i is its occurrence count (0 for its first
+  showing, 1 for its second, ...); each presentation's window is aligned to the image onset:
+  ``[onset + latency, onset + latency + window)`` in ``window_bins`` bins, so the encoder reads exactly
+  that presentation's onset-aligned response (`bin_intervals`, and ``bins_per_frame = window_bins``
+  with ``offset_bins = 0`` in `neurrator.data.binning.window_index`).
+
+A new kind is one `StimulusKind` subclass added to `STIMULUS_KINDS` (and its stimulus names to
+`KNOWN_STIMULI`). Frames come from the file's ``stimulus/templates/<stimulus>`` (an ImageSeries or an
+Images container, read by `neurrator.io.movies.frames_from_template`) or from the user; the Allen
+warehouse lists the natural-scene templates too (`neurrator.io.allen_warehouse.scene_download_urls`).
+
+The unseen-image test holds whole images out of training: `neurrator.data.binning.split_by_image`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from neurrator.errors import NeurratorError
+
+__all__ = [
+    "Presentations",
+    "FLASHED_IMAGES",
+    "KNOWN_STIMULI",
+    "MOVIE",
+    "STIMULUS_KINDS",
+    "FlashedImagesKind",
+    "MovieKind",
+    "StimulusKind",
+    "bin_intervals",
+    "occurrence_repeats",
+    "stimulus_kind",
+]
+
+
+@dataclass(frozen=True)
+class Presentations:
+    """Stimulus presentations (movie frames or flashed images), sorted by (repeat, start)."""
+
+    frame: np.ndarray  # (P,) int64
+    start: np.ndarray  # (P,) float64
+    stop: np.ndarray  # (P,) float64
+    repeat: np.ndarray  # (P,) int64, 0-based
+
+    def __len__(self) -> int:
+        return int(self.frame.size)
+
+    @property
+    def n_repeats(self) -> int:
+        return int(np.unique(self.repeat).size)
+
+
+@dataclass(frozen=True)
+class StimulusKind:
+    """How one kind of stimulus is read and windowed. Subclasses implement `presentations`."""
+
+    name: str
+    #: frame index values that mean "no image" (dropped from the presentations)
+    blank_values: tuple[int, ...] = ()
+    #: the frames are a movie in presentation order (context windows span neighbouring frames)
+    continuous: bool = True
+
+    def presentations(self, start: np.ndarray, stop: np.ndarray, frame: np.ndarray, repeat: np.ndarray | None, *,
+                      label: str):
+        """(start, stop, frame, table repeat or None) -> `Presentations`, sorted (repeat, start)."""
+        raise NotImplementedError
+
+    def drop_blanks(self, start, stop, frame, repeat, *, label: str):
+        """Remove blank presentations; refuse any other negative index."""
+        frame = np.asarray(frame, dtype=np.int64)
+        blank = np.isin(frame, self.blank_values) if self.blank_values else np.zeros(frame.shape, bool)
+        bad = (frame < 0) & ~blank
+        if bad.any():
+            raise NeurratorError(label, f"negative frame indices ({int(frame[bad].min())}) in a {self.name} table")
+        keep = ~blank
+        rep = None if repeat is None else np.asarray(repeat)[keep]
+        return np.asarray(start)[keep], np.asarray(stop)[keep], frame[keep], rep, int(blank.sum())
+
+
+def _sorted(frame, start, stop, repeat):
+    order = np.lexsort((start, repeat))
+    return Presentations(frame=frame[order], start=start[order], stop=stop[order],
+                         repeat=repeat[order].astype(np.int64))
+
+
+@dataclass(frozen=True)
+class MovieKind(StimulusKind):
+    """A movie shown in full passes (repeats)."""
+
+    name: str = "movie"
+
+    def presentations(self, start, stop, frame, repeat, *, label: str):
+        start, stop, frame, repeat, _ = self.drop_blanks(start, stop, frame, repeat, label=label)
+        order = np.lexsort((frame, start))
+        start, stop, frame = start[order], stop[order], frame[order]
+        if repeat is not None and np.all(np.isfinite(np.asarray(repeat, np.float64)[order])):
+            _, rep = np.unique(np.asarray(repeat)[order].astype(np.int64), return_inverse=True)
+        else:  # a new pass starts where the frame index goes back
+            rep = np.concatenate([[0], np.cumsum(np.diff(frame) < 0)]).astype(np.int64)
+        return _sorted(frame, start, stop, np.asarray(rep, dtype=np.int64))
+
+
+def occurrence_repeats(frame: np.ndarray, start: np.ndarray) -> np.ndarray:
+    """Repeat of each presentation = how many times its image was shown before (0-based, in time order).
+
+    Examples
+    --------
+    >>> occurrence_repeats(np.array([3, 1, 3, 3, 1]), np.arange(5.0))
+    array([0, 0, 1, 2, 1])
+    """
+    frame = np.asarray(frame, dtype=np.int64)
+    order = np.lexsort((np.asarray(start), frame))  # by image, then time
+    f = frame[order]
+    first = np.concatenate([[0], np.flatnonzero(np.diff(f) != 0) + 1]) if f.size else np.zeros(0, np.int64)
+    run_start = np.repeat(first, np.diff(np.concatenate([first, [f.size]])))
+    rep = np.empty(frame.size, np.int64)
+    rep[order] = np.arange(f.size) - run_start
+    return rep
+
+
+@dataclass(frozen=True)
+class FlashedImagesKind(StimulusKind):
+    """Images flashed one at a time in random order (Allen natural_scenes)."""
+
+    name: str = "flashed_images"
+    blank_values: tuple[int, ...] = (-1,)
+    continuous: bool = False
+
+    def presentations(self, start, stop, frame, repeat, *, label: str):
+        start, stop, frame, _, _ = self.drop_blanks(start, stop, frame, repeat, label=label)
+        if frame.size == 0:
+            raise NeurratorError(label, "the image presentations are all blanks (frame = -1)")
+        start = np.asarray(start, np.float64)
+        return _sorted(frame, start, np.asarray(stop, np.float64), occurrence_repeats(frame, start))
+
+
+MOVIE = MovieKind()
+FLASHED_IMAGES = FlashedImagesKind()
+#: kind name -> kind
+STIMULUS_KINDS: dict[str, StimulusKind] = {MOVIE.name: MOVIE, FLASHED_IMAGES.name: FLASHED_IMAGES}
+#: Allen stimulus name -> kind name (other names are movies unless a kind is given)
+KNOWN_STIMULI: dict[str, str] = {
+    "natural_movie_one": "movie",
+    "natural_movie_three": "movie",
+    "natural_movie_1": "movie",
+    "natural_movie_3": "movie",
+    "natural_scenes": "flashed_images",
+}
+
+
+def stimulus_kind(stimulus: str, *, kind: str | None = None) -> StimulusKind:
+    """The kind of ``stimulus``: ``kind`` when given, else `KNOWN_STIMULI`, else ``movie``."""
+    name = kind or KNOWN_STIMULI.get(stimulus, "movie")
+    if name not in STIMULUS_KINDS:
+        raise NeurratorError(stimulus, f"unknown stimulus kind {name!r}; kinds: {', '.join(STIMULUS_KINDS)}")
+    return STIMULUS_KINDS[name]
+
+
+def bin_intervals(start: np.ndarray, stop: np.ndarray, *, kind: StimulusKind, bins_per_frame: int,
+                  window_bins: int, window_s: float = 0.25, latency_s: float = 0.0
+                  ) -> tuple[np.ndarray, np.ndarray, int]:
+    """Intervals to bin per presentation and bins per interval, for `neurrator.data.binning.bin_spikes`.
+
+    A movie bins each presentation's own interval in ``bins_per_frame`` bins. Flashed images bin the
+    onset-aligned window ``[start + latency_s, start + latency_s + window_s)`` in ``window_bins`` bins
+    (then train with ``bins_per_frame = window_bins`` and ``offset_bins = 0``: each window is exactly
+    its presentation's bins).
+
+    Examples
+    --------
+    >>> s, e, b = bin_intervals(np.array([1.0, 1.25]), np.array([1.25, 1.5]), kind=FLASHED_IMAGES,
+    ...                         bins_per_frame=4, window_bins=10, window_s=0.3, latency_s=0.05)
+    >>> s.tolist(), e.tolist(), b
+    ([1.05, 1.3], [1.35, 1.6], 10)
+    """
+    start = np.asarray(start, np.float64)
+    if kind.continuous:
+        return start, np.asarray(stop, np.float64), int(bins_per_frame)
+    if window_s <= 0:
+        raise ValueError("window_s must be > 0")
+    onset = start + float(latency_s)
+    return onset, onset + float(window_s), int(window_bins)
+
+

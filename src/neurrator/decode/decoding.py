@@ -1,0 +1,254 @@
+"""Trained encoder + unit subsets -> per-subset fidelity, narrations and scores, and the all-units baselines.
+
+The analysis over unit subsets: each subset's counts on the held-out repeats are decoded into patch
+tokens, scored for fidelity against the true targets, a few windows are narrated and the narrations
+scored against their references. Ridge, kNN and the shuffled-frame control are fitted on the same split
+with all units. Plain objects in, plain results out; nothing here opens a file.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable, NamedTuple, Sequence
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+#: Fidelity metrics reported per subset, each with its chance level and CI: the headline first
+#: (centred patch cosine and frame identification), the raw patch cosine last.
+EVAL_METRICS = ("centred_patch_cosine", "top1", "top5", "within_1s", "patch_cosine")
+#: Metrics with a paired permutation null (p-value, FDR across subsets).
+NULL_TESTED = ("top1", "top5", "within_1s")
+NULL_KINDS = {
+    "rank": "test windows paired with true frames of other 1-s blocks (block permutation)",
+    "narration": "references permuted across 1-s scene blocks (block permutation)",
+    "ci": "no permutation null: beats_null means the CI's lower end exceeds the chance level",
+}
+
+
+class Metric(NamedTuple):
+    """A fidelity figure with its chance level, 95% block-bootstrap CI and permutation p (NaN: none)."""
+
+    value: float
+    chance: float
+    lo: float = float("nan")
+    hi: float = float("nan")
+    p: float = float("nan")
+
+
+@dataclass
+class SubsetResult:
+    """What one unit subset gave: fidelity metrics and its narrations."""
+
+    subset: Any  # neurrator.decode.subsets.UnitSubset
+    metrics: dict[str, Metric]  # metric -> value, chance, CI, p
+    presentations: np.ndarray  # (k,) narrated presentation indices
+    frames: np.ndarray  # (k,) their movie frames
+    narrations: list[str]
+    references: list[str]
+    similarity: np.ndarray  # (k,) matched sentence similarity
+    shuffled: np.ndarray  # (k,) similarity to a block-shuffled reference
+    floor: np.ndarray  # (k,) similarity to word salad
+    predicted: np.ndarray  # (k, n_patches, dim) float32 predicted patches of the narrated windows
+    scores: Any = None  # neurrator.decode.scoring.NarrationScores (null, p, CIs, constant control)
+    q: dict[str, float] = field(default_factory=dict)  # metric -> FDR q across subsets
+    beats_null: dict[str, bool] = field(default_factory=dict)  # metric -> significant after FDR
+
+    def narration_metric(self) -> Metric:
+        """Mean matched narration similarity against its paired null."""
+        s = self.scores
+        return Metric(float(np.mean(self.similarity)), float(s.null_mean), float(s.ci_lo), float(s.ci_hi),
+                      float(s.p_value))
+
+
+class ScoringContext(NamedTuple):
+    """What every fidelity score of a run shares (computed once).
+
+    Attributes
+    ----------
+    train_mean
+        ``(n_patches, dim)`` mean target map of the training frames (centres cosines and identification).
+    groups
+        ``(F,)`` duplicate groups of the targets (`neurrator.decode.chance.duplicate_groups`): chance levels.
+    constant
+        The constant-narration control (the most frequent bank text).
+    block_frames
+        Scene-block length in frames for CIs and nulls (1 s).
+    n_boot, n_perm
+        Bootstrap resamples and permutations.
+    """
+
+    train_mean: np.ndarray
+    groups: np.ndarray
+    constant: str
+    block_frames: int = 30
+    n_boot: int = 500
+    n_perm: int = 1000
+
+    def kwargs(self, seed: int) -> dict[str, Any]:
+        return dict(train_mean=self.train_mean, groups=self.groups, block_frames=self.block_frames,
+                    n_boot=self.n_boot, n_perm=self.n_perm, seed=seed)
+
+
+def scoring_context(targets: np.ndarray, train_frames: np.ndarray, *, bank_texts: Sequence[str], fps: float,
+                    holdout_frames: np.ndarray | None = None, n_boot: int = 500, n_perm: int = 1000
+                    ) -> ScoringContext:
+    """The run's `ScoringContext` from the targets, the training frames and the retrieval bank."""
+    from neurrator.decode.chance import duplicate_groups
+    from neurrator.decode.fidelity import training_mean_map
+    from neurrator.decode.scoring import most_frequent_text
+
+    tf = np.unique(np.asarray(train_frames, dtype=np.int64))
+    if holdout_frames is not None and len(holdout_frames):
+        tf = tf[~np.isin(tf, holdout_frames)]
+    return ScoringContext(train_mean=training_mean_map(targets, tf), groups=duplicate_groups(targets),
+                          constant=most_frequent_text(list(bank_texts)),
+                          block_frames=max(1, int(round(fps))), n_boot=n_boot, n_perm=n_perm)
+
+
+def narrated_presentations(binned, split, k: int) -> np.ndarray:
+    """``k`` presentations spread evenly over the first test repeat.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> b = SimpleNamespace(repeat=np.repeat([0, 1, 2], 10))
+    >>> narrated_presentations(b, SimpleNamespace(test=np.arange(20, 30)), 3).tolist()
+    [20, 24, 29]
+    """
+    test = split.test
+    first = binned.repeat[test[0]]
+    in_repeat = test[binned.repeat[test] == first]
+    pick = np.unique(np.linspace(0, len(in_repeat) - 1, num=min(k, len(in_repeat))).round().astype(int))
+    return in_repeat[pick]
+
+
+def metric_pairs(scores: dict[str, Any]) -> dict[str, Metric]:
+    """`Metric` per fidelity metric from an `evaluation.score_predictions` dict."""
+    nan = float("nan")
+    return {m: Metric(float(scores[m]), float(scores[f"chance_{m}"]), float(scores.get(f"{m}_ci_lo", nan)),
+                      float(scores.get(f"{m}_ci_hi", nan)), float(scores.get(f"p_{m}", nan))) for m in EVAL_METRICS}
+
+
+def apply_fdr(results: Sequence[SubsetResult], *, alpha: float = 0.05) -> None:
+    """Benjamini-Hochberg across subsets, per null-tested metric and for narration similarity; sets
+    ``q`` and ``beats_null`` of every result. Metrics without a permutation null (the cosines) count as
+    beating it when their CI's lower end exceeds chance."""
+    from neurrator.decode.scoring import beats_null
+
+    for name in (*NULL_TESTED, "narration_similarity"):
+        if name == "narration_similarity":
+            p = [r.narration_metric().p for r in results]
+        else:
+            p = [r.metrics[name].p for r in results]
+        q, flags = beats_null(np.asarray(p, dtype=np.float64), alpha=alpha)
+        for r, qi, fi in zip(results, q, flags):
+            r.q[name], r.beats_null[name] = float(qi), bool(fi)
+    for r in results:
+        for name in EVAL_METRICS:
+            if name not in NULL_TESTED:
+                m = r.metrics[name]
+                r.beats_null[name] = bool(np.isfinite(m.lo) and m.lo > m.chance)
+
+
+def baseline_metrics(binned, targets: np.ndarray, split, trained, pred_all: np.ndarray, *, fps: float,
+                     device: str, context: ScoringContext, seed: int) -> dict[str, dict[str, Metric]]:
+    """Ridge, kNN and the shuffled-frame control on the same test repeats as the encoder (all units).
+
+    Parameters
+    ----------
+    binned, split
+        `neurrator.data.binning.Binned` and its train/val/test `Split`.
+    targets
+        ``(F, n_patches, dim)`` float32 true patch tokens per movie frame.
+    trained
+        The `TrainedEncoder` (its window and held-out frames are reused).
+    pred_all
+        ``(len(split.test), n_patches, dim)`` the encoder's all-units predictions (for the shuffled control).
+    context
+        The run's `ScoringContext` (baselines get CIs, no permutation null).
+    """
+    from neurrator.decode.fidelity import knn_baseline, ridge_baseline, score_predictions, shuffled_control
+
+    tc = trained.train_config
+    kw = dict(window_bins=tc.window_bins, offset_bins=tc.offset_bins, holdout_frames=trained.holdout_frames,
+              device=device)
+    frames = binned.frame[split.test]
+    out = {}
+    score_kw = {**context.kwargs(seed), "n_perm": 0}
+    # ridge on bins summed per frame is the stronger ridge (it beat the unpooled one in the benchmark)
+    pool = binned.bins_per_frame if tc.window_bins % binned.bins_per_frame == 0 else 1
+    fits = (("ridge", ridge_baseline, {"temporal_pool": pool}), ("knn", knn_baseline, {}))
+    for name, fit, extra in fits:
+        pred, _info = fit(binned, targets, split, **kw, **extra)
+        out[name] = metric_pairs(score_predictions(pred, frames, targets, fps=fps, device=device, **score_kw))
+    out["shuffled"] = metric_pairs(shuffled_control(pred_all, frames, targets, fps=fps, device=device, **score_kw))
+    return out
+
+
+def decode_subsets(subsets: Sequence, *, trained, binned, split, targets: np.ndarray, narrated: np.ndarray,
+                   narrate: Callable[[np.ndarray], list[str]], references: dict[int, str], embedder, fps: float,
+                   device: str, seed: int, context: ScoringContext, progress: Callable = lambda items: items,
+                   ) -> tuple[list[SubsetResult], dict[str, dict[str, Metric]]]:
+    """Decode, score and narrate every subset; baselines come with the ``all`` subset.
+
+    Parameters
+    ----------
+    subsets
+        `neurrator.decode.subsets.UnitSubset` s.
+    trained, binned, split, targets
+        The encoder, the binned counts with their split, and ``(F, n_patches, dim)`` true tokens.
+    narrated
+        ``(k,)`` test presentation indices (sorted, inside ``split.test``) that are narrated per subset.
+    narrate
+        ``(k, n_patches, dim) -> k`` texts (the narrator).
+    references
+        Movie frame -> reference text for every narrated frame.
+    embedder
+        The sentence embedder for `neurrator.decode.scoring.score_narrations`.
+    context
+        The run's `ScoringContext` (training mean map, duplicate groups, constant control, blocks).
+    progress
+        Wraps the subset iterable (e.g. a tqdm bar).
+
+    Returns
+    -------
+    results : list[SubsetResult]
+        In the order of ``subsets``.
+    baselines : dict
+        Baseline name -> metric -> `Metric`; empty when no subset is ``all``.
+
+    FDR across subsets (`apply_fdr`) is applied before returning.
+    """
+    from neurrator.decode import fidelity as evaluation
+    from neurrator.decode.scoring import score_narrations
+    from neurrator.models.training import predict
+
+    results: list[SubsetResult] = []
+    baselines: dict[str, dict[str, tuple[float, float]]] = {}
+    test_frames = binned.frame[split.test]
+    narrated_frames = binned.frame[narrated]
+    pos = np.searchsorted(split.test, narrated)
+    refs = [references[int(f)] for f in narrated_frames]
+    for subset in progress(subsets):
+        pred = predict(trained, binned, split.test, unit_idx=subset.unit_idx, device=device)
+        metrics = metric_pairs(evaluation.score_predictions(pred, test_frames, targets, fps=fps, device=device,
+                                                            **context.kwargs(seed)))
+        if subset.kind == "all":
+            baselines = baseline_metrics(binned, targets, split, trained, pred, fps=fps, device=device,
+                                         context=context, seed=seed)
+        texts = narrate(pred[pos])
+        scores = score_narrations(texts, refs, embedder=embedder, seed=seed, frame_ids=narrated_frames,
+                                  constant=context.constant, block_frames=context.block_frames,
+                                  n_perm=max(context.n_perm, 1000), n_boot=context.n_boot)
+        results.append(SubsetResult(subset, metrics, narrated, narrated_frames, list(texts), list(refs),
+                                    scores.matched, scores.shuffled, scores.floor, pred[pos].copy(), scores))
+        del pred
+    apply_fdr(results)
+    return results, baselines
+
+
+__all__ = ["EVAL_METRICS", "Metric", "NULL_KINDS", "NULL_TESTED", "ScoringContext", "SubsetResult", "apply_fdr",
+           "baseline_metrics", "decode_subsets", "metric_pairs", "narrated_presentations", "scoring_context"]

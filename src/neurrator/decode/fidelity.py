@@ -1,0 +1,521 @@
+"""Predicted vs true patch tokens on held-out repeats -> fidelity metrics with chance levels and CIs; baselines.
+
+Metrics (`score_predictions`); the headline is `HEADLINE_METRICS`:
+
+- ``centred_patch_cosine``: mean over samples and patches of the cosine between predicted and true
+  tokens after subtracting the TRAINING mean map (the mean token map of the training frames, passed in
+  as ``train_mean``; `training_mean_map`) from both. Raw CLIP tokens share a large common component, so
+  the raw ``patch_cosine`` (kept, as the narrator reads raw tokens) barely separates decoding from none.
+  ``mse``: mean squared error over all entries.
+- frame identification: each prediction is compared (cosine of the flattened token map, after
+  subtracting a mean map: ``train_mean`` when given, else the mean over all candidate frames) with the
+  targets of ALL movie frames. ``rank`` = number of frames strictly more similar than the true one
+  (0 = identified); ``top1`` = rank 0, ``top5`` = rank < 5, ``within_1s`` = a frame tied for the best
+  similarity lies within +/- ``fps`` frames of the true one (CEBRA's measure). Identical target maps
+  (pixel-identical frames) tie exactly and ties count in the prediction's favour, so the chance levels
+  come from the duplicate structure of the targets (`neurrator.decode.chance`), not from ``1/F``.
+- ``chance_patch_cosine`` / ``chance_centred_patch_cosine``: the exact mean of the cosine over all
+  pairings of a prediction with ANOTHER test window's target (the expectation of the shuffled control).
+- CIs: ``<metric>_ci_lo`` / ``<metric>_ci_hi``, block bootstrap over test windows grouped into scene
+  blocks of ``block_frames`` movie frames (`neurrator.stats.resampling.scene_blocks`; windows of one frame in
+  different repeats share a block).
+
+Baselines on the same split and windows: closed-form ridge regression from the flattened windows to
+a PCA of the flattened targets (alpha chosen on the validation repeats), kNN on population vectors,
+and a shuffled-frame control (the encoder's predictions scored against permuted frames).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from neurrator.stats import resampling as stats
+from neurrator.decode.chance import duplicate_groups, rank_chance, window_chance
+
+__all__ = [
+    "FIDELITY_METRICS",
+    "HEADLINE_METRICS",
+    "evaluate_encoder",
+    "fidelity_rows",
+    "frame_identification",
+    "knn_baseline",
+    "patch_cosines",
+    "ridge_baseline",
+    "score_predictions",
+    "shuffled_control",
+    "training_mean_map",
+    "window_features",
+]
+
+#: The decoding headline: centred patch cosine and frame identification, each with chance and a CI.
+HEADLINE_METRICS = ("centred_patch_cosine", "top1", "top5", "within_1s")
+#: Rows of the fidelity table (`fidelity_rows`): the headline plus the raw patch cosine.
+FIDELITY_METRICS = ("patch_cosine", "top1", "top5", "within_1s", "centred_patch_cosine")
+
+
+def training_mean_map(targets: np.ndarray, train_frames: np.ndarray) -> np.ndarray:
+    """``(n_patches, dim)`` float32 mean target map over the (unique) training frames only."""
+    frames = np.unique(np.asarray(train_frames, dtype=np.int64))
+    if len(frames) == 0:
+        raise ValueError("no training frames to average")
+    return np.asarray(targets[frames], dtype=np.float64).mean(axis=0).astype(np.float32)
+
+
+def frame_identification(
+    pred: np.ndarray,
+    true_frame: np.ndarray,
+    targets: np.ndarray,
+    *,
+    fps: float = 30.0,
+    center: bool = True,
+    device: str | torch.device = "cpu",
+    chunk: int = 256,
+    mean_map: np.ndarray | None = None,
+    groups: np.ndarray | None = None,
+    blocks: np.ndarray | None = None,
+    n_perm: int = 0,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Rank of the true frame among all movie frames, with chance levels from the duplicate structure.
+
+    Parameters
+    ----------
+    pred
+        (P', n_patches, dim) predicted tokens.
+    true_frame
+        (P',) int movie frame of each prediction.
+    targets
+        (F, n_patches, dim) true tokens of every movie frame (the candidates).
+    fps
+        Movie frames per second (within-1-s window = +/- round(fps) frames).
+    center
+        Subtract a mean map before the cosine: ``mean_map`` when given (the training mean), else the
+        mean target map over all F frames.
+    groups
+        (F,) `neurrator.decode.chance.duplicate_groups` of ``targets`` (computed when omitted).
+    blocks, n_perm, seed
+        With ``n_perm > 0``: a paired permutation null (`neurrator.decode.chance.identification_null`: each
+        prediction scored against the true frame of a window in another of the (P',) ``blocks``) and the
+        one-sided p-values ``p_top1``, ``p_top5``, ``p_within_1s``, ``null_<metric>`` (its mean).
+
+    Returns
+    -------
+    dict with ``rank`` (P',) int64 (frames strictly more similar), ``best`` (P',) a most similar frame
+    (the one nearest the true frame among ties), per-item ``hit_top1``/``hit_top5``/``hit_within_1s``
+    (P',) bool, ``top1``, ``top5``, ``within_1s``, their ``chance_*`` levels, ``median_rank``,
+    ``n_groups`` (distinct target maps) and ``naive_chance_top1`` (``1/F``).
+
+    Examples
+    --------
+    >>> t = np.eye(4, dtype=np.float32).reshape(4, 1, 4)
+    >>> r = frame_identification(t[[2, 0]], np.array([2, 1]), t, fps=1, center=False)
+    >>> r["rank"].tolist(), r["top1"], r["chance_top1"]
+    ([0, 1], 0.5, 0.25)
+    """
+    device = torch.device(device)
+    true_frame = np.asarray(true_frame, dtype=np.int64)
+    F_ = targets.shape[0]
+    groups = duplicate_groups(targets) if groups is None else np.asarray(groups, dtype=np.int64)
+    n_groups = int(groups.max()) + 1 if len(groups) else 0
+    reps = np.unique(groups, return_index=True)[1]  # first frame of each group
+    sizes = torch.from_numpy(np.bincount(groups).astype(np.float32)).to(device)
+    T = torch.from_numpy(np.ascontiguousarray(targets[reps], np.float32)).to(device).reshape(n_groups, -1)
+    if not center:
+        mean = torch.zeros_like(T[:1])
+    elif mean_map is not None:
+        mean = torch.from_numpy(np.asarray(mean_map, np.float32)).to(device).reshape(1, -1)
+    else:
+        mean = torch.from_numpy(np.asarray(targets, np.float32).reshape(F_, -1).mean(0)).to(device)[None]
+    Tn = torch.nn.functional.normalize(T - mean, dim=1)
+    half = int(round(fps))
+    offs = np.arange(-half, half + 1)
+    n = len(true_frame)
+    ranks = np.empty(n, dtype=np.int64)
+    best = np.empty(n, dtype=np.int64)
+    within = np.empty(n, dtype=bool)
+    g_t = torch.from_numpy(groups).to(device)
+    null_wanted = n_perm > 0 and blocks is not None and n >= 2 and len(np.unique(blocks)) >= 2
+    group_rank = np.empty((n, n_groups), dtype=np.int32) if null_wanted else None
+    best_group = np.empty(n, dtype=np.int64)
+    for i in range(0, n, chunk):
+        p = torch.from_numpy(np.ascontiguousarray(pred[i : i + chunk], np.float32)).to(device).reshape(-1, T.shape[1])
+        sim = torch.nn.functional.normalize(p - mean, dim=1) @ Tn.T  # (c, G)
+        tf = true_frame[i : i + chunk]
+        s_true = sim.gather(1, g_t[torch.from_numpy(tf).to(device)][:, None])
+        ranks[i : i + chunk] = ((sim > s_true).float() @ sizes).round().long().cpu().numpy()
+        top = sim.max(1, keepdim=True).values
+        win = tf[:, None] + offs[None, :]  # (c, 2 half + 1) frames around the true one
+        inside = (win >= 0) & (win < F_)
+        win_t = torch.from_numpy(np.clip(win, 0, F_ - 1)).to(device)
+        at_best = (sim.gather(1, g_t[win_t]) >= top) & torch.from_numpy(inside).to(device)
+        hit = at_best.any(1).cpu().numpy()
+        within[i : i + chunk] = hit
+        nearest = np.abs(offs)[None, :] + np.where(at_best.cpu().numpy(), 0, 10 * F_ + 10)
+        best_group[i : i + chunk] = sim.argmax(1).cpu().numpy()
+        best[i : i + chunk] = np.where(hit, win[np.arange(len(tf)), nearest.argmin(1)], reps[best_group[i : i + chunk]])
+        if group_rank is not None:  # the rank every group would have: frames strictly more similar
+            vals, idx = sim.sort(dim=1, descending=True)
+            before = torch.cat([torch.zeros_like(vals[:, :1]), sizes[idx].cumsum(1)], dim=1)
+            pos = torch.searchsorted(-vals.contiguous(), -sim.contiguous(), right=False)
+            group_rank[i : i + chunk] = before.gather(1, pos).round().int().cpu().numpy()
+    hit1, hit5 = ranks == 0, ranks < 5
+    mean_or_nan = (lambda v: float(np.mean(v))) if n else (lambda v: float("nan"))
+    null: dict[str, Any] = {}
+    if group_rank is not None:
+        from neurrator.decode.chance import identification_null
+
+        draws = identification_null(group_rank, best_group, groups, true_frame, half=half, blocks=blocks,
+                                    n_perm=n_perm, seed=seed)
+        observed = {"top1": hit1, "top5": hit5, "within_1s": within}
+        for m, d in draws.items():
+            null[f"p_{m}"] = float(stats.permutation_pvalue(float(np.mean(observed[m])), d))
+            null[f"null_{m}"] = float(np.mean(d))
+    return {
+        **null,
+        "rank": ranks,
+        "best": best,
+        "hit_top1": hit1,
+        "hit_top5": hit5,
+        "hit_within_1s": within,
+        "top1": mean_or_nan(hit1),
+        "top5": mean_or_nan(hit5),
+        "within_1s": mean_or_nan(within),
+        "chance_top1": mean_or_nan(rank_chance(groups, true_frame, k=1)),
+        "chance_top5": mean_or_nan(rank_chance(groups, true_frame, k=5)),
+        "chance_within_1s": mean_or_nan(window_chance(groups, true_frame, half=half)),
+        "naive_chance_top1": 1.0 / F_,
+        "n_groups": n_groups,
+        "median_rank": float(np.median(ranks)) if n else float("nan"),
+    }
+
+
+def patch_cosines(a: np.ndarray, b: np.ndarray, *, mean_map: np.ndarray | None = None) -> np.ndarray:
+    """(P',) mean over patches of the cosine between ``a[i]`` and ``b[i]`` ((P', n_patches, dim) each),
+    after subtracting ``mean_map`` ((n_patches, dim)) from both when given."""
+    a = np.asarray(a, dtype=np.float32)
+    b = np.asarray(b, dtype=np.float32)
+    if mean_map is not None:
+        a = a - mean_map
+        b = b - mean_map
+    num = (a * b).sum(-1)
+    den = np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1)
+    return (num / np.maximum(den, 1e-12)).mean(-1).astype(np.float64)
+
+
+def _chance_cosine(a: np.ndarray, b: np.ndarray, *, mean_map: np.ndarray | None = None) -> float:
+    """Exact mean over i != j of the patch cosine of a[i] with b[j] (all pairings of distinct windows)."""
+    a = np.asarray(a, dtype=np.float32)
+    b = np.asarray(b, dtype=np.float32)
+    if mean_map is not None:
+        a = a - mean_map
+        b = b - mean_map
+    n = len(a)
+    if n < 2:
+        return float("nan")
+    an = a / np.maximum(np.linalg.norm(a, axis=-1, keepdims=True), 1e-12)
+    bn = b / np.maximum(np.linalg.norm(b, axis=-1, keepdims=True), 1e-12)
+    total = float(np.sum(an.sum(0, dtype=np.float64) * bn.sum(0, dtype=np.float64)))  # sum over all (i, j, patch)
+    diag = float(np.sum(an.astype(np.float64) * bn))
+    return (total - diag) / (n * (n - 1) * a.shape[1])
+
+
+def score_predictions(pred: np.ndarray, true_frame: np.ndarray, targets: np.ndarray, *, fps: float = 30.0,
+                      device: str | torch.device = "cpu", train_mean: np.ndarray | None = None,
+                      block_frames: int = 30, blocks: np.ndarray | None = None, n_boot: int = 1000,
+                      seed: int = 0, level: float = 0.95, groups: np.ndarray | None = None,
+                      n_perm: int = 2000) -> dict[str, Any]:
+    """Patch cosines, MSE and frame identification of predictions against their true frames.
+
+    Parameters
+    ----------
+    pred
+        (P', n_patches, dim) predicted tokens.
+    true_frame
+        (P',) movie frame of each prediction.
+    targets
+        (F, n_patches, dim) true tokens of every movie frame.
+    train_mean
+        (n_patches, dim) mean target map of the TRAINING frames (`training_mean_map`); it centres the
+        centred patch cosine and the frame identification. Without it ``centred_patch_cosine`` is NaN
+        and identification centres on the mean of all candidate frames.
+    block_frames, blocks
+        Scene blocks for the CIs: ``true_frame // block_frames`` unless ``blocks`` ((P',)) is given.
+    n_boot, seed, level
+        Block-bootstrap resamples (0: no CIs), their seed and the CIs' coverage.
+    n_perm
+        Block permutations of the rank metrics' paired null (0: no ``p_*``); see `frame_identification`.
+    groups
+        (F,) `neurrator.decode.chance.duplicate_groups` of ``targets`` (pass it when scoring many subsets).
+
+    Returns
+    -------
+    dict
+        ``patch_cosine``, ``centred_patch_cosine``, ``mse``, ``n``, the `frame_identification` keys
+        (with ``p_top1``, ``p_top5``, ``p_within_1s`` when ``n_perm > 0``), a ``chance_<metric>`` per metric, ``<metric>_ci_lo`` / ``<metric>_ci_hi`` per metric of
+        `FIDELITY_METRICS`, ``n_blocks`` and ``block_frames``.
+    """
+    true_frame = np.asarray(true_frame, dtype=np.int64)
+    y = targets[true_frame]
+    cos = patch_cosines(pred, y)
+    ccos = patch_cosines(pred, y, mean_map=train_mean) if train_mean is not None else np.full(len(y), np.nan)
+    nan = float("nan")
+    out: dict[str, Any] = {"patch_cosine": float(np.mean(cos)) if len(cos) else nan,
+                           "centred_patch_cosine": float(np.mean(ccos)) if len(ccos) else nan,
+                           "mse": float(np.mean((pred - y) ** 2)), "n": int(len(true_frame))}
+    blk = stats.scene_blocks(true_frame, block_frames=block_frames) if blocks is None else np.asarray(blocks)
+    out.update(frame_identification(pred, true_frame, targets, fps=fps, device=device, groups=groups,
+                                    mean_map=train_mean, blocks=blk, n_perm=n_perm, seed=seed))
+    out["chance_patch_cosine"] = _chance_cosine(pred, y)
+    out["chance_centred_patch_cosine"] = _chance_cosine(pred, y, mean_map=train_mean) if train_mean is not None else nan
+    perm = np.random.default_rng(0).permutation(len(true_frame))
+    out["chance_mse"] = float(np.mean((pred - targets[true_frame[perm]]) ** 2))
+    per_item = {"patch_cosine": cos, "centred_patch_cosine": ccos, "top1": out["hit_top1"],
+                "top5": out["hit_top5"], "within_1s": out["hit_within_1s"]}
+    for m in FIDELITY_METRICS:
+        v = np.asarray(per_item[m], dtype=np.float64)
+        est = (stats.block_bootstrap(v, blk, n_boot=n_boot, seed=seed, level=level)
+               if len(v) and np.all(np.isfinite(v)) else stats.Estimate(nan, nan, nan, 0))
+        out[f"{m}_ci_lo"], out[f"{m}_ci_hi"] = est.lo, est.hi
+    out["n_blocks"] = int(len(np.unique(blk)))
+    out["block_frames"] = int(block_frames)
+    return out
+
+
+def shuffled_control(pred: np.ndarray, true_frame: np.ndarray, targets: np.ndarray, *, seed: int = 0,
+                     fps: float = 30.0, device: str | torch.device = "cpu", **kwargs: Any) -> dict[str, Any]:
+    """Score predictions against a uniformly random permutation of their true frames (should sit at
+    chance); ``kwargs`` go to `score_predictions` (``train_mean``, ``block_frames``, ``n_boot``, ...).
+    The CIs' blocks are those of the frames the predictions were decoded from."""
+    true_frame = np.asarray(true_frame, dtype=np.int64)
+    perm = np.random.default_rng(seed).permutation(len(true_frame))
+    if kwargs.get("blocks") is None:
+        kwargs["blocks"] = stats.scene_blocks(true_frame, block_frames=kwargs.get("block_frames", 30))
+    return score_predictions(pred, true_frame[perm], targets, fps=fps, device=device, **kwargs)
+
+
+def fidelity_rows(scores: dict[str, Any], *, split: str = "test", **fields: Any) -> list[dict[str, Any]]:
+    """Rows for ndx-neurrator's decoding-fidelity table: one per metric with its chance level and CI.
+
+    Metrics of `FIDELITY_METRICS` present (and not NaN, for the centred cosine) in ``scores``;
+    ``fields`` (e.g. ``method="encoder"``, ``subset="all"``, ``n_units=2000``) are copied into each row.
+
+    >>> fidelity_rows({"patch_cosine": .5, "chance_patch_cosine": .1, "top1": .2, "chance_top1": .01,
+    ...                "top5": .4, "chance_top5": .05, "within_1s": .9, "chance_within_1s": .06, "n": 3})[1]
+    {'metric': 'top1', 'value': 0.2, 'chance': 0.01, 'split': 'test', 'n': 3, 'ci_lo': nan, 'ci_hi': nan}
+    """
+    rows = []
+    for m in FIDELITY_METRICS:
+        if m not in scores or (m == "centred_patch_cosine" and not np.isfinite(scores[m])):
+            continue
+        rows.append({"metric": m, "value": float(scores[m]), "chance": float(scores[f"chance_{m}"]), "split": split,
+                     "n": int(scores.get("n", 0)), "ci_lo": float(scores.get(f"{m}_ci_lo", np.nan)),
+                     "ci_hi": float(scores.get(f"{m}_ci_hi", np.nan)), **fields})
+    return rows
+
+
+# ------------------------------------------------------------------------------------- baselines
+
+
+def window_features(binned, presentation_idx: np.ndarray, *, window_bins: int = 20, offset_bins: int = 0,
+                    temporal_pool: int = 1, unit_idx: np.ndarray | None = None) -> np.ndarray:
+    """The encoder's input windows, flattened: (P', (W / temporal_pool) * n) float32 of log1p counts.
+
+    ``temporal_pool`` sums groups of adjacent bins (1 = the exact windows the encoder sees).
+    """
+    from neurrator.data.binning import window_index
+
+    if window_bins % temporal_pool:
+        raise ValueError(f"temporal_pool ({temporal_pool}) must divide window_bins ({window_bins})")
+    cols = np.arange(binned.counts.shape[1]) if unit_idx is None else np.asarray(unit_idx, np.int64)
+    widx = window_index(binned.frame, binned.repeat, bins_per_frame=binned.bins_per_frame,
+                        window_bins=window_bins, offset_bins=offset_bins)[np.asarray(presentation_idx, np.int64)]
+    counts = np.asarray(binned.counts)[:, cols].astype(np.float32)
+    counts = np.concatenate([counts, np.zeros((1, len(cols)), np.float32)])
+    x = counts[np.where(widx < 0, len(counts) - 1, widx)]  # (P', W, n)
+    x = x.reshape(len(x), window_bins // temporal_pool, temporal_pool, len(cols)).sum(2)
+    return np.log1p(x).reshape(len(x), -1)
+
+
+def ridge_baseline(
+    binned,
+    targets: np.ndarray,
+    split,
+    *,
+    window_bins: int = 20,
+    offset_bins: int = 0,
+    temporal_pool: int = 1,
+    n_components: int = 256,
+    alphas: tuple[float, ...] = (1e-1, 1e0, 1e1, 1e2, 1e3, 1e4, 1e5),
+    holdout_frames: np.ndarray | None = None,
+    unit_idx: np.ndarray | None = None,
+    device: str | torch.device = "cpu",
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Closed-form ridge regression from flattened windows to PCA'd flattened targets.
+
+    Features are z-scored with training statistics; targets are projected on the top
+    ``n_components`` principal components of the training frames' flattened token maps and expanded
+    back. Alpha is chosen by validation MSE in that space (one eigendecomposition for all alphas).
+
+    Returns
+    -------
+    pred : (len(split.test), n_patches, dim) float32 predictions for the test presentations
+    info : dict with ``alpha``, ``n_features``, ``n_components``, ``val_mse`` per alpha
+    """
+    device = torch.device(device)
+    tr, va, te = (np.asarray(s, np.int64) for s in split)
+    if holdout_frames is not None and len(holdout_frames):
+        tr = tr[~np.isin(binned.frame[tr], holdout_frames)]
+        va = va[~np.isin(binned.frame[va], holdout_frames)]
+    kw = dict(window_bins=window_bins, offset_bins=offset_bins, temporal_pool=temporal_pool, unit_idx=unit_idx)
+    feats = {k: torch.from_numpy(window_features(binned, idx, **kw)).to(device, torch.float64)
+             for k, idx in (("tr", tr), ("va", va), ("te", te))}
+    mu, sd = feats["tr"].mean(0), feats["tr"].std(0).clamp_min(1e-3)
+    X, Xv, Xt = ((feats[k] - mu) / sd for k in ("tr", "va", "te"))
+    F_, n_patches, dim = targets.shape
+    flat = torch.from_numpy(np.ascontiguousarray(targets, np.float32)).to(device, torch.float64).reshape(F_, -1)
+    train_frames = np.unique(binned.frame[tr])
+    ym = flat[train_frames].mean(0)
+    # PCA of the training frames' maps via the (frames x frames) Gram matrix
+    Yc = flat[train_frames] - ym
+    k = int(min(n_components, len(train_frames) - 1))
+    evals, evecs = torch.linalg.eigh(Yc @ Yc.T)
+    top = torch.argsort(evals, descending=True)[:k]
+    V = (Yc.T @ evecs[:, top]) / evals[top].clamp_min(1e-12).sqrt()  # (D, k) orthonormal columns
+    coef = (flat - ym) @ V  # (F, k)
+    frame_t = torch.from_numpy(np.asarray(binned.frame, np.int64)).to(device)
+    Y, Yv = coef[frame_t[torch.from_numpy(tr).to(device)]], coef[frame_t[torch.from_numpy(va).to(device)]]
+    Ymean = Y.mean(0)
+    Y = Y - Ymean
+    n, d = X.shape
+    if d <= n:  # primal: (X'X + aI) w = X'Y
+        s, U = torch.linalg.eigh(X.T @ X)
+        XtY = U.T @ (X.T @ Y)
+
+        def solve(a):
+            return U @ (XtY / (s + a)[:, None])
+
+        def apply(W, Z):
+            return Z @ W
+    else:  # dual: w = X' (XX' + aI)^-1 Y
+        s, U = torch.linalg.eigh(X @ X.T)
+        UtY = U.T @ Y
+
+        def solve(a):
+            return U @ (UtY / (s + a)[:, None])
+
+        def apply(A, Z):
+            return (Z @ X.T) @ A
+    val = {}
+    for a in alphas:
+        val[a] = float(((apply(solve(a), Xv) + Ymean - Yv) ** 2).mean())
+    alpha = min(val, key=val.get)
+    pred = (apply(solve(alpha), Xt) + Ymean) @ V.T + ym
+    info = {"alpha": alpha, "n_features": d, "n_components": k, "val_mse": val}
+    return pred.reshape(len(te), n_patches, dim).float().cpu().numpy(), info
+
+
+def knn_baseline(
+    binned,
+    targets: np.ndarray,
+    split,
+    *,
+    window_bins: int = 20,
+    offset_bins: int = 0,
+    ks: tuple[int, ...] = (1, 5, 10, 20),
+    holdout_frames: np.ndarray | None = None,
+    unit_idx: np.ndarray | None = None,
+    device: str | torch.device = "cpu",
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """kNN on population vectors: each test window's summed counts per unit (log1p, z-scored) is
+    matched by cosine to the training windows; the prediction is the mean target of the k nearest.
+    k is chosen by validation MSE. Returns (pred for split.test, info)."""
+    device = torch.device(device)
+    tr, va, te = (np.asarray(s, np.int64) for s in split)
+    if holdout_frames is not None and len(holdout_frames):
+        tr = tr[~np.isin(binned.frame[tr], holdout_frames)]
+        va = va[~np.isin(binned.frame[va], holdout_frames)]
+    kw = dict(window_bins=window_bins, offset_bins=offset_bins, temporal_pool=window_bins, unit_idx=unit_idx)
+    pv = {k: torch.from_numpy(window_features(binned, idx, **kw)).to(device) for k, idx in (("tr", tr), ("va", va), ("te", te))}
+    mu, sd = pv["tr"].mean(0), pv["tr"].std(0).clamp_min(1e-3)
+    norm = {k: torch.nn.functional.normalize((v - mu) / sd, dim=1) for k, v in pv.items()}
+    T = torch.from_numpy(np.ascontiguousarray(targets, np.float32)).to(device)
+    frame_tr = torch.from_numpy(binned.frame[tr]).to(device)
+    kmax = min(max(ks), len(tr))
+
+    def neighbours(q):
+        return (q @ norm["tr"].T).topk(kmax, dim=1).indices  # (q, kmax)
+
+    nv = neighbours(norm["va"])
+    yv = T[torch.from_numpy(binned.frame[va]).to(device)]
+    val = {}
+    for k in ks:
+        k = min(k, kmax)
+        val[k] = float(((T[frame_tr[nv[:, :k]]].mean(1) - yv) ** 2).mean())
+    best_k = min(val, key=val.get)
+    nt = neighbours(norm["te"])[:, :best_k]
+    pred = T[frame_tr[nt]].mean(1)
+    return pred.cpu().numpy(), {"k": best_k, "val_mse": val}
+
+
+def evaluate_encoder(
+    trained,
+    binned,
+    targets: np.ndarray,
+    split,
+    *,
+    fps: float = 30.0,
+    device: str | torch.device = "cpu",
+    baselines: bool = True,
+    unit_idx: np.ndarray | None = None,
+    ridge_kwargs: dict[str, Any] | None = None,
+    block_frames: int = 30,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Score a trained encoder and the baselines on the test repeats.
+
+    Returns ``{"encoder": scores, "ridge": ..., "knn": ..., "shuffled": ..., "unseen": {...}}`` where
+    ``unseen`` (present when the encoder was trained with ``holdout_frames``) holds the same methods
+    scored on test presentations of the held-out frames only, and the main entries use the other
+    test presentations. Scores are `score_predictions` dicts (per-item arrays removed), centred on the
+    mean map of the training frames (held-out frames excluded), with block-bootstrap CIs
+    (``block_frames``, ``n_boot``, ``seed``).
+    """
+    from neurrator.models.training import predict
+
+    te = np.asarray(split.test, np.int64)
+    tc = trained.train_config
+    hold = np.asarray(trained.holdout_frames, np.int64)
+    preds = {"encoder": predict(trained, binned, te, unit_idx=unit_idx, device=device)}
+    info: dict[str, Any] = {}
+    if baselines:
+        kw = dict(window_bins=tc.window_bins, offset_bins=tc.offset_bins, holdout_frames=hold, unit_idx=unit_idx,
+                  device=device)
+        preds["ridge"], info["ridge"] = ridge_baseline(binned, targets, split, **kw, **(ridge_kwargs or {}))
+        preds["knn"], info["knn"] = knn_baseline(binned, targets, split, **kw)
+    frames = binned.frame[te]
+    unseen = np.isin(frames, hold)
+    train_frames = np.unique(binned.frame[np.asarray(split.train, np.int64)])
+    sk = dict(train_mean=training_mean_map(targets, train_frames[~np.isin(train_frames, hold)]),
+              groups=duplicate_groups(targets), block_frames=block_frames, n_boot=n_boot, seed=seed)
+    out: dict[str, Any] = {"info": info}
+    for label, mask in (("seen", ~unseen), ("unseen", unseen)):
+        if not mask.any():
+            continue
+        block = {}
+        for name, p in preds.items():
+            block[name] = _strip(score_predictions(p[mask], frames[mask], targets, fps=fps, device=device, **sk))
+        block["shuffled"] = _strip(shuffled_control(preds["encoder"][mask], frames[mask], targets, fps=fps,
+                                                    device=device, **sk))
+        if label == "seen":
+            out.update(block)
+        else:
+            out["unseen"] = block
+    return out
+
+
+def _strip(scores: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in scores.items() if not isinstance(v, np.ndarray)}

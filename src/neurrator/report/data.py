@@ -1,0 +1,229 @@
+"""Read a derived neurrator NWB file into plain tables for the report (pynwb only, no torch).
+
+Containers are looked up by neurodata type anywhere in the file, never by name or position, so the report
+renders from whatever a file holds and says what is absent. Every table becomes a ``pandas.DataFrame`` while
+the file is open; nothing returned refers to the file afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from neurrator.errors import NeurratorError
+
+# Columns of the Units table that name a unit's region and cell type, first match wins.
+REGION_COLUMNS = ("region", "brain_area", "location", "ecephys_structure_acronym", "structure")
+CELL_TYPE_COLUMNS = ("cell_type", "putative_cell_type", "opto_cell_type", "opto_label")
+
+
+@dataclass
+class DerivedFile:
+    """What the report needs from one derived file; tables are ``None`` when the file lacks them."""
+
+    path: Path
+    session: dict[str, Any]
+    provenance: dict[str, Any]
+    units: pd.DataFrame | None
+    encoder: dict[str, Any] | None
+    subsets: pd.DataFrame | None
+    fidelity: pd.DataFrame | None
+    narrations: pd.DataFrame | None
+    sae: dict[str, Any] | None
+    sae_validation: pd.DataFrame | None
+    unit_neurration: pd.DataFrame | None
+    concept_tuning: pd.DataFrame | None
+    group_comparison: pd.DataFrame | None
+    group_separation: pd.DataFrame | None
+    scaling: pd.DataFrame | None
+    thumbnails: dict[int, np.ndarray] = field(default_factory=dict)
+    types_found: list[str] = field(default_factory=list)
+
+
+def open_nwb(path: Path):
+    """``(io, nwbfile)`` for a readable NWB file; user errors as one-line ``NeurratorError``."""
+    import h5py
+    from pynwb import NWBHDF5IO
+
+    path = Path(path)
+    if not path.is_file():
+        raise NeurratorError(path, "no such file")
+    if not h5py.is_hdf5(str(path)):
+        raise NeurratorError(path, "not an HDF5/NWB file")
+    from neurrator.io.h5safety import check_hdf5_file
+
+    with h5py.File(str(path), "r") as h:  # shared files are untrusted: no links out, no size bombs
+        check_hdf5_file(h, label=str(path), file_size=path.stat().st_size)
+    try:
+        io = NWBHDF5IO(str(path), mode="r", load_namespaces=True)
+        return io, io.read()
+    except Exception as err:  # noqa: BLE001 - unreadable input is the user's problem, said in one line
+        raise NeurratorError(path, f"not a readable NWB file ({type(err).__name__}: {err})") from None
+
+
+def by_type(nwbfile) -> dict[str, list]:
+    """Every object in the file grouped by neurodata type name (file order within a type)."""
+    found: dict[str, list] = {}
+    for obj in nwbfile.objects.values():
+        found.setdefault(getattr(obj, "neurodata_type", type(obj).__name__), []).append(obj)
+    return found
+
+
+def _frame(table) -> pd.DataFrame:
+    """A DynamicTable as a DataFrame; region columns stay row numbers, ragged columns lists."""
+    df = table.to_dataframe(index=True)
+    for col in df.columns:
+        if len(df) and isinstance(df[col].iloc[0], pd.DataFrame):  # a region resolved despite index=True
+            df[col] = [int(v.index[0]) for v in df[col]]
+    return df.reset_index(drop=False)
+
+
+def _rows(values) -> list[int]:
+    return [int(v) if np.ndim(v) == 0 else int(np.asarray(v).ravel()[0]) for v in values]
+
+
+def _first_column(df: pd.DataFrame, names: tuple[str, ...]) -> str | None:
+    return next((n for n in names if n in df.columns), None)
+
+
+def _units(nwbfile) -> pd.DataFrame | None:
+    if nwbfile.units is None:
+        return None
+    cols = [c for c in nwbfile.units.colnames if c not in ("spike_times", "obs_intervals", "waveform_mean",
+                                                            "waveform_sd", "waveforms", "electrodes")]
+    data = {c: list(nwbfile.units[c].data[:]) for c in cols if not c.endswith("_index")
+            and len(nwbfile.units[c].data) == len(nwbfile.units)}
+    df = pd.DataFrame(data, index=list(nwbfile.units.id.data[:]))
+    region = _first_column(df, REGION_COLUMNS)
+    cell = _first_column(df, CELL_TYPE_COLUMNS)
+    df["_region"] = df[region].astype(str) if region else "unknown"
+    df["_cell_type"] = df[cell].astype(str) if cell else "unknown"
+    return df
+
+
+def _thumbnails(found: dict[str, list]) -> dict[int, np.ndarray]:
+    """Stimulus frames stored in the file: ``Images`` whose images are named ``frame_<index>``, or an
+    ``ImageSeries`` with in-file data indexed by frame."""
+    thumbs: dict[int, np.ndarray] = {}
+    for images in found.get("Images", []):
+        for name, img in images.images.items():
+            tail = name.rsplit("_", 1)[-1]
+            if name.startswith("frame") and tail.isdigit():
+                thumbs[int(tail)] = np.asarray(img.data[:])
+    if not thumbs:
+        for series in found.get("ImageSeries", []) + found.get("OpticalSeries", []):
+            data = series.data
+            if getattr(series, "external_file", None) is not None or data is None or np.ndim(data) < 3:
+                continue
+            if data.shape[0] * np.prod(data.shape[1:]) <= 64_000_000:  # small enough to read whole
+                thumbs = {i: np.asarray(data[i]) for i in range(data.shape[0])}
+                break
+    return thumbs
+
+
+def read_derived(path: Path) -> DerivedFile:
+    """Read the report's material from a derived neurrator file.
+
+    Parameters
+    ----------
+    path
+        A file written by ``neurrator narrate`` / ``demo`` (or any file with ndx-neurrator containers).
+
+    Returns
+    -------
+    DerivedFile
+        Plain tables and dictionaries; ``None`` for every container type the file does not hold.
+    """
+    path = Path(path)
+    io, nwbfile = open_nwb(path)
+    try:
+        found = by_type(nwbfile)
+        if not any(t in found for t in ("UnitSubsetsTable", "DecodingFidelityTable", "NarrationsTable",
+                                        "EncoderCheckpoint", "UnitNeurrationTable")):
+            raise NeurratorError(path, "has no neurrator results (no ndx-neurrator containers)")
+        subject = nwbfile.subject
+        session = {
+            "file": path.name, "session_id": nwbfile.session_id, "identifier": nwbfile.identifier,
+            "description": nwbfile.session_description, "start": str(nwbfile.session_start_time),
+            "subject_id": getattr(subject, "subject_id", None), "species": getattr(subject, "species", None),
+            "genotype": getattr(subject, "genotype", None), "sex": getattr(subject, "sex", None),
+            "age": getattr(subject, "age", None),
+        }
+        try:
+            provenance = json.loads(nwbfile.source_script or "{}")
+        except json.JSONDecodeError:
+            provenance = {"raw": nwbfile.source_script}
+        provenance = provenance if isinstance(provenance, dict) else {"raw": provenance}
+
+        def one(kind: str):
+            return found[kind][0] if found.get(kind) else None
+
+        subsets = None
+        if (t := one("UnitSubsetsTable")) is not None:
+            subsets = _frame(t)
+            subsets["n_units"] = [len(u) for u in subsets["units"]]
+        labels = list(subsets["label"]) if subsets is not None else []
+        kinds = list(subsets["kind"]) if subsets is not None else []
+
+        def label(rows) -> tuple[list[str], list[str]]:
+            rows = _rows(rows)
+            return ([labels[r] if r < len(labels) else str(r) for r in rows],
+                    [kinds[r] if r < len(kinds) else "?" for r in rows])
+
+        fidelity = None
+        if (t := one("DecodingFidelityTable")) is not None:
+            fidelity = _frame(t)
+            fidelity["label"], fidelity["kind"] = label(fidelity["unit_subset"])
+            for col in ("ci_lo", "ci_hi", "p_value", "q_value"):
+                if col not in fidelity:
+                    fidelity[col] = np.nan
+
+        narrations = None
+        parts = []
+        for t in found.get("NarrationsTable", []):
+            df = _frame(t)
+            df["table"] = t.name
+            df["label"], df["kind"] = label(df["unit_subset"])
+            parts.append(df)
+        if parts:
+            narrations = pd.concat(parts, ignore_index=True)
+
+        encoder = None
+        if (t := one("EncoderCheckpoint")) is not None:
+            encoder = {k: getattr(t, k, None) for k in ("architecture", "backbone_id", "backbone_layer", "n_patches",
+                                                        "dim", "preprocessing", "stimulus", "config",
+                                                        "training_metrics", "validation_metrics", "software_versions")}
+            encoder["n_units"] = len(t.units.data) if t.units is not None else None
+
+        sae = None
+        if (t := one("SparseAutoencoder")) is not None:
+            sae = {"architecture": t.architecture, "config": t.config,
+                   "labels": [str(x) for x in t.concept_labels[:]] if t.concept_labels is not None else [],
+                   "sources": [str(x) for x in t.concept_label_sources[:]]
+                   if getattr(t, "concept_label_sources", None) is not None else [],
+                   "naming_split": [str(x) for x in t.naming_split[:]]
+                   if getattr(t, "naming_split", None) is not None else []}
+
+        def table(kind: str) -> pd.DataFrame | None:
+            t = one(kind)
+            return None if t is None else _frame(t)
+
+        result = DerivedFile(
+            path=path, session=session, provenance=provenance, units=_units(nwbfile), encoder=encoder,
+            subsets=subsets, fidelity=fidelity, narrations=narrations, sae=sae,
+            sae_validation=table("SAEValidationTable"), unit_neurration=table("UnitNeurrationTable"),
+            concept_tuning=table("ConceptTuningTable"), group_comparison=table("GroupComparisonTable"),
+            group_separation=table("GroupSeparationTable"), scaling=table("ScalingTable"),
+            thumbnails=_thumbnails(found), types_found=sorted(found),
+        )
+        for df in (result.unit_neurration, result.concept_tuning):
+            if df is not None and "unit" in df:
+                df["unit"] = _rows(df["unit"])
+        return result
+    finally:
+        io.close()

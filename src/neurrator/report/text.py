@@ -1,0 +1,161 @@
+"""An annotated NWB file -> a text report for a person (`neurrator show`).
+
+The figures live in ``neurrator.report.figures`` (``plot_fidelity`` is re-exported here for ``show --plot``) and the
+HTML page in ``neurrator.report.html`` (``write_report``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from neurrator.errors import NeurratorError
+from neurrator.report.figures import plot_fidelity
+from neurrator.report.data import open_nwb
+
+__all__ = ["format_file", "plot_fidelity"]
+
+
+def _open(path: Path):
+    return open_nwb(path)
+
+
+def _by_type(module) -> dict[str, object]:
+    return {type(c).__name__: c for c in module.data_interfaces.values()}
+
+
+def format_file(path: Path, *, show_all: bool = False, per_subset: int = 3) -> str:
+    """The narrations, unit subsets, fidelity and validation scores of a neurrator output file."""
+    path = Path(path)
+    io, nwbfile = _open(path)
+    try:
+        module = nwbfile.processing.get("neurrator")
+        if module is None:
+            raise NeurratorError(path, "has no neurrator results (no processing/neurrator module)")
+        found = _by_type(module)
+        lines: list[str] = []
+        subject = nwbfile.subject
+        lines.append(f"{path.name}: session {nwbfile.session_id}, subject "
+                     f"{getattr(subject, 'subject_id', '?')} ({getattr(subject, 'species', '?')}, "
+                     f"{getattr(subject, 'genotype', None) or 'no genotype'})")
+        try:
+            prov = json.loads(nwbfile.source_script or "{}")
+        except json.JSONDecodeError:
+            prov = {}
+        if prov:
+            lines.append(f"source: {prov.get('source')}  ({prov.get('source_checksum', '')[:80]})")
+            lines.append(f"neurrator {prov.get('versions', {}).get('neurrator', '?')}, references: "
+                         f"{prov.get('references', '?')}")
+        enc = found.get("EncoderCheckpoint")
+        if enc is not None:
+            lines.append(f"encoder: {enc.architecture} on {enc.backbone_id} layer {enc.backbone_layer} "
+                         f"({enc.n_patches} x {enc.dim}, {enc.preprocessing}); stimulus {enc.stimulus}; "
+                         f"{len(enc.units.data)} units")
+
+        subsets = found.get("UnitSubsetsTable")
+        labels: list[str] = []
+        if subsets is not None:
+            df = subsets.to_dataframe(index=True)
+            labels = [str(x) for x in df["label"]]
+            lines.append(f"\nunit subsets ({len(df)}):")
+            for label, kind, members in zip(df["label"], df["kind"], df["units"]):
+                lines.append(f"  {label:<34s} {kind:<17s} {len(members):5d} units")
+
+        fid = found.get("DecodingFidelityTable")
+        if fid is not None:
+            lines.append("\ndecoding fidelity on held-out repeats (value, chance):")
+            table: dict[int, dict[str, tuple[float, float]]] = defaultdict(dict)
+            subset_rows = np.asarray(fid["unit_subset"].data[:])
+            for r, m, v, c in zip(subset_rows, fid["metric"].data[:], fid["value"].data[:], fid["chance_level"].data[:]):
+                table[int(r)][str(m)] = (float(v), float(c))
+            names = ["patch_cosine", "top1", "top5", "within_1s", "narration_similarity"]
+            lines.append(f"  {'subset':<34s} " + " ".join(f"{n:>20s}" for n in names))
+            for r in sorted(table):
+                cells = []
+                for n in names:
+                    v, c = table[r].get(n, (np.nan, np.nan))
+                    cells.append(f"{v:9.3f} ({c:7.3f})" if np.isfinite(c) else f"{v:9.3f}{'':10s}")
+                lab = labels[r] if r < len(labels) else str(r)
+                lines.append(f"  {lab:<34s} " + " ".join(f"{x:>20s}" for x in cells))
+                for n in sorted(k for k in table[r] if ":" in k and k.endswith("top1")):
+                    v, c = table[r][n]
+                    lines.append(f"    baseline {n:<24s} {v:.3f} (chance {c:.3f})")
+
+        if "NarrationsCollection" in found or "NarrationsTable" in found:
+            import ndx_neurrator as ndx
+
+            df = ndx.narrations_dataframe(module)
+            model = df["narrator_model"].iloc[0] if len(df) else "?"
+            lines.append(f"\nnarrations ({len(df)}, narrator {model}):")
+            for subset, part in df.groupby("subset", sort=False):
+                part = part.sort_values("start_time")
+                for _, row in (part if show_all else part.head(per_subset)).iterrows():
+                    lines.append(f"  [{subset}] t={row['start_time']:.2f}s frame {int(row['frame'])}: {row['text']}")
+                    if "reference_text" in part:
+                        lines.append(f"      reference: {row['reference_text']}  (similarity {row['similarity']:.2f})")
+
+        val = found.get("SAEValidationTable")
+        if val is not None and len(val):
+            lines.append("\nSAE validation (mean over narrations):")
+            for col in ("concept_agreement", "latent_profile_similarity", "reconstruction_score"):
+                lines.append(f"  {col:<28s} {np.nanmean(np.asarray(val[col].data[:], dtype=float)):.3f}")
+            concepts = val["supporting_concepts"][0]
+            lines.append(f"  supporting concepts of the first narration: {', '.join(concepts) or '(none)'}")
+        sae = found.get("SparseAutoencoder")
+        if sae is not None:
+            names = [str(x) for x in sae.concept_labels[:]]
+            named = sorted({n for n in names if n})
+            lines.append(f"SAE: {len(names)} latents, {sum(bool(n) for n in names)} named; concepts: "
+                         f"{', '.join(named[:30])}")
+        lines.extend(_neurration_lines(found, show_all=show_all))
+        return "\n".join(lines)
+    finally:
+        io.close()
+
+
+def _neurration_lines(found: dict[str, object], *, show_all: bool) -> list[str]:
+    """The single-unit, group and scaling tables, briefly (all units with --all)."""
+    lines: list[str] = []
+    units = found.get("UnitNeurrationTable")
+    if units is not None and len(units):
+        df = units.to_dataframe(index=True)
+        driven = df["visually_driven"].astype(bool)
+        lines.append(f"\nsingle units ({len(df)}; {int(driven.sum())} visually driven; words only for those):")
+        shown = df if show_all else df[driven].sort_values("reliability", ascending=False).head(8)
+        for row_id, row in shown.iterrows():
+            if not row["visually_driven"]:
+                lines.append(f"  unit row {row_id}: not visually driven (reliability {row['reliability']:.2f})")
+                continue
+            concept = (f"{row['top_concept']} (r {row['top_concept_r']:.2f}, q {row['top_concept_q']:.3f})"
+                       if row["top_concept"] else "no significant concept")
+            lines.append(f"  unit row {row_id}: reliability {row['reliability']:.2f}; {concept}; prefers: "
+                         f"{row['preferred_text']}")
+    comp = found.get("GroupComparisonTable")
+    if comp is not None and len(comp):
+        df = comp.to_dataframe()
+        sig = df[df["q"] < 0.05].sort_values("effect", ascending=False)
+        lines.append(f"\ngroup concepts enriched against size-matched random pools (q < 0.05): {len(sig)} of {len(df)}")
+        for (kind, group, source), part in sig.groupby(["group_kind", "group", "source"], sort=False):
+            shown = ", ".join(f"{c} {e:+.2f} [{lo:+.2f}, {hi:+.2f}]" for c, e, lo, hi in
+                              zip(part["concept"][:4], part["effect"][:4], part["ci_lo"][:4], part["ci_hi"][:4]))
+            lines.append(f"  {kind} {group} ({source}): {shown}")
+    sep = found.get("GroupSeparationTable")
+    if sep is not None and len(sep):
+        lines.append("\nnarrations by group (value [95% CI], chance, p):")
+        for _, row in sep.to_dataframe().iterrows():
+            lines.append(f"  {row['group_kind']:<10s} {row['analysis']:<32s} {row['group'] or '':<12s} "
+                         f"{row['value']:.3f} [{row['ci_lo']:.3f}, {row['ci_hi']:.3f}]  chance {row['chance_level']:.3f}"
+                         f"  p {row['p']:.3f}")
+    scal = found.get("ScalingTable")
+    if scal is not None and len(scal):
+        df = scal.to_dataframe()
+        lines.append("\nsmallest population beating the shuffled baseline (95% CI), per region:")
+        for (region, metric), part in df.groupby(["region", "metric"], sort=False):
+            n, lo, hi = part["crossing_n"].iloc[0], part["crossing_lo"].iloc[0], part["crossing_hi"].iloc[0]
+            upper = f"{hi:.0f}" if np.isfinite(hi) else "not reached in every resample"
+            text = f"{n:.0f} units [{lo:.0f}, {upper}]" if np.isfinite(n) else "never (within the sizes tested)"
+            lines.append(f"  {region:<8s} {metric:<22s} {text}")
+    return lines
