@@ -28,8 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
-from neurrator.analysis.run import concept_activations, unit_reliability_for
-from neurrator.data.binning import bin_session, split_repeats
+from neurrator.analysis.run import concept_activations
+from neurrator.data.responses import unit_reliability_for
+from neurrator.data.binning import bin_session
+from neurrator.data.splits import split_repeats
 from neurrator.sae.concepts import name_concepts, name_concepts_correlation
 from neurrator.config import NarrateConfig, SAEConfig
 from neurrator.decode.decoding import narrated_presentations

@@ -37,9 +37,11 @@ import numpy as np
 import torch
 
 from neurrator.models.backbones import load_backbone
-from neurrator.data.binning import Binned, bin_spikes, split_repeats
+from neurrator.data.binning import Binned, bin_spikes
+from neurrator.data.splits import split_repeats
 from neurrator.models.encoder import EncoderConfig, SpikeEncoder
-from neurrator.decode.fidelity import evaluate_encoder, ridge_baseline, score_predictions
+from neurrator.decode.fidelity import score_predictions
+from neurrator.decode.baselines import evaluate_encoder, ridge_baseline
 from neurrator.models.targets import compute_targets
 from neurrator.models.training import TrainConfig, _DeviceData, patch_loss, train_encoder
 
@@ -195,10 +197,10 @@ def part_b(args, out: list[str], device: torch.device, binned=None, targets=None
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     tstd = torch.ones(targets.shape[2], device=device)
     units = torch.arange(N, device=device)
-    from neurrator.models.training import _autocast
+    from neurrator.models.training import autocast
 
     def step(x, y):
-        with _autocast(device, precision):
+        with autocast(device, precision):
             pred = model(x, units)
         loss, _ = patch_loss(pred, y, target_std=tstd, config=cfg)
         opt.zero_grad(set_to_none=True)

@@ -163,11 +163,13 @@ def main() -> None:
     import torch
 
     from neurrator.models.backbones import Backbone
-    from neurrator.data.binning import Binned, bin_spikes, split_repeats
+    from neurrator.data.binning import Binned, bin_spikes
+    from neurrator.data.splits import split_repeats
     from neurrator.config import EncoderConfig, SAEConfig, TrainConfig
     from neurrator.sae.autoencoder import train_sae
     from neurrator.models.targets import compute_targets
-    from neurrator.models.training import predict, train_encoder
+    from neurrator.models.training import train_encoder
+    from neurrator.models.prediction import predict
 
     cuda = args.device.startswith("cuda")
     R = args.repeats or (20 if cuda else 5)

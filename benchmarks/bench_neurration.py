@@ -30,9 +30,11 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from neurrator.data.binning import Binned, bin_spikes, split_repeats
+from neurrator.data.binning import Binned, bin_spikes
+from neurrator.data.splits import split_repeats
 from neurrator.analysis.groups import null_pool_false_positive_rate, tuning_enrichment
-from neurrator.analysis.single_units import hierarchical_fdr, neurrate_units, trial_responses
+from neurrator.analysis.single_units import hierarchical_fdr, neurrate_units
+from neurrator.data.responses import trial_responses
 from neurrator.analysis.scaling import collect_scores, population_draws, scaling_curve
 from neurrator.stats.resampling import block_permutation, scene_blocks
 from neurrator.simulate import simulate_session

@@ -8,7 +8,7 @@ Usage::
 
 What runs: a simulated Allen natural_scenes session (``--images`` flashed images x ``--repeats``, 250 ms
 each, opto-tagged SST cells) is narrated by ``neurrator.pipeline.narrate_session`` with
-``--test-images`` images never trained on (``binning.split_by_image``: every showing of a test image is
+``--test-images`` images never trained on (``splits.split_by_image``: every showing of a test image is
 held out, and the retrieval narrator's caption bank holds training images only). The encoder is trained
 once, in the retrieval run, and reused unchanged by the generative run (``config.encoder``), so both
 narrators see the same predicted patches. Reported per unit subset and narrator: the mean matched

@@ -162,7 +162,8 @@ def test_checkpoint_with_wrong_sha256_is_refused(small_sim, tmp_path):
     """A checkpoint folder whose weights no longer match the sha256 recorded in its metadata."""
     import torch
 
-    from neurrator.data.binning import bin_session, split_repeats
+    from neurrator.data.binning import bin_session
+    from neurrator.data.splits import split_repeats
     from neurrator.models.checkpoint import save_checkpoint
     from neurrator.data.session import load_session
     from neurrator.models.training import TrainConfig, train_encoder
@@ -358,7 +359,7 @@ def test_failed_run_leaves_no_folder_it_created(small_sim, tmp_path):
 
 _LOAD_SCORER = ("from neurrator.cli import _configure_output; import sys; "
                 "print('bars' if _configure_output(debug=False, quiet=False) else 'no bars'); sys.stdout.flush(); "
-                "from neurrator.decode.scoring import load_sentence_embedder; load_sentence_embedder(device='cpu')")
+                "from neurrator.models.embedder import load_sentence_embedder; load_sentence_embedder(device='cpu')")
 
 
 def test_library_bars_only_on_a_terminal(tmp_path):

@@ -226,7 +226,7 @@ def _config(progress: bool, no_quality_filter: bool, no_neurration: bool = False
 @contextlib.contextmanager
 def _remove_created_folders_on_failure(folder: Path):
     """A failed run leaves no folder it created (only empty folders are ever removed)."""
-    from neurrator.models.loading import CreatedDirs
+    from neurrator.io.folders import CreatedDirs
 
     dirs = CreatedDirs()
     dirs.watch(folder)
@@ -313,7 +313,7 @@ def report(file: str, out: str | None, progress: bool) -> None:
 @common
 def simulate(out: str, units: int | None, repeats: int | None, seed: int, movie_out: str | None, progress: bool) -> None:
     """Write a simulated Allen-layout session with known ground truth to OUT (.nwb)."""
-    from neurrator.models.loading import split_problem
+    from neurrator.data.splits import split_problem
     from neurrator.simulate import write_simulated_session
 
     kwargs: dict[str, Any] = {"seed": seed, "movie_out": movie_out}

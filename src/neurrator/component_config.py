@@ -6,7 +6,7 @@ Each is a frozen, JSON-able record nested in `neurrator.config.NarrateConfig` (w
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 PRECISIONS = ("float32", "bfloat16")
@@ -316,4 +316,44 @@ class AnalysisConfig:
         object.__setattr__(self, "scaling_sizes", tuple(int(n) for n in self.scaling_sizes))
 
 
-__all__ = ["AnalysisConfig", "EncoderConfig", "PRECISIONS", "SAEConfig", "TrainConfig"]
+
+
+@dataclass(frozen=True)
+class SubsetPlan:
+    """Which subsets to build.
+
+    Attributes
+    ----------
+    min_units
+        Region, cell-type and local-population groups smaller than this are skipped (and reported).
+    local_span_um
+        Width of a local population along the probe, in micrometres.
+    population_sizes
+        Sizes of the random draws for the fidelity-vs-population-size curve (sizes above the
+        session's unit count are dropped).
+    draws_per_size
+        Random draws (seeds 0..draws-1) per size.
+    single_units
+        How many single units to narrate from: the most reliable units, spread round-robin over the
+        (region, cell type) groups (see `pick_single_units`).
+    """
+
+    min_units: int = 10
+    local_span_um: float = 200.0
+    population_sizes: tuple[int, ...] = (1, 3, 10, 30, 100, 300, 1000)
+    draws_per_size: int = 3
+    single_units: int = 3
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.min_units < 1:
+            raise ValueError("min_units must be >= 1")
+        if self.local_span_um <= 0:
+            raise ValueError("local_span_um must be > 0")
+        if self.draws_per_size < 0 or self.single_units < 0:
+            raise ValueError("draws_per_size and single_units must be >= 0")
+        if any(n < 1 for n in self.population_sizes):
+            raise ValueError("population_sizes must be >= 1")
+
+
+__all__ = ["AnalysisConfig", "EncoderConfig", "PRECISIONS", "SAEConfig", "SubsetPlan", "TrainConfig"]

@@ -19,14 +19,14 @@ from neurrator.component_config import (  # noqa: F401  (re-exported: one import
     AnalysisConfig,
     EncoderConfig,
     SAEConfig,
+    SubsetPlan,
     TrainConfig,
 )
+from neurrator.data.stimuli import STIMULUS_KINDS, StimulusKind, stimulus_kind
 from neurrator.io.httpfile import DEFAULT_TIMEOUT_S
-from neurrator.decode.subsets import SubsetPlan
+from neurrator.errors import NeurratorError
 
 DEVICES = ("auto", "cpu", "cuda")
-#: `NarrateConfig.stimulus_kind` values: a movie in repeats, or Allen's flashed natural scenes
-STIMULUS_KINDS = ("movie", "natural_scenes")
 #: `NarrateConfig.predictions` values: how the predicted patches are stored (`neurrator.nwb.results`)
 PREDICTION_STORAGE = ("auto", "full", "compact", "compact-pca")
 
@@ -60,11 +60,14 @@ class NarrateConfig:
     Attributes
     ----------
     stimulus
-        Name of the movie stimulus (Allen: ``natural_movie_one``, ``natural_movie_three``); with
-        ``stimulus_kind="natural_scenes"`` the default becomes ``natural_scenes``.
+        Name of the stimulus (Allen: ``natural_movie_one``, ``natural_movie_three``, ``natural_scenes``);
+        with ``stimulus_kind="flashed_images"`` the default becomes ``natural_scenes``.
     stimulus_kind
-        ``movie`` (whole repeats held out) or ``natural_scenes`` (flashed images: windows aligned to image
-        onsets, a repeat is an image's n-th showing, whole images held out: `neurrator.flashed`).
+        A kind of the stimulus registry (`neurrator.data.stimuli.STIMULUS_KINDS`): ``movie`` (whole repeats
+        held out) or ``flashed_images`` (windows aligned to image onsets, a repeat is an image's n-th
+        showing, whole images held out); None (the default) takes it from the stimulus name
+        (`neurrator.data.stimuli.KNOWN_STIMULI`: ``natural_scenes`` is flashed images, other names are
+        movies). ``natural_scenes`` is accepted for ``flashed_images``.
     image_window_s, image_latency_s
         Flashed images: each presentation's window is ``[onset + latency, onset + latency + window)``
         in ``train.window_bins`` bins.
@@ -136,7 +139,7 @@ class NarrateConfig:
     """
 
     stimulus: str = "natural_movie_one"
-    stimulus_kind: str = "movie"
+    stimulus_kind: str | None = None
     image_window_s: float = 0.25
     image_latency_s: float = 0.05
     n_val_images: int = 6
@@ -167,7 +170,6 @@ class NarrateConfig:
     predictions: str = "auto"
     predictions_rank: int = 64
     progress: bool = True
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.device not in DEVICES:
@@ -179,7 +181,9 @@ class NarrateConfig:
                 raise ValueError(f"{name} must be >= 1, not {getattr(self, name)}")
         if self.n_val_repeats < 1 or self.n_test_repeats < 1:
             raise ValueError("n_val_repeats and n_test_repeats must be >= 1")
-        if self.stimulus_kind not in STIMULUS_KINDS:
+        if self.stimulus_kind == "natural_scenes":
+            object.__setattr__(self, "stimulus_kind", "flashed_images")
+        if self.stimulus_kind is not None and self.stimulus_kind not in STIMULUS_KINDS:
             raise ValueError(f"stimulus_kind must be one of {', '.join(STIMULUS_KINDS)}, not {self.stimulus_kind!r}")
         if self.image_window_s <= 0 or self.image_latency_s < 0:
             raise ValueError("image_window_s must be > 0 and image_latency_s >= 0")
@@ -191,7 +195,7 @@ class NarrateConfig:
             raise ValueError(f"timeout must be > 0 seconds, not {self.timeout!r}")
         if self.n_val_images < 1 or self.n_test_images < 1:
             raise ValueError("n_val_images and n_test_images must be >= 1")
-        if self.stimulus_kind == "natural_scenes" and self.stimulus == "natural_movie_one":
+        if self.stimulus_kind == "flashed_images" and self.stimulus == "natural_movie_one":
             object.__setattr__(self, "stimulus", "natural_scenes")
         if self.model.window_bins != self.train.window_bins:
             object.__setattr__(self, "model", dataclasses.replace(self.model, window_bins=self.train.window_bins))
@@ -220,6 +224,11 @@ class NarrateConfig:
         return cls(**run)
 
     @property
+    def kind(self) -> StimulusKind:
+        """The stimulus kind of the run (`neurrator.data.stimuli.stimulus_kind` of ``stimulus``)."""
+        return stimulus_kind(self.stimulus, kind=self.stimulus_kind)
+
+    @property
     def cache_path(self) -> Path:
         return Path(self.cache_dir).expanduser() if self.cache_dir else Path.home() / ".cache" / "neurrator"
 
@@ -231,7 +240,6 @@ def resolve_device(device: str) -> str:
     """``auto`` -> ``cuda`` when a CUDA device is present, else ``cpu``; ``cuda`` without one raises."""
     import torch
 
-    from neurrator.errors import NeurratorError
 
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"

@@ -10,11 +10,44 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from neurrator.analysis.run import AnalysisInputs, NeurrationResult, neurrate_session
+from neurrator.component_config import MAX_LINEAR_BASIS_BYTES, linear_rank_for
 from neurrator.config import NarrateConfig, resolve_device
+from neurrator.data.binning import Binned, bin_session
+from neurrator.data.outline import outline_nwbfile
+from neurrator.data.pseudomouse import member_view, pool_sessions
+from neurrator.data.responses import unit_reliability_for
+from neurrator.data.session import Session, read_session
+from neurrator.data.splits import Split
+from neurrator.decode.decoding import SubsetResult, decode_subsets, narrated_presentations, scoring_context
+from neurrator.decode.references import session_references
+from neurrator.decode.subsets import build_subsets
 from neurrator.errors import NeurratorError
+from neurrator.io.folders import CreatedDirs
+from neurrator.io.movies import require_frames
+from neurrator.io.sources import open_source, source_label
+from neurrator.models.loading import Models, check_encoder_session, load_models
+from neurrator.models.narrators import load_narrator
+from neurrator.models.targets import compute_targets
+from neurrator.models.training import TrainedEncoder, train_encoder
+from neurrator.nwb import results as nwb_results
+from neurrator.nwb.derived import (
+    check_writable_dir,
+    derived_file_name,
+    remove_stale_temporaries,
+    run_provenance,
+    write_nwbfile_atomic,
+)
+from neurrator.report.html import write_report
+from neurrator.report.summary import format_summary
+from neurrator.sae.autoencoder import train_named_sae
+from neurrator.sae.concepts import Concepts
+from neurrator.sae.validation import validate_results
+from neurrator.simulate import write_simulated_session
 
 log = logging.getLogger(__name__)
 
@@ -37,14 +70,12 @@ class NarrateResult:
 
     def summary(self, examples: int = 3) -> str:
         """A few narrations beside their references, fidelity and scores against the baselines."""
-        from neurrator.report.summary import format_summary
 
         return format_summary(self, examples=examples)
 
 
 def resolve_output(out: Path, session) -> Path:
     """``out`` itself when it ends in .nwb, else the DANDI-layout file inside the folder ``out``."""
-    from neurrator.nwb.derived import derived_file_name
 
     out = Path(out)
     if out.suffix == ".nwb":
@@ -68,8 +99,6 @@ def narrate_session(source: str | Path, *, out: Path, config: NarrateConfig = Na
     -------
     NarrateResult
     """
-    from neurrator.nwb.derived import check_writable_dir, remove_stale_temporaries
-    from neurrator.models.loading import CreatedDirs
 
     t0 = time.perf_counter()
     clock = _Clock()
@@ -100,17 +129,12 @@ def narrate_session(source: str | Path, *, out: Path, config: NarrateConfig = Na
 def _read(source: str, *, config: NarrateConfig, device: str, clock: _Clock, models=None):
     """(session, outline, models) of one source: everything that can fail without the data fails first
     (the split, every model the run needs, loaded unless ``models`` is given), then the session is read."""
-    from neurrator.io.movies import require_frames
-    from neurrator.models.loading import check_encoder_session, check_split, load_models, outline_nwbfile
-    from neurrator.data.session import read_session
-    from neurrator.io.sources import open_source, source_label
-    from neurrator.data.stimuli import stimulus_kind
 
     label = source_label(source)
     with open_source(source, cache_dir=config.cache_path, timeout=config.timeout) as nwbfile:
         outline = outline_nwbfile(nwbfile, stimulus=config.stimulus, label=label)
-        if stimulus_kind(config.stimulus).continuous:  # flashed images are split by image (analyse)
-            check_split(outline.n_repeats, n_val=config.n_val_repeats, n_test=config.n_test_repeats, source=label)
+        config.kind.check_split(outline.n_repeats, n_val_repeats=config.n_val_repeats,
+                                n_test_repeats=config.n_test_repeats, label=label)
         if models is None:
             models = load_models(config, device=device, needs_reference=not outline.has_captions)
             clock.lap("models")
@@ -142,10 +166,6 @@ def narrate_sessions(sources: list[str | Path], *, out: Path, config: NarrateCon
     and per-unit results of its units, and the pooled group, separation and scaling results, with the
     contributing sessions in its provenance. One source is `narrate_session`.
     """
-    from neurrator.data.binning import bin_session
-    from neurrator.nwb.derived import check_writable_dir, remove_stale_temporaries
-    from neurrator.models.loading import CreatedDirs
-    from neurrator.data.pseudomouse import member_view, pool_sessions
 
     sources = [str(s) for s in sources]
     if len(sources) == 1:
@@ -203,7 +223,6 @@ def narrate_sessions(sources: list[str | Path], *, out: Path, config: NarrateCon
 
 def _write_report(derived: Path) -> Path | None:
     """The HTML report next to the derived file; a failure leaves the (complete) derived file and warns."""
-    from neurrator.report.html import write_report
 
     try:
         return write_report(derived)
@@ -226,39 +245,34 @@ class _Clock:
 
 
 @dataclass
-class Analysis:
+class SessionAnalysis:
     """Everything `analyse` computes for one (possibly pooled) population; `_write` turns it into a file."""
 
-    trained: object
-    split: object
-    results: list
-    baselines: dict
+    trained: TrainedEncoder
+    split: Split
+    results: list[SubsetResult]
+    baselines: dict[str, dict[str, tuple[float, float]]]
     skipped: list
-    sae: object
-    concepts: object
+    sae: Any  # neurrator.sae.autoencoder.TopKSAE
+    concepts: Concepts
     naming_split: str
     validation: dict
     validation_stats: dict
-    neurration: object
-    narrator: object
+    neurration: NeurrationResult | None
+    narrator: Any  # neurrator.models.narrators.Narrator
     references_kind: str = ""
 
 
-def _run(session, *, config: NarrateConfig, device: str, output: Path, models, units_resolution: float | None,
-         clock: _Clock) -> NarrateResult:
-    from neurrator.data.binning import bin_session
-    from neurrator.data.stimuli import stimulus_kind
-
+def _run(session: Session, *, config: NarrateConfig, device: str, output: Path, models: Models,
+         units_resolution: float | None, clock: _Clock) -> NarrateResult:
     log.info("binning %d units x %d presentations", len(session.units.ids), len(session.presentations.frame))
-    if stimulus_kind(session.stimulus).continuous:
-        binned = bin_session(session, bins_per_frame=config.bins_per_frame)
-    else:  # flashed images: each presentation's onset-aligned window is its own encoder window
-        binned = bin_session(session, window_bins=config.train.window_bins, window_s=config.image_window_s,
-                             latency_s=config.image_latency_s)
-        if config.train.offset_bins:
-            log.info("flashed images: the window is aligned to the onset (+ %g s latency); --offset-bins ignored",
-                     config.image_latency_s)
-        config = dataclasses.replace(config, train=dataclasses.replace(config.train, offset_bins=0))
+    kind = config.kind
+    binned = bin_session(session, kind=kind.name, bins_per_frame=config.bins_per_frame,
+                         window_bins=config.train.window_bins, window_s=config.image_window_s,
+                         latency_s=config.image_latency_s)
+    offset = kind.offset_bins(config.train.offset_bins, latency_s=config.image_latency_s)
+    if offset != config.train.offset_bins or not kind.continuous:
+        config = dataclasses.replace(config, train=dataclasses.replace(config.train, offset_bins=offset))
     clock.lap("bin")
     a = analyse(session, binned, config=config, device=device, models=models, clock=clock)
     _write(session, a, config=config, output=output, units_resolution=units_resolution)
@@ -267,41 +281,22 @@ def _run(session, *, config: NarrateConfig, device: str, output: Path, models, u
                          a.baselines, validation=a.validation_stats, neurration=a.neurration)
 
 
-def analyse(session, binned, *, config: NarrateConfig, device: str, models, clock: _Clock | None = None,
-            unit_session: np.ndarray | None = None) -> Analysis:
+def analyse(session: Session, binned: Binned, *, config: NarrateConfig, device: str, models: Models,
+            clock: _Clock | None = None, unit_session: np.ndarray | None = None) -> SessionAnalysis:
     """Targets, encoder, subsets, narration, SAE, validation and the analyses of one population.
 
     ``session`` gives the units' annotations (``session.units``, one per column of ``binned.counts``), the
     frames and captions; ``binned`` the counts. For a pseudo-mouse (`neurrator.data.pseudomouse`) both are
-    pooled and ``unit_session`` tags each unit's session for the encoder.
+    pooled and ``unit_session`` tags each unit's session for the encoder. What depends on the stimulus
+    kind (the split, the items per second) comes from the stimulus registry (`NarrateConfig.kind`).
     """
-    from neurrator.analysis.run import neurrate_session, unit_reliability_for
-    from neurrator.data.binning import split_by_image, split_repeats
-    from neurrator.decode.decoding import decode_subsets, narrated_presentations, scoring_context
-    from neurrator.decode.references import session_references
-    from neurrator.sae.autoencoder import train_named_sae
-    from neurrator.data.stimuli import stimulus_kind
-    from neurrator.decode.subsets import build_subsets
-    from neurrator.models.targets import compute_targets
-    from neurrator.sae.validation import validate_results
-
     clock = clock or _Clock()
-    label = session.path_label
     units = session.units
+    kind = config.kind
     backbone, trained, generator = models.backbone, models.trained, models.generator
-    flashed = not stimulus_kind(session.stimulus).continuous
-    if flashed:  # the unseen-image test: validation and test images are never shown in training
-        try:
-            split = split_by_image(binned.frame, n_val_images=config.n_val_images, n_test_images=config.n_test_images,
-                                   seed=config.seed)
-        except NeurratorError as err:
-            raise NeurratorError(label, f"{err.problem} (--val-images / --test-images)") from None
-    else:
-        try:
-            split = split_repeats(binned.repeat, n_val=config.n_val_repeats, n_test=config.n_test_repeats)
-        except ValueError as err:
-            raise NeurratorError(label, f"cannot split the presentations into train/validation/test repeats: {err}"
-                                 ) from None
+    split = kind.split(binned.frame, binned.repeat, n_val_repeats=config.n_val_repeats,
+                       n_test_repeats=config.n_test_repeats, n_val_images=config.n_val_images,
+                       n_test_images=config.n_test_images, seed=config.seed, label=session.path_label)
 
     log.info("targets: %s on %d frames", backbone.spec.backbone_id, len(session.frames))
     targets = compute_targets(session.frames, backbone, device=device, cache_dir=config.cache_path / "targets",
@@ -312,11 +307,10 @@ def analyse(session, binned, *, config: NarrateConfig, device: str, models, cloc
         trained = _train(binned, targets, split, config=config, device=device, backbone=backbone,
                          stimulus=session.stimulus, unit_session=unit_session)
     clock.lap("train")
-    fps = session.frame_rate if np.isfinite(session.frame_rate) and session.frame_rate > 0 else 30.0
-    if flashed:  # images are independent items: every image is its own block, no neighbour is near-identical
-        fps = 1.0
+    fps = kind.fps(session.frame_rate)
     responses, reliability = unit_reliability_for(binned, split, offset_bins=config.train.offset_bins,
-                                                  seed=config.seed, flashed=flashed, min_shift=max(1, round(fps)))
+                                                  seed=config.seed, flashed=not kind.continuous,
+                                                  min_shift=max(1, round(fps)))
     subsets, skipped = build_subsets(units.region, units.cell_type, units.probe, units.depth, units.n_spikes(),
                                      unit_ids=units.ids, plan=config.subsets,
                                      reliability=None if reliability is None else
@@ -327,8 +321,6 @@ def analyse(session, binned, *, config: NarrateConfig, device: str, models, cloc
                                     generator=models.generator or models.reference)
     narrator = generator
     if config.narrator == "retrieval":
-        from neurrator.models.narrators import load_narrator
-
         narrator = load_narrator("retrieval", device=device, seed=config.seed,
                                  bank_patches=targets[references.bank_frames], bank_texts=references.bank_texts)
     embedder = models.embedder
@@ -343,7 +335,7 @@ def analyse(session, binned, *, config: NarrateConfig, device: str, models, cloc
     log.info("training the SAE (%d tokens)", targets.shape[0] * targets.shape[1])
     sae, concepts, naming_split = train_named_sae(
         targets, references.naming_texts, naming_kind=references.kind, exclude_frames=binned.frame[narrated],
-        config=config.sae, epochs=config.sae_epochs, vocabulary=_vocabulary(session), fps=fps, device=device,
+        config=config.sae, epochs=config.sae_epochs, vocabulary=session.caption_vocabulary, fps=fps, device=device,
         seed=config.seed)
     clock.lap("sae")
     validation, validation_stats = validate_results(results, targets, sae=sae, concepts=concepts, device=device,
@@ -352,45 +344,37 @@ def analyse(session, binned, *, config: NarrateConfig, device: str, models, cloc
 
     neurration = None
     if config.analyses.enabled and concepts.named() and reliability is not None:
-        a = config.analyses
-        neurration = neurrate_session(
+        inputs = AnalysisInputs(
             responses=responses, trained=trained, binned=binned, split=split, targets=targets, sae=sae,
             concepts=concepts, units=units, narrate=narrator.narrate, embed=embedder.encode, subset_results=results,
-            references=references.by_frame, device=device, seed=config.seed, eval_windows=a.eval_windows,
-            probe_windows=a.probe_windows, n_pools=a.null_pools, n_boot=a.n_boot, n_perm=a.n_perm,
-            scaling_sizes=a.scaling_sizes, scaling_draws=a.scaling_draws, min_units=config.subsets.min_units, block_frames=context.block_frames,
-            train_mean=context.train_mean, contributions=a.contributions)
+            references=references.by_frame, block_frames=context.block_frames, train_mean=context.train_mean)
+        neurration = neurrate_session(inputs, config=config.analyses, min_units=config.subsets.min_units,
+                                      device=device, seed=config.seed)
     elif config.analyses.enabled and not concepts.named():
         log.warning("the SAE named no concepts: the single-unit and group analyses were skipped")
     clock.lap("neurration")
 
-    return Analysis(trained=trained, split=split, results=results, baselines=baselines, skipped=skipped, sae=sae,
-                    concepts=concepts, naming_split=naming_split, validation=validation,
-                    validation_stats=validation_stats, neurration=neurration, narrator=narrator,
-                    references_kind=references.kind)
+    return SessionAnalysis(trained=trained, split=split, results=results, baselines=baselines, skipped=skipped,
+                           sae=sae, concepts=concepts, naming_split=naming_split, validation=validation,
+                           validation_stats=validation_stats, neurration=neurration, narrator=narrator,
+                           references_kind=references.kind)
 
 
-def _write(session, a: Analysis, *, config: NarrateConfig, output: Path, units_resolution: float | None,
-           extra_provenance: dict | None = None) -> None:
-    from neurrator.nwb import results as res
-    from neurrator.nwb.derived import run_provenance, write_nwbfile_atomic
-
+def _write(session: Session, a: SessionAnalysis, *, config: NarrateConfig, output: Path,
+           units_resolution: float | None, extra_provenance: dict | None = None) -> None:
     provenance = run_provenance(session, config_json=config.to_json(),
                                 extra={"references": a.references_kind, **(extra_provenance or {})})
-    nwbfile = res.build_derived_nwbfile(session, provenance=provenance, trained=a.trained, results=a.results,
-                                        baselines=a.baselines, sae=a.sae, concepts=a.concepts,
-                                        naming_split=a.naming_split, validation=a.validation,
-                                        neurration=a.neurration, narrator=a.narrator,
-                                        units_resolution=units_resolution, predictions=config.predictions,
-                                        predictions_rank=config.predictions_rank)
+    nwbfile = nwb_results.build_derived_nwbfile(
+        session, provenance=provenance, trained=a.trained, results=a.results, baselines=a.baselines, sae=a.sae,
+        concepts=a.concepts, naming_split=a.naming_split, validation=a.validation, neurration=a.neurration,
+        narrator=a.narrator, units_resolution=units_resolution, predictions=config.predictions,
+        predictions_rank=config.predictions_rank)
     log.info("writing %s", output)
     write_nwbfile_atomic(nwbfile, output, source_path=Path(session.source) if "://" not in session.source else None)
 
 
 def _train(binned, targets, split, *, config: NarrateConfig, device: str, backbone, stimulus: str,
            unit_session: np.ndarray | None = None):
-    from neurrator.component_config import MAX_LINEAR_BASIS_BYTES, linear_rank_for
-    from neurrator.models.training import train_encoder
 
     rank = linear_rank_for(config.model.linear_rank, n_patches=targets.shape[1], dim=targets.shape[2],
                            n_frames=len(np.unique(binned.frame)))
@@ -407,15 +391,6 @@ def _train(binned, targets, split, *, config: NarrateConfig, device: str, backbo
                          unit_session=unit_session)
 
 
-def _vocabulary(session) -> list[str] | None:
-    """The simulator's caption vocabulary when the session is simulated (restricts concept names)."""
-    if not session.captions:
-        return None
-    from neurrator.simulate import FEATURE_NAMES
-
-    return list(FEATURE_NAMES)
-
-
 def _progress(items, desc: str, enabled: bool):
     from tqdm.auto import tqdm
 
@@ -424,10 +399,8 @@ def _progress(items, desc: str, enabled: bool):
 
 def run_demo(out: Path, *, seed: int = 0, progress: bool = True) -> NarrateResult:
     """The pipeline on the embedded simulated session with the offline tiny models and retrieval narrator."""
-    from neurrator.simulate import write_simulated_session
 
     out = Path(out)
-    from neurrator.nwb.derived import check_writable_dir, derived_file_name
 
     check_writable_dir(out)
     source = out / "source" / Path(derived_file_name(f"sim{seed}", f"sim{seed}", desc=None)).name
@@ -440,4 +413,4 @@ def run_demo(out: Path, *, seed: int = 0, progress: bool = True) -> NarrateResul
     return narrate_session(source, out=out / "derived", config=config)
 
 
-__all__ = ["Analysis", "NarrateResult", "analyse", "narrate_session", "narrate_sessions", "run_demo", "resolve_output"]
+__all__ = ["NarrateResult", "SessionAnalysis", "analyse", "narrate_session", "narrate_sessions", "run_demo", "resolve_output"]

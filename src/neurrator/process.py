@@ -21,6 +21,9 @@ from pathlib import Path, PurePosixPath
 
 from neurrator.config import NarrateConfig
 from neurrator.errors import NeurratorError
+from neurrator.io.sources import list_assets
+from neurrator.nwb.derived import check_writable_dir, output_is_complete, remove_dead_temporaries, remove_stale_temporaries
+from neurrator.pipeline import narrate_session
 
 log = logging.getLogger(__name__)
 
@@ -154,8 +157,6 @@ def dandiset_prefix(dandiset: str) -> str:
 
 def _run_one(source: str, output: str, config: NarrateConfig) -> SessionOutcome:
     """Worker task: narrate one session; never raises (the failure is the outcome)."""
-    from neurrator.pipeline import narrate_session
-
     start = time.perf_counter()
     try:
         narrate_session(source, out=Path(output), config=config)
@@ -190,9 +191,6 @@ def process_dandiset(
     scheduler
         Address of a running Dask scheduler; ``None`` starts a LocalCluster of ``workers`` processes.
     """
-    from neurrator.nwb.derived import check_writable_dir, output_is_complete, remove_stale_temporaries
-    from neurrator.io.sources import list_assets
-
     prefix = dandiset_prefix(dandiset)
     out = Path(out)
     check_writable_dir(out)
@@ -246,7 +244,6 @@ def _run_all(todo: list[tuple[str, str]], *, config: NarrateConfig, scheduler: s
         raise ImportError("neurrator process needs dask.distributed: pip install 'dask[distributed]'") from err
     from tqdm.auto import tqdm
 
-    from neurrator.nwb.derived import remove_dead_temporaries
 
     level = logging.getLogger().getEffectiveLevel()  # the CLI's level for libraries (ERROR with --quiet)
     logging.getLogger("distributed").setLevel(level)
@@ -303,8 +300,6 @@ def _run_all(todo: list[tuple[str, str]], *, config: NarrateConfig, scheduler: s
 def _after_interrupt(source: str, target: str) -> SessionOutcome:
     """A session without a collected outcome after Ctrl-C: ``done`` if its output is complete (it finished
     while its result was on the way), else ``cancelled``."""
-    from neurrator.nwb.derived import output_is_complete
-
     status = "done" if output_is_complete(Path(target), source=source) else "cancelled"
     return SessionOutcome(source, target, status)
 

@@ -7,8 +7,8 @@ import pytest
 
 from neurrator.data.binning import Binned
 from neurrator.analysis.contribution import drive_narrations, leave_one_out
-from neurrator.analysis.single_units import (concept_tuning, neurrate_units, preferred_stimuli, trial_responses,
-                                  unit_reliability)
+from neurrator.analysis.single_units import concept_tuning, neurrate_units, preferred_stimuli
+from neurrator.data.responses import trial_responses, unit_reliability
 from neurrator.stats.resampling import scene_blocks
 
 
@@ -65,7 +65,7 @@ def _planted(seed=0, F=360, R=6, K=4, n_tuned=12, n_noise=12):
 def test_planted_concept_is_the_top_significant_one_and_noise_units_get_no_words():
     acts, planted, resp = _planted()
     R, F, N = resp.shape
-    from neurrator.analysis.single_units import TrialResponses
+    from neurrator.data.responses import TrialResponses
 
     tr = TrialResponses(resp.astype(np.float32), np.arange(F), np.arange(R), np.zeros(N), np.ones(N), np.ones(N))
     targets = np.zeros((F, 2, 3), np.float32)
@@ -170,9 +170,11 @@ def test_drive_is_significant_only_for_a_unit_that_changes_the_words():
 
 def test_predict_windows_matches_predict_on_recorded_windows():
     torch = pytest.importorskip("torch")
-    from neurrator.data.binning import split_repeats, window_index
+    from neurrator.data.binning import window_index
+    from neurrator.data.splits import split_repeats
     from neurrator.models.encoder import EncoderConfig
-    from neurrator.models.training import TrainConfig, predict, predict_windows, train_encoder
+    from neurrator.models.training import TrainConfig, train_encoder
+    from neurrator.models.prediction import predict, predict_windows
 
     torch.set_num_threads(1)
     rng = np.random.default_rng(0)

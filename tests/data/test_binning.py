@@ -7,7 +7,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from neurrator.data.binning import Binned, bin_session, bin_spikes, split_repeats, window_index
+from neurrator.data.binning import Binned, bin_session, bin_spikes, window_index
+from neurrator.data.splits import split_repeats
 
 
 def _concat(units: list[list[float]]) -> tuple[np.ndarray, np.ndarray]:

@@ -25,7 +25,7 @@ def scenes_run(tmp_path_factory):
 def test_unseen_images_are_narrated_and_never_trained_on(scenes_run):
     from pynwb import NWBHDF5IO
 
-    from neurrator.data.binning import split_by_image
+    from neurrator.data.splits import split_by_image
     from neurrator.data.session import load_session
 
     src, config, result = scenes_run

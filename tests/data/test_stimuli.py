@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from neurrator.data.binning import bin_session, split_by_image, window_index
+from neurrator.data.binning import bin_session, window_index
+from neurrator.data.splits import split_by_image
 from neurrator.errors import NeurratorError
 from neurrator.data.stimuli import (
     FLASHED_IMAGES,

@@ -6,19 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from neurrator.data.binning import Binned, split_repeats
+from neurrator.data.binning import Binned
+from neurrator.data.splits import split_repeats
 from neurrator.decode.chance import duplicate_groups, rank_chance, window_chance
-from neurrator.decode.fidelity import (
-    evaluate_encoder,
-    fidelity_rows,
-    frame_identification,
-    knn_baseline,
-    ridge_baseline,
-    score_predictions,
-    shuffled_control,
-    training_mean_map,
-    window_features,
-)
+from neurrator.decode.fidelity import fidelity_rows, frame_identification, score_predictions, shuffled_control, training_mean_map
+from neurrator.decode.baselines import evaluate_encoder, knn_baseline, ridge_baseline, window_features
 
 torch.set_num_threads(1)
 

@@ -8,12 +8,9 @@ import numpy as np
 import pytest
 
 from neurrator.errors import NeurratorError
-from neurrator.decode.scoring import (
-    load_sentence_embedder,
-    score_narrations,
-    shuffled_index,
-    verify_sha256,
-)
+from neurrator.decode.scoring import score_narrations, shuffled_index
+from neurrator.models.embedder import load_sentence_embedder
+from neurrator.io.checksums import verify_sha256
 
 
 
@@ -190,7 +187,7 @@ def test_blocks_group_windows_of_one_scene(embedder):
 
 
 def test_beats_null_is_benjamini_hochberg():
-    from neurrator.decode.scoring import beats_null
+    from neurrator.stats.nulls import beats_null
 
     q, ok = beats_null(np.array([0.01, 0.04, 0.03, 0.5, np.nan]), alpha=0.05)
     # sorted p 0.01, 0.03, 0.04, 0.5 (m = 4): 0.04, 0.06 -> min(0.06, 0.053) ..., by hand
@@ -201,7 +198,7 @@ def test_beats_null_is_benjamini_hochberg():
 
 def test_sentence_embedder_embeds_each_distinct_text_once():
     """Repeated texts (references, retrieval narrations) are read from the cache, in the caller's order."""
-    from neurrator.decode.scoring import SentenceEmbedder
+    from neurrator.models.embedder import SentenceEmbedder
 
     class Fake:
         def __init__(self):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from neurrator.decode.subsets import SubsetPlan, UnitSubset, build_subsets, pick_single_units
+from neurrator.decode.subsets import UnitSubset, build_subsets, pick_single_units
+from neurrator.component_config import SubsetPlan
 
 
 def _units():

@@ -8,7 +8,6 @@ reads anything (the secret file's values never reach the session).
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import h5py

@@ -14,7 +14,8 @@ from standin import DandiStandin
 from neurrator.errors import NeurratorError
 from neurrator.data.session import load_session
 from neurrator.simulate import write_simulated_session
-from neurrator.io.sources import AssetInfo, CachedHTTPFile, list_assets, open_source, parse_dandi_url
+from neurrator.io.httpfile import CachedHTTPFile
+from neurrator.io.sources import AssetInfo, list_assets, open_source, parse_dandi_url
 
 ASSET = "sub-sim1/sub-sim1_ses-sim1.nwb"
 

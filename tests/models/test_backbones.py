@@ -10,15 +10,9 @@ import torch
 
 from _helpers import tiny_open_clip_visual
 
-from neurrator.models.backbones import (
-    BACKBONES,
-    Backbone,
-    build_tiny_vision_tower,
-    convert_open_clip_visual,
-    load_backbone,
-    preprocess_images,
-    tiny_vision_config,
-)
+from neurrator.models.backbones import BACKBONES, Backbone, build_tiny_vision_tower, load_backbone, tiny_vision_config
+from neurrator.models.clip_conversion import convert_open_clip_visual
+from neurrator.models.preprocessing import preprocess_images
 from neurrator.errors import NeurratorError
 
 torch.set_num_threads(1)

@@ -9,11 +9,13 @@ import pytest
 import torch
 
 from neurrator.models.backbones import load_backbone
-from neurrator.data.binning import Binned, split_repeats
+from neurrator.data.binning import Binned
+from neurrator.data.splits import split_repeats
 from neurrator.models.checkpoint import checkpoint_payload, load_checkpoint, save_checkpoint, trained_from_payload
 from neurrator.models.encoder import EncoderConfig
 from neurrator.errors import NeurratorError
-from neurrator.models.training import TrainConfig, predict, train_encoder
+from neurrator.models.training import TrainConfig, train_encoder
+from neurrator.models.prediction import predict
 
 torch.set_num_threads(1)
 

@@ -13,8 +13,10 @@ import pytest
 
 from neurrator.config import NarrateConfig
 from neurrator.errors import NeurratorError
-from neurrator.models.loading import (CreatedDirs, check_split, load_models, narrator_dim, needs_reference,
-                                 outline_nwbfile, split_problem)
+from neurrator.models.loading import load_models, narrator_dim, needs_reference
+from neurrator.io.folders import CreatedDirs
+from neurrator.data.outline import outline_nwbfile
+from neurrator.data.splits import check_split, split_problem
 
 # -- the split ---------------------------------------------------------------------------------------
 
@@ -42,8 +44,8 @@ def test_too_few_repeats_for_any_split():
 
 
 def test_split_problem_agrees_with_split_repeats():
-    """The preflight answer is exactly whether binning.split_repeats can split (every small case)."""
-    from neurrator.data.binning import split_repeats
+    """The preflight answer is exactly whether splits.split_repeats can split (every small case)."""
+    from neurrator.data.splits import split_repeats
 
     for n in range(1, 8):
         repeat = np.repeat(np.arange(n), 3)

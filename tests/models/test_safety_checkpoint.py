@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 
 from neurrator.models import checkpoint_checks
-from neurrator.models.backbones import TargetSpec, preprocessing_string
+from neurrator.models.backbones import TargetSpec
+from neurrator.models.preprocessing import preprocessing_string
 from neurrator.models.checkpoint import load_checkpoint, load_encoder_nwb, save_checkpoint
 from neurrator.config import EncoderConfig
 from neurrator.models.encoder import SpikeEncoder

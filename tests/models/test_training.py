@@ -8,10 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from neurrator.data.binning import Binned, split_repeats
+from neurrator.data.binning import Binned
+from neurrator.data.splits import split_repeats
 from neurrator.models.encoder import EncoderConfig
 from neurrator.errors import NeurratorError
-from neurrator.models.training import TrainConfig, _lr_at, predict, train_encoder
+from neurrator.models.training import TrainConfig, _lr_at, train_encoder
+from neurrator.models.prediction import predict
 
 torch.set_num_threads(1)
 

@@ -48,7 +48,7 @@ def test_derived_names_pass_dandis_layout_check(subject, session, tmp_path):
 def _derived_file(source: Path, folder: Path) -> Path:
     """A derived file as neurrator writes it (subject, session, Units with the source's resolution)."""
     from neurrator.nwb.derived import add_units_to_nwbfile, new_derived_nwbfile, stimulus_epochs, write_nwbfile_atomic
-    from neurrator.models.loading import outline_nwbfile
+    from neurrator.data.outline import outline_nwbfile
     from neurrator.data.session import read_session
     from neurrator.io.sources import open_source
 

@@ -321,7 +321,8 @@ def test_empty_units_are_written_without_spikes(tmp_path):
 
 def _ridge_accuracy(sim, unit_rows: np.ndarray) -> list[tuple[float, float]]:
     """Per caption group: (test-repeat accuracy of a ridge decoder from lagged counts, majority baseline)."""
-    from neurrator.data.binning import bin_spikes, split_repeats, window_index
+    from neurrator.data.binning import bin_spikes, window_index
+    from neurrator.data.splits import split_repeats
 
     st = [sim.spike_times[i] for i in unit_rows]
     times = np.concatenate(st)
@@ -359,7 +360,7 @@ def test_paraphrases_give_sentence_scores_a_range():
     """With the real all-MiniLM-L6-v2: a frame's paraphrases score clearly closer to its canonical caption
     than other scenes' paraphrases do, and captions of different scenes score below the old single
     template's ~0.61."""
-    from neurrator.decode.scoring import load_sentence_embedder
+    from neurrator.models.embedder import load_sentence_embedder
 
     m = make_movie(n_frames=150, height=16, width=32, seed=0, n_variants=3)
     emb = load_sentence_embedder(device="cpu")

@@ -1,21 +1,23 @@
 """Trained encoder + SAE concepts + narrator -> what single units, regions and cell types encode.
 
-The sequence of the issue-9 analyses over one session (each step is a function of
-`neurrator.analysis.single_units`, `neurrator.analysis.contribution`, `neurrator.analysis.groups` or `neurrator.analysis.scaling`; this module
-only builds their inputs from the run's objects and collects their results):
+The analyses of one session, in three parts that share one cache of encoder predictions
+(`PredictionCache`); each step is a function of `neurrator.analysis.single_units`,
+`neurrator.analysis.contribution`, `neurrator.analysis.groups` or `neurrator.analysis.scaling`, and this
+module only builds their inputs from the run's objects (`AnalysisInputs`) and collects their results:
 
-1. per unit (`neurration.neurrate_units`): reliability gate, preferred stimulus narrated, top frames,
-   concept tuning with circular-shift p and hierarchical FDR (correlational);
-2. per unit, in the model (`contribution`): leave-one-out loss of fidelity within its region and the
-   narration of the encoder driven by the unit alone (causal in the model only);
-3. per group (`groups`): concepts enriched in the units' tuning and in the decoded patches against
-   size-matched random pools; narrations' similarity within vs between groups; a cross-validated
-   classifier of the source group from narration text alone, with chance and a permutation p;
-4. per region (`scaling`): fidelity and narration similarity vs population size, several random draws
+1. `unit_analyses`: per unit, the reliability gate, the preferred stimulus narrated, top frames and
+   concept tuning with hierarchical FDR (correlational); in the model, the leave-one-out loss of fidelity
+   within the unit's region and the narration of the encoder driven by the unit alone (causal in the model
+   only);
+2. `group_analyses`: per group, concepts enriched in the units' tuning and in the decoded patches against
+   random pools; narrations' similarity within vs between groups; a cross-validated classifier of the
+   source group from narration text alone;
+3. `scaling_analyses`: per region, fidelity and narration similarity vs population size over random draws
    per size, and the smallest size at which the region beats its shuffled baseline, with a CI.
 
-Everything is evaluated on an evenly spaced subset of the held-out test windows (``eval_windows``) to
-bound the cost: each leave-one-out unit, null pool and scaling draw is one encoder pass.
+`neurrate_session` runs the three in this order with the run's `AnalysisConfig`. Everything is evaluated
+on an evenly spaced subset of the held-out test windows (``config.eval_windows``) to bound the cost: each
+leave-one-out unit, null pool and scaling draw is one encoder pass.
 """
 
 from __future__ import annotations
@@ -26,9 +28,19 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from neurrator.component_config import AnalysisConfig
+from neurrator.analysis import contribution, groups, scaling
+from neurrator.analysis.single_units import neurrate_units
+from neurrator.data.responses import TrialResponses
+from neurrator.decode.fidelity import patch_cosines
+from neurrator.models.prediction import predict, predict_windows
+from neurrator.sae.autoencoder import frame_latents
+from neurrator.stats.resampling import block_permutation, scene_blocks
+
 log = logging.getLogger(__name__)
 
-__all__ = ["NeurrationResult", "concept_activations", "evaluation_windows", "neurrate_session", "unit_reliability_for"]
+__all__ = ["AnalysisInputs", "NeurrationResult", "PredictionCache", "concept_activations", "evaluation_windows",
+           "group_analyses", "neurrate_session", "scaling_analyses", "unit_analyses"]
 
 
 @dataclass
@@ -44,8 +56,59 @@ class NeurrationResult:
     notes: dict[str, Any] = field(default_factory=dict)  # choices and sizes, for the provenance
 
 
+@dataclass(frozen=True)
+class AnalysisInputs:
+    """What the analyses read from a run (all computed before them; nothing here is opened or written).
+
+    Attributes
+    ----------
+    responses
+        Trial responses on the training repeats (`neurrator.data.responses.TrialResponses`).
+    trained
+        The trained encoder (`neurrator.models.training.TrainedEncoder`).
+    binned, split
+        The binned counts (`neurrator.data.binning.Binned`) and their train / validation / test split.
+    targets
+        ``(F, P, D)`` true patch tokens, one map per movie frame.
+    sae, concepts
+        The validating SAE and its concept names (named from training frames only).
+    units
+        `neurrator.data.units_table.Units`: region and cell type per column of ``binned.counts``.
+    narrate, embed
+        The narrator (patches -> texts) and the sentence embedder (texts -> unit-norm rows).
+    subset_results
+        `neurrator.decode.decoding.SubsetResult` s (their narrations feed the separation and classifier).
+    references
+        Movie frame -> reference text (narration similarity in the scaling curves).
+    block_frames
+        Scene-block length in frames for the bootstrap and permutation blocks, and the smallest circular
+        shift of the tuning null (1 s of a movie; 1 for flashed images, which are independent items).
+    train_mean
+        ``(P, D)`` training mean map (centres the per-window cosine); None: the mean of ``targets``.
+    """
+
+    responses: TrialResponses
+    trained: Any
+    binned: Any
+    split: Any
+    targets: np.ndarray
+    sae: Any
+    concepts: Any
+    units: Any
+    narrate: Callable[[np.ndarray], list[str]]
+    embed: Callable[[Sequence[str]], np.ndarray]
+    subset_results: Sequence
+    references: dict[int, str]
+    block_frames: int = 30
+    train_mean: np.ndarray | None = None
+
+
 def evaluation_windows(test: np.ndarray, k: int) -> np.ndarray:
-    """At most ``k`` presentations spread evenly over the test presentations (sorted)."""
+    """At most ``k`` presentations spread evenly over the test presentations (sorted).
+
+    >>> evaluation_windows(np.arange(10, 20), 4).tolist()
+    [10, 13, 16, 19]
+    """
     test = np.asarray(test, dtype=np.int64)
     if len(test) <= k:
         return test
@@ -54,35 +117,42 @@ def evaluation_windows(test: np.ndarray, k: int) -> np.ndarray:
 
 def concept_activations(latents: np.ndarray, names: Sequence[str]) -> tuple[np.ndarray, list[str]]:
     """(F, n_latents) SAE frame activations -> (F, K) one column per distinct concept name (the mean of
-    the latents sharing it), and the K names; unnamed latents are dropped."""
+    the latents sharing it), and the K names; unnamed latents are dropped.
+
+    >>> acts, names = concept_activations(np.array([[1.0, 3.0, 5.0]]), ["car", "", "car"])
+    >>> acts.tolist(), names
+    ([[3.0]], ['car'])
+    """
     distinct = sorted({n for n in names if n})
     cols = [latents[:, [i for i, n in enumerate(names) if n == c]].mean(axis=1) for c in distinct]
     acts = np.stack(cols, axis=1) if cols else np.zeros((latents.shape[0], 0), np.float32)
     return acts.astype(np.float32), distinct
 
 
-def unit_reliability_for(binned, split, *, offset_bins: int, seed: int, flashed: bool = False,
-                         min_shift: int = 30):
-    """Trial responses on the training repeats and each unit's reliability (for picking single units);
-    ``(responses, None)`` with fewer than 2 training repeats, where split-half reliability is undefined.
+class PredictionCache:
+    """The encoder's predictions for (unit subset, windows), kept until cleared (at most ``limit`` entries).
 
-    Movies: each frame's own bins, lagged by ``offset_bins`` (0: one frame, about the visual latency).
-    Flashed images (``flashed``): the whole onset-aligned window of each presentation, which already
-    starts at the latency (a lag would reach into the next presentation). ``min_shift``: the smallest
-    circular shift of the reliability null (1 s of movie frames; 1 for independent images).
+    One encoder pass per leave-one-out unit, null pool and scaling draw; the cache lets the three parts of
+    the analyses reuse a subset's prediction instead of recomputing it.
     """
-    from neurrator.analysis.single_units import trial_responses, unit_reliability
 
-    if flashed:
-        tr = trial_responses(binned, split.train, window_bins=int(binned.bins_per_frame), offset_bins=0)
-    else:
-        tr = trial_responses(binned, split.train, offset_bins=offset_bins or None)
-    if tr.values.shape[0] < 2:
-        log.warning("one training repeat: split-half reliability is undefined, so single units are picked by "
-                    "spike count and the single-unit, group and scaling analyses are skipped (train on >= 2 "
-                    "repeats: lower --val-repeats / --test-repeats)")
-        return tr, None
-    return tr, unit_reliability(tr.values, seed=seed, min_shift=min_shift)
+    def __init__(self, trained, binned, *, device: str, limit: int = 64) -> None:
+        self.trained, self.binned, self.device, self.limit = trained, binned, device, limit
+        self._store: dict[tuple[bytes, bytes], np.ndarray] = {}
+
+    def __call__(self, idx: np.ndarray, windows: np.ndarray) -> np.ndarray:
+        """``(len(windows), P, D)`` predictions of the units ``idx`` (rows of ``binned.counts``)."""
+        idx = np.asarray(idx, dtype=np.int64)
+        windows = np.asarray(windows, dtype=np.int64)
+        key = (idx.tobytes(), windows.tobytes())
+        if key not in self._store:
+            if len(self._store) > self.limit:
+                self._store.clear()
+            self._store[key] = predict(self.trained, self.binned, windows, unit_idx=idx, device=self.device)
+        return self._store[key]
+
+    def clear(self) -> None:
+        self._store.clear()
 
 
 def _groups(units, kind: str, *, min_units: int) -> dict[str, np.ndarray]:
@@ -95,131 +165,86 @@ def _groups(units, kind: str, *, min_units: int) -> dict[str, np.ndarray]:
     return out
 
 
-def neurrate_session(*, responses, trained, binned, split, targets: np.ndarray, sae, concepts, units,
-                     narrate: Callable[[np.ndarray], list[str]], embed: Callable[[Sequence[str]], np.ndarray],
-                     subset_results: Sequence, references: dict[int, str], device: str, seed: int,
-                     eval_windows: int = 300, probe_windows: int = 120, n_pools: int = 40, n_boot: int = 200, n_perm: int = 1000,
-                     scaling_sizes: Sequence[int] = (1, 3, 10, 30, 100, 300), scaling_draws: int = 3,
-                     min_units: int = 10, block_frames: int = 30, train_mean: np.ndarray | None = None,
-                     contributions: bool = True) -> NeurrationResult:
-    """Run the per-unit, per-group and scaling analyses of one session.
+@dataclass
+class _Windows:
+    """The evaluation windows (scaling) and their probe subset (leave-one-out, decoded pools)."""
 
-    Parameters
-    ----------
-    responses
-        `neurrator.analysis.single_units.TrialResponses` on the training repeats.
-    trained, binned, split, targets
-        The encoder, the binned counts and their split, ``(F, P, D)`` true patch tokens.
-    sae, concepts
-        The validating SAE and its concept names (named from training frames only).
-    units
-        `neurrator.data.units_table.Units` (region, cell type per row of ``binned.counts``).
-    narrate, embed
-        The narrator (patches -> texts) and the sentence embedder (texts -> unit-norm rows).
-    subset_results
-        `neurrator.decode.decoding.SubsetResult` s (their narrations feed the separation and classifier).
-    references
-        Movie frame -> reference text (narration similarity in the scaling curves).
-    eval_windows, probe_windows, n_pools, n_boot, n_perm
-        Test windows of the scaling curves; fewer windows (a subset of them) for the per-unit
-        leave-one-out and the decoded-enrichment pools, which cost one encoder pass each; null pools per
-        group; bootstrap resamples; permutations.
-    scaling_sizes, scaling_draws
-        Population sizes per region and random draws per size.
-    min_units
-        Groups smaller than this are not analysed as groups.
-    block_frames
-        Scene-block length in frames for the bootstrap and permutation blocks, and the smallest circular
-        shift of the tuning null (1 s of a movie; 1 for flashed images, which are independent items).
-    train_mean
-        ``(P, D)`` training mean map (centres the per-window cosine); default: mean of ``targets``.
-    contributions
-        Run the leave-one-out and drive probes (one encoder pass per unit).
-    """
-    from neurrator.analysis import contribution
-    from neurrator.analysis import groups
-    from neurrator.analysis import scaling
-    from neurrator.decode.fidelity import patch_cosines
-    from neurrator.analysis.single_units import neurrate_units
-    from neurrator.sae.autoencoder import frame_latents
-    from neurrator.stats.resampling import block_permutation, scene_blocks
-    from neurrator.models.training import predict, predict_windows
+    win: np.ndarray
+    blocks: np.ndarray
+    truth: np.ndarray
+    pwin: np.ndarray
+    pblocks: np.ndarray
+    ptruth: np.ndarray
+    mean_map: np.ndarray
 
-    rng_seed = int(seed)
-    lat = frame_latents(sae, targets, device=device)
-    acts, names = concept_activations(lat, concepts.names)
-    log.info("neurration: %d units x %d concepts", len(units.ids), len(names))
-    neur = neurrate_units(responses, targets, acts, names, narrate=narrate, unit_ids=np.arange(len(units.ids)),
-                          n_perm=n_perm, min_shift=block_frames, seed=rng_seed)
-    notes: dict[str, Any] = {"concepts": names, "eval_windows": 0, "n_pools": n_pools, "n_boot": n_boot,
-                             "n_perm": n_perm, "scaling_draws": scaling_draws}
-    if len(names) == 0:
-        notes["skipped"] = "the SAE has no named concepts"
+    @classmethod
+    def of(cls, inputs: AnalysisInputs, config: AnalysisConfig) -> "_Windows":
+        win = evaluation_windows(inputs.split.test, config.eval_windows)
+        pwin = evaluation_windows(win, config.probe_windows)
+        frames, pframes = inputs.binned.frame[win], inputs.binned.frame[pwin]
+        mean_map = inputs.targets.mean(axis=0) if inputs.train_mean is None else inputs.train_mean
+        return cls(win=win, blocks=scene_blocks(frames, block_frames=inputs.block_frames),
+                   truth=inputs.targets[frames], pwin=pwin,
+                   pblocks=scene_blocks(pframes, block_frames=inputs.block_frames), ptruth=inputs.targets[pframes],
+                   mean_map=mean_map)
 
-    win = evaluation_windows(split.test, eval_windows)
-    frames = binned.frame[win]
-    blocks = scene_blocks(frames, block_frames=block_frames)
-    notes["eval_windows"] = int(len(win))
-    mean_map = targets.mean(axis=0) if train_mean is None else train_mean
-    truth = targets[frames]
-    perm = block_permutation(len(win), blocks, seed=rng_seed)
 
-    pwin = evaluation_windows(win, probe_windows)  # the probes' windows: a subset of the evaluation windows
-    pframes = binned.frame[pwin]
-    pblocks = scene_blocks(pframes, block_frames=block_frames)
-    ptruth = targets[pframes]
-    notes["probe_windows"] = int(len(pwin))
-    cache: dict[tuple[bytes, int], np.ndarray] = {}
-
-    def pred(idx: np.ndarray, windows: np.ndarray = win) -> np.ndarray:
-        key = (np.asarray(idx, dtype=np.int64).tobytes(), len(windows))
-        if key not in cache:
-            if len(cache) > 64:
-                cache.clear()
-            cache[key] = predict(trained, binned, windows, unit_idx=np.asarray(idx, dtype=np.int64), device=device)
-        return cache[key]
+def unit_analyses(inputs: AnalysisInputs, *, config: AnalysisConfig, cache: PredictionCache, windows: _Windows,
+                  regions: dict[str, np.ndarray], acts: np.ndarray, names: list[str], device: str,
+                  seed: int) -> tuple[Any, dict[str, Any]]:
+    """Per-unit neurration (`neurrate_units`) and, with ``config.contributions``, the leave-one-out and
+    drive probes; returns the `UnitNeurration` and the UnitNeurrationTable columns."""
+    units = inputs.units
+    neur = neurrate_units(inputs.responses, inputs.targets, acts, names, narrate=inputs.narrate,
+                          unit_ids=np.arange(len(units.ids)), n_perm=config.n_perm, min_shift=inputs.block_frames,
+                          seed=seed)
 
     def fidelity(idx: np.ndarray) -> np.ndarray:
-        return patch_cosines(pred(idx, pwin), ptruth, mean_map=mean_map)
+        return patch_cosines(cache(idx, windows.pwin), windows.ptruth, mean_map=windows.mean_map)
 
-    regions = _groups(units, "region", min_units=2)
     loo = drive = None
-    if contributions:
-        loo = contribution.leave_one_out(regions, fidelity, blocks=pblocks, n_boot=n_boot, n_perm=n_perm,
-                                         seed=rng_seed)
+    if config.contributions:
+        loo = contribution.leave_one_out(regions, fidelity, blocks=windows.pblocks, n_boot=config.n_boot,
+                                         n_perm=config.n_perm, seed=seed)
         cache.clear()
+        trained, binned = inputs.trained, inputs.binned
         drive = contribution.drive_narrations(
-            regions, responses.bin_mean, responses.bin_sd,
+            regions, inputs.responses.bin_mean, inputs.responses.bin_sd,
             predict_windows=lambda w, idx: predict_windows(trained, w, binned.unit_ids[idx], device=device),
-            narrate=narrate, embed=embed, window_bins=trained.train_config.window_bins, seed=rng_seed)
-    result = NeurrationResult(units=contribution.unit_table(neur, loo=loo, drive=drive), tuning=neur.tuning_rows(),
-                              concept_names=names, notes=notes)
+            narrate=inputs.narrate, embed=inputs.embed, window_bins=trained.train_config.window_bins, seed=seed)
+    return neur, contribution.unit_table(neur, loo=loo, drive=drive)
 
-    # groups: tuning and decoded enrichment, narration separation, text classifier
+
+def group_analyses(inputs: AnalysisInputs, result: NeurrationResult, *, config: AnalysisConfig,
+                   cache: PredictionCache, windows: _Windows, regions: dict[str, np.ndarray], tuning_r: np.ndarray,
+                   min_units: int, device: str, seed: int) -> None:
+    """Tuning and decoded enrichment, narration separation and the text classifiers, per region and cell
+    type; appended to ``result.comparisons`` and ``result.separations``."""
+    units, concepts, sae, embed = inputs.units, inputs.concepts, inputs.sae, inputs.embed
+    names = result.concept_names
     named_idx = [i for i, n in enumerate(concepts.names) if n]
 
     def decoded_concepts(idx: np.ndarray) -> np.ndarray:
-        a, _ = concept_activations(frame_latents(sae, pred(idx, pwin), device=device)[:, named_idx],
+        a, _ = concept_activations(frame_latents(sae, cache(idx, windows.pwin), device=device)[:, named_idx],
                                    [concepts.names[i] for i in named_idx])
         return a
 
     big_regions = {g: i for g, i in regions.items() if len(i) >= min_units}
     cell_types = _groups(units, "cell_type", min_units=min_units)
     if names:
-        r = neur.tuning.r
-        result.comparisons.append(groups.tuning_enrichment(r, big_regions, names, group_kind="region",
-                                                           n_boot=n_boot, seed=rng_seed))
-        result.comparisons.append(groups.tuning_enrichment(r, cell_types, names, group_kind="cell_type",
-                                                           strata=units.region.astype(str), n_boot=n_boot,
-                                                           seed=rng_seed))
+        result.comparisons.append(groups.tuning_enrichment(tuning_r, big_regions, names, group_kind="region",
+                                                           n_boot=config.n_boot, seed=seed))
+        result.comparisons.append(groups.tuning_enrichment(tuning_r, cell_types, names, group_kind="cell_type",
+                                                           strata=units.region.astype(str), n_boot=config.n_boot,
+                                                           seed=seed))
         for kind, grp in (("region", big_regions), ("cell_type", cell_types)):
             if grp:
                 result.comparisons.append(groups.decoded_enrichment(
-                    grp, decoded_concepts, names, n_units=len(units.ids), blocks=pblocks, group_kind=kind,
-                    n_pools=n_pools, n_boot=n_boot, seed=rng_seed))
+                    grp, decoded_concepts, names, n_units=len(units.ids), blocks=windows.pblocks, group_kind=kind,
+                    n_pools=config.null_pools, n_boot=config.n_boot, seed=seed))
                 cache.clear()
     for kind in ("region", "cell_type"):
-        rows = [r for r in subset_results if r.subset.kind == kind]
+        rows = [r for r in inputs.subset_results if r.subset.kind == kind]
         if len(rows) < 2:
             continue
         texts = [t for r in rows for t in r.narrations]
@@ -227,9 +252,8 @@ def neurrate_session(*, responses, trained, binned, split, targets: np.ndarray, 
         strata = np.concatenate([np.arange(len(r.narrations)) for r in rows])
         emb = np.asarray(embed(texts), dtype=np.float64)
         result.separations.append(groups.narration_separation(emb, labels, group_kind=kind, strata=strata,
-                                                              n_boot=n_boot, seed=rng_seed))
-        result.separations.append(groups.classify_groups(emb, labels, group_kind=kind, strata=strata,
-                                                         seed=rng_seed))
+                                                              n_boot=config.n_boot, seed=seed))
+        result.separations.append(groups.classify_groups(emb, labels, group_kind=kind, strata=strata, seed=seed))
 
     # the same classifier on the units' own narrations (their preferred stimuli): one text per visually
     # driven unit of a group, each unit its own fold item
@@ -240,28 +264,36 @@ def neurrate_session(*, responses, trained, binned, split, targets: np.ndarray, 
             continue
         emb = np.asarray(embed([t for t, _ in items]), dtype=np.float64)
         result.separations.append(groups.classify_groups(
-            emb, np.array([g for _, g in items]), group_kind=kind, seed=rng_seed,
+            emb, np.array([g for _, g in items]), group_kind=kind, seed=seed,
             analysis="text_classifier_accuracy:preferred_stimulus"))
 
-    # scaling per region: centred cosine on the evaluation windows, narration similarity on the narrated ones
-    narrated = subset_results[0].presentations if subset_results else win[:0]
+
+def scaling_analyses(inputs: AnalysisInputs, *, config: AnalysisConfig, cache: PredictionCache, windows: _Windows,
+                     regions: dict[str, np.ndarray], device: str, seed: int) -> list:
+    """Per region: centred cosine on the evaluation windows and narration similarity on the narrated ones,
+    over random draws per population size (`neurrator.analysis.scaling.ScalingCurve` s)."""
+    binned, trained, embed, narrate = inputs.binned, inputs.trained, inputs.embed, inputs.narrate
+    win, truth, mean_map = windows.win, windows.truth, windows.mean_map
+    perm = block_permutation(len(win), windows.blocks, seed=seed)
+    narrated = inputs.subset_results[0].presentations if inputs.subset_results else win[:0]
     nar_frames = binned.frame[narrated]
-    nar_blocks = scene_blocks(nar_frames, block_frames=block_frames)
-    nar_perm = block_permutation(len(narrated), nar_blocks, seed=rng_seed)
-    ref_emb = (np.asarray(embed([references[int(f)] for f in nar_frames]), dtype=np.float64) if len(narrated)
-               else np.zeros((0, 1)))
+    nar_blocks = scene_blocks(nar_frames, block_frames=inputs.block_frames)
+    nar_perm = block_permutation(len(narrated), nar_blocks, seed=seed)
+    ref_emb = (np.asarray(embed([inputs.references[int(f)] for f in nar_frames]), dtype=np.float64)
+               if len(narrated) else np.zeros((0, 1)))
+    curves = []
     for region, idx in regions.items():
-        sizes = [s for s in scaling_sizes if s <= len(idx)]
+        sizes = [s for s in config.scaling_sizes if s <= len(idx)]
         if not sizes:
             continue
-        draws = scaling.population_draws(idx, sizes, n_draws=scaling_draws, seed=rng_seed)
+        draws = scaling.population_draws(idx, sizes, n_draws=config.scaling_draws, seed=seed)
         sizes = sorted(draws)
         D = max(len(v) for v in draws.values())
         cos, cos_base = np.full((2, len(sizes), D, len(win)), np.nan)
         sim, sim_base = np.full((2, len(sizes), D, len(narrated)), np.nan)
         for i, size in enumerate(sizes):
             for j, d in enumerate(draws[size]):
-                p = pred(d)
+                p = cache(d, win)
                 cos[i, j] = patch_cosines(p, truth, mean_map=mean_map)
                 cos_base[i, j] = patch_cosines(p, truth[perm], mean_map=mean_map)
                 if len(narrated):
@@ -271,12 +303,50 @@ def neurrate_session(*, responses, trained, binned, split, targets: np.ndarray, 
                     sim_base[i, j] = np.sum(e * ref_emb[nar_perm], axis=1)
             cache.clear()
         sz = np.asarray(sizes)
-        result.scaling.append(scaling.scaling_curve(cos, cos_base, sizes=sz, blocks=blocks,
-                                                    region=region, metric="centred_patch_cosine", n_boot=n_boot,
-                                                    n_perm=n_perm, seed=rng_seed))
+        curves.append(scaling.scaling_curve(cos, cos_base, sizes=sz, blocks=windows.blocks, region=region,
+                                            metric="centred_patch_cosine", n_boot=config.n_boot,
+                                            n_perm=config.n_perm, seed=seed))
         if len(narrated) >= 2:
-            result.scaling.append(scaling.scaling_curve(sim, sim_base, sizes=sz,
-                                                        blocks=nar_blocks, region=region,
-                                                        metric="narration_similarity", n_boot=n_boot,
-                                                        n_perm=n_perm, seed=rng_seed))
+            curves.append(scaling.scaling_curve(sim, sim_base, sizes=sz, blocks=nar_blocks, region=region,
+                                                metric="narration_similarity", n_boot=config.n_boot,
+                                                n_perm=config.n_perm, seed=seed))
+    return curves
+
+
+def neurrate_session(inputs: AnalysisInputs, *, config: AnalysisConfig, min_units: int, device: str,
+                     seed: int) -> NeurrationResult:
+    """Run the per-unit, per-group and scaling analyses of one session.
+
+    Parameters
+    ----------
+    inputs
+        The run's objects (`AnalysisInputs`).
+    config
+        The run's `AnalysisConfig`, whole: windows, null pools, resamples, scaling sizes and draws, and
+        whether to run the contribution probes.
+    min_units
+        Groups (regions, cell types) smaller than this are not analysed as groups (the subsets' own
+        ``SubsetPlan.min_units``).
+    device, seed
+        Where the encoder runs; the seed of every resampling.
+    """
+    seed = int(seed)
+    lat = frame_latents(inputs.sae, inputs.targets, device=device)
+    acts, names = concept_activations(lat, inputs.concepts.names)
+    log.info("neurration: %d units x %d concepts", len(inputs.units.ids), len(names))
+    windows = _Windows.of(inputs, config)
+    cache = PredictionCache(inputs.trained, inputs.binned, device=device)
+    regions = _groups(inputs.units, "region", min_units=2)
+    notes: dict[str, Any] = {"concepts": names, "eval_windows": int(len(windows.win)), "n_pools": config.null_pools,
+                             "n_boot": config.n_boot, "n_perm": config.n_perm, "scaling_draws": config.scaling_draws,
+                             "probe_windows": int(len(windows.pwin))}
+    if len(names) == 0:
+        notes["skipped"] = "the SAE has no named concepts"
+    neur, unit_table = unit_analyses(inputs, config=config, cache=cache, windows=windows, regions=regions, acts=acts,
+                                     names=names, device=device, seed=seed)
+    result = NeurrationResult(units=unit_table, tuning=neur.tuning_rows(), concept_names=names, notes=notes)
+    group_analyses(inputs, result, config=config, cache=cache, windows=windows, regions=regions,
+                   tuning_r=neur.tuning.r, min_units=min_units, device=device, seed=seed)
+    result.scaling.extend(scaling_analyses(inputs, config=config, cache=cache, windows=windows, regions=regions,
+                                           device=device, seed=seed))
     return result

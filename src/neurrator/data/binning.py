@@ -10,21 +10,13 @@ over units). See benchmarks/bench_binning.py.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import numpy as np
 
-from neurrator.errors import NeurratorError
+from neurrator.data.stimuli import bin_intervals, stimulus_kind
 
-__all__ = [
-    "Binned",
-    "Split",
-    "bin_session",
-    "bin_spikes",
-    "split_by_image",
-    "split_repeats",
-    "window_index",
-]
+
+__all__ = ["Binned", "bin_session", "bin_spikes", "window_index"]
 
 _UINT16_MAX = np.iinfo(np.uint16).max
 #: overlaps of consecutive intervals below this (s) are float rounding of frame times: treated as touching
@@ -62,14 +54,6 @@ class Binned:
     @property
     def n_units(self) -> int:
         return int(self.counts.shape[1])
-
-
-class Split(NamedTuple):
-    """Presentation indices (int64, ascending) of the train / validation / test repeats."""
-
-    train: np.ndarray
-    val: np.ndarray
-    test: np.ndarray
 
 
 def bin_spikes(
@@ -251,7 +235,6 @@ def bin_session(session, *, bins_per_frame: int = 4, unit_idx: np.ndarray | None
             else np.zeros(0)
         )
         ids = units.ids[unit_idx]
-    from neurrator.data.stimuli import bin_intervals, stimulus_kind
 
     starts, stops, b = bin_intervals(pres.start, pres.stop, kind=stimulus_kind(getattr(session, "stimulus", ""), kind=kind),
                                      bins_per_frame=bins_per_frame, window_bins=window_bins, window_s=window_s,
@@ -331,90 +314,3 @@ def window_index(
     return np.where(valid, rows, -1)
 
 
-def split_repeats(
-    repeat: np.ndarray,
-    *,
-    n_val: int = 2,
-    n_test: int | None = None,
-    seed: int | None = None,
-) -> Split:
-    """Split presentations into train / validation / test by whole repeats.
-
-    Parameters
-    ----------
-    repeat
-        (P,) int64 repeat of each presentation.
-    n_val
-        Repeats held out for validation.
-    n_test
-        Repeats held out for testing; None means the same as ``n_val``.
-    seed
-        None: the last ``n_test`` repeats (in ascending repeat number) are test, the ``n_val`` before
-        them validation, the rest train (the paper's layout: train on early repeats). An int shuffles
-        the repeats with ``np.random.default_rng(seed)`` first.
-
-    Returns
-    -------
-    Split
-        (train, val, test) presentation indices, each sorted ascending.
-
-    Raises
-    ------
-    ValueError
-        When fewer than ``n_val + n_test + 1`` repeats exist (training needs at least one).
-
-    Examples
-    --------
-    >>> s = split_repeats(np.repeat(np.arange(4), 2), n_val=1, n_test=1)
-    >>> s.train.tolist(), s.val.tolist(), s.test.tolist()
-    ([0, 1, 2, 3], [4, 5], [6, 7])
-    """
-    repeat = np.asarray(repeat, dtype=np.int64)
-    n_test = n_val if n_test is None else n_test
-    if n_val < 0 or n_test < 0:
-        raise ValueError("n_val and n_test must be >= 0")
-    reps = np.unique(repeat)
-    if reps.size < n_val + n_test + 1:
-        raise ValueError(
-            f"{reps.size} repeats cannot give {n_val} validation + {n_test} test repeats and at least "
-            "one training repeat; lower n_val/n_test"
-        )
-    if seed is not None:
-        reps = np.random.default_rng(seed).permutation(reps)
-    n_train = reps.size - n_val - n_test
-    train_r, val_r, test_r = reps[:n_train], reps[n_train : n_train + n_val], reps[n_train + n_val :]
-    idx = np.arange(repeat.size, dtype=np.int64)
-    return Split(
-        train=idx[np.isin(repeat, train_r)],
-        val=idx[np.isin(repeat, val_r)],
-        test=idx[np.isin(repeat, test_r)],
-    )
-
-
-def split_by_image(frame: np.ndarray, *, n_val_images: int, n_test_images: int, seed: int):
-    """Split presentations by image: the test (and validation) images are never shown in training.
-
-    Parameters
-    ----------
-    frame
-        (P,) int64 image index per presentation.
-    n_val_images, n_test_images
-        Distinct images held out for validation and for the unseen-image test.
-    seed
-        Which images are held out.
-
-    Returns
-    -------
-    `neurrator.data.binning.Split` of presentation indices; every presentation of a test image is in
-    ``test``, of a validation image in ``val``, the rest in ``train``.
-    """
-    frame = np.asarray(frame, dtype=np.int64)
-    images = np.unique(frame)
-    if n_val_images < 0 or n_test_images < 1 or n_val_images + n_test_images >= images.size:
-        raise NeurratorError("split", f"cannot hold out {n_val_images} + {n_test_images} of {images.size} images "
-                             "and keep some for training")
-    perm = np.random.default_rng(seed).permutation(images)
-    test_img, val_img = perm[:n_test_images], perm[n_test_images:n_test_images + n_val_images]
-    idx = np.arange(frame.size, dtype=np.int64)
-    test, val = np.isin(frame, test_img), np.isin(frame, val_img)
-    return Split(train=idx[~test & ~val], val=idx[val], test=idx[test])

@@ -24,6 +24,7 @@ import numpy as np
 from neurrator.data.binning import Binned
 from neurrator.errors import NeurratorError
 from neurrator.data.units_table import Units
+from neurrator.data.stimuli import Presentations
 
 __all__ = ["Pooled", "check_same_stimulus", "frames_digest", "member_units", "member_view", "pool_binned",
            "pool_sessions", "pool_units"]
@@ -184,7 +185,6 @@ def pool_sessions(sessions: Sequence, binned: Sequence[Binned], *, tags: Sequenc
     """
     import dataclasses
 
-    from neurrator.data.stimuli import Presentations
 
     labels = [s.path_label for s in sessions]
     check_same_stimulus(sessions, labels)
@@ -209,11 +209,10 @@ def member_view(analysis, pooled: Pooled, index: int, session):
     - per-unit analyses (unit neurration, concept tuning): this session's units;
     - group comparisons, separations and scaling: the pooled ones, unchanged (they name groups, not units).
 
-    ``analysis`` is a `neurrator.pipeline.Analysis` (any object with its fields; copied, not changed).
+    ``analysis`` is a `neurrator.pipeline.SessionAnalysis` (any object with its fields; copied, not changed).
     """
     import dataclasses
 
-    from neurrator.data.stimuli import Presentations
 
     cols = member_units(pooled, index)
     if len(cols) != len(session.units):

@@ -28,6 +28,11 @@ from neurrator.data.units_table import (
     read_column,
     read_units,
 )
+from neurrator.data import optotagging
+from neurrator.data.stimuli import stimulus_kind
+from neurrator.io import movies
+from neurrator.io.httpfile import DEFAULT_TIMEOUT_S
+from neurrator.io.sources import open_source, source_label
 
 __all__ = [
     "ALLEN_QUALITY_FILTER",
@@ -73,6 +78,9 @@ class Session:
     #: all caption variants per movie frame (``caption_variants[f][0] == captions[f]``, the canonical one;
     #: then paraphrases), when the captions table has a ``variant`` column; else None
     caption_variants: list[list[str]] | None = None
+    #: the terms the captions are written in (``processing/*/<stimulus>_caption_terms``, column ``term``),
+    #: to which concept names are restricted; None when the file names none (an open vocabulary)
+    caption_vocabulary: list[str] | None = None
 
 
 def _presentation_tables(nwbfile) -> dict[str, Any]:
@@ -137,7 +145,6 @@ def read_presentations(nwbfile, *, stimulus: str, label: str, kind: str | None =
         )
     if not np.all(np.isfinite(frame_f)) or np.any(frame_f != np.round(frame_f)):
         raise NeurratorError(label, f"{tname}.{fcol} has non-integer frame indices")
-    from neurrator.data.stimuli import stimulus_kind
 
     stim_kind = stimulus_kind(stimulus, kind=kind)
     negative = (frame_f < 0) & ~np.isin(frame_f, stim_kind.blank_values)
@@ -175,6 +182,16 @@ def _read_captions(nwbfile, stimulus: str, n_frames: int | None
                 variants[frame[i]].append(str(caps[i]))
             return [v[0] if v else "" for v in variants], variants
     return None, None
+
+
+def _read_caption_terms(nwbfile, stimulus: str) -> list[str] | None:
+    """The captions' vocabulary from ``processing/*/<stimulus>_caption_terms`` (column ``term``), or None."""
+    name = f"{stimulus}_caption_terms"
+    for mod in (nwbfile.processing or {}).values():
+        if name in mod.data_interfaces and "term" in mod[name].colnames:
+            terms = [str(t) for t in read_column(mod[name], "term").astype(str) if str(t)]
+            return terms or None
+    return None
 
 
 def _subject(nwbfile) -> dict[str, str]:
@@ -245,9 +262,6 @@ def read_session(
         No Units table, bad spike times, no presentation table for ``stimulus`` (the message lists the
         tables that exist), stop before start, frames inconsistent with the presentations.
     """
-    from neurrator.io import movies
-    from neurrator.data import optotagging
-
     label = path_label or str(source)
     units, dropped = read_units(nwbfile, label=label, quality_filter=quality_filter)
     pres, tname = read_presentations(nwbfile, stimulus=stimulus, label=label)
@@ -267,6 +281,7 @@ def read_session(
         med = float(np.median(pres.stop - pres.start)) if len(pres) else 0.0
         frame_rate = round(1.0 / med, 2) if med > 0 else float("nan")
     captions, caption_variants = _read_captions(nwbfile, stimulus, None if frames is None else frames.shape[0])
+    caption_vocabulary = _read_caption_terms(nwbfile, stimulus) if captions else None
 
     opto = None
     if opto_tagging:
@@ -298,6 +313,7 @@ def read_session(
         dropped_units=dropped,
         presentation_table=tname,
         caption_variants=caption_variants,
+        caption_vocabulary=caption_vocabulary,
     )
 
 
@@ -322,9 +338,6 @@ def load_session(
     >>> s = load_session("sim.nwb")  # doctest: +SKIP
     >>> s.units.ids.shape, s.presentations.frame.shape  # doctest: +SKIP
     """
-    from neurrator.io.httpfile import DEFAULT_TIMEOUT_S
-    from neurrator.io.sources import open_source, source_label
-
     movie_cache = kwargs.pop("movie_cache_dir", None)
     if movie_cache is None and cache_dir is not None:
         movie_cache = Path(cache_dir) / "movies"

@@ -20,15 +20,17 @@ A new kind is one `StimulusKind` subclass added to `STIMULUS_KINDS` (and its sti
 Images container, read by `neurrator.io.movies.frames_from_template`) or from the user; the Allen
 warehouse lists the natural-scene templates too (`neurrator.io.allen_warehouse.scene_download_urls`).
 
-The unseen-image test holds whole images out of training: `neurrator.data.binning.split_by_image`.
+The unseen-image test holds whole images out of training: `neurrator.data.splits.split_by_image`.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
 
+from neurrator.data.splits import Split, check_split, split_by_image, split_repeats
 from neurrator.errors import NeurratorError
 
 __all__ = [
@@ -44,6 +46,8 @@ __all__ = [
     "occurrence_repeats",
     "stimulus_kind",
 ]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,27 @@ class StimulusKind:
                       label: str):
         """(start, stop, frame, table repeat or None) -> `Presentations`, sorted (repeat, start)."""
         raise NotImplementedError
+
+    def fps(self, frame_rate: float) -> float:
+        """Items per second that set the identification tolerance and the 1-s scene blocks."""
+        return float(frame_rate) if np.isfinite(frame_rate) and frame_rate > 0 else 30.0
+
+    def offset_bins(self, requested: int, *, latency_s: float = 0.0) -> int:
+        """The encoder window's lag in bins for this kind (``requested`` for a movie)."""
+        return int(requested)
+
+    def check_split(self, n_repeats: int, *, n_val_repeats: int, n_test_repeats: int, label: str) -> None:
+        """Refuse, before any model is loaded, a split the presentations cannot give."""
+        check_split(n_repeats, n_val=n_val_repeats, n_test=n_test_repeats, source=label)
+
+    def split(self, frame: np.ndarray, repeat: np.ndarray, *, n_val_repeats: int, n_test_repeats: int,
+              n_val_images: int, n_test_images: int, seed: int, label: str) -> Split:
+        """Presentations -> train / validation / test: whole repeats held out (a movie)."""
+        try:
+            return split_repeats(repeat, n_val=n_val_repeats, n_test=n_test_repeats)
+        except ValueError as err:
+            raise NeurratorError(label, f"cannot split the presentations into train/validation/test repeats: {err}"
+                                 ) from None
 
     def drop_blanks(self, start, stop, frame, repeat, *, label: str):
         """Remove blank presentations; refuse any other negative index."""
@@ -145,6 +170,28 @@ class FlashedImagesKind(StimulusKind):
             raise NeurratorError(label, "the image presentations are all blanks (frame = -1)")
         start = np.asarray(start, np.float64)
         return _sorted(frame, start, np.asarray(stop, np.float64), occurrence_repeats(frame, start))
+
+    def fps(self, frame_rate: float) -> float:
+        """1: images are independent items (every image its own block, no neighbour is near-identical)."""
+        return 1.0
+
+    def offset_bins(self, requested: int, *, latency_s: float = 0.0) -> int:
+        """0: the window is already aligned to the onset plus the latency."""
+        if requested:
+            log.info("flashed images: the window is aligned to the onset (+ %g s latency); --offset-bins ignored",
+                     latency_s)
+        return 0
+
+    def check_split(self, n_repeats: int, *, n_val_repeats: int, n_test_repeats: int, label: str) -> None:
+        """Nothing to check before the data: images, not repeats, are held out (`split`)."""
+
+    def split(self, frame: np.ndarray, repeat: np.ndarray, *, n_val_repeats: int, n_test_repeats: int,
+              n_val_images: int, n_test_images: int, seed: int, label: str) -> Split:
+        """Presentations -> train / validation / test: whole images held out (the unseen-image test)."""
+        try:
+            return split_by_image(frame, n_val_images=n_val_images, n_test_images=n_test_images, seed=seed)
+        except NeurratorError as err:
+            raise NeurratorError(label, f"{err.problem} (--val-images / --test-images)") from None
 
 
 MOVIE = MovieKind()

@@ -34,6 +34,8 @@ from math import comb
 
 import numpy as np
 
+from neurrator.stats.nulls import block_permutations
+
 __all__ = ["duplicate_groups", "identification_null", "rank_chance", "window_chance"]
 
 
@@ -170,8 +172,6 @@ def identification_null(group_rank: np.ndarray, best_group: np.ndarray, groups: 
     -------
     dict ``top1``, ``top5``, ``within_1s`` -> ``(n_perm,)`` the metric under each permutation.
     """
-    from neurrator.stats.nulls import block_permutations
-
     groups = np.asarray(groups, dtype=np.int64)
     true_frame = np.asarray(true_frame, dtype=np.int64)
     G = int(groups.max()) + 1

@@ -14,6 +14,14 @@ from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 
+from neurrator.decode import fidelity as evaluation
+from neurrator.decode.baselines import knn_baseline, ridge_baseline
+from neurrator.decode.chance import duplicate_groups
+from neurrator.decode.fidelity import score_predictions, shuffled_control, training_mean_map
+from neurrator.decode.scoring import most_frequent_text, score_narrations
+from neurrator.models.prediction import predict
+from neurrator.stats.nulls import beats_null
+
 log = logging.getLogger(__name__)
 
 #: Fidelity metrics reported per subset, each with its chance level and CI: the headline first
@@ -96,10 +104,6 @@ def scoring_context(targets: np.ndarray, train_frames: np.ndarray, *, bank_texts
                     holdout_frames: np.ndarray | None = None, n_boot: int = 500, n_perm: int = 1000
                     ) -> ScoringContext:
     """The run's `ScoringContext` from the targets, the training frames and the retrieval bank."""
-    from neurrator.decode.chance import duplicate_groups
-    from neurrator.decode.fidelity import training_mean_map
-    from neurrator.decode.scoring import most_frequent_text
-
     tf = np.unique(np.asarray(train_frames, dtype=np.int64))
     if holdout_frames is not None and len(holdout_frames):
         tf = tf[~np.isin(tf, holdout_frames)]
@@ -136,8 +140,6 @@ def apply_fdr(results: Sequence[SubsetResult], *, alpha: float = 0.05) -> None:
     """Benjamini-Hochberg across subsets, per null-tested metric and for narration similarity; sets
     ``q`` and ``beats_null`` of every result. Metrics without a permutation null (the cosines) count as
     beating it when their CI's lower end exceeds chance."""
-    from neurrator.decode.scoring import beats_null
-
     for name in (*NULL_TESTED, "narration_similarity"):
         if name == "narration_similarity":
             p = [r.narration_metric().p for r in results]
@@ -170,8 +172,6 @@ def baseline_metrics(binned, targets: np.ndarray, split, trained, pred_all: np.n
     context
         The run's `ScoringContext` (baselines get CIs, no permutation null).
     """
-    from neurrator.decode.fidelity import knn_baseline, ridge_baseline, score_predictions, shuffled_control
-
     tc = trained.train_config
     kw = dict(window_bins=tc.window_bins, offset_bins=tc.offset_bins, holdout_frames=trained.holdout_frames,
               device=device)
@@ -222,10 +222,6 @@ def decode_subsets(subsets: Sequence, *, trained, binned, split, targets: np.nda
 
     FDR across subsets (`apply_fdr`) is applied before returning.
     """
-    from neurrator.decode import fidelity as evaluation
-    from neurrator.decode.scoring import score_narrations
-    from neurrator.models.training import predict
-
     results: list[SubsetResult] = []
     baselines: dict[str, dict[str, tuple[float, float]]] = {}
     test_frames = binned.frame[split.test]

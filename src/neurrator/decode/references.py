@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from neurrator.errors import NeurratorError
+
 #: Bank size used without captions (oracle texts cost one generation per bank frame).
 ORACLE_BANK_FRAMES = 200
 
@@ -108,8 +110,6 @@ def session_references(session, targets: np.ndarray, train_frames: np.ndarray, n
                        generator) -> References:
     """Captions of a simulated session (with their paraphrases), else the oracle narrations of the true
     frames by ``generator`` (the generative narrator, or the reference narrator when narrating by retrieval)."""
-    from neurrator.errors import NeurratorError
-
     if session.captions:
         return caption_references(session.captions, train_frames, getattr(session, "caption_variants", None))
     if generator is None:

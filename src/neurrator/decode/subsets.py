@@ -7,9 +7,13 @@ encoder decodes any of them without retraining.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
+
+from neurrator.component_config import SubsetPlan
+
+__all__ = ["KINDS", "Skipped", "UnitSubset", "build_subsets", "pick_single_units"]
 
 KINDS = ("all", "region", "local_population", "cell_type", "random", "single_unit")
 
@@ -56,44 +60,6 @@ class UnitSubset:
         return int(self.decoded_units or len(self.unit_idx))
 
 
-@dataclass(frozen=True)
-class SubsetPlan:
-    """Which subsets to build.
-
-    Attributes
-    ----------
-    min_units
-        Region, cell-type and local-population groups smaller than this are skipped (and reported).
-    local_span_um
-        Width of a local population along the probe, in micrometres.
-    population_sizes
-        Sizes of the random draws for the fidelity-vs-population-size curve (sizes above the
-        session's unit count are dropped).
-    draws_per_size
-        Random draws (seeds 0..draws-1) per size.
-    single_units
-        How many single units to narrate from: the most reliable units, spread round-robin over the
-        (region, cell type) groups (see `pick_single_units`).
-    """
-
-    min_units: int = 10
-    local_span_um: float = 200.0
-    population_sizes: tuple[int, ...] = (1, 3, 10, 30, 100, 300, 1000)
-    draws_per_size: int = 3
-    single_units: int = 3
-    extra: dict = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.min_units < 1:
-            raise ValueError("min_units must be >= 1")
-        if self.local_span_um <= 0:
-            raise ValueError("local_span_um must be > 0")
-        if self.draws_per_size < 0 or self.single_units < 0:
-            raise ValueError("draws_per_size and single_units must be >= 0")
-        if any(n < 1 for n in self.population_sizes):
-            raise ValueError("population_sizes must be >= 1")
-
-
 class Skipped(tuple):
     """(label, n_units, reason) of a group too small to narrate from."""
 
@@ -132,7 +98,7 @@ def build_subsets(
     unit_ids
         ``(N,)`` unit ids as in the file, used in single-unit labels (default: the row index).
     reliability
-        ``(N,) float`` split-half reliability per unit (`neurrator.analysis.single_units.unit_reliability`; NaN for
+        ``(N,) float`` split-half reliability per unit (`neurrator.data.responses.unit_reliability`; NaN for
         units that cannot be assessed): single units are the most reliable ones, spread over regions
         and cell types. Pass it: spike count favours fast-spiking PV cells and says nothing about
         whether a unit follows the movie.

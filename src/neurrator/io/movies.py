@@ -23,7 +23,6 @@ error names the file to download and where to put it; a file placed there by han
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -33,6 +32,10 @@ from pathlib import Path
 import numpy as np
 
 from neurrator.errors import NeurratorError
+from neurrator.io.checksums import sha256_file
+from neurrator.io.allen_warehouse import movie_download_url
+from neurrator.io.h5safety import check_hdf5_file
+from neurrator.io.httpfile import DEFAULT_TIMEOUT_S, is_timeout, timeout_message
 
 __all__ = [
     "KNOWN_MOVIES",
@@ -224,7 +227,6 @@ def load_movie_file(path: str | Path) -> np.ndarray:
         elif suffix in (".h5", ".hdf5"):
             import h5py
 
-            from neurrator.io.h5safety import check_hdf5_file
 
             with h5py.File(p, "r") as f:
                 check_hdf5_file(f, label=str(p), file_size=Path(p).stat().st_size)
@@ -249,14 +251,6 @@ def load_movie_file(path: str | Path) -> np.ndarray:
     return to_gray_uint8(arr, label=str(p))
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _by_hand(entry: MovieEntry, target: Path) -> str:
     how = (f"AllenSDK EcephysProjectCache.get_natural_movie_template({entry.allen_movie_number}) saved with np.save"
            if entry.allen_movie_number is not None else (entry.url or entry.note or "the movie"))
@@ -268,7 +262,6 @@ def _load_registry_file(path: Path, entry: MovieEntry) -> np.ndarray:
         if entry.fmt == "h5":
             import h5py
 
-            from neurrator.io.h5safety import check_hdf5_file
 
             with h5py.File(path, "r") as f:
                 check_hdf5_file(f, label=str(path), file_size=Path(path).stat().st_size)
@@ -332,7 +325,7 @@ def fetch_movie(
     pinned = entry.sha256.lower() if entry.sha256 else None
 
     if target.exists():  # downloaded before, or placed by hand
-        digest = _sha256(target)
+        digest = sha256_file(target)
         recorded = record.read_text().split()[0] if record.exists() else None
         if pinned and digest != pinned:
             raise NeurratorError(target, f"sha256 {digest} does not match the registered {pinned} for {name}; "
@@ -353,13 +346,10 @@ def fetch_movie(
 
     if offline:
         raise NeurratorError(name, f"offline ($NEURRATOR_OFFLINE) and not in the cache; {_by_hand(entry, target)}")
-    from neurrator.io.httpfile import DEFAULT_TIMEOUT_S, is_timeout, timeout_message
 
     timeout = DEFAULT_TIMEOUT_S if timeout is None else float(timeout)
     url = entry.url
     if url is None:
-        from neurrator.io.allen_warehouse import movie_download_url
-
         try:
             url = movie_download_url(int(entry.allen_movie_number), timeout=timeout)
         except NeurratorError as err:
@@ -379,7 +369,7 @@ def fetch_movie(
                                       f"{_by_hand(entry, target)}") from err
         raise NeurratorError(url, f"cannot download movie {name}: {type(err).__name__}: {err}; "
                                   f"{_by_hand(entry, target)}") from err
-    digest = _sha256(path)
+    digest = sha256_file(path)
     if pinned:
         trust = "pinned"
     elif entry.trust_on_first_use:

@@ -48,7 +48,6 @@ from neurrator.io.httpfile import (
 __all__ = [
     "DEFAULT_DANDI_API_URL",
     "AssetInfo",
-    "CachedHTTPFile",
     "default_cache_dir",
     "list_assets",
     "open_source",

@@ -32,23 +32,9 @@ from typing import Any
 import numpy as np
 
 from neurrator.errors import NeurratorError
+from neurrator.models.preprocessing import CLIP_MEAN, CLIP_STD, PREPROCESSING_MODES, preprocess_images, preprocessing_string
 
-__all__ = [
-    "BACKBONES",
-    "CLIP_MEAN",
-    "CLIP_STD",
-    "DEFAULT_LLAVA",
-    "PREPROCESSING_MODES",
-    "TINY_VISION",
-    "Backbone",
-    "TargetSpec",
-    "build_tiny_vision_tower",
-    "convert_open_clip_visual",
-    "load_backbone",
-    "preprocess_images",
-    "preprocessing_string",
-    "tiny_vision_config",
-]
+__all__ = ["BACKBONES", "DEFAULT_LLAVA", "TINY_VISION", "Backbone", "TargetSpec", "build_tiny_vision_tower", "load_backbone", "tiny_vision_config"]
 
 #: The `tiny` CLIP ViT: the same transformers class as LLaVA-1.5's vision tower, a few layers,
 #: random weights. 112 px / 14 px patches -> 8 x 8 = 64 patch tokens of dim 64.
@@ -63,11 +49,7 @@ TINY_VISION: dict[str, Any] = {
     "hidden_act": "quick_gelu",
 }
 
-#: OpenAI CLIP normalisation (also LLaVA-1.5's processor's).
-CLIP_MEAN: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
 DEFAULT_LLAVA = "llava-hf/llava-1.5-7b-hf"
-PREPROCESSING_MODES = ("pad", "crop")
 TARGET_LAYER = -2
 
 
@@ -133,71 +115,6 @@ class TargetSpec:
     def from_dict(cls, d: dict[str, Any]) -> TargetSpec:
         return cls(**{k: d[k] for k in ("backbone_id", "layer", "n_patches", "dim", "preprocessing")},
                    weights=str(d.get("weights", "")))
-
-
-def preprocessing_string(mode: str, image_size: int, mean=CLIP_MEAN, std=CLIP_STD) -> str:
-    """One-line description of the preprocessing, stored in `TargetSpec` and target cache keys.
-
-    >>> preprocessing_string("pad", 112)
-    'pad-to-square(mean)|resize=112:bicubic-antialias|gray->rgb|norm=mean(0.4815,0.4578,0.4082),std(0.2686,0.2613,0.2758)'
-    """
-    if mode not in PREPROCESSING_MODES:
-        raise ValueError(f"preprocessing must be one of {PREPROCESSING_MODES}, not {mode!r}")
-    geometry = "pad-to-square(mean)" if mode == "pad" else "resize-shortest+center-crop"
-    m = ",".join(f"{v:.4f}" for v in mean)
-    s = ",".join(f"{v:.4f}" for v in std)
-    return f"{geometry}|resize={image_size}:bicubic-antialias|gray->rgb|norm=mean({m}),std({s})"
-
-
-def preprocess_images(images: np.ndarray, *, mode: str, image_size: int, mean=CLIP_MEAN, std=CLIP_STD):
-    """uint8 frames -> normalised pixel tensor for a CLIP tower.
-
-    Parameters
-    ----------
-    images
-        (B, H, W) grayscale or (B, H, W, 3) RGB, uint8.
-    mode
-        ``pad``: pad to a square with the mean colour, then resize (LLaVA-1.5's ``expand2square``);
-        ``crop``: resize the shortest side, then centre-crop (the llava-hf processor; the sides of
-        a 304 x 608 Allen frame are lost).
-    image_size
-        The tower's input size S.
-
-    Returns
-    -------
-    pixels : (B, 3, S, S) float32 torch tensor, ``(x / 255 - mean) / std``.
-    """
-    import torch
-    import torch.nn.functional as F
-
-    if mode not in PREPROCESSING_MODES:
-        raise ValueError(f"preprocessing must be one of {PREPROCESSING_MODES}, not {mode!r}")
-    a = np.asarray(images)
-    if a.dtype != np.uint8:
-        raise ValueError(f"images must be uint8, got {a.dtype}")
-    if a.ndim == 3:
-        a = np.repeat(a[..., None], 3, axis=-1)
-    if a.ndim != 4 or a.shape[-1] != 3:
-        raise ValueError(f"images must be (B, H, W) or (B, H, W, 3), got {images.shape}")
-    x = torch.from_numpy(np.ascontiguousarray(a)).permute(0, 3, 1, 2).float() / 255.0  # (B, 3, H, W)
-    mean_t = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
-    std_t = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
-    _, _, h, w = x.shape
-    if mode == "pad":
-        side = max(h, w)
-        canvas = mean_t.expand(x.shape[0], 3, side, side).clone()
-        top, left = (side - h) // 2, (side - w) // 2
-        canvas[:, :, top : top + h, left : left + w] = x
-        x = F.interpolate(canvas, size=(image_size, image_size), mode="bicubic", antialias=True,
-                          align_corners=False)
-    else:
-        scale = image_size / min(h, w)
-        nh, nw = max(image_size, round(h * scale)), max(image_size, round(w * scale))
-        x = F.interpolate(x, size=(nh, nw), mode="bicubic", antialias=True, align_corners=False)
-        top, left = (nh - image_size) // 2, (nw - image_size) // 2
-        x = x[:, :, top : top + image_size, left : left + image_size]
-    x = x.clamp(0.0, 1.0)
-    return ((x - mean_t) / std_t).contiguous()
 
 
 class Backbone:
@@ -539,46 +456,3 @@ def load_backbone(backbone_id: str, *, preprocessing: str = "pad", device=None, 
     return BACKBONES[family](arg, seed=seed, preprocessing=preprocessing, device=device, dtype=dtype)
 
 
-def convert_open_clip_visual(visual):
-    """An open_clip ``VisionTransformer`` -> a `transformers.CLIPVisionModel` with the same weights.
-
-    Standard CLIP ViTs only (class token, learnable positions, ln_pre, default blocks). Used by the
-    equivalence test and to pair open_clip weights with a transformers LLaVA narrator.
-    """
-    import torch
-    from transformers import CLIPVisionConfig, CLIPVisionModel
-
-    tr = visual.transformer
-    blk = tr.resblocks[0]
-    act = "quick_gelu" if type(blk.mlp.gelu).__name__ == "QuickGELU" else "gelu"
-    config = CLIPVisionConfig(
-        hidden_size=tr.width, intermediate_size=blk.mlp.c_fc.out_features, num_hidden_layers=len(tr.resblocks),
-        num_attention_heads=blk.attn.num_heads, image_size=int(visual.image_size[0]),
-        patch_size=int(visual.patch_size[0]), hidden_act=act, layer_norm_eps=float(visual.ln_pre.eps),
-    )
-    model = CLIPVisionModel(config).eval()
-    sd = {
-        "embeddings.class_embedding": visual.class_embedding,
-        "embeddings.patch_embedding.weight": visual.conv1.weight,
-        "embeddings.position_embedding.weight": visual.positional_embedding,
-        "pre_layrnorm.weight": visual.ln_pre.weight, "pre_layrnorm.bias": visual.ln_pre.bias,
-        "post_layernorm.weight": visual.ln_post.weight, "post_layernorm.bias": visual.ln_post.bias,
-    }
-    for i, b in enumerate(tr.resblocks):
-        p = f"encoder.layers.{i}."
-        qw, kw_, vw = b.attn.in_proj_weight.chunk(3, dim=0)
-        qb, kb, vb = b.attn.in_proj_bias.chunk(3, dim=0)
-        sd.update({
-            p + "self_attn.q_proj.weight": qw, p + "self_attn.q_proj.bias": qb,
-            p + "self_attn.k_proj.weight": kw_, p + "self_attn.k_proj.bias": kb,
-            p + "self_attn.v_proj.weight": vw, p + "self_attn.v_proj.bias": vb,
-            p + "self_attn.out_proj.weight": b.attn.out_proj.weight, p + "self_attn.out_proj.bias": b.attn.out_proj.bias,
-            p + "layer_norm1.weight": b.ln_1.weight, p + "layer_norm1.bias": b.ln_1.bias,
-            p + "layer_norm2.weight": b.ln_2.weight, p + "layer_norm2.bias": b.ln_2.bias,
-            p + "mlp.fc1.weight": b.mlp.c_fc.weight, p + "mlp.fc1.bias": b.mlp.c_fc.bias,
-            p + "mlp.fc2.weight": b.mlp.c_proj.weight, p + "mlp.fc2.bias": b.mlp.c_proj.bias,
-        })
-    with torch.no_grad():
-        missing, unexpected = model.load_state_dict({k: v.detach().clone() for k, v in sd.items()}, strict=False)
-    assert not unexpected and set(missing) <= {"embeddings.position_ids"}, (missing, unexpected)
-    return model

@@ -34,6 +34,7 @@ from neurrator.models.checkpoint_checks import (
 from neurrator.models.encoder import EncoderConfig, SpikeEncoder
 from neurrator.errors import NeurratorError
 from neurrator.models.training import TrainConfig, TrainedEncoder
+from neurrator.io.sources import open_source
 
 __all__ = ["ARCHITECTURE", "FORMAT", "CheckpointPayload", "checkpoint_payload", "load_checkpoint", "load_encoder_nwb",
            "save_checkpoint", "trained_from_payload"]
@@ -212,7 +213,6 @@ def load_encoder_nwb(path: str | os.PathLike, *, device: str | torch.device = "c
     """
     import ndx_neurrator  # noqa: F401 - registers the classes with the checksum-verifying accessors
 
-    from neurrator.io.sources import open_source
 
     path = Path(path)
     with open_source(str(path)) as nwbfile:

@@ -15,6 +15,8 @@ import struct
 from typing import Any
 
 from neurrator.errors import NeurratorError
+from neurrator.models.encoder import EncoderConfig, SpikeEncoder
+from neurrator.models.training import TrainConfig
 
 __all__ = ["CONFIG_BOUNDS", "MAX_HEADER_BYTES", "MAX_JSON_BYTES", "MAX_PARAMETER_BYTES", "check_encoder_config",
            "check_metadata", "check_safetensors_header", "expected_state"]
@@ -56,7 +58,6 @@ def expected_state(enc_config) -> dict[str, tuple[tuple[int, ...], str]]:
     """name -> (shape, safetensors dtype) of the state dict a `SpikeEncoder(config=enc_config)` has (no allocation)."""
     import torch
 
-    from neurrator.models.encoder import SpikeEncoder
 
     names = {torch.float32: "F32", torch.float64: "F64", torch.float16: "F16", torch.bfloat16: "BF16",
              torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8",
@@ -84,9 +85,6 @@ def _state_bytes(state: dict[str, tuple[tuple[int, ...], str]]) -> int:
 
 def check_encoder_config(config: Any, *, source: str):
     """config.json's content -> (EncoderConfig, TrainConfig, expected state, expected weight bytes), or NeurratorError."""
-    from neurrator.models.encoder import EncoderConfig
-    from neurrator.models.training import TrainConfig
-
     if not isinstance(config, dict) or not isinstance(config.get("encoder"), dict) \
             or not isinstance(config.get("train"), dict):
         raise NeurratorError(source, "encoder config is not {'architecture', 'encoder': {...}, 'train': {...}}")

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from neurrator.config import EncoderConfig
+from neurrator.component_config import EncoderConfig
 
 __all__ = ["EncoderConfig", "SpikeEncoder"]
 

@@ -24,16 +24,18 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from neurrator.errors import NeurratorError
+from neurrator.models.backbones import DEFAULT_LLAVA, TINY_VISION, load_backbone
+from neurrator.models.checkpoint import load_checkpoint, load_encoder_nwb
+from neurrator.models.embedder import load_sentence_embedder
+from neurrator.models.narrators import load_narrator
 
-__all__ = ["CreatedDirs", "Models", "SessionOutline", "check_split", "load_encoder", "load_models",
-           "narrator_dim", "needs_reference", "outline_nwbfile", "split_problem"]
+__all__ = ["Models", "load_encoder", "load_models", "narrator_dim", "needs_reference"]
 
 log = logging.getLogger(__name__)
 
@@ -68,111 +70,10 @@ class Models(NamedTuple):
     embedder: Any
 
 
-class SessionOutline(NamedTuple):
-    """What the pipeline must know about a session before loading models, read without its spike times.
-
-    Attributes
-    ----------
-    n_repeats
-        Movie repeats of the stimulus (what the train/validation/test split divides).
-    has_captions
-        True when the file carries ``processing/<module>/<stimulus>_captions`` with a ``caption`` column
-        (simulated sessions): then no reference narrator is needed.
-    units_resolution
-        The source Units table's spike-time resolution in seconds, or None when it is not set.
-    presentation_table
-        The table the presentations were read from, e.g. ``intervals/natural_movie_one_presentations``.
-    subject_id, session_id
-        The file's own ids as written ("" when absent), which ``dandi organize`` names the source file
-        from: `neurrator.nwb.derived.derived_file_name` of these puts the derived file beside it.
-    """
-
-    n_repeats: int
-    has_captions: bool
-    units_resolution: float | None
-    presentation_table: str
-    subject_id: str = ""
-    session_id: str = ""
-
-
 # ------------------------------------------------------------------------------------- the split
 
 
-def split_problem(n_repeats: int, *, n_val: int, n_test: int) -> str | None:
-    """Why ``n_repeats`` movie repeats cannot be split into train / validation / test, or None when they can.
-
-    Training needs at least one repeat, validation (``--val-repeats``) and test (``--test-repeats``) at
-    least one each. The message names the CLI options and values that would work.
-
-    Examples
-    --------
-    >>> split_problem(5, n_val=2, n_test=2) is None
-    True
-    >>> split_problem(4, n_val=2, n_test=2)  # doctest: +NORMALIZE_WHITESPACE
-    '4 repeats cannot give 2 validation + 2 test repeats and at least one training repeat: pass --val-repeats and
-    --test-repeats that add up to at most 3, e.g. --val-repeats 1 --test-repeats 1'
-    """
-    n_repeats, n_val, n_test = int(n_repeats), int(n_val), int(n_test)
-    if n_val < 1 or n_test < 1:
-        return "--val-repeats and --test-repeats must be at least 1"
-    if n_repeats >= n_val + n_test + 1:
-        return None
-    head = (f"{n_repeats} repeat{'' if n_repeats == 1 else 's'} cannot give {n_val} validation + {n_test} test "
-            "repeats and at least one training repeat")
-    if n_repeats < 3:
-        return f"{head}: at least 3 repeats are needed (1 training, 1 validation, 1 test)"
-    return (f"{head}: pass --val-repeats and --test-repeats that add up to at most {n_repeats - 1}, e.g. "
-            "--val-repeats 1 --test-repeats 1")
-
-
-def check_split(n_repeats: int, *, n_val: int, n_test: int, source: str) -> None:
-    """Raise `NeurratorError` (naming ``source`` and the CLI options to change) unless the split works.
-
-    Examples
-    --------
-    >>> check_split(12, n_val=2, n_test=2, source="ses.nwb")
-    >>> check_split(2, n_val=1, n_test=1, source="ses.nwb")  # doctest: +NORMALIZE_WHITESPACE
-    Traceback (most recent call last):
-    ...
-    neurrator.errors.NeurratorError: ses.nwb: 2 repeats cannot give 1 validation + 1 test repeats and at least one
-    training repeat: at least 3 repeats are needed (1 training, 1 validation, 1 test)
-    """
-    problem = split_problem(n_repeats, n_val=n_val, n_test=n_test)
-    if problem is not None:
-        raise NeurratorError(source, problem)
-
-
 # ----------------------------------------------------------------------------------- the outline
-
-
-def outline_nwbfile(nwbfile, *, stimulus: str, label: str) -> SessionOutline:
-    """The `SessionOutline` of an opened `pynwb.NWBFile`: the presentation table and a few lookups.
-
-    Reads the stimulus' presentation table (with `neurrator.data.session.read_presentations`, so a missing
-    table fails here with the tables that exist), looks up the captions table and the Units table's
-    ``resolution``; spike times and frames are not read.
-
-    Raises
-    ------
-    NeurratorError
-        No presentation table for ``stimulus`` (or one that cannot be read).
-    """
-    from neurrator.data.session import read_presentations
-
-    presentations, table = read_presentations(nwbfile, stimulus=stimulus, label=label)
-    name = f"{stimulus}_captions"
-    has_captions = any(name in module.data_interfaces and "caption" in module[name].colnames
-                       for module in (nwbfile.processing or {}).values())
-    resolution = getattr(nwbfile.units, "resolution", None) if nwbfile.units is not None else None
-    try:
-        resolution = float(resolution) if resolution is not None else None
-    except (TypeError, ValueError):
-        resolution = None
-    if resolution is not None and not (np.isfinite(resolution) and resolution > 0):
-        resolution = None  # pynwb writes -1.0 for "unknown"
-    subject_id = getattr(nwbfile.subject, "subject_id", None) if nwbfile.subject is not None else None
-    return SessionOutline(presentations.n_repeats, bool(has_captions), resolution, table,
-                          subject_id=str(subject_id or ""), session_id=str(nwbfile.session_id or ""))
 
 
 # ------------------------------------------------------------------------------------- the models
@@ -199,12 +100,9 @@ def narrator_dim(name: str) -> int | None:
     """
     base, _, arg = name.partition(":")
     if base == "tiny":
-        from neurrator.models.backbones import TINY_VISION
-
         return int(TINY_VISION["hidden_size"])
     if base != "llava":
         return None
-    from neurrator.models.narrators import DEFAULT_LLAVA
 
     model_id = arg or DEFAULT_LLAVA
     config_file: str | Path | None = None
@@ -236,10 +134,7 @@ def load_encoder(path: str | Path, *, device: str):
     if not path.exists():
         raise NeurratorError(path, "encoder not found: pass a checkpoint folder or a neurrator NWB file to --encoder")
     if path.is_dir():
-        from neurrator.models.checkpoint import load_checkpoint
-
         return load_checkpoint(path, device=device)
-    from neurrator.models.checkpoint import load_encoder_nwb
 
     return load_encoder_nwb(path, device=device)
 
@@ -329,10 +224,6 @@ def load_models(config, *, device: str, needs_reference: bool | None) -> Models:
         weights, or a narrator / reference narrator whose projector does not read the backbone's tokens
         (the message names the option and the value to use).
     """
-    from neurrator.models.backbones import load_backbone
-    from neurrator.models.narrators import load_narrator
-    from neurrator.decode.scoring import load_sentence_embedder
-
     trained = load_encoder(config.encoder, device=device) if config.encoder else None
     backbone = load_backbone(config.backbone, preprocessing=config.preprocessing, device=device, seed=config.seed)
     spec = backbone.spec
@@ -368,63 +259,3 @@ def load_models(config, *, device: str, needs_reference: bool | None) -> Models:
 # ---------------------------------------------------------------------------------- output folders
 
 
-class CreatedDirs:
-    """The folders a run creates below (and including) some output folders, to remove them if it fails.
-
-    `watch` records, before the run, which of a folder and its ancestors are missing and which
-    sub-folders already exist; `remove_empty` (after a failure) removes the EMPTY folders that did not
-    exist then, deepest first. It never removes a file or a non-empty folder.
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> root = Path(tempfile.mkdtemp())
-    >>> dirs = CreatedDirs()
-    >>> dirs.watch(root / "out" / "sub-1")
-    >>> (root / "out" / "sub-1").mkdir(parents=True)
-    >>> [p.name for p in dirs.remove_empty()]
-    ['sub-1', 'out']
-    >>> sorted(p.name for p in root.iterdir())
-    []
-    """
-
-    def __init__(self) -> None:
-        self._new_roots: list[Path] = []  # topmost folders that did not exist (everything below is new)
-        self._existing: dict[Path, set[Path]] = {}  # existing watched folder -> its sub-folders then
-
-    def watch(self, folder: str | Path) -> None:
-        """Record the state of ``folder`` (call before the run creates anything there)."""
-        folder = Path(os.path.abspath(folder))
-        if folder.is_dir():
-            self._existing[folder] = {Path(d) for d, _, _ in os.walk(folder)}
-            return
-        top = folder
-        while not top.parent.exists() and top.parent != top:
-            top = top.parent
-        if not top.exists():
-            self._new_roots.append(top)
-
-    def remove_empty(self) -> list[Path]:
-        """Remove the empty folders created since `watch`, deepest first; returns the removed folders."""
-        removed: list[Path] = []
-        for root in self._new_roots:
-            removed += _rmdir_empty(root, keep=set())
-        for folder, before in self._existing.items():
-            removed += _rmdir_empty(folder, keep=before)
-        return removed
-
-
-def _rmdir_empty(root: Path, *, keep: set[Path]) -> list[Path]:
-    if not root.is_dir():
-        return []
-    removed = []
-    for d, _, _ in sorted(os.walk(root), key=lambda entry: -len(Path(entry[0]).parts)):
-        path = Path(d)
-        if path in keep:
-            continue
-        try:
-            path.rmdir()  # only succeeds when empty
-            removed.append(path)
-        except OSError:
-            pass
-    return removed

@@ -28,9 +28,10 @@ from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 import numpy as np
 
 from neurrator.errors import NeurratorError
+from neurrator.models.backbones import DEFAULT_LLAVA
+from neurrator.models.backbones import build_tiny_vision_tower, tiny_vision_config
 
 DEFAULT_PROMPT = "Describe this scene in one sentence."
-DEFAULT_LLAVA = "llava-hf/llava-1.5-7b-hf"
 IMAGE_TOKEN = "<image>"
 #: LLaVA-1.5's conversation format (what llava-hf's chat template renders), used when a processor has
 #: no chat template.
@@ -384,7 +385,6 @@ def build_tiny_llava(*, seed: int, corpus: Sequence[str] = (), hidden_size: int 
     import torch
     from transformers import CLIPImageProcessor, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
 
-    from neurrator.models.backbones import build_tiny_vision_tower, tiny_vision_config
 
     tok = build_tiny_tokenizer(corpus)
     vcfg = tiny_vision_config()
@@ -480,4 +480,4 @@ def oracle_references(narrator: Narrator, true_patches: np.ndarray) -> list[str]
 
 
 __all__ = ["NARRATORS", "Narrator", "RetrievalNarrator", "LlavaNarrator", "load_narrator", "oracle_references",
-           "build_tiny_llava", "build_tiny_tokenizer", "DEFAULT_PROMPT", "DEFAULT_LLAVA"]
+           "build_tiny_llava", "build_tiny_tokenizer", "DEFAULT_PROMPT"]

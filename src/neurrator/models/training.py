@@ -23,11 +23,13 @@ import torch
 import torch.nn.functional as F
 
 from neurrator.models.backbones import TargetSpec
-from neurrator.config import EncoderConfig, TrainConfig
+from neurrator.component_config import EncoderConfig, TrainConfig
 from neurrator.models.encoder import SpikeEncoder
 from neurrator.errors import NeurratorError
+from neurrator.data.binning import window_index
+from neurrator.models.targets import fit_pca
 
-__all__ = ["TrainConfig", "TrainedEncoder", "patch_loss", "predict", "predict_windows", "train_encoder"]
+__all__ = ["TrainConfig", "TrainedEncoder", "patch_loss", "train_encoder"]
 
 @dataclass
 class TrainedEncoder:
@@ -118,8 +120,6 @@ class _DeviceData:
 
     def __init__(self, counts: np.ndarray, frame: np.ndarray, repeat: np.ndarray, bins_per_frame: int,
                  targets: np.ndarray | None, *, window_bins: int, offset_bins: int, device) -> None:
-        from neurrator.data.binning import window_index
-
         counts = np.asarray(counts)
         R, N = counts.shape
         # float32 (exact for counts < 2**24): column gathers of int16 are ~10x slower on CPU
@@ -238,7 +238,7 @@ def _lr_at(step: int, total: int, cfg: TrainConfig) -> float:
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
 
 
-def _autocast(device: torch.device, precision: str):
+def autocast(device: torch.device, precision: str):
     import contextlib
 
     if precision == "bfloat16" and device.type == "cuda":
@@ -342,8 +342,6 @@ def train_encoder(
         if config.linear_l2 is not None:
             lin_l2 = config.linear_l2
         if encoder.out_components is not None:
-            from neurrator.models.targets import fit_pca
-
             basis = fit_pca(targets[train_frames] - tmean.cpu().numpy(), n_components=encoder.out_components)
             coef_std = np.sqrt(np.maximum(basis.explained, 1e-12) *
                                float(((targets[train_frames] - tmean.cpu().numpy()) ** 2).sum(-1).mean()))
@@ -406,7 +404,7 @@ def _fit(model, data, tr, va, N, tstd, cfg: TrainConfig, device, seed, progress,
             y = data.targets[frame]
             for g in opt.param_groups:
                 g["lr"] = _lr_at(step, total, cfg) * g["lr_scale"]
-            with _autocast(device, cfg.precision):
+            with autocast(device, cfg.precision):
                 pred = model(x, units)
             loss, _ = patch_loss(pred, y, target_std=tstd, config=cfg, frame=frame, target_mean=model.target_mean)
             if lin_l2 and model.config.linear_rank:
@@ -452,7 +450,7 @@ def _validate(model, data, va, units, tstd, cfg, device, batch: int = 256) -> tu
     tot_loss = tot_cos = 0.0
     for i in range(0, len(va), batch):
         pres = va[i : i + batch]
-        with _autocast(device, cfg.precision):
+        with autocast(device, cfg.precision):
             pred = model(data.windows(pres, units), units)
         frame = data.frame[pres]
         loss, cos = patch_loss(pred, data.targets[frame], target_std=tstd, config=cfg, frame=frame,
@@ -462,107 +460,3 @@ def _validate(model, data, va, units, tstd, cfg, device, batch: int = 256) -> tu
     return tot_loss / len(va), tot_cos / len(va)
 
 
-@torch.no_grad()
-def predict(
-    trained: TrainedEncoder,
-    binned,
-    presentation_idx: np.ndarray,
-    *,
-    unit_idx: np.ndarray | None = None,
-    device: str | torch.device = "cpu",
-    batch_size: int = 256,
-) -> np.ndarray:
-    """Predicted patch tokens of the given presentations from the given units.
-
-    Parameters
-    ----------
-    trained
-        From `train_encoder` or `neurrator.models.checkpoint.load_checkpoint`.
-    binned
-        Binned counts (its ``unit_ids`` must be known to the encoder for the chosen columns).
-    presentation_idx
-        (P',) int64 presentations to decode.
-    unit_idx
-        (n,) int64 columns of ``binned.counts`` to decode from (default: all); n >= 1.
-    device, batch_size
-
-    Returns
-    -------
-    tokens : (P', n_patches, dim) float32
-    """
-    device = torch.device(device)
-    cols = np.arange(binned.counts.shape[1]) if unit_idx is None else np.asarray(unit_idx, dtype=np.int64).ravel()
-    if cols.size == 0:
-        raise ValueError("unit_idx is empty: decode from at least one unit")
-    rows = trained.unit_rows(np.asarray(binned.unit_ids)[cols])
-    model = trained.model.to(device).eval()
-    cfg = trained.train_config
-    # only the count rows of the requested windows, and only the chosen columns, travel to the device
-    from neurrator.data.binning import window_index
-
-    pres_idx = np.asarray(presentation_idx, dtype=np.int64)
-    widx = window_index(binned.frame, binned.repeat, bins_per_frame=binned.bins_per_frame,
-                        window_bins=cfg.window_bins, offset_bins=cfg.offset_bins)[pres_idx]  # (P', W)
-    need = np.unique(widx[widx >= 0])
-    sub = np.zeros((len(need) + 1, cols.size), dtype=np.float32)  # last row: zeros, read outside a repeat
-    sub[: len(need)] = np.asarray(binned.counts)[need][:, cols]
-    local_rows = np.where(widx >= 0, np.searchsorted(need, np.maximum(widx, 0)), len(need))
-    counts = torch.from_numpy(sub).to(device)
-    rows_t = torch.from_numpy(local_rows).to(device)
-    table = torch.from_numpy(rows).to(device)
-    out = np.empty((len(pres_idx), trained.encoder_config.n_patches, trained.encoder_config.dim), dtype=np.float32)
-    for i in range(0, len(pres_idx), batch_size):
-        r = rows_t[i : i + batch_size]
-        x = counts.index_select(0, r.reshape(-1)).view(len(r), cfg.window_bins, cols.size)
-        with _autocast(device, cfg.precision):
-            pred = model(x, table)
-        out[i : i + len(r)] = pred.float().cpu().numpy()
-    return out
-
-
-@torch.no_grad()
-def predict_windows(
-    trained: TrainedEncoder,
-    windows: np.ndarray,
-    unit_ids: np.ndarray,
-    *,
-    device: str | torch.device = "cpu",
-    batch_size: int = 256,
-) -> np.ndarray:
-    """Predicted patch tokens for arbitrary count windows (e.g. a unit driven above its baseline).
-
-    `predict` decodes recorded presentations; this decodes any input the caller builds, which is how
-    the model is probed causally (`neurrator.analysis.contribution.drive_narrations`).
-
-    Parameters
-    ----------
-    trained
-        From `train_encoder` or `neurrator.models.checkpoint.load_checkpoint`.
-    windows
-        (B, T, n) float32 spike counts per bin, T = the encoder's ``window_bins``, one column per unit.
-    unit_ids
-        (n,) int64 unit ids (as in ``Binned.unit_ids``) of the columns; each must be a training unit.
-    device, batch_size
-
-    Returns
-    -------
-    tokens : (B, n_patches, dim) float32
-    """
-    device = torch.device(device)
-    x = np.asarray(windows, dtype=np.float32)
-    ids = np.asarray(unit_ids).ravel()
-    if x.ndim != 3 or x.shape[2] != ids.size or ids.size == 0:
-        raise ValueError(f"windows must be (B, T, n) with n = {ids.size} >= 1 unit ids, got {x.shape}")
-    T = trained.train_config.window_bins
-    if x.shape[1] != T:
-        raise ValueError(f"windows have {x.shape[1]} bins but the encoder reads {T}")
-    table = torch.from_numpy(trained.unit_rows(ids)).to(device)
-    model = trained.model.to(device).eval()
-    cfg = trained.train_config
-    out = np.empty((x.shape[0], trained.encoder_config.n_patches, trained.encoder_config.dim), dtype=np.float32)
-    for i in range(0, x.shape[0], batch_size):
-        xb = torch.from_numpy(x[i : i + batch_size]).to(device)
-        with _autocast(device, cfg.precision):
-            pred = model(xb, table)
-        out[i : i + len(xb)] = pred.float().cpu().numpy()
-    return out

@@ -24,6 +24,10 @@ from typing import Any
 import numpy as np
 
 from neurrator.errors import NeurratorError
+from neurrator.io.checksums import sha256_file
+from neurrator.io.h5safety import check_hdf5_file
+
+__all__ = ["PROVENANCE_FILE_NAME", "STALE_TEMPORARY_AGE_S", "add_units_to_nwbfile", "as_rows", "check_writable_dir", "derived_file_name", "encoder_config_text", "jsonable", "new_derived_nwbfile", "output_is_complete", "provenance_record", "read_provenance", "remove_dead_temporaries", "remove_stale_temporaries", "run_provenance", "software_versions", "source_checksum", "stimulus_epochs", "temporary_name", "write_nwbfile_atomic"]
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +161,7 @@ def add_units_to_nwbfile(nwbfile, units, *, epochs: np.ndarray, rows: np.ndarray
 
     Only the analysed stimulus epochs are copied (the source file keeps the whole recording under the
     same unit ids), so the derived file stays small for multi-hour sessions. ``resolution`` is the
-    source Units table's spike-time resolution in seconds (`neurrator.models.loading.SessionOutline`); it is
+    source Units table's spike-time resolution in seconds (`neurrator.data.outline.SessionOutline`); it is
     copied when known (nwbinspector's best practice) and never guessed: None, NaN or <= 0 leave it unset.
     """
     from pynwb.misc import Units
@@ -326,7 +330,6 @@ def output_is_complete(path: Path, *, source: str | None = None) -> bool:
     import ndx_neurrator  # noqa: F401
     from pynwb import NWBHDF5IO
 
-    from neurrator.io.h5safety import check_hdf5_file
 
     path = Path(path)
     if not path.is_file():
@@ -362,8 +365,6 @@ def encoder_config_text(payload) -> str:
 
 def source_checksum(source: str) -> str:
     """``sha256:<hex>`` of a local source file; streamed sources name the archive's asset digest instead."""
-    from neurrator.decode.scoring import sha256_file
-
     path = Path(source)
     if "://" not in source and path.is_file():
         return "sha256:" + sha256_file(path)

@@ -12,6 +12,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from neurrator.decode.decoding import EVAL_METRICS, Metric, NULL_KINDS, NULL_TESTED
+from neurrator.models.checkpoint import checkpoint_payload
+from neurrator.nwb.compression import compress_windows, fit_pca_basis
+from neurrator.nwb.derived import add_units_to_nwbfile, encoder_config_text, new_derived_nwbfile, stimulus_epochs
+from neurrator.sae.autoencoder import sae_payload
+
 __all__ = [
     "build_derived_nwbfile",
     "add_encoder_to_nwbfile",
@@ -47,8 +53,6 @@ def add_encoder_to_nwbfile(nwbfile, trained, *, units_table, unit_rows: np.ndarr
     """
     import ndx_neurrator as ndx
 
-    from neurrator.models.checkpoint import checkpoint_payload
-    from neurrator.nwb.derived import encoder_config_text
 
     payload = checkpoint_payload(trained)
     spec = trained.target_spec
@@ -131,8 +135,6 @@ def add_patch_predictions_to_nwbfile(nwbfile, results: Sequence, presentations, 
     if storage == "auto":
         storage = "compact" if predicted.nbytes > AUTO_COMPACT_BYTES else "full"
     if storage in ("compact", "compact-pca") and len(predicted) >= 2:
-        from neurrator.nwb.compression import compress_windows, fit_pca_basis
-
         linear = int(encoder.get_config().get("encoder", {}).get("linear_rank") or 0) > 0
         if storage == "compact" and linear:
             components, mean = encoder.readout_basis()
@@ -193,7 +195,6 @@ def add_sae_to_nwbfile(nwbfile, sae, concepts, *, naming_split: str):
     was named)."""
     import ndx_neurrator as ndx
 
-    from neurrator.sae.autoencoder import sae_payload
 
     config_json, weights, _sha = sae_payload(sae)
     container = ndx.create_sparse_autoencoder(
@@ -223,7 +224,6 @@ def add_fidelity_to_nwbfile(nwbfile, results: Sequence, baselines: dict[str, dic
     the baselines (ridge, kNN, shuffled frames) ride on the ``all`` subset's rows."""
     import ndx_neurrator as ndx
 
-    from neurrator.decode.decoding import EVAL_METRICS, NULL_KINDS, NULL_TESTED, Metric
 
     nan = float("nan")
     names = ("row", "n", "region", "cell_type", "seed", "metric", "value", "chance", "lo", "hi", "p", "q", "beats",
@@ -351,8 +351,6 @@ def build_derived_nwbfile(session, *, provenance: str, trained, results: Sequenc
                           units_resolution: float | None, predictions: str = "full", predictions_rank: int = 64):
     """The whole derived ``NWBFile`` of a run: subject, session and units of the source, provenance, and every
     ndx-neurrator container (`add_<thing>_to_nwbfile` each), in memory."""
-    from neurrator.nwb.derived import add_units_to_nwbfile, new_derived_nwbfile, stimulus_epochs
-
     units = session.units
     nwbfile = new_derived_nwbfile(session, provenance=provenance)
     units_table = add_units_to_nwbfile(nwbfile, units, epochs=stimulus_epochs(session.presentations),

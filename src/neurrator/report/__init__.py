@@ -1,1 +1,32 @@
-"""report."""
+"""A derived file -> tables, figures, the HTML report and the text summary (torch-free).
+
+The face of `neurrator.report`: every public name of its modules, imported on first use
+(`from neurrator.report import ...`), so that files can move without breaking a notebook.
+"""
+
+from neurrator._lazy import lazy_face
+
+_WHERE = {
+    "data": (
+        "CELL_TYPE_COLUMNS", "DerivedFile", "REGION_COLUMNS", "TABLES", "by_type", "open_nwb",
+        "read_derived",
+    ),
+    "figures": (
+        "BASELINE_NAMES", "BASELINE_STYLE", "CHANCE_STYLE", "CI_NOTE", "KIND_COLOURS", "KIND_NAMES",
+        "METRIC_NAMES", "REGION_COLOURS", "baselines", "chance", "data_uri", "fig_png",
+        "group_comparison_figure", "group_separation_figure", "image_png", "metric_name", "plot_fidelity",
+        "present_metrics", "reliability_figure", "scaling_figure", "subset_bars_figure",
+    ),
+    "html": (
+        "EXAMPLE_KINDS", "FIG_METRICS", "build_context", "fmt", "fmt_ci", "render_context", "render_report",
+        "write_report",
+    ),
+    "summary": (
+        "format_summary",
+    ),
+    "text": (
+        "format_file",
+    ),
+}
+
+__getattr__, __dir__, __all__ = lazy_face(__name__, _WHERE)

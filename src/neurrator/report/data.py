@@ -8,6 +8,7 @@ the file is open; nothing returned refers to the file afterwards.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,15 +17,27 @@ import numpy as np
 import pandas as pd
 
 from neurrator.errors import NeurratorError
+from neurrator.io.h5safety import check_hdf5_file
+
+__all__ = ["CELL_TYPE_COLUMNS", "TABLES", "DerivedFile", "REGION_COLUMNS", "by_type", "open_nwb", "read_derived"]
 
 # Columns of the Units table that name a unit's region and cell type, first match wins.
 REGION_COLUMNS = ("region", "brain_area", "location", "ecephys_structure_acronym", "structure")
 CELL_TYPE_COLUMNS = ("cell_type", "putative_cell_type", "opto_cell_type", "opto_label")
 
 
-@dataclass
-class DerivedFile:
-    """What the report needs from one derived file; tables are ``None`` when the file lacks them."""
+#: The tables of a derived file, in the order `DerivedFile` lists them as a mapping.
+TABLES = ("units", "subsets", "fidelity", "narrations", "sae_validation", "unit_neurration", "concept_tuning",
+          "group_comparison", "group_separation", "scaling")
+
+
+@dataclass(eq=False)
+class DerivedFile(Mapping):
+    """What the report needs from one derived file; tables are ``None`` when the file lacks them.
+
+    Also a read-only mapping of table name -> `pandas.DataFrame` over the tables the file holds
+    (`TABLES`; narrations keep their text): ``dict(read_derived(path))`` or ``data["fidelity"]``.
+    """
 
     path: Path
     session: dict[str, Any]
@@ -44,6 +57,17 @@ class DerivedFile:
     thumbnails: dict[int, np.ndarray] = field(default_factory=dict)
     types_found: list[str] = field(default_factory=list)
 
+    def __getitem__(self, name: str) -> pd.DataFrame:
+        if name not in TABLES or getattr(self, name) is None:
+            raise KeyError(f"{name!r}: not a table of {self.path.name} (it has: {', '.join(self) or 'none'})")
+        return getattr(self, name)
+
+    def __iter__(self) -> Iterator[str]:
+        return (name for name in TABLES if getattr(self, name) is not None)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
 
 def open_nwb(path: Path):
     """``(io, nwbfile)`` for a readable NWB file; user errors as one-line ``NeurratorError``."""
@@ -55,7 +79,6 @@ def open_nwb(path: Path):
         raise NeurratorError(path, "no such file")
     if not h5py.is_hdf5(str(path)):
         raise NeurratorError(path, "not an HDF5/NWB file")
-    from neurrator.io.h5safety import check_hdf5_file
 
     with h5py.File(str(path), "r") as h:  # shared files are untrusted: no links out, no size bombs
         check_hdf5_file(h, label=str(path), file_size=path.stat().st_size)

@@ -13,6 +13,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from neurrator.errors import NeurratorError
+from neurrator.report.data import read_derived
+
+__all__ = ["BASELINE_NAMES", "BASELINE_STYLE", "CHANCE_STYLE", "CI_NOTE", "KIND_COLOURS", "KIND_NAMES", "METRIC_NAMES", "REGION_COLOURS", "baselines", "chance", "data_uri", "fig_png", "group_comparison_figure", "group_separation_figure", "image_png", "metric_name", "plot_fidelity", "present_metrics", "reliability_figure", "scaling_figure", "subset_bars_figure"]
+
 METRIC_NAMES = {
     "patch_cosine": "patch cosine similarity",
     "centred_patch_cosine": "centred patch cosine",
@@ -335,9 +340,6 @@ def plot_fidelity(path: Path, png: Path, *,
                   metrics: tuple[str, ...] = ("within_1s", "top1", "narration_similarity")) -> Path:
     """``neurrator show --plot``: fidelity vs population size (top) and per-subset fidelity with 95% CIs,
     chance and baselines (bottom), written to ``png``."""
-    from neurrator.errors import NeurratorError
-    from neurrator.report.data import read_derived
-
     path, png = Path(path), Path(png)
     data = read_derived(path)
     if data.fidelity is None and data.scaling is None:

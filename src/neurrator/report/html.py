@@ -19,6 +19,9 @@ import pandas as pd
 from neurrator.report import figures
 from neurrator.errors import NeurratorError
 from neurrator.report.data import DerivedFile, read_derived
+from neurrator.nwb.derived import temporary_name
+
+__all__ = ["EXAMPLE_KINDS", "FIG_METRICS", "build_context", "fmt", "fmt_ci", "render_context", "render_report", "write_report"]
 
 FIG_METRICS = ("top1", "within_1s", "narration_similarity")
 EXAMPLE_KINDS = ("all", "region", "cell_type", "local_population", "single_unit", "random")
@@ -315,7 +318,6 @@ def write_report(derived_path: Path, out_html: Path | None = None) -> Path:
     import os
     import tempfile
 
-    from neurrator.nwb.derived import temporary_name
 
     tmp = None
     try:

@@ -29,8 +29,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from neurrator.sae.concepts import Concepts
-from neurrator.config import SAEConfig
+from neurrator.component_config import SAEConfig
 from neurrator.errors import NeurratorError
+from neurrator.sae.concepts import name_concepts_correlation
 
 SAE_FORMAT = "neurrator-topk-sae/1"
 
@@ -323,8 +324,6 @@ def train_named_sae(targets: np.ndarray, naming_texts: dict[int, str], *, naming
     sae, concepts, naming_split
         The trained SAE (``sae.concepts`` set), its `Concepts` and a sentence on which frames named them.
     """
-    from neurrator.sae.concepts import name_concepts_correlation
-
     sae, _stats = train_sae(targets, config=config.for_data(targets.shape[2]), epochs=epochs, device=device,
                             seed=seed)
     named, guard = naming_frames(naming_texts, exclude_frames, fps=fps)

@@ -37,6 +37,7 @@ from neurrator.stats import resampling as stats
 from neurrator.sae.concepts import Concepts, content_words
 from neurrator.stats.nulls import item_blocks, off_block_mean, paired_null
 from neurrator.sae.autoencoder import SparseAutoencoder
+from neurrator.sae.autoencoder import frame_latents
 
 #: Scores with a paired null (``<score>_chance`` columns).
 PAIRED_SCORES = ("concept_agreement", "latent_profile_similarity")
@@ -129,8 +130,6 @@ def _within_groups(M: np.ndarray, groups: np.ndarray) -> np.ndarray:
 
 def _validate(narrations, predicted, true, *, sae, concepts, top_concepts, device, frame_ids, blocks, groups,
               block_frames):
-    from neurrator.sae.autoencoder import frame_latents
-
     concepts = concepts if concepts is not None else sae.concepts
     if concepts is None:
         raise ValueError("the SAE has no concept names: run sae.name_concepts and set sae.concepts first")

@@ -16,18 +16,24 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import datetime, timezone
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from neurrator.simulate.captions import FEATURE_NAMES
 from neurrator.simulate.recording import simulate_session
 from neurrator.simulate.truth import SimulationTruth, truth_path
+from neurrator import __version__
+from neurrator.simulate.scenes import simulate_natural_scenes
 
 __all__ = ["add_captions_to_nwbfile", "write_simulated_session"]
 
 
-def add_captions_to_nwbfile(nwbfile, caption_variants: np.ndarray, *, stimulus: str) -> None:
-    """Add ``processing/stimulus/<stimulus>_captions``: one row per (frame, variant).
+def add_captions_to_nwbfile(nwbfile, caption_variants: np.ndarray, *, stimulus: str,
+                            vocabulary: Sequence[str] = ()) -> None:
+    """Add ``processing/stimulus/<stimulus>_captions``: one row per (frame, variant), and the captions'
+    vocabulary as ``<stimulus>_caption_terms`` (one ``term`` per row) when one is given.
 
     Parameters
     ----------
@@ -37,6 +43,9 @@ def add_captions_to_nwbfile(nwbfile, caption_variants: np.ndarray, *, stimulus: 
         (F, V) str; column 0 is the canonical caption of each frame.
     stimulus
         Stimulus name (the table is ``<stimulus>_captions``).
+    vocabulary
+        The terms the captions are written in (the simulator's feature words): a reader restricts concept
+        names to them (`neurrator.data.session.Session.caption_vocabulary`). Nothing is written when empty.
 
     Notes
     -----
@@ -68,6 +77,14 @@ def add_captions_to_nwbfile(nwbfile, caption_variants: np.ndarray, *, stimulus: 
             ],
         )
     )
+    terms = [str(v) for v in vocabulary]
+    if terms:
+        mod.add(DynamicTable(
+            name=f"{stimulus}_caption_terms",
+            description=f"the vocabulary the captions of {stimulus} are written in (concept names are drawn from it)",
+            id=np.arange(len(terms)),
+            columns=[VectorData(name="term", description="a caption term (one word or phrase)", data=terms)],
+        ))
 
 
 def write_simulated_session(
@@ -117,11 +134,8 @@ def write_simulated_session(
     from pynwb.image import ImageSeries
     from pynwb.misc import Units
 
-    from neurrator import __version__
 
     if natural_scenes is not None:
-        from neurrator.simulate.scenes import simulate_natural_scenes
-
         sim = simulate_natural_scenes(n_images=int(natural_scenes), n_repeats=n_repeats, n_units=n_units, seed=seed,
                                       **kwargs)
     else:
@@ -228,7 +242,7 @@ def write_simulated_session(
         )
     )
     variants = truth.caption_variants if truth.caption_variants is not None else np.asarray(truth.captions)[:, None]
-    add_captions_to_nwbfile(nwb, variants, stimulus=stim)
+    add_captions_to_nwbfile(nwb, variants, stimulus=stim, vocabulary=FEATURE_NAMES)
     # opto-tagging (none with n_pulses=0: the module is absent, as in an Allen wild-type session)
     op = sim.opto
     if op["start"].size:
