@@ -1,4 +1,4 @@
-"""Spike times + movie presentations -> `Binned` spike counts, context-window row indices, repeat splits.
+"""Spike times + presentations -> `Binned` spike counts per bin and the context-window row indices.
 
 Counting uses the sortedness of each unit's spike times: two `np.searchsorted` calls cut out the
 unit's spikes inside the presentation span, only those are located among the (time-sorted) bin edges

@@ -1,4 +1,4 @@
-"""Predicted vs true patch tokens on held-out repeats -> fidelity metrics with chance levels and CIs; baselines.
+"""Predicted vs true patch tokens on held-out repeats -> fidelity metrics with chance levels and CIs.
 
 Metrics (`score_predictions`); the headline is `HEADLINE_METRICS`:
 
@@ -20,9 +20,8 @@ Metrics (`score_predictions`); the headline is `HEADLINE_METRICS`:
   blocks of ``block_frames`` movie frames (`neurrator.stats.resampling.scene_blocks`; windows of one frame in
   different repeats share a block).
 
-Baselines on the same split and windows: closed-form ridge regression from the flattened windows to
-a PCA of the flattened targets (alpha chosen on the validation repeats), kNN on population vectors,
-and a shuffled-frame control (the encoder's predictions scored against permuted frames).
+The shuffled-frame control (`shuffled_control`: the encoder's predictions scored against permuted frames)
+lives here; the ridge and kNN baselines in `neurrator.decode.baselines`.
 """
 
 from __future__ import annotations

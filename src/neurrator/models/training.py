@@ -1,4 +1,4 @@
-"""Binned counts + patch targets + a repeat split -> a trained `SpikeEncoder` (`TrainedEncoder`); `predict`.
+"""Binned counts + patch targets + a repeat split -> a trained `SpikeEncoder` (`TrainedEncoder`).
 
 All training data sit on the device before the first step: the counts ``(P*b + 1, N)`` float32 (last
 row zeros, read where a window leaves its repeat), the window row index ``(P, W)`` and the targets
