@@ -21,6 +21,10 @@ The generative model, one module per part
   rates, strongest features, captions ...) saved as ``<name>.truth.npz`` (`truth_path`, `load_truth`).
 * **Writing** (`neurrator.simulate.writing`): `write_simulated_session` -> the NWB file in the Allen
   Visual Coding layout.
+* **Global null** (`neurrator.simulate.null`): any session (a `Session`, or an NWB file) -> the same
+  session with every unit's spikes circularly shifted by its own lag within every repeat
+  (`global_null_session`, `write_global_null`): rates and autocorrelation kept, stimulus locking gone,
+  the session on which every statistical test must find nothing.
 
 Defaults (the demo's data): 300 units (38 per interneuron class), 12 back-to-back repeats of a
 900-frame movie, 5 captions per frame, 60 opto pulses; a ~450 s session, ~14 MB file, written in a few
@@ -45,6 +49,7 @@ from neurrator.simulate.captions import (
     mentions_feature,
 )
 from neurrator.simulate.movie import Movie, make_movie, simulate_movie
+from neurrator.simulate.null import circular_shift_spikes, global_null_session, repeat_spans, write_global_null
 from neurrator.simulate.population import REGIONS, TYPE_FRACTIONS, TYPE_PREFERENCES
 from neurrator.simulate.recording import CRE_LINES, SimulatedSession, simulate_session
 from neurrator.simulate.truth import SimulationTruth, load_truth, truth_path
@@ -63,12 +68,16 @@ __all__ = [
     "SimulatedSession",
     "SimulationTruth",
     "add_captions_to_nwbfile",
+    "circular_shift_spikes",
+    "global_null_session",
     "load_truth",
     "make_movie",
     "mentioned_features",
     "mentions_feature",
+    "repeat_spans",
     "simulate_movie",
     "simulate_session",
     "truth_path",
+    "write_global_null",
     "write_simulated_session",
 ]
