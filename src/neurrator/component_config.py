@@ -1,7 +1,10 @@
 """Settings of the pipeline's components: encoder training (`TrainConfig`), architecture
-(`EncoderConfig`), the validating SAE (`SAEConfig`) and the issue-9 analyses (`AnalysisConfig`).
+(`EncoderConfig`), the validating SAE (`SAEConfig`), the issue-9 analyses (`AnalysisConfig`) and the
+decoded unit subsets (`SubsetPlan`).
 
 Each is a frozen, JSON-able record nested in `neurrator.config.NarrateConfig` (which re-exports them).
+Every field is documented by the string under it (an attribute docstring, as Sphinx autodoc reads it);
+tests/test_config_docs.py keeps it so.
 """
 
 from __future__ import annotations
@@ -16,78 +19,72 @@ PRECISIONS = ("float32", "bfloat16")
 class TrainConfig:
     """How an encoder is trained (JSON-able; stored in checkpoints).
 
-    Attributes
-    ----------
-    window_bins
-        W, bins in each input window (20 at 120 Hz: 167 ms).
-    offset_bins
-        Window alignment: 0 centres it on the frame (the paper); > 0 lags it (visual latency).
-    batch_size
-        Presentations per step.
-    max_epochs
-        Upper bound on passes over the training presentations.
-    lr, weight_decay
-        AdamW.
-    warmup_steps
-        Linear warm-up, then cosine decay to ``lr * min_lr_ratio`` at the last step.
-    min_lr_ratio
-        Final learning rate as a fraction of ``lr``.
-    grad_clip
-        Max global gradient norm (0 disables clipping).
-    eval_every
-        Steps between validations (0: once per epoch).
-    patience
-        Stop after this many validations without improvement of the validation loss.
-    min_units, max_units
-        Range of the log-uniform unit-subset size (max None: all units).
-    full_set_prob
-        Probability that a batch uses all units.
-    mse_weight, cos_weight, infonce_weight
-        Loss = mse_weight * MSE(standardised tokens) + cos_weight * (1 - patch cosine)
-        + infonce_weight * InfoNCE(flattened frames, in-batch negatives).
-    temperature
-        InfoNCE temperature.
-    linear_init
-        Start the encoder's linear path (`EncoderConfig.linear_rank`) at the closed-form ridge solution
-        on all units (alpha chosen by validation MSE from ``ridge_alphas``), so training starts from
-        ridge and the attention path learns what is left.
-    linear_l2
-        Ridge penalty on the linear path during training, as ridge's alpha per training window:
-        ``mse_weight * linear_l2 * sum_k scale_k^2 |w_k|^2 / (n_patches * dim)``. None: the alpha of
-        the closed-form initialisation / training windows (1.0 without it).
-    linear_lr_scale
-        Learning rate of the linear path's per-unit weights relative to ``lr`` (Adam's normalised steps
-        at the full rate drive the many weak per-unit weights into noise within a few epochs).
-    pca_components
-        Train through a per-token PCA basis of this many components (``EncoderConfig.out_components``);
-        predictions are always expanded back to full tokens. None: full tokens.
-    precision
-        ``float32`` or ``bfloat16`` (autocast; CUDA only, CPU always runs float32).
+    Each field is documented under it.
+
+    Examples
+    --------
+    >>> TrainConfig(max_epochs=3).to_dict()["max_epochs"]
+    3
+    >>> TrainConfig(min_units=5, max_units=2)
+    Traceback (most recent call last):
+    ...
+    ValueError: max_units (2) < min_units (5)
     """
 
     window_bins: int = 20
+    """W, bins in each input window (20 at 120 Hz: 167 ms)."""
     offset_bins: int = 0
+    """Window alignment: 0 centres it on the frame (the paper); > 0 lags it (visual latency)."""
     batch_size: int = 64
+    """Presentations per step."""
     max_epochs: int = 30
+    """Upper bound on passes over the training presentations."""
     lr: float = 3e-3
+    """AdamW learning rate (the peak, reached at the end of the warm-up)."""
     weight_decay: float = 0.01
+    """AdamW weight decay."""
     warmup_steps: int = 100
+    """Linear warm-up (at most a tenth of all steps), then cosine decay to ``lr * min_lr_ratio`` at the
+    last step."""
     min_lr_ratio: float = 0.02
+    """Final learning rate as a fraction of ``lr``."""
     grad_clip: float = 1.0
+    """Max global gradient norm (0 disables clipping)."""
     eval_every: int = 0
+    """Steps between validations (0: once per epoch)."""
     patience: int = 2
+    """Stop after this many validations without improvement of the validation loss."""
     min_units: int = 1
+    """Lower end of the log-uniform unit-subset size of the batches that do not use all units."""
     max_units: int | None = None
+    """Upper end of the log-uniform unit-subset size (None: all units)."""
     full_set_prob: float = 0.8
+    """Probability that a batch uses all units."""
     mse_weight: float = 0.5
+    """Weight of the MSE term; the loss is ``mse_weight * MSE(standardised tokens) + cos_weight * (1 - patch
+    cosine) + infonce_weight * InfoNCE(flattened frames, in-batch negatives)``."""
     cos_weight: float = 0.5
+    """Weight of the ``1 - patch cosine`` term of the loss (see ``mse_weight``)."""
     infonce_weight: float = 1.0
+    """Weight of the InfoNCE term of the loss (flattened frames, in-batch negatives; see ``mse_weight``)."""
     temperature: float = 0.05
+    """InfoNCE temperature."""
     pca_components: int | None = None
+    """Train through a per-token PCA basis of this many components (``EncoderConfig.out_components``);
+    predictions are always expanded back to full tokens. None: full tokens."""
     linear_init: bool = True
+    """Start the encoder's linear path (`EncoderConfig.linear_rank`) at the closed-form ridge solution on
+    all units (alpha chosen by validation MSE from `neurrator.models.training.RIDGE_ALPHAS`), so training
+    starts from ridge and the attention path learns what is left."""
     linear_l2: float | None = None
+    """Ridge penalty on the linear path during training, as ridge's alpha per training window:
+    ``mse_weight * linear_l2 * sum_k scale_k^2 |w_k|^2 / (n_patches * dim)``. None: the alpha of the
+    closed-form initialisation / training windows (1.0 without it)."""
     linear_lr_scale: float = 0.1
+    """Learning rate of the linear path's per-unit weights relative to ``lr`` (Adam's normalised steps at
+    the full rate drive the many weak per-unit weights into noise within a few epochs)."""
     precision: str = "float32"
+    """``float32`` or ``bfloat16`` (autocast; CUDA only, CPU always runs float32)."""
 
     def __post_init__(self) -> None:
         for name in ("window_bins", "batch_size", "max_epochs", "patience", "min_units"):
@@ -120,62 +117,53 @@ class TrainConfig:
 class EncoderConfig:
     """Architecture of a `SpikeEncoder` (JSON-able; stored in checkpoints).
 
-    Attributes
-    ----------
-    n_units
-        Rows of the unit identity table (all units the encoder knows, over all pooled sessions).
-    n_patches
-        Output tokens per frame (64 for ``tiny``, 576 for LLaVA-1.5).
-    dim
-        Width of each output token (64 for ``tiny``, 1024 for LLaVA-1.5). ``n_units``, ``n_patches`` and
-        ``dim`` come from the data: None in a run configuration (`for_data` fills them); a model
-        needs all three.
-    window_bins
-        W, bins in each unit's input window.
-    n_sessions
-        Rows of the session embedding table (1 for a single session).
-    d_model
-        Width of unit tokens, latents and patch queries.
-    n_heads
-        Attention heads (must divide d_model).
-    n_latents
-        Latent queries that pool the unit tokens.
-    depth
-        Self-attention blocks over the latents.
-    mlp_ratio
-        Hidden width of every MLP, as a multiple of d_model.
-    dropout
-        Dropout in MLPs and on attention outputs (training only).
-    out_components
-        If set, the head predicts this many PCA coefficients per token, expanded to ``dim`` by a
-        fixed basis (`SpikeEncoder.set_output_basis`); None predicts full tokens directly.
-    linear_rank
-        K, width of the linear readout path: each unit's window, summed in groups of ``linear_pool``
-        bins, log1p-transformed and z-scored per (unit, group), is mapped by the unit's own
-        ``(W / linear_pool, K)`` matrix to K coefficients of a fixed basis of whole standardised token
-        maps (`SpikeEncoder.set_linear_basis`: top principal components of the training frames), summed
-        over the units present, rescaled by n_units / n and a learned gain of n for subsets. On all
-        units this is exactly a ridge regression (training initialises it with the closed-form ridge
-        solution). 0 disables the path.
-    linear_pool
-        Bins summed per input feature of the linear path (4 = one movie frame at 120 Hz); the last
-        group is shorter when it does not divide ``window_bins``.
+    Each field is documented under it.
+
+    Examples
+    --------
+    >>> EncoderConfig(d_model=64).for_data(n_units=300, n_patches=576, dim=1024).n_units
+    300
     """
 
     n_units: int | None = None
+    """Rows of the unit identity table (all units the encoder knows, over all pooled sessions). From the
+    data: None in a run configuration (`for_data` fills it); a model needs it."""
     n_patches: int | None = None
+    """Output tokens per frame (64 for ``tiny``, 576 for LLaVA-1.5). From the data: None in a run
+    configuration (`for_data` fills it); a model needs it."""
     dim: int | None = None
+    """Width of each output token (64 for ``tiny``, 1024 for LLaVA-1.5). From the data: None in a run
+    configuration (`for_data` fills it); a model needs it."""
     window_bins: int = 20
+    """W, bins in each unit's input window."""
     n_sessions: int = 1
+    """Rows of the session embedding table (1 for a single session)."""
     d_model: int = 128
+    """Width of unit tokens, latents and patch queries."""
     n_heads: int = 4
+    """Attention heads (must divide d_model)."""
     n_latents: int = 32
+    """Latent queries that pool the unit tokens."""
     depth: int = 2
+    """Self-attention blocks over the latents."""
     mlp_ratio: float = 2.0
+    """Hidden width of every MLP, as a multiple of d_model."""
     dropout: float = 0.0
+    """Dropout in MLPs and on attention outputs (training only)."""
     out_components: int | None = None
+    """If set, the head predicts this many PCA coefficients per token, expanded to ``dim`` by a fixed basis
+    (`neurrator.models.encoder.SpikeEncoder.set_output_basis`); None predicts full tokens directly."""
     linear_rank: int = 256
+    """K, width of the linear readout path: each unit's window, summed in groups of ``linear_pool`` bins,
+    log1p-transformed and z-scored per (unit, group), is mapped by the unit's own ``(W / linear_pool, K)``
+    matrix to K coefficients of a fixed basis of whole standardised token maps
+    (`neurrator.models.encoder.SpikeEncoder.set_linear_basis`: top principal components of the training
+    frames), summed over the units present, rescaled by n_units / n and a learned gain of n for subsets.
+    On all units this is exactly a ridge regression (training initialises it with the closed-form ridge
+    solution). 0 disables the path. A run caps it (`linear_rank_for`)."""
     linear_pool: int = 4
+    """Bins summed per input feature of the linear path (4 = one movie frame at 120 Hz); the last group is
+    shorter when it does not divide ``window_bins``."""
 
     def __post_init__(self) -> None:
         for name in ("n_units", "n_patches", "dim", "window_bins", "n_sessions", "d_model", "n_heads", "n_latents"):
@@ -230,29 +218,27 @@ def linear_rank_for(requested: int, *, n_patches: int, dim: int, n_frames: int) 
 class SAEConfig:
     """Architecture of a TopK SAE.
 
-    Attributes
-    ----------
-    d_in
-        Width of the patch tokens (64 for the tiny backbone, 1024 for CLIP ViT-L/14); None in a run
-        configuration, filled from the data by `for_data`.
-    n_latents
-        Dictionary size.
-    k
-        Latents kept per token.
-    aux_k
-        Dead latents used by the AuxK loss (Gao et al.: 512; default ``min(512, d_in // 2)``).
-    aux_coef
-        Weight of the AuxK loss (Gao et al.: 1/32).
-    dead_tokens
-        A latent is dead when it has not fired for this many training tokens.
+    Each field is documented under it.
+
+    Examples
+    --------
+    >>> SAEConfig(n_latents=1024, k=16).for_data(64).aux_k
+    32
     """
 
     d_in: int | None = None
+    """Width of the patch tokens (64 for the tiny backbone, 1024 for CLIP ViT-L/14); None in a run
+    configuration, filled from the data by `for_data`."""
     n_latents: int = 1024
+    """Dictionary size."""
     k: int = 16
+    """Latents kept per token."""
     aux_k: int | None = None
+    """Dead latents used by the AuxK loss (Gao et al.: 512; default ``min(512, d_in // 2)``)."""
     aux_coef: float = 1 / 32
+    """Weight of the AuxK loss (Gao et al.: 1/32)."""
     dead_tokens: int = 1_000_000
+    """A latent is dead when it has not fired for this many training tokens."""
 
     def __post_init__(self) -> None:
         for name in ("d_in", "n_latents", "k", "dead_tokens"):
@@ -278,34 +264,34 @@ class SAEConfig:
 class AnalysisConfig:
     """The single-neuron, group and scaling analyses (`neurrator.analysis.run`).
 
-    Attributes
-    ----------
-    enabled
-        Run them (they need named SAE concepts).
-    contributions
-        Also run the leave-one-out and drive probes (one encoder pass per unit).
-    eval_windows
-        Held-out test windows (evenly spaced) the scaling curves are evaluated on.
-    probe_windows
-        The subset of those windows used by the per-unit leave-one-out and the decoded-enrichment pools
-        (one encoder pass per unit and per pool).
-    null_pools
-        Size-matched random pools per group for decoded enrichment (z-test against the pools).
-    n_boot, n_perm
-        Bootstrap resamples (>= 200 for the group CIs) and permutations of the analyses.
-    scaling_sizes, scaling_draws
-        Population sizes per region and random draws per size of the scaling curves.
+    Each field is documented under it.
+
+    Examples
+    --------
+    >>> AnalysisConfig(scaling_sizes=[1, 10]).scaling_sizes
+    (1, 10)
     """
 
     enabled: bool = True
+    """Run them (they need named SAE concepts)."""
     contributions: bool = True
+    """Also run the leave-one-out and drive probes (one encoder pass per unit)."""
     eval_windows: int = 300
+    """Held-out test windows (evenly spaced) the scaling curves are evaluated on."""
     probe_windows: int = 120
+    """The subset of the ``eval_windows`` windows used by the per-unit leave-one-out and the
+    decoded-enrichment pools (one encoder pass per unit and per pool)."""
     null_pools: int = 25
+    """Size-matched random pools per group for decoded enrichment (z-test against the pools)."""
     n_boot: int = 200
+    """Bootstrap resamples of the analyses (>= 200 for the group CIs)."""
     n_perm: int = 1000
+    """Permutations of the analyses."""
     scaling_sizes: tuple[int, ...] = (1, 3, 10, 30, 100, 300)
+    """Population sizes per region of the scaling curves (sizes above a region's unit count are
+    skipped)."""
     scaling_draws: int = 3
+    """Random draws per population size of the scaling curves."""
 
     def __post_init__(self) -> None:
         for name in ("eval_windows", "probe_windows", "null_pools", "n_boot", "n_perm", "scaling_draws"):
@@ -320,30 +306,26 @@ class AnalysisConfig:
 
 @dataclass(frozen=True)
 class SubsetPlan:
-    """Which subsets to build.
+    """Which subsets to build (`neurrator.decode.subsets.build_subsets`).
 
-    Attributes
-    ----------
-    min_units
-        Region, cell-type and local-population groups smaller than this are skipped (and reported).
-    local_span_um
-        Width of a local population along the probe, in micrometres.
-    population_sizes
-        Sizes of the random draws for the fidelity-vs-population-size curve (sizes above the
-        session's unit count are dropped).
-    draws_per_size
-        Random draws (seeds 0..draws-1) per size.
-    single_units
-        How many single units to narrate from: the most reliable units, spread round-robin over the
-        (region, cell type) groups (see `pick_single_units`).
+    Each field is documented under it.
     """
 
     min_units: int = 10
+    """Region, cell-type and local-population groups smaller than this are skipped (and reported)."""
     local_span_um: float = 200.0
+    """Width of a local population along the probe, in micrometres."""
     population_sizes: tuple[int, ...] = (1, 3, 10, 30, 100, 300, 1000)
+    """Sizes of the random draws for the fidelity-vs-population-size curve (sizes above the session's unit
+    count are dropped)."""
     draws_per_size: int = 3
+    """Random draws (seeds 0..draws-1) per size."""
     single_units: int = 3
+    """How many single units to narrate from: the most reliable units, spread round-robin over the
+    (region, cell type) groups (see `neurrator.decode.subsets.pick_single_units`)."""
     extra: dict = field(default_factory=dict)
+    """Free-form notes; no code reads them, they only travel with the configuration into the run's
+    provenance record (`neurrator.config.NarrateConfig.to_json`)."""
 
     def __post_init__(self) -> None:
         if self.min_units < 1:
