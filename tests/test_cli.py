@@ -335,6 +335,20 @@ def test_cli_defaults_build_the_library_default_config():
     assert _config(False, **options).to_json() == NarrateConfig(progress=False).to_json()
 
 
+def test_simulate_movie_seed_changes_the_movie_not_the_population(tmp_path):
+    from neurrator.simulate import load_truth, truth_path
+
+    args = ["--units", "12", "--repeats", "4", "--seed", "1"]
+    for name, extra in (("a", []), ("b", ["--movie-seed", "3"])):
+        result = CliRunner().invoke(main, ["simulate", str(tmp_path / f"{name}.nwb"), *args, *extra,
+                                           "--movie-out", str(tmp_path / f"{name}.npy")])
+        assert result.exit_code == 0, result.output
+    a, b = load_truth(truth_path(tmp_path / "a.nwb")), load_truth(truth_path(tmp_path / "b.nwb"))
+    assert (a.params["movie_seed"], b.params["movie_seed"]) == (0, 3)
+    assert not np.array_equal(np.load(tmp_path / "a.npy"), np.load(tmp_path / "b.npy"))
+    np.testing.assert_array_equal(a.tuning, b.tuning)
+
+
 def test_simulate_with_too_few_repeats_says_which_options_narrate_needs(tmp_path):
     result = CliRunner().invoke(main, ["simulate", str(tmp_path / "s.nwb"), "--units", "12", "--repeats", "4"])
     assert result.exit_code == 0, result.output

@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import click
 
-from neurrator.errors import NeurratorError
+from neurrator.errors import NeurratorError, escape_controls, shorten
 
 log = logging.getLogger("neurrator")
 
@@ -46,7 +46,9 @@ def _configure_output(*, debug: bool, quiet: bool) -> bool:
     bars = not quiet and _stderr_is_terminal()
     own = logging.DEBUG if debug else (logging.WARNING if quiet else logging.INFO)
     others = logging.DEBUG if debug else (logging.ERROR if quiet else logging.WARNING)
-    logging.basicConfig(level=others, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_SafeFormatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=others, handlers=[handler], force=True)
     logging.getLogger("neurrator").setLevel(own)
     logging.captureWarnings(True)
     os.environ["TRANSFORMERS_VERBOSITY"] = logging.getLevelName(others).lower()
@@ -72,8 +74,15 @@ def _configure_output(*, debug: bool, quiet: bool) -> bool:
     return bars
 
 
+class _SafeFormatter(logging.Formatter):
+    """Log records -> one line each, control characters escaped (messages quote untrusted names and texts)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        return escape_controls(super().formatMessage(record).rstrip("\n"))
+
+
 def _fail(message: str) -> None:
-    click.echo(f"Error: {' '.join(message.split())}", err=True)
+    click.echo(f"Error: {escape_controls(shorten(' '.join(message.split())))}", err=True)
     sys.exit(1)
 
 
@@ -104,6 +113,11 @@ def common(func: Callable[..., Any]) -> Callable[..., Any]:
             click.echo("Interrupted: no partial output was left (output files are written whole or not at all)",
                        err=True)
             sys.exit(INTERRUPTED)
+        except MemoryError:
+            if debug:
+                raise
+            _fail("out of memory: an input holds more than this machine can load (lower NEURRATOR_MAX_ARRAY_BYTES "
+                  "to be told which file before anything is read)")
         except Exception as err:  # noqa: BLE001 - last line of defence: one line, no traceback
             if debug:
                 raise
@@ -309,14 +323,17 @@ def report(file: str, out: str | None, progress: bool) -> None:
 @click.option("--units", type=_POSITIVE, default=None, help="Number of units (default: the simulator's).")
 @click.option("--repeats", type=_POSITIVE, default=None, help="Movie repeats (default: the simulator's).")
 @click.option("--seed", type=_SEED, default=0, show_default=True, help="Random seed (0 to 2**32 - 1).")
+@click.option("--movie-seed", type=_SEED, default=0, show_default=True,
+              help="Seed of the procedural movie (sessions with the same movie seed watch the same movie).")
 @click.option("--movie-out", type=click.Path(), default=None, help="Also save the movie frames as .npy.")
 @common
-def simulate(out: str, units: int | None, repeats: int | None, seed: int, movie_out: str | None, progress: bool) -> None:
+def simulate(out: str, units: int | None, repeats: int | None, seed: int, movie_seed: int, movie_out: str | None,
+             progress: bool) -> None:
     """Write a simulated Allen-layout session with known ground truth to OUT (.nwb)."""
     from neurrator.data.splits import split_problem
     from neurrator.simulate import write_simulated_session
 
-    kwargs: dict[str, Any] = {"seed": seed, "movie_out": movie_out}
+    kwargs: dict[str, Any] = {"seed": seed, "movie_seed": movie_seed, "movie_out": movie_out}
     if units is not None:
         kwargs["n_units"] = units
     if repeats is not None:
