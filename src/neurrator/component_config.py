@@ -323,9 +323,6 @@ class SubsetPlan:
     single_units: int = 3
     """How many single units to narrate from: the most reliable units, spread round-robin over the
     (region, cell type) groups (see `neurrator.decode.subsets.pick_single_units`)."""
-    extra: dict = field(default_factory=dict)
-    """Free-form notes; no code reads them, they only travel with the configuration into the run's
-    provenance record (`neurrator.config.NarrateConfig.to_json`)."""
 
     def __post_init__(self) -> None:
         if self.min_units < 1:
