@@ -9,7 +9,7 @@ tests/test_config_docs.py keeps it so.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 PRECISIONS = ("float32", "bfloat16")
