@@ -22,6 +22,7 @@ from neurrator.data.outline import outline_nwbfile
 from neurrator.data.pseudomouse import member_view, pool_sessions
 from neurrator.data.responses import unit_reliability_for
 from neurrator.data.session import Session, read_session
+from neurrator.data.shots import detect_shots
 from neurrator.data.splits import Split
 from neurrator.decode.decoding import SubsetResult, decode_subsets, narrated_presentations, scoring_context
 from neurrator.decode.references import session_references
@@ -347,7 +348,8 @@ def analyse(session: Session, binned: Binned, *, config: NarrateConfig, device: 
         inputs = AnalysisInputs(
             responses=responses, trained=trained, binned=binned, split=split, targets=targets, sae=sae,
             concepts=concepts, units=units, narrate=narrator.narrate, embed=embedder.encode, subset_results=results,
-            references=references.by_frame, block_frames=context.block_frames, train_mean=context.train_mean)
+            references=references.by_frame, block_frames=context.block_frames, train_mean=context.train_mean,
+            shots=detect_shots(session.frames) if kind.continuous and session.frames is not None else None)
         neurration = neurrate_session(inputs, config=config.analyses, min_units=config.subsets.min_units,
                                       device=device, seed=config.seed)
     elif config.analyses.enabled and not concepts.named():

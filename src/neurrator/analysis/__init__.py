@@ -24,7 +24,7 @@ _WHERE = {
     ),
     "single_units": (
         "ConceptTuning", "UnitNeurration", "concept_tuning", "hierarchical_fdr", "neurrate_units",
-        "preferred_stimuli",
+        "preferred_stimuli", "shot_rotations",
     ),
 }
 

@@ -85,6 +85,9 @@ class AnalysisInputs:
         shift of the tuning null (1 s of a movie; 1 for flashed images, which are independent items).
     train_mean
         ``(P, D)`` training mean map (centres the per-window cosine); None: the mean of ``targets``.
+    shots
+        ``(F,)`` shot id of each movie frame (`neurrator.data.shots.detect_shots`): the concept-tuning null
+        rotates whole shots as well as shifting frames; None for flashed images (independent items).
     """
 
     responses: TrialResponses
@@ -101,6 +104,7 @@ class AnalysisInputs:
     references: dict[int, str]
     block_frames: int = 30
     train_mean: np.ndarray | None = None
+    shots: np.ndarray | None = None
 
 
 def evaluation_windows(test: np.ndarray, k: int) -> np.ndarray:
@@ -197,7 +201,7 @@ def unit_analyses(inputs: AnalysisInputs, *, config: AnalysisConfig, cache: Pred
     units = inputs.units
     neur = neurrate_units(inputs.responses, inputs.targets, acts, names, narrate=inputs.narrate,
                           unit_ids=np.arange(len(units.ids)), n_perm=config.n_perm, min_shift=inputs.block_frames,
-                          seed=seed)
+                          shots=inputs.shots, seed=seed)
 
     def fidelity(idx: np.ndarray) -> np.ndarray:
         return patch_cosines(cache(idx, windows.pwin), windows.ptruth, mean_map=windows.mean_map)
@@ -211,7 +215,8 @@ def unit_analyses(inputs: AnalysisInputs, *, config: AnalysisConfig, cache: Pred
         drive = contribution.drive_narrations(
             regions, inputs.responses.bin_mean, inputs.responses.bin_sd,
             predict_windows=lambda w, idx: predict_windows(trained, w, binned.unit_ids[idx], device=device),
-            narrate=inputs.narrate, embed=inputs.embed, window_bins=trained.train_config.window_bins, seed=seed)
+            narrate=inputs.narrate, embed=inputs.embed, window_bins=trained.train_config.window_bins,
+            n_null=config.drive_null, seed=seed)
     return neur, contribution.unit_table(neur, loo=loo, drive=drive)
 
 

@@ -43,7 +43,8 @@ from neurrator.sae.concepts import top_frames_separated
 from neurrator.data.responses import TrialResponses, unit_reliability
 from neurrator.stats.resampling import benjamini_hochberg, circular_shift_corr
 
-__all__ = ["ConceptTuning", "UnitNeurration", "concept_tuning", "hierarchical_fdr", "neurrate_units", "preferred_stimuli"]
+__all__ = ["ConceptTuning", "UnitNeurration", "concept_tuning", "hierarchical_fdr", "neurrate_units", "preferred_stimuli",
+           "shot_rotations"]
 
 
 def hierarchical_fdr(p: np.ndarray, *, alpha: float = 0.05, unit_q: np.ndarray | None = None,
@@ -108,6 +109,48 @@ def _shift_sd(x: np.ndarray, Y: np.ndarray, min_shift: int) -> np.ndarray:
     return np.sqrt(np.mean(cc[lo:hi + 1] ** 2, axis=0))
 
 
+def shot_rotations(shots: np.ndarray, *, min_shift: int = 1) -> np.ndarray:
+    """(F,) shot id per frame -> (n_rot, F) frame indices of the series with its SHOTS rotated.
+
+    Rotation by k moves the content of shot ``s + k`` onto the span of shot ``s`` (mod S shots), stretched
+    or squeezed to its length (nearest frame), for every k from ``k_lo`` to ``S - k_lo``, where ``k_lo`` is
+    the number of median-length shots spanning ``min_shift`` frames (at least 1). Unlike a circular shift
+    by frames, every rotated copy changes exactly where the original changes: a response that jumps at
+    the cuts keeps its jumps aligned with the concepts' jumps, so the null keeps what the data keep. A
+    shot is a run of equal ids; fewer than 3 shots give no rotation (an empty array).
+
+    >>> shot_rotations(np.array([0, 0, 1, 2, 2, 2])).tolist()
+    [[2, 2, 4, 0, 1, 1], [3, 5, 1, 2, 2, 2]]
+    """
+    shots = np.asarray(shots)
+    F = len(shots)
+    starts = np.flatnonzero(np.r_[True, shots[1:] != shots[:-1]]) if F else np.zeros(0, np.int64)
+    S = len(starts)
+    if S < 3:
+        return np.zeros((0, F), np.int64)
+    lengths = np.diff(np.r_[starts, F])
+    k_lo = max(1, min(S // 2, int(np.ceil(min_shift / max(np.median(lengths), 1)))))
+    out = []
+    for k in range(k_lo, S - k_lo + 1):
+        idx = np.empty(F, np.int64)
+        for s_ in range(S):
+            src = (s_ + k) % S
+            pos = (np.arange(lengths[s_]) + 0.5) * lengths[src] / lengths[s_]
+            idx[starts[s_]:starts[s_] + lengths[s_]] = starts[src] + np.minimum(pos.astype(np.int64), lengths[src] - 1)
+        out.append(idx)
+    return np.stack(out)
+
+
+def _rotation_r(x: np.ndarray, Y: np.ndarray, rot: np.ndarray) -> np.ndarray:
+    """(n_rot, N, K) Pearson r of every shot-rotated response column with every concept."""
+    xr = x[rot]  # (n_rot, F, N)
+    zx = xr - xr.mean(axis=1, keepdims=True)
+    zx /= np.where((sx := zx.std(axis=1, keepdims=True)) > 0, sx, 1.0)
+    sy = Y.std(axis=0)
+    zy = (Y - Y.mean(axis=0)) / np.where(sy > 0, sy, 1.0)
+    return np.einsum("rfn,fk->rnk", zx, zy, optimize=True) / x.shape[0]
+
+
 def _betai(a: float, b: np.ndarray | float, x: np.ndarray) -> np.ndarray:
     """Regularised incomplete beta I_x(a, b) by Lentz's continued fraction (Numerical Recipes 6.4)."""
     x = np.clip(np.asarray(x, dtype=np.float64), 0.0, 1.0)
@@ -145,7 +188,8 @@ def _t_pvalue(r: np.ndarray, sd: np.ndarray) -> np.ndarray:
 
 
 def concept_tuning(mean_response: np.ndarray, concept_acts: np.ndarray, *, n_perm: int = 2000,
-                   min_shift: int = 30, alpha: float = 0.05, tail: str = "gaussian", seed: int = 0) -> ConceptTuning:
+                   min_shift: int = 30, alpha: float = 0.05, tail: str = "gaussian", shots: np.ndarray | None = None,
+                   seed: int = 0) -> ConceptTuning:
     """Concept tuning of every unit with circular-shift p-values and hierarchical FDR over units x concepts.
 
     ``tail="gaussian"`` (default): ``sd`` = the spread of r over ALL circular shifts of at least
@@ -157,6 +201,14 @@ def concept_tuning(mean_response: np.ndarray, concept_acts: np.ndarray, *, n_per
     far more often than 1/2001 and the empirical p is anti-conservative exactly where FDR looks (measured on
     the simulator's CA1 units: 0.5% of tests at the floor p = 0.0005 instead of 0.05%; with the Gaussian
     tail the small-p fractions match their nominal rates). Both are kept (``p``, ``p_shift``).
+
+    With ``shots`` (the movie's shot of each frame, `neurrator.data.shots.detect_shots`) the null also
+    rotates whole shots (`shot_rotations`) and ``sd`` is the larger of the two spreads. A frame shift
+    misaligns the cuts: a response that merely changes at cuts, independent of the concepts (which change
+    at cuts too), then correlates with each shifted copy less than with the concepts, the shifts' spread is
+    too narrow and 14% of such units got p < 0.05 (tests/analysis/test_shots_null.py); rotating shots keeps
+    every jump on a cut (about 5%). The frame shifts still guard against autocorrelation that spans shots.
+    ``p_shift`` is then the rank p over the shot rotations (few: coarse).
 
     Parameters
     ----------
@@ -170,6 +222,8 @@ def concept_tuning(mean_response: np.ndarray, concept_acts: np.ndarray, *, n_per
         The FDR level the hierarchical q is computed for (`hierarchical_fdr`).
     tail
         "gaussian" or "empirical" (see above).
+    shots
+        (F,) shot id of each response frame, or None (frame shifts only; also for flashed images).
     """
     if tail not in ("gaussian", "empirical"):
         raise ValueError(f"tail must be gaussian or empirical, not {tail!r}")
@@ -185,6 +239,15 @@ def concept_tuning(mean_response: np.ndarray, concept_acts: np.ndarray, *, n_per
         r[i], p_shift[i] = circular_shift_corr(x[:, i], Y, n_perm=n_perm, min_shift=min_shift, seed=seed + i)
         if tail == "gaussian":
             sd[i] = _shift_sd(x[:, i], Y, min_shift)
+    rot = shot_rotations(shots, min_shift=min_shift) if shots is not None else np.zeros((0, 0), np.int64)
+    if shots is not None and len(shots) != x.shape[0]:
+        raise ValueError(f"shots has {len(shots)} frames but mean_response has {x.shape[0]}")
+    if len(rot):
+        rr = _rotation_r(x, Y, rot)  # (n_rot, N, K)
+        sd = np.fmax(sd, np.sqrt(np.mean(rr**2, axis=0)))
+        with np.errstate(invalid="ignore"):
+            p_shift = np.where(np.isfinite(r), (1 + np.sum(np.abs(rr) >= np.abs(r)[None] - 1e-12, axis=0))
+                               / (1 + len(rot)), np.nan)
     if tail == "gaussian":
         ok = np.isfinite(r) & (np.nan_to_num(sd) > 0)
         p = np.where(ok, _t_pvalue(np.nan_to_num(r), np.where(ok, sd, 1.0)), np.nan)
@@ -249,7 +312,7 @@ def neurrate_units(responses: TrialResponses, targets: np.ndarray, concept_acts:
                    unit_ids: np.ndarray | None = None, alpha: float = 0.05, min_reliability: float = 0.1,
                    n_perm: int = 2000, n_null: int = 1000, min_shift: int = 30, n_top: int = 5,
                    min_separation: int = 30, batch_size: int = 16, gate_concepts: bool = True,
-                   seed: int = 0) -> UnitNeurration:
+                   shots: np.ndarray | None = None, seed: int = 0) -> UnitNeurration:
     """Reliability, preferred stimulus (narrated), top frames and concept tuning of every unit.
 
     Parameters
@@ -279,6 +342,9 @@ def neurrate_units(responses: TrialResponses, targets: np.ndarray, concept_acts:
         True (default): the hierarchical FDR selects units by the reliability gate (concepts are tested
         in visually driven units only; ``tuning.unit_q`` is then the reliability q). False: by the
         Simes p of their own tuning (`concept_tuning`'s default).
+    shots
+        (F_movie,) or (F,) shot id per movie frame (same indexing as ``concept_acts``): the tuning null
+        then rotates whole shots too (`concept_tuning`). None for flashed images.
     """
     frames = responses.frames
     mean = responses.mean  # (F, N)
@@ -290,7 +356,10 @@ def neurrate_units(responses: TrialResponses, targets: np.ndarray, concept_acts:
         raise ValueError(f"{acts.shape[1]} concepts but {len(names)} names")
     rel = unit_reliability(responses.values, min_reliability=min_reliability, alpha=alpha, n_null=n_null,
                            min_shift=min_shift, seed=seed)
-    tun = concept_tuning(mean, acts, n_perm=n_perm, min_shift=min_shift, alpha=alpha, seed=seed + 7919)
+    if shots is not None:
+        shots = np.asarray(shots)
+        shots = shots[frames] if shots.shape[0] != F else shots
+    tun = concept_tuning(mean, acts, n_perm=n_perm, min_shift=min_shift, alpha=alpha, shots=shots, seed=seed + 7919)
     if gate_concepts:  # the reliability gate selects the units whose concepts are tested
         q, unit_q = hierarchical_fdr(tun.p, alpha=alpha, unit_q=rel.q, selected=rel.driven)
         tun = tun._replace(q=q, unit_q=unit_q)

@@ -32,6 +32,9 @@ _WHERE = {
         "MAX_UNITS", "check_presentation_columns", "check_spike_columns", "check_unit_ids",
         "names_the_file",
     ),
+    "shots": (
+        "detect_shots", "frame_differences",
+    ),
     "splits": (
         "Split", "check_split", "split_by_image", "split_problem", "split_repeats",
     ),
