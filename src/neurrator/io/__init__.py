@@ -16,7 +16,8 @@ _WHERE = {
         "sha256_file", "verify_sha256",
     ),
     "folders": (
-        "CreatedDirs",
+        "CreatedDirs", "MAX_NAME_BYTES", "MAX_PATH_BYTES", "check_name_length", "check_output_file",
+        "open_regular_file", "path_inside",
     ),
     "h5safety": (
         "EXPANSION_FLOOR_BYTES", "MAX_DATASET_BYTES", "MAX_DEPTH", "MAX_EXPANSION", "MAX_OBJECTS",
@@ -26,10 +27,15 @@ _WHERE = {
         "CachedHTTPFile", "DEFAULT_TIMEOUT_S", "check_range_response", "is_timeout", "probe_size",
         "retrying", "timeout_message", "unique_suffix",
     ),
+    "limits": (
+        "MAX_ARRAY_BYTES", "check_array_size", "max_array_bytes", "memory_guard",
+    ),
     "movies": (
         "FetchedMovie", "KNOWN_MOVIES", "MovieEntry", "check_frames", "fetch_known_movie", "fetch_movie",
-        "frames_from_template", "load_movie_file", "register_movie", "require_frames", "resolve_frames",
-        "to_gray_uint8",
+        "frames_from_template", "register_movie", "require_frames", "resolve_frames",
+    ),
+    "movie_files": (
+        "IMAGE_SUFFIXES", "load_movie_file", "to_gray_uint8",
     ),
     "sources": (
         "AssetInfo", "DEFAULT_DANDI_API_URL", "default_cache_dir", "list_assets", "open_source",

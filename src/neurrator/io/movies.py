@@ -6,11 +6,8 @@ registry `KNOWN_MOVIES` (fetched once into a cache with pooch, checksum verified
 verified address is skipped with a warning). Frames are never guessed: when none of these gives
 frames, ``frames`` stays None and `require_frames` raises a NeurratorError saying to pass --movie.
 
-Movie files that work (`load_movie_file`): ``.npy``; ``.npz`` (key ``frames``, else the only array);
-``.h5``/``.hdf5`` (dataset ``data``, as AllenSDK's older templates); multi-page ``.tif``/``.tiff``
-(via Pillow); a folder of ``.png``/``.jpg``/``.tif`` images (sorted by name, via Pillow). Video files
-(.mp4, .avi, ...) need a video reader (imageio/av/OpenCV) that neurrator does not depend on: they are
-rejected with an error saying to convert them to .npy first.
+Movie files that work, and the size checks made before one is decoded, are in
+`neurrator.io.movie_files` (`load_movie_file`: .npy, .npz, .h5, multi-page .tif, a folder of images).
 
 The Allen movies (natural_movie_one, natural_movie_three) have no fixed address: their download link
 is looked up in the Allen warehouse the way AllenSDK does (`neurrator.io.allen_warehouse`). Their sha256
@@ -34,8 +31,9 @@ import numpy as np
 from neurrator.errors import NeurratorError
 from neurrator.io.checksums import sha256_file
 from neurrator.io.allen_warehouse import movie_download_url
-from neurrator.io.h5safety import check_hdf5_file
 from neurrator.io.httpfile import DEFAULT_TIMEOUT_S, is_timeout, timeout_message
+from neurrator.io.limits import check_array_size, memory_guard
+from neurrator.io.movie_files import load_movie_file, to_gray_uint8
 
 __all__ = [
     "KNOWN_MOVIES",
@@ -45,11 +43,9 @@ __all__ = [
     "fetch_known_movie",
     "fetch_movie",
     "frames_from_template",
-    "load_movie_file",
     "register_movie",
     "require_frames",
     "resolve_frames",
-    "to_gray_uint8",
 ]
 
 log = logging.getLogger(__name__)
@@ -158,29 +154,6 @@ def _registry() -> dict[str, MovieEntry]:
     return reg
 
 
-def to_gray_uint8(frames: np.ndarray, *, label: str) -> np.ndarray:
-    """(F, H, W) or (F, H, W, 3|4) frames of any numeric type -> (F, H, W) uint8.
-
-    Colour is converted with ITU-R 601 luma weights; floats in [0, 1] are scaled by 255, other floats
-    and integers wider than 8 bits must already lie in [0, 255].
-    """
-    a = np.asarray(frames)
-    if a.ndim == 4 and a.shape[-1] in (3, 4):
-        a = a[..., :3].astype(np.float32) @ np.asarray([0.299, 0.587, 0.114], np.float32)
-    if a.ndim != 3:
-        raise NeurratorError(label, f"movie frames must be (F, H, W) or (F, H, W, 3), got shape {a.shape}")
-    if a.dtype == np.uint8:
-        return a
-    if a.dtype.kind == "b" or a.dtype.kind not in "uif":
-        raise NeurratorError(label, f"movie frames have unsupported dtype {a.dtype}")
-    x = a.astype(np.float32)
-    if x.size and np.nanmax(x) <= 1.0 and a.dtype.kind == "f":
-        x = x * 255.0
-    if x.size and (np.nanmin(x) < 0 or np.nanmax(x) > 255.5 or not np.all(np.isfinite(x))):
-        raise NeurratorError(label, "movie frame values must lie in [0, 255] (or [0, 1] for floats)")
-    return np.round(x).astype(np.uint8)
-
-
 def frames_from_template(nwbfile, stimulus: str, *, label: str) -> tuple[np.ndarray | None, float | None]:
     """Frames and rate of ``stimulus/templates/<stimulus>`` (None, None when absent)."""
     templates = getattr(nwbfile, "stimulus_template", None) or {}
@@ -193,62 +166,22 @@ def frames_from_template(nwbfile, stimulus: str, *, label: str) -> tuple[np.ndar
         imgs = getattr(ts, "images", None)
         if not imgs:
             return None, None
-        data = np.stack([np.asarray(im.data[:]) for im in imgs.values()])
+        total = 0
+        for name, im in imgs.items():  # declared sizes first, then the read
+            if hasattr(im.data, "shape") and hasattr(im.data, "dtype"):
+                total += check_array_size(im.data.shape, np.dtype(im.data.dtype).itemsize, label=label,
+                                          what=f"stimulus/templates/{stimulus}/{name}")
+        check_array_size((total,), 1, label=label, what=f"the images of stimulus/templates/{stimulus}")
+        with memory_guard(label, f"stimulus/templates/{stimulus}"):
+            data = np.stack([np.asarray(im.data[:]) for im in imgs.values()])
     if len(data.shape) == 0 or data.shape[0] == 0:  # e.g. an ImageSeries pointing to an external_file
         log.warning("%s: stimulus/templates/%s holds no frames; looking elsewhere", label, stimulus)
         return None, None
-    frames = to_gray_uint8(np.asarray(data[:]), label=f"{label} (stimulus/templates/{stimulus})")
+    check_array_size(data.shape, np.dtype(data.dtype).itemsize, label=label, what=f"stimulus/templates/{stimulus}")
+    with memory_guard(label, f"stimulus/templates/{stimulus}"):
+        frames = to_gray_uint8(np.asarray(data[:]), label=f"{label} (stimulus/templates/{stimulus})")
     rate = getattr(ts, "rate", None)
     return frames, (float(rate) if rate else None)
-
-
-def load_movie_file(path: str | Path) -> np.ndarray:
-    """Read a movie the user names -> (F, H, W) uint8 (formats in the module docstring)."""
-    p = Path(path)
-    if not p.exists():
-        raise NeurratorError(p, "movie file not found")
-    suffix = p.suffix.lower()
-    try:
-        if p.is_dir():
-            files = sorted(f for f in p.iterdir() if f.suffix.lower() in (".png", ".jpg", ".jpeg", ".tif", ".tiff"))
-            if not files:
-                raise NeurratorError(p, "movie folder holds no .png/.jpg/.tif images")
-            from PIL import Image
-
-            arr = np.stack([np.asarray(Image.open(f)) for f in files])
-        elif suffix == ".npy":
-            arr = np.load(p, allow_pickle=False)
-        elif suffix == ".npz":
-            with np.load(p, allow_pickle=False) as z:
-                key = "frames" if "frames" in z.files else (z.files[0] if len(z.files) == 1 else None)
-                if key is None:
-                    raise NeurratorError(p, f"npz holds {z.files}; name the frames array 'frames'")
-                arr = z[key]
-        elif suffix in (".h5", ".hdf5"):
-            import h5py
-
-
-            with h5py.File(p, "r") as f:
-                check_hdf5_file(f, label=str(p), file_size=Path(p).stat().st_size)
-                if "data" not in f:
-                    raise NeurratorError(p, "HDF5 movie needs a dataset named 'data'")
-                arr = f["data"][:]
-        elif suffix in (".tif", ".tiff"):
-            from PIL import Image, ImageSequence
-
-            with Image.open(p) as im:
-                arr = np.stack([np.asarray(page) for page in ImageSequence.Iterator(im)])
-        elif suffix in (".mp4", ".avi", ".mov", ".mkv", ".webm", ".gif"):
-            raise NeurratorError(
-                p, "video files need a video reader neurrator does not ship; convert to .npy (F, H, W) uint8 first"
-            )
-        else:
-            raise NeurratorError(p, f"unsupported movie format '{suffix}' (use .npy, .npz, .h5, .tif or a PNG folder)")
-    except NeurratorError:
-        raise
-    except (OSError, ValueError) as err:
-        raise NeurratorError(p, f"cannot read movie: {err}") from err
-    return to_gray_uint8(arr, label=str(p))
 
 
 def _by_hand(entry: MovieEntry, target: Path) -> str:
@@ -258,19 +191,7 @@ def _by_hand(entry: MovieEntry, target: Path) -> str:
 
 
 def _load_registry_file(path: Path, entry: MovieEntry) -> np.ndarray:
-    try:
-        if entry.fmt == "h5":
-            import h5py
-
-
-            with h5py.File(path, "r") as f:
-                check_hdf5_file(f, label=str(path), file_size=Path(path).stat().st_size)
-                arr = f["data"][:]
-        else:
-            arr = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, KeyError) as err:
-        raise NeurratorError(path, f"cannot read movie {entry.name}: {err}") from err
-    frames = to_gray_uint8(arr, label=str(path))
+    frames = load_movie_file(path)  # the file's suffix is the entry's format; sizes checked before reading
     if entry.n_frames and frames.shape[0] != entry.n_frames:
         raise NeurratorError(path, f"registered movie {entry.name} should have {entry.n_frames} frames, "
                                    f"got {frames.shape[0]}")
