@@ -283,3 +283,44 @@ def test_nwb_encoder_whose_attributes_disagree_with_its_metadata_is_refused(trai
         f["processing/neurrator"][name].attrs[attr] = value
     with pytest.raises(NeurratorError, match=f"^{p}: EncoderCheckpoint {attr}=.* disagrees with its metadata"):
         load_encoder_nwb(p)
+
+
+# -- regular files inside the folder only (issue 29) --------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["config.json", "weights.safetensors", "metadata.json"])
+def test_a_link_out_of_the_folder_is_refused(folder, tmp_path, name, no_tensor_load):
+    """Even a link to the genuine file elsewhere: only regular files inside the folder are read."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (folder / name).rename(elsewhere / name)
+    (folder / name).symlink_to(elsewhere / name)
+    msg = refused(folder, name, "symbolic link")
+    assert msg.startswith(str(folder / name))
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+@pytest.mark.parametrize("name", ["config.json", "weights.safetensors"])
+def test_a_fifo_in_the_folder_is_refused_without_blocking(folder, name, no_tensor_load):
+    (folder / name).unlink()
+    os.mkfifo(folder / name)  # opening it for reading the usual way would wait for a writer forever
+    refused(folder, name, "FIFO")
+
+
+def test_a_device_in_the_folder_is_refused(folder, no_tensor_load):
+    (folder / "weights.safetensors").unlink()
+    (folder / "weights.safetensors").symlink_to("/dev/zero")
+    refused(folder, "weights.safetensors", "symbolic link")
+
+
+def test_cli_refuses_a_hostile_encoder_folder_in_one_line(folder, tmp_path, small_sim):
+    from _helpers import FAST_FLAGS, assert_one_line_error, run_cli, sha256
+
+    (folder / "metadata.json").unlink()
+    os.mkfifo(folder / "metadata.json")
+    before = sha256(small_sim)
+    out = tmp_path / "out"
+    proc = run_cli("narrate", str(small_sim), "--out", str(out), "--encoder", str(folder), *FAST_FLAGS)
+    assert_one_line_error(proc, f"Error: {folder / 'metadata.json'}: is a FIFO")
+    assert "internal error" not in proc.stderr
+    assert sha256(small_sim) == before and not (out.exists() and any(out.rglob("*")))

@@ -13,6 +13,7 @@ ndx-neurrator. Never pickle: weights are safetensors only.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -34,6 +35,7 @@ from neurrator.models.checkpoint_checks import (
 from neurrator.models.encoder import EncoderConfig, SpikeEncoder
 from neurrator.errors import NeurratorError
 from neurrator.models.training import TrainConfig, TrainedEncoder
+from neurrator.io.folders import open_regular_file
 from neurrator.io.sources import open_source
 
 __all__ = ["ARCHITECTURE", "FORMAT", "CheckpointPayload", "checkpoint_payload", "load_checkpoint", "load_encoder_nwb",
@@ -163,8 +165,9 @@ def save_checkpoint(trained: TrainedEncoder, folder: str | os.PathLike) -> Path:
 def load_checkpoint(folder: str | os.PathLike, *, device: str | torch.device = "cpu") -> TrainedEncoder:
     """Read a checkpoint folder; NeurratorError naming the file when one is missing, corrupt, altered or hostile.
 
-    File sizes are checked before reading: config.json and metadata.json at most `MAX_JSON_BYTES`, the
-    weights exactly what the (bounded) config needs plus a bounded header. Only ``weights.safetensors``
+    Only regular files inside the folder are read (a symbolic link, FIFO or device in their place is refused
+    before anything is read). File sizes are checked before reading: config.json and metadata.json at most
+    `MAX_JSON_BYTES`, the weights exactly what the (bounded) config needs plus a bounded header. Only ``weights.safetensors``
     is read as weights; any other file in the folder (``*.pt``, ``*.bin``, pickles) is ignored.
     """
     folder = Path(folder)
@@ -172,29 +175,32 @@ def load_checkpoint(folder: str | os.PathLike, *, device: str | torch.device = "
         raise NeurratorError(folder, "encoder checkpoint folder not found")
     paths = {name: folder / name for name in (CONFIG_FILE, WEIGHTS_FILE, METADATA_FILE)}
     for f in paths.values():
-        if not f.is_file():
+        if not os.path.lexists(f):
             raise NeurratorError(f, "missing from the encoder checkpoint folder")
-    texts = {}
-    for name in (CONFIG_FILE, METADATA_FILE):
-        size = paths[name].stat().st_size
-        if size > MAX_JSON_BYTES:
-            raise NeurratorError(paths[name], f"is {size} bytes, more than the {MAX_JSON_BYTES} accepted")
-        try:
-            texts[name] = paths[name].read_bytes().decode()
-            json.loads(texts[name])
-        except (ValueError, RecursionError) as e:
-            raise NeurratorError(paths[name], f"not valid JSON: {e}") from None
-    config = json.loads(texts[CONFIG_FILE])
-    _, _, _, nbytes = check_encoder_config(config, source=str(paths[CONFIG_FILE]))
-    size = paths[WEIGHTS_FILE].stat().st_size
-    if size > nbytes + 8 + MAX_HEADER_BYTES:
-        raise NeurratorError(paths[WEIGHTS_FILE], f"is {size} bytes; the encoder config needs {nbytes} bytes of "
-                             "weights: not this encoder's weights (refusing to read it)")
-    meta = json.loads(texts[METADATA_FILE])
-    recorded = meta.get("weights_sha256") if isinstance(meta, dict) else None
-    if not recorded or not isinstance(recorded, str):
-        raise NeurratorError(paths[METADATA_FILE], "no weights_sha256 recorded")
-    weights = paths[WEIGHTS_FILE].read_bytes()
+    with contextlib.ExitStack() as stack:
+        # regular files inside the folder only: a symbolic link, FIFO or device is refused before any read
+        files = {name: stack.enter_context(open_regular_file(path)) for name, path in paths.items()}
+        sizes = {name: os.fstat(fh.fileno()).st_size for name, fh in files.items()}
+        texts = {}
+        for name in (CONFIG_FILE, METADATA_FILE):
+            if sizes[name] > MAX_JSON_BYTES:
+                raise NeurratorError(paths[name], f"is {sizes[name]} bytes, more than the {MAX_JSON_BYTES} accepted")
+            try:
+                texts[name] = files[name].read(MAX_JSON_BYTES + 1).decode()
+                json.loads(texts[name])
+            except (ValueError, RecursionError) as e:
+                raise NeurratorError(paths[name], f"not valid JSON: {e}") from None
+        config = json.loads(texts[CONFIG_FILE])
+        _, _, _, nbytes = check_encoder_config(config, source=str(paths[CONFIG_FILE]))
+        size = sizes[WEIGHTS_FILE]
+        if size > nbytes + 8 + MAX_HEADER_BYTES:
+            raise NeurratorError(paths[WEIGHTS_FILE], f"is {size} bytes; the encoder config needs {nbytes} bytes of "
+                                 "weights: not this encoder's weights (refusing to read it)")
+        meta = json.loads(texts[METADATA_FILE])
+        recorded = meta.get("weights_sha256") if isinstance(meta, dict) else None
+        if not recorded or not isinstance(recorded, str):
+            raise NeurratorError(paths[METADATA_FILE], "no weights_sha256 recorded")
+        weights = files[WEIGHTS_FILE].read(nbytes + 8 + MAX_HEADER_BYTES + 1)
     actual = hashlib.sha256(weights).hexdigest()
     if actual != recorded:
         raise NeurratorError(paths[WEIGHTS_FILE], f"sha256 {actual[:16]}... does not match metadata.json's "

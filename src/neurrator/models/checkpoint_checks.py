@@ -1,6 +1,7 @@
 """Checks of an untrusted encoder checkpoint before anything large is allocated; nothing is ever unpickled.
 
-Order (`neurrator.models.checkpoint` calls these): file sizes (`MAX_JSON_BYTES`) -> the config's types and
+Order (`neurrator.models.checkpoint` calls these): regular files inside the folder only (a symbolic link, FIFO
+or device is refused by `neurrator.io.folders.open_regular_file` before any read) -> file sizes (`MAX_JSON_BYTES`) -> the config's types and
 sizes (`check_encoder_config`: every size within `CONFIG_BOUNDS`, then the model built on PyTorch's
 ``meta`` device, which allocates nothing, must stay under `MAX_PARAMETER_BYTES`) -> the weights file's
 size against what that config needs -> sha256 -> the safetensors header (`check_safetensors_header`:
