@@ -8,8 +8,8 @@ from neurrator._lazy import lazy_face
 
 _WHERE = {
     "data": (
-        "CELL_TYPE_COLUMNS", "DerivedFile", "REGION_COLUMNS", "TABLES", "by_type", "open_nwb",
-        "read_derived",
+        "CELL_TYPE_COLUMNS", "DerivedFile", "READ_TYPES", "REGION_COLUMNS", "TABLES", "by_type",
+        "check_derived_tables", "open_nwb", "read_derived",
     ),
     "figures": (
         "BASELINE_NAMES", "BASELINE_STYLE", "CHANCE_STYLE", "CI_NOTE", "KIND_COLOURS", "KIND_NAMES",

@@ -3,6 +3,10 @@
 Containers are looked up by neurodata type anywhere in the file, never by name or position, so the report
 renders from whatever a file holds and says what is absent. Every table becomes a ``pandas.DataFrame`` while
 the file is open; nothing returned refers to the file afterwards.
+
+A derived file is untrusted input (it may come from anyone): before a table or thumbnail is read, its declared
+size is checked against `neurrator.io.limits.max_array_bytes`, and every index column (rows of another table,
+movie frames) is checked to point inside its target (`check_derived_tables`): a ``-1`` never wraps to the last row.
 """
 
 from __future__ import annotations
@@ -16,15 +20,26 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from neurrator.errors import NeurratorError
+from neurrator.errors import NeurratorError, shorten
 from neurrator.io.h5safety import check_hdf5_file
+from neurrator.io.limits import check_array_size
 
-__all__ = ["CELL_TYPE_COLUMNS", "TABLES", "DerivedFile", "REGION_COLUMNS", "by_type", "open_nwb", "read_derived"]
+__all__ = ["CELL_TYPE_COLUMNS", "READ_TYPES", "TABLES", "DerivedFile", "REGION_COLUMNS", "by_type",
+           "check_derived_tables", "open_nwb", "read_derived"]
 
 # Columns of the Units table that name a unit's region and cell type, first match wins.
 REGION_COLUMNS = ("region", "brain_area", "location", "ecephys_structure_acronym", "structure")
 CELL_TYPE_COLUMNS = ("cell_type", "putative_cell_type", "opto_cell_type", "opto_label")
 
+
+#: The table types `read_derived` and `neurrator show` read whole (checked by `check_derived_tables`).
+READ_TYPES = ("Units", "UnitSubsetsTable", "DecodingFidelityTable", "NarrationsTable", "SAEValidationTable",
+              "UnitNeurrationTable", "ConceptTuningTable", "GroupComparisonTable", "GroupSeparationTable",
+              "ScalingTable")
+#: Columns never read by the report (the Units table's spike times and waveforms, and their indexes).
+_UNREAD = ("spike_times", "obs_intervals", "waveform_mean", "waveform_sd", "waveforms", "electrodes")
+#: Columns holding movie frame indices (never negative).
+_FRAME_COLUMNS = ("frame", "top_frames")
 
 #: The tables of a derived file, in the order `DerivedFile` lists them as a mapping.
 TABLES = ("units", "subsets", "fidelity", "narrations", "sae_validation", "unit_neurration", "concept_tuning",
@@ -89,6 +104,60 @@ def open_nwb(path: Path):
         raise NeurratorError(path, f"not a readable NWB file ({type(err).__name__}: {err})") from None
 
 
+def _declared(data) -> tuple[tuple[int, ...], int] | None:
+    """(shape, itemsize) a dataset or array declares, without reading it; None for lists and scalars."""
+    shape, dtype = getattr(data, "shape", None), getattr(data, "dtype", None)
+    if shape is None or dtype is None:
+        return None
+    return tuple(int(s) for s in shape), int(np.dtype(dtype).itemsize)
+
+
+def _check_table(table, *, label: str) -> None:
+    """A table's declared size (its read columns together) and its index columns, before it is read whole."""
+    from hdmf.common import DynamicTableRegion
+
+    columns = [c for c in table.columns if not c.name.startswith(_UNREAD)]
+    total = 0
+    for col in [table.id, *columns]:
+        declared = _declared(col.data)
+        if declared is not None:
+            total += check_array_size(*declared, label=label, what=f"table {table.name} column {col.name}")
+    check_array_size((total,), 1, label=label, what=f"table {table.name} (all its columns)")
+    for col in columns:
+        if isinstance(col, DynamicTableRegion) and col.table is not None:
+            _check_rows(np.asarray(col.data[:]), 0, len(col.table), table=table.name, column=col.name,
+                        target=f"the {len(col.table)} rows of {col.table.name}", label=label)
+        elif col.name in _FRAME_COLUMNS:
+            _check_rows(np.asarray(col.data[:]), 0, None, table=table.name, column=col.name,
+                        target="movie frames (0 and up)", label=label)
+
+
+def _check_rows(values: np.ndarray, lo: int, hi: int | None, *, table: str, column: str, target: str,
+                label: str) -> None:
+    if values.size == 0:
+        return
+    if values.dtype.kind not in "iu":
+        if values.dtype.kind != "f" or not np.all(np.isfinite(values)) or np.any(values != np.round(values)):
+            raise NeurratorError(label, f"table {table} column {column} holds non-integer indices "
+                                 f"({values.dtype}); it must index {target}")
+    bad = (values < lo) | (values >= hi) if hi is not None else values < lo
+    if np.any(bad):
+        first = values[bad].ravel()[0]
+        raise NeurratorError(label, f"table {table} column {column} holds index {first:g}, outside {target} "
+                             "(a corrupt or hostile file)")
+
+
+def check_derived_tables(nwbfile, *, label: str) -> None:
+    """Raise `NeurratorError` naming ``label`` when a table the report reads (`READ_TYPES`) declares more than
+    `neurrator.io.limits.max_array_bytes`, or one of its index columns points outside its target: rows of
+    another table (``unit_subset``, ``units``, ``unit``: DynamicTableRegions) or movie frames (``frame``,
+    ``top_frames``: never negative)."""
+    found = by_type(nwbfile)
+    for kind in READ_TYPES:
+        for table in found.get(kind, []):
+            _check_table(table, label=label)
+
+
 def by_type(nwbfile) -> dict[str, list]:
     """Every object in the file grouped by neurodata type name (file order within a type)."""
     found: dict[str, list] = {}
@@ -129,33 +198,62 @@ def _units(nwbfile) -> pd.DataFrame | None:
     return df
 
 
-def _thumbnails(found: dict[str, list]) -> dict[int, np.ndarray]:
-    """Stimulus frames stored in the file: ``Images`` whose images are named ``frame_<index>``, or an
-    ``ImageSeries`` with in-file data indexed by frame."""
+def _thumbnails(found: dict[str, list], *, label: str) -> dict[int, np.ndarray]:
+    """Stimulus frames stored in the file: ``Images`` whose images are named ``frame_<index>`` (each image and
+    all of them together within `neurrator.io.limits.max_array_bytes`, else `NeurratorError`), or an
+    ``ImageSeries`` with in-file data indexed by frame (skipped when it declares more than that limit)."""
+    from neurrator.io.limits import max_array_bytes
+
     thumbs: dict[int, np.ndarray] = {}
+    total = 0
     for images in found.get("Images", []):
         for name, img in images.images.items():
             tail = name.rsplit("_", 1)[-1]
             if name.startswith("frame") and tail.isdigit():
+                declared = _declared(img.data)
+                if declared is not None:
+                    total += check_array_size(*declared, label=label, what=f"thumbnail {images.name}/{name}")
+                    check_array_size((total,), 1, label=label, what=f"the thumbnails up to {images.name}/{name}")
                 thumbs[int(tail)] = np.asarray(img.data[:])
     if not thumbs:
         for series in found.get("ImageSeries", []) + found.get("OpticalSeries", []):
             data = series.data
             if getattr(series, "external_file", None) is not None or data is None or np.ndim(data) < 3:
                 continue
-            if data.shape[0] * np.prod(data.shape[1:]) <= 64_000_000:  # small enough to read whole
+            declared = _declared(data)
+            if declared is not None and int(np.prod(declared[0], dtype=object)) * declared[1] <= max_array_bytes():
                 thumbs = {i: np.asarray(data[i]) for i in range(data.shape[0])}
                 break
     return thumbs
 
 
-def read_derived(path: Path) -> DerivedFile:
+def _shortened(value: Any, limit: int) -> Any:
+    """Strings (also inside lists, dicts and DataFrame cells) cut to ``limit`` characters, their length stated."""
+    if isinstance(value, str):
+        return shorten(value, limit)
+    if isinstance(value, pd.DataFrame):
+        df = value.copy()
+        for col in df.columns:
+            if df[col].dtype == object:
+                df[col] = [_shortened(v, limit) for v in df[col]]
+        return df
+    if isinstance(value, dict):
+        return {k: _shortened(v, limit) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_shortened(v, limit) for v in value]
+    return value
+
+
+def read_derived(path: Path, *, max_chars: int | None = None) -> DerivedFile:
     """Read the report's material from a derived neurrator file.
 
     Parameters
     ----------
     path
         A file written by ``neurrator narrate`` / ``demo`` (or any file with ndx-neurrator containers).
+    max_chars
+        When given, every string of the tables, session and SAE labels is cut to this many characters
+        (`neurrator.errors.shorten`: the full length is stated), as the report and the plots show them.
 
     Returns
     -------
@@ -169,6 +267,7 @@ def read_derived(path: Path) -> DerivedFile:
         if not any(t in found for t in ("UnitSubsetsTable", "DecodingFidelityTable", "NarrationsTable",
                                         "EncoderCheckpoint", "UnitNeurrationTable")):
             raise NeurratorError(path, "has no neurrator results (no ndx-neurrator containers)")
+        check_derived_tables(nwbfile, label=str(path))
         subject = nwbfile.subject
         session = {
             "file": path.name, "session_id": nwbfile.session_id, "identifier": nwbfile.identifier,
@@ -195,8 +294,8 @@ def read_derived(path: Path) -> DerivedFile:
 
         def label(rows) -> tuple[list[str], list[str]]:
             rows = _rows(rows)
-            return ([labels[r] if r < len(labels) else str(r) for r in rows],
-                    [kinds[r] if r < len(kinds) else "?" for r in rows])
+            return ([labels[r] if 0 <= r < len(labels) else str(r) for r in rows],
+                    [kinds[r] if 0 <= r < len(kinds) else "?" for r in rows])
 
         fidelity = None
         if (t := one("DecodingFidelityTable")) is not None:
@@ -242,11 +341,14 @@ def read_derived(path: Path) -> DerivedFile:
             sae_validation=table("SAEValidationTable"), unit_neurration=table("UnitNeurrationTable"),
             concept_tuning=table("ConceptTuningTable"), group_comparison=table("GroupComparisonTable"),
             group_separation=table("GroupSeparationTable"), scaling=table("ScalingTable"),
-            thumbnails=_thumbnails(found), types_found=sorted(found),
+            thumbnails=_thumbnails(found, label=str(path)), types_found=sorted(found),
         )
         for df in (result.unit_neurration, result.concept_tuning):
             if df is not None and "unit" in df:
                 df["unit"] = _rows(df["unit"])
+        if max_chars is not None:
+            for name in (*TABLES, "session", "encoder", "sae"):
+                setattr(result, name, _shortened(getattr(result, name), max_chars))
         return result
     finally:
         io.close()

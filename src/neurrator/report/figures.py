@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from neurrator.errors import NeurratorError
+from neurrator.errors import MAX_SHOWN_CHARS, NeurratorError
+from neurrator.io.folders import check_output_file
 from neurrator.report.data import read_derived
 
 __all__ = ["BASELINE_NAMES", "BASELINE_STYLE", "CHANCE_STYLE", "CI_NOTE", "KIND_COLOURS", "KIND_NAMES", "METRIC_NAMES", "REGION_COLOURS", "baselines", "chance", "data_uri", "fig_png", "group_comparison_figure", "group_separation_figure", "image_png", "metric_name", "plot_fidelity", "present_metrics", "reliability_figure", "scaling_figure", "subset_bars_figure"]
@@ -151,7 +152,9 @@ def scaling_figure(fidelity: pd.DataFrame | None, scaling: pd.DataFrame | None, 
             for i, (region, grp) in enumerate(rows.groupby("region", sort=True)):
                 grp = grp.sort_values("n_units")
                 colour = REGION_COLOURS[i % len(REGION_COLOURS)]
-                ax.plot(grp["n_units"], grp["value"], marker="o", ms=3.5, color=colour, label=str(region))
+                note = str(grp["crossing_note"].iloc[0]) if "crossing_note" in grp else ""
+                label = f"{region} (crossing not estimable)" if note.startswith("not estimable") else str(region)
+                ax.plot(grp["n_units"], grp["value"], marker="o", ms=3.5, color=colour, label=label)
                 if np.isfinite(grp["ci_lo"].astype(float)).any():
                     ax.fill_between(grp["n_units"], grp["ci_lo"], grp["ci_hi"], color=colour, alpha=0.18, lw=0)
                 cross = grp["crossing_n"].astype(float).dropna()
@@ -341,7 +344,8 @@ def plot_fidelity(path: Path, png: Path, *,
     """``neurrator show --plot``: fidelity vs population size (top) and per-subset fidelity with 95% CIs,
     chance and baselines (bottom), written to ``png``."""
     path, png = Path(path), Path(png)
-    data = read_derived(path)
+    check_output_file(png, inputs=[path], what="plot")
+    data = read_derived(path, max_chars=MAX_SHOWN_CHARS)
     if data.fidelity is None and data.scaling is None:
         raise NeurratorError(path, "has no neurrator decoding-fidelity results to plot")
     plt = _plt()

@@ -17,13 +17,16 @@ import numpy as np
 import pandas as pd
 
 from neurrator.report import figures
-from neurrator.errors import NeurratorError
+from neurrator.errors import MAX_SHOWN_CHARS, NeurratorError, escape_controls, shorten
+from neurrator.io.folders import check_output_file
 from neurrator.report.data import DerivedFile, read_derived
 from neurrator.nwb.derived import temporary_name
 
 __all__ = ["EXAMPLE_KINDS", "FIG_METRICS", "build_context", "fmt", "fmt_ci", "render_context", "render_report", "write_report"]
 
 FIG_METRICS = ("top1", "within_1s", "narration_similarity")
+#: The provenance record is shown whole up to this many characters (it quotes the run's configuration).
+MAX_PROVENANCE_CHARS = 100_000
 EXAMPLE_KINDS = ("all", "region", "cell_type", "local_population", "single_unit", "random")
 
 
@@ -130,8 +133,11 @@ def _crossings(scaling: pd.DataFrame | None) -> list[dict]:
     out = []
     for (region, metric), g in scaling.groupby(["region", "metric"], sort=True):
         c = g.iloc[0]
+        note = str(c.get("crossing_note", "") or "")
+        never = "not estimable (CI open within the sizes tried)" if note.startswith("not estimable") else \
+            "never (within sizes tried)"
         out.append({"region": region, "metric": metric, "baseline": fmt(c["baseline"]),
-                    "n": fmt(c["crossing_n"]) if fmt(c["crossing_n"]) != "—" else "never (within sizes tried)",
+                    "n": fmt(c["crossing_n"]) if fmt(c["crossing_n"]) != "—" else never,
                     "ci": fmt_ci(c["crossing_lo"], c["crossing_hi"]),
                     "max_n": fmt(g["n_units"].max()), "draws": fmt(g["n_draws"].max()) if "n_draws" in g else "—"})
     return out
@@ -168,9 +174,9 @@ def _neuron_cards(data: DerivedFile) -> list[dict]:
     cards, thumbs = [], {}
     for _, r in un.iterrows():
         row = int(r["unit"])
-        uid = int(units.index[row]) if units is not None and row < len(units) else row
-        region = str(units["_region"].iloc[row]) if units is not None and row < len(units) else "unknown"
-        cell = str(units["_cell_type"].iloc[row]) if units is not None and row < len(units) else "unknown"
+        uid = int(units.index[row]) if units is not None and 0 <= row < len(units) else row
+        region = str(units["_region"].iloc[row]) if units is not None and 0 <= row < len(units) else "unknown"
+        cell = str(units["_cell_type"].iloc[row]) if units is not None and 0 <= row < len(units) else "unknown"
         concepts = []
         if tuning is not None:
             sig = tuning[(tuning["unit"] == row) & tuning.get("significant", tuning["q"] < 0.05).astype(bool)]
@@ -186,6 +192,7 @@ def _neuron_cards(data: DerivedFile) -> list[dict]:
             "loo": fmt(r.get("loo_delta")), "loo_ci": fmt_ci(r.get("loo_ci_lo"), r.get("loo_ci_hi")),
             "loo_p": fmt(r.get("loo_p")), "drive": r.get("drive_text") or "", "baseline": r.get("baseline_text") or "",
             "drive_shift": fmt(r.get("drive_shift")), "drive_p": fmt(r.get("drive_p")),
+            "drive_q": fmt(r.get("drive_q")),
         })
     return cards
 
@@ -232,8 +239,29 @@ def _table(df: pd.DataFrame | None, columns: list[str]) -> dict | None:
                                       for r in df[cols].itertuples(index=False)]}
 
 
+def _shown(value: Any, key: str = "") -> Any:
+    """Every string of a context, cut to `MAX_SHOWN_CHARS` with its length stated and control characters escaped
+    (the file's texts are untrusted); data URIs stay whole, the provenance keeps its line breaks."""
+    if isinstance(value, dict):
+        return {k: _shown(v, str(k)) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_shown(v, key) for v in value)
+    if isinstance(value, str):
+        if value.startswith("data:image/png;base64,"):
+            return value
+        if key == "provenance_json":
+            return escape_controls(shorten(value, MAX_PROVENANCE_CHARS), keep_newlines=True)
+        return escape_controls(shorten(value, MAX_SHOWN_CHARS))
+    return value
+
+
 def build_context(data: DerivedFile) -> dict:
-    """Everything the template shows, as plain strings, numbers and data URIs."""
+    """Everything the template shows, as plain strings, numbers and data URIs (untrusted texts cut and
+    escaped by `_shown`)."""
+    return _shown(_context(data))
+
+
+def _context(data: DerivedFile) -> dict:
     fid = data.fidelity
     figs = {
         "scaling": _figure("fig-scaling", figures.scaling_figure(fid, data.scaling, metrics=FIG_METRICS),
@@ -311,10 +339,20 @@ def write_report(derived_path: Path, out_html: Path | None = None) -> Path:
     -------
     Path
         The written page.
+
+    Raises
+    ------
+    NeurratorError
+        The input is named ``*.html``, or ``out_html`` is the input, ends in ``.nwb``, is an HDF5 file or a
+        folder (checked before anything is read), or the file cannot be read or the page written.
     """
     derived_path = Path(derived_path)
+    if derived_path.suffix.lower() in (".html", ".htm"):
+        raise NeurratorError(derived_path, "is an HTML page, not a derived NWB file; give the .nwb file (the report "
+                             "would be written over its input)")
     out = Path(out_html) if out_html is not None else derived_path.with_suffix(".html")
-    page = render_report(read_derived(derived_path))
+    check_output_file(out, inputs=[derived_path], what="HTML report")
+    page = render_report(read_derived(derived_path, max_chars=MAX_SHOWN_CHARS))
     import os
     import tempfile
 

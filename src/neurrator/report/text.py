@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from neurrator.errors import NeurratorError
+from neurrator.errors import MAX_SHOWN_CHARS, NeurratorError, escape_controls, shorten
 from neurrator.report.figures import plot_fidelity
-from neurrator.report.data import open_nwb
+from neurrator.report.data import check_derived_tables, open_nwb
 
 __all__ = ["format_file", "plot_fidelity"]
 
@@ -27,26 +27,39 @@ def _by_type(module) -> dict[str, object]:
     return {type(c).__name__: c for c in module.data_interfaces.values()}
 
 
+def _line(line: str) -> str:
+    """One line of the report, safe on a terminal: a leading blank line kept, the rest one line with control
+    characters escaped and cut (with its length stated) at 8 x `MAX_SHOWN_CHARS`."""
+    lead = "\n" if line.startswith("\n") else ""
+    return lead + escape_controls(shorten(line[len(lead):], 8 * MAX_SHOWN_CHARS))
+
+
 def format_file(path: Path, *, show_all: bool = False, per_subset: int = 3) -> str:
-    """The narrations, unit subsets, fidelity and validation scores of a neurrator output file."""
+    """The narrations, unit subsets, fidelity and validation scores of a neurrator output file -> text for a terminal.
+
+    The file is untrusted: its tables' sizes and index columns are checked before they are read
+    (`neurrator.report.data.check_derived_tables`), each text from it is cut to `MAX_SHOWN_CHARS` with its
+    length stated, and control characters are escaped (`neurrator.errors.escape_controls`).
+    """
     path = Path(path)
     io, nwbfile = _open(path)
     try:
         module = nwbfile.processing.get("neurrator")
         if module is None:
             raise NeurratorError(path, "has no neurrator results (no processing/neurrator module)")
+        check_derived_tables(nwbfile, label=str(path))
         found = _by_type(module)
         lines: list[str] = []
         subject = nwbfile.subject
-        lines.append(f"{path.name}: session {nwbfile.session_id}, subject "
-                     f"{getattr(subject, 'subject_id', '?')} ({getattr(subject, 'species', '?')}, "
-                     f"{getattr(subject, 'genotype', None) or 'no genotype'})")
+        lines.append(f"{path.name}: session {shorten(nwbfile.session_id)}, subject "
+                     f"{shorten(getattr(subject, 'subject_id', '?'))} ({shorten(getattr(subject, 'species', '?'))}, "
+                     f"{shorten(getattr(subject, 'genotype', None) or 'no genotype')})")
         try:
             prov = json.loads(nwbfile.source_script or "{}")
         except json.JSONDecodeError:
             prov = {}
         if prov:
-            lines.append(f"source: {prov.get('source')}  ({prov.get('source_checksum', '')[:80]})")
+            lines.append(f"source: {shorten(prov.get('source'))}  ({str(prov.get('source_checksum', ''))[:80]})")
             lines.append(f"neurrator {prov.get('versions', {}).get('neurrator', '?')}, references: "
                          f"{prov.get('references', '?')}")
         enc = found.get("EncoderCheckpoint")
@@ -59,10 +72,10 @@ def format_file(path: Path, *, show_all: bool = False, per_subset: int = 3) -> s
         labels: list[str] = []
         if subsets is not None:
             df = subsets.to_dataframe(index=True)
-            labels = [str(x) for x in df["label"]]
+            labels = [shorten(x) for x in df["label"]]
             lines.append(f"\nunit subsets ({len(df)}):")
-            for label, kind, members in zip(df["label"], df["kind"], df["units"]):
-                lines.append(f"  {label:<34s} {kind:<17s} {len(members):5d} units")
+            for label, kind, members in zip(labels, df["kind"], df["units"]):
+                lines.append(f"  {label:<34s} {shorten(kind):<17s} {len(members):5d} units")
 
         fid = found.get("DecodingFidelityTable")
         if fid is not None:
@@ -78,7 +91,7 @@ def format_file(path: Path, *, show_all: bool = False, per_subset: int = 3) -> s
                 for n in names:
                     v, c = table[r].get(n, (np.nan, np.nan))
                     cells.append(f"{v:9.3f} ({c:7.3f})" if np.isfinite(c) else f"{v:9.3f}{'':10s}")
-                lab = labels[r] if r < len(labels) else str(r)
+                lab = labels[r] if 0 <= r < len(labels) else str(r)
                 lines.append(f"  {lab:<34s} " + " ".join(f"{x:>20s}" for x in cells))
                 for n in sorted(k for k in table[r] if ":" in k and k.endswith("top1")):
                     v, c = table[r][n]
@@ -93,9 +106,11 @@ def format_file(path: Path, *, show_all: bool = False, per_subset: int = 3) -> s
             for subset, part in df.groupby("subset", sort=False):
                 part = part.sort_values("start_time")
                 for _, row in (part if show_all else part.head(per_subset)).iterrows():
-                    lines.append(f"  [{subset}] t={row['start_time']:.2f}s frame {int(row['frame'])}: {row['text']}")
+                    lines.append(f"  [{shorten(subset)}] t={row['start_time']:.2f}s frame {int(row['frame'])}: "
+                                 f"{shorten(row['text'])}")
                     if "reference_text" in part:
-                        lines.append(f"      reference: {row['reference_text']}  (similarity {row['similarity']:.2f})")
+                        lines.append(f"      reference: {shorten(row['reference_text'])}  (similarity "
+                                     f"{row['similarity']:.2f})")
 
         val = found.get("SAEValidationTable")
         if val is not None and len(val):
@@ -106,12 +121,12 @@ def format_file(path: Path, *, show_all: bool = False, per_subset: int = 3) -> s
             lines.append(f"  supporting concepts of the first narration: {', '.join(concepts) or '(none)'}")
         sae = found.get("SparseAutoencoder")
         if sae is not None:
-            names = [str(x) for x in sae.concept_labels[:]]
+            names = [shorten(x, 200) for x in sae.concept_labels[:]]
             named = sorted({n for n in names if n})
             lines.append(f"SAE: {len(names)} latents, {sum(bool(n) for n in names)} named; concepts: "
                          f"{', '.join(named[:30])}")
         lines.extend(_neurration_lines(found, show_all=show_all))
-        return "\n".join(lines)
+        return "\n".join(_line(line) for line in lines)
     finally:
         io.close()
 
@@ -131,8 +146,8 @@ def _neurration_lines(found: dict[str, object], *, show_all: bool) -> list[str]:
                 continue
             concept = (f"{row['top_concept']} (r {row['top_concept_r']:.2f}, q {row['top_concept_q']:.3f})"
                        if row["top_concept"] else "no significant concept")
-            lines.append(f"  unit row {row_id}: reliability {row['reliability']:.2f}; {concept}; prefers: "
-                         f"{row['preferred_text']}")
+            lines.append(f"  unit row {row_id}: reliability {row['reliability']:.2f}; {shorten(concept)}; prefers: "
+                         f"{shorten(row['preferred_text'])}")
     comp = found.get("GroupComparisonTable")
     if comp is not None and len(comp):
         df = comp.to_dataframe()
@@ -155,7 +170,9 @@ def _neurration_lines(found: dict[str, object], *, show_all: bool) -> list[str]:
         lines.append("\nsmallest population beating the shuffled baseline (95% CI), per region:")
         for (region, metric), part in df.groupby(["region", "metric"], sort=False):
             n, lo, hi = part["crossing_n"].iloc[0], part["crossing_lo"].iloc[0], part["crossing_hi"].iloc[0]
+            note = str(part["crossing_note"].iloc[0]) if "crossing_note" in part else ""
             upper = f"{hi:.0f}" if np.isfinite(hi) else "not reached in every resample"
-            text = f"{n:.0f} units [{lo:.0f}, {upper}]" if np.isfinite(n) else "never (within the sizes tested)"
+            text = (note if note.startswith("not estimable") else f"{n:.0f} units [{lo:.0f}, {upper}]"
+                    if np.isfinite(n) else "never (within the sizes tested)")
             lines.append(f"  {region:<8s} {metric:<22s} {text}")
     return lines
