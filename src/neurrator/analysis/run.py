@@ -150,7 +150,7 @@ class PredictionCache:
         windows = np.asarray(windows, dtype=np.int64)
         key = (idx.tobytes(), windows.tobytes())
         if key not in self._store:
-            if len(self._store) > self.limit:
+            if len(self._store) >= self.limit:
                 self._store.clear()
             self._store[key] = predict(self.trained, self.binned, windows, unit_idx=idx, device=self.device)
         return self._store[key]
