@@ -10,6 +10,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -21,14 +22,14 @@ from neurrator.data.binning import Binned, bin_session
 from neurrator.data.outline import outline_nwbfile
 from neurrator.data.pseudomouse import member_view, pool_sessions
 from neurrator.data.responses import unit_reliability_for
-from neurrator.data.session import Session, read_session
+from neurrator.data.session import Session, file_ids, read_session
 from neurrator.data.shots import detect_shots
 from neurrator.data.splits import Split
 from neurrator.decode.decoding import SubsetResult, decode_subsets, narrated_presentations, scoring_context
 from neurrator.decode.references import session_references
 from neurrator.decode.subsets import build_subsets
 from neurrator.errors import NeurratorError
-from neurrator.io.folders import CreatedDirs
+from neurrator.io.folders import CreatedDirs, path_inside
 from neurrator.io.movies import require_frames
 from neurrator.io.sources import open_source, source_label
 from neurrator.models.loading import Models, check_encoder_session, load_models
@@ -76,12 +77,18 @@ class NarrateResult:
 
 
 def resolve_output(out: Path, session) -> Path:
-    """``out`` itself when it ends in .nwb, else the DANDI-layout file inside the folder ``out``."""
+    """``out`` itself when it ends in .nwb, else the DANDI-layout file inside the folder ``out``.
+
+    The name is built from the session's (untrusted) ids: `derived_file_name` keeps DANDI's characters and
+    checks the length, `neurrator.io.folders.path_inside` keeps it inside ``out`` (no link leading out).
+    """
 
     out = Path(out)
     if out.suffix == ".nwb":
         return out
-    return out / derived_file_name(session.subject.get("subject_id") or "unknown", session.session_id)
+    label = getattr(session, "path_label", "") or "derived file name"
+    name = derived_file_name(session.subject.get("subject_id") or "unknown", session.session_id, label=label)
+    return path_inside(out, name, label=label)
 
 
 def narrate_session(source: str | Path, *, out: Path, config: NarrateConfig = NarrateConfig()) -> NarrateResult:
@@ -112,7 +119,7 @@ def narrate_session(source: str | Path, *, out: Path, config: NarrateConfig = Na
     try:
         check_writable_dir(out_dir)
         remove_stale_temporaries(out_dir)
-        session, outline, models = _read(source, config=config, device=device, clock=clock)
+        session, outline, models = _read(source, config=config, device=device, clock=clock, out=out)
         output = _output_for(out, session, source)
         clock.lap("read")
         result = _run(session, config=config, device=device, output=output, models=models,
@@ -127,12 +134,17 @@ def narrate_session(source: str | Path, *, out: Path, config: NarrateConfig = Na
     return result
 
 
-def _read(source: str, *, config: NarrateConfig, device: str, clock: _Clock, models=None):
+def _read(source: str, *, config: NarrateConfig, device: str, clock: _Clock, models=None, out: Path | None = None):
     """(session, outline, models) of one source: everything that can fail without the data fails first
-    (the split, every model the run needs, loaded unless ``models`` is given), then the session is read."""
+    (the output name the file's ids give under ``out``, the split, every model the run needs, loaded unless
+    ``models`` is given), then the session is read."""
 
     label = source_label(source)
     with open_source(source, cache_dir=config.cache_path, timeout=config.timeout) as nwbfile:
+        if out is not None:  # a name the file system refuses fails now, not after the whole run
+            subject_id, session_id = file_ids(nwbfile)
+            _output_for(out, SimpleNamespace(subject={"subject_id": subject_id}, session_id=session_id,
+                                             path_label=label), source)
         outline = outline_nwbfile(nwbfile, stimulus=config.stimulus, label=label)
         config.kind.check_split(outline.n_repeats, n_val_repeats=config.n_val_repeats,
                                 n_test_repeats=config.n_test_repeats, label=label)
@@ -184,7 +196,8 @@ def narrate_sessions(sources: list[str | Path], *, out: Path, config: NarrateCon
         remove_stale_temporaries(out)
         sessions, outlines, outputs, models = [], [], [], None
         for source in sources:
-            session, outline, models = _read(source, config=config, device=device, clock=clock, models=models)
+            session, outline, models = _read(source, config=config, device=device, clock=clock, models=models,
+                                             out=out)
             output = _output_for(out, session, source)
             if output in outputs:
                 raise NeurratorError(source, f"gives the same derived file as {sources[outputs.index(output)]} "

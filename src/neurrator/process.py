@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from neurrator.config import NarrateConfig
-from neurrator.errors import NeurratorError
+from neurrator.errors import NeurratorError, escape_controls, shorten
+from neurrator.io.folders import path_inside
 from neurrator.io.sources import list_assets
 from neurrator.nwb.derived import check_writable_dir, output_is_complete, remove_dead_temporaries, remove_stale_temporaries
 from neurrator.pipeline import narrate_session
@@ -118,7 +119,7 @@ class ProcessReport:
 
     def summary(self) -> str:
         if self.interrupted:  # one line: what finished and what was cancelled
-            return (f"{self.dandiset}: interrupted: {self.count('done')} done, {self.count('skipped')} skipped "
+            return escape_controls(f"{self.dandiset}: interrupted: {self.count('done')} done, {self.count('skipped')} skipped "
                     f"(already complete), {self.count('failed')} failed, {self.count('cancelled')} cancelled of "
                     f"{len(self.outcomes)} sessions; rerun the same command to resume")
         lines = [f"{self.dandiset}: {len(self.outcomes)} sessions: {self.count('done')} done, "
@@ -130,20 +131,28 @@ class ProcessReport:
             for reason, n in counts.most_common():
                 example = next(a.path for a in self.ignored if a.reason == reason)
                 lines.append(f"  {n} {SKIP_REASONS.get(reason, reason)}, e.g. {example}")
-        return "\n".join(lines)
+        return "\n".join(escape_controls(shorten(line)) for line in lines)  # asset paths and messages are untrusted
 
 
 def derived_path(asset_path: str, out: Path) -> Path:
     """Output path of an asset in the DANDI layout: ``sub-X/sub-X_ses-Y.nwb`` -> ``sub-X/sub-X_ses-Y_desc-neurrator.nwb``.
 
+    The asset path comes from the archive, untrusted: it is normalised and must stay inside ``out``
+    (`neurrator.io.folders.path_inside`: no ``..``, no absolute path, no symbolic link leading out, no control
+    character, no over-long name); otherwise `NeurratorError` naming the asset.
+
     Examples
     --------
     >>> str(derived_path("sub-1/sub-1_ses-2.nwb", Path("out")))
     'out/sub-1/sub-1_ses-2_desc-neurrator.nwb'
+    >>> derived_path("../../home/me/sub-1_ses-2.nwb", Path("out"))
+    Traceback (most recent call last):
+    ...
+    neurrator.errors.NeurratorError: ../../home/me/sub-1_ses-2.nwb: the path ../../home/me/sub-1_ses-2_desc-neurrator.nwb leads out of the output folder out (a '..' component); refusing it
     """
     p = PurePosixPath(asset_path)
     stem = p.name[: -len(".nwb")] if p.name.endswith(".nwb") else p.name
-    return out.joinpath(*p.parent.parts, stem + DERIVED_SUFFIX)
+    return path_inside(out, str(p.with_name(stem + DERIVED_SUFFIX)), label=asset_path)
 
 
 def dandiset_prefix(dandiset: str) -> str:
@@ -213,9 +222,18 @@ def process_dandiset(
                              + (f" (ignored: {why})" if why else ""))
 
     todo: list[tuple[str, str]] = []
+    claimed: dict[Path, str] = {}
     for asset in assets:
-        target = derived_path(asset.path, out)
         source = f"{prefix}/{asset.path}"
+        try:  # an asset whose output would leave `out` fails alone; the others still run
+            target = derived_path(asset.path, out)
+            if target in claimed:
+                raise NeurratorError(asset.path, f"gives the same output file as {claimed[target]} ({target})")
+        except (NeurratorError, ValueError) as err:
+            report.outcomes.append(SessionOutcome(source, "", "failed", str(err)))
+            log.info("%s: not processed: %s", source, err)
+            continue
+        claimed[target] = asset.path
         if output_is_complete(target, source=source):
             report.outcomes.append(SessionOutcome(source, str(target), "skipped"))
         else:

@@ -26,7 +26,7 @@ _WHERE = {
         "Reliability", "TrialResponses", "trial_responses", "unit_reliability", "unit_reliability_for",
     ),
     "session": (
-        "Session", "load_session", "read_presentations", "read_session",
+        "Session", "file_ids", "load_session", "read_presentations", "read_session",
     ),
     "session_checks": (
         "MAX_UNITS", "check_presentation_columns", "check_spike_columns", "check_unit_ids",

@@ -39,6 +39,7 @@ __all__ = [
     "Presentations",
     "Session",
     "Units",
+    "file_ids",
     "load_session",
     "read_presentations",
     "read_session",
@@ -212,6 +213,12 @@ def _subject(nwbfile) -> dict[str, str]:
 def _safe_session_id(nwbfile) -> str:
     sid = nwbfile.session_id or nwbfile.identifier or "session"
     return re.sub(r"[^A-Za-z0-9-]+", "-", str(sid)).strip("-") or "session"
+
+
+def file_ids(nwbfile) -> tuple[str, str]:
+    """An opened NWB file -> (subject_id, session_id) as `read_session` puts them in the `Session` ("" when the
+    file has no subject id), read without touching the data: the derived file's name is checked before any work."""
+    return _subject(nwbfile).get("subject_id", ""), _safe_session_id(nwbfile)
 
 
 @names_the_file

@@ -25,6 +25,7 @@ import numpy as np
 
 from neurrator.errors import NeurratorError
 from neurrator.io.checksums import sha256_file
+from neurrator.io.folders import check_name_length
 from neurrator.io.h5safety import check_hdf5_file
 
 __all__ = ["PROVENANCE_FILE_NAME", "STALE_TEMPORARY_AGE_S", "add_units_to_nwbfile", "as_rows", "check_writable_dir", "derived_file_name", "encoder_config_text", "jsonable", "new_derived_nwbfile", "output_is_complete", "provenance_record", "read_provenance", "remove_dead_temporaries", "remove_stale_temporaries", "run_provenance", "software_versions", "source_checksum", "stimulus_epochs", "temporary_name", "write_nwbfile_atomic"]
@@ -35,12 +36,15 @@ PROVENANCE_FILE_NAME = "neurrator-provenance.json"
 _SUBJECT_FIELDS = ("subject_id", "species", "sex", "age", "genotype", "strain", "description")
 
 
-def derived_file_name(subject_id: str, session_id: str, *, desc: str | None = "neurrator") -> str:
+def derived_file_name(subject_id: str, session_id: str, *, desc: str | None = "neurrator",
+                      label: str = "derived file name") -> str:
     """DANDI-layout relative path: ``sub-<subject>/sub-<subject>_ses-<session>_desc-<desc>.nwb``.
 
     The entity values are sanitised as ``dandi organize`` sanitises them (`_entity`), so a derived file
     lands in the same ``sub-<subject>`` folder, under the same ``ses-<session>``, as its source file
     organised by dandi. ``desc=None`` gives the source's own name (``sub-<subject>_ses-<session>.nwb``).
+    The ids come from an untrusted file: a name longer than `neurrator.io.folders.MAX_NAME_BYTES` raises
+    `NeurratorError` naming ``label`` (the source), so a run refuses it before any work.
 
     ``dandi organize`` itself cannot keep ``_desc-neurrator`` (it names files from their metadata and uses
     ``_desc-`` only to break ties): derived files are already organised, so copy them into the dandiset
@@ -56,24 +60,31 @@ def derived_file_name(subject_id: str, session_id: str, *, desc: str | None = "n
     sub = _entity(subject_id) or "unknown"
     ses = _entity(session_id) or "unknown"
     tail = f"_desc-{_entity(desc)}" if desc else ""
-    return f"sub-{sub}/sub-{sub}_ses-{ses}{tail}.nwb"
+    name = f"sub-{sub}/sub-{sub}_ses-{ses}{tail}.nwb"
+    check_name_length(name, label=label)
+    return name
 
 
 #: What ``dandi organize`` replaces by ``-`` in an entity value (``dandi.organize._sanitize_value``): the
-#: entity separator ``_``, path and shell characters, whitespace and ``.``.
+#: entity separator ``_``, path and shell characters, whitespace and ``.``; `_entity` also replaces every
+#: character that is not printable (controls, bidirectional overrides), which DANDI's name pattern allows.
 _NOT_IN_ENTITY = re.compile(r"[_*\\/<>:|\"'?%@;,.\s]")
 
 
 def _entity(value: str) -> str:
     """A DANDI entity value, sanitised exactly as ``dandi organize`` does (each ``_ * \\ / < > : | " ' ? % @ ;
-    , .`` or whitespace character becomes ``-``), so names agree with dandi-organised source files.
+    , .`` or whitespace character becomes ``-``), so names agree with dandi-organised source files; a
+    character that is not printable (a control character, a bidirectional override) becomes ``-`` too.
 
     Examples
     --------
     >>> _entity("ses 1.a_b")
     'ses-1-a-b'
+    >>> _entity("m\x1b[2J\u202e1")
+    'm-[2J-1'
     """
-    return _NOT_IN_ENTITY.sub("-", str(value))
+    text = "".join(c if c.isprintable() else "-" for c in str(value))
+    return _NOT_IN_ENTITY.sub("-", text)
 
 
 def check_writable_dir(folder: Path) -> None:
