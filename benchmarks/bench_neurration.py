@@ -3,11 +3,11 @@ against the simulator's ground truth.
 
 Usage::
 
-    .venv/bin/python benchmarks/bench_neurration.py               # 3-session pseudo-mouse, appends to RESULTS.md
-    .venv/bin/python benchmarks/bench_neurration.py --sessions 1 --no-append   # quick look
+    .venv/bin/python benchmarks/bench_neurration.py               # 3 movies x 3-session pseudo-mice, appends
+    .venv/bin/python benchmarks/bench_neurration.py --sessions 1 --movies 1 --no-append   # quick look
 
-What runs: ``--sessions`` simulated mice (population seeds 0.., one movie, Cre lines SST, PV, VIP in
-turn) -> spikes binned at 120 Hz -> training repeats (``split_repeats``, 2 val + 2 test held out) ->
+What runs, per movie (movie seeds 0.. ``--movies``; one column of the table each): ``--sessions`` simulated
+mice (population seeds 0.., that movie, Cre lines SST, PV, VIP in turn) -> spikes binned at 120 Hz -> training repeats (``split_repeats``, 2 val + 2 test held out) ->
 `trial_responses` -> `neurrate_units` -> `tuning_enrichment` over the OPTO-TAGGED units of each class
 pooled across sessions (the pseudo-mouse) -> `null_pool_false_positive_rate`.
 
@@ -15,6 +15,14 @@ STAND-IN: the concept activations are the truth's ``frame_features`` (0/1 presen
 feature per frame), not SAE concepts of the true patch tokens: the pipeline's SAE concepts are not wired
 into this analysis yet. The numbers therefore test the statistics (reliability gate, circular-shift
 tuning test, FDR, pools), not the SAE's naming. No narrator runs (the acceptance numbers do not need one).
+The same analysis runs again with an OPEN vocabulary: the concepts are the 0/1 presence of every content
+word of the canonical captions (``car``, ``top``, ``left``, ``moving``, ...), not the simulator's feature
+list; a word counts as a feature only when its caption presence follows that feature's (r >= 0.8,
+`_vocab.open_term_features`; ``left``, ``right``, ``moving`` stand for no single feature: misses).
+
+Units: "clearly tuned" (`SimulationTruth.clear_strongest`) are selected with the NOISE-FREE rate (largest
+tuning weight >= 1.5 x the second, and the feature the noise-free rate follows best); "all tuned" are all
+visually driven units with any tuning weight, a selection that does not look at the rates.
 
 Acceptance (issue 9): top significant concept = true strongest feature for >= 70% of the clearly tuned
 units (`SimulationTruth.clear_strongest`); CA1: "not visually driven" >= 90% and no significant concept
@@ -39,7 +47,10 @@ from neurrator.analysis.scaling import collect_scores, population_draws, scaling
 from neurrator.stats.resampling import block_permutation, scene_blocks
 from neurrator.simulate import simulate_session
 
+from neurrator.sae.concepts import term_occurrence
+
 from _hardware import append_results, hardware
+from _vocab import as_features, open_term_features
 
 CRE = ("SST", "PV", "VIP")
 
@@ -97,21 +108,14 @@ def scaling_lines(sim, b: Binned, split, *, sizes=(1, 3, 10, 30, 100), n_draws=5
     return out
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--sessions", type=int, default=3)
-    ap.add_argument("--units", type=int, default=300)
-    ap.add_argument("--repeats", type=int, default=12)
-    ap.add_argument("--frames", type=int, default=900)
-    ap.add_argument("--n-perm", type=int, default=2000)
-    ap.add_argument("--no-append", action="store_true")
-    args = ap.parse_args()
+def movie_lines(args, movie_seed: int) -> tuple[dict[str, str], str]:
+    """The acceptance lines of one pseudo-mouse watching the movie of ``movie_seed``, and its timing."""
     t0 = time.perf_counter()
     values, truths, tagged = [], [], []
     scaling = {}
     for s in range(args.sessions):
         sim = simulate_session(n_units=args.units, n_repeats=args.repeats, n_frames=args.frames, seed=s,
-                               movie_seed=0, cre_line=CRE[s % 3])
+                               movie_seed=movie_seed, cre_line=CRE[s % 3])
         b = binned_of(sim)
         split = split_repeats(b.repeat, n_val=2, n_test=2)
         tr = trial_responses(b, split.train)
@@ -145,9 +149,21 @@ def main() -> None:
     visual = ~ca1 & (resp.values.std(axis=(0, 1)) > 0)
     clear_v = clear & visual
     hit = top[clear_v] == strongest[clear_v]
+    tuned_v = (strongest != "") & visual
+    hit_t = top[tuned_v] == strongest[tuned_v]
+    # the open vocabulary: every caption word's presence as a concept, words scored by the feature they follow
+    occ, words = term_occurrence(list(truth.captions), None)
+    t_open = time.perf_counter()
+    out_open = neurrate_units(resp, np.zeros((len(occ), 1, 1), np.float32), occ.astype(np.float32), words,
+                              narrate=None, n_perm=args.n_perm, n_null=1000, min_shift=30, seed=0)
+    t_open = time.perf_counter() - t_open
+    top_open = as_features(out_open.top_concept, open_term_features(truth.captions, truth.frame_features, names))
     lines = {
         "clearly tuned units: top significant concept = true strongest": f"{hit.mean():.1%} of {clear_v.sum()} (>= 70%)",
         "  (of those, visually driven)": f"{out.visually_driven[clear_v].mean():.1%}",
+        "  all tuned units, closed vocabulary": f"{hit_t.mean():.1%} of {tuned_v.sum()}",
+        "  clearly tuned units, open vocabulary": f"{np.mean(top_open[clear_v] == strongest[clear_v]):.1%}",
+        "  all tuned units, open vocabulary": f"{np.mean(top_open[tuned_v] == strongest[tuned_v]):.1%}",
         "CA1 units 'not visually driven'": f"{(~out.visually_driven[ca1]).mean():.1%} of {ca1.sum()} (>= 90%)",
         "CA1 units with no significant concept (FDR 0.05, gated)": f"{(~sig_any[ca1]).mean():.1%} (>= 95%)",
         "  same, units selected by their own tuning (Simes), no gate": f"{(~simes_any[ca1]).mean():.1%}",
@@ -178,16 +194,37 @@ def main() -> None:
     lines[f"random pools of {size} cortical units with any enriched concept"] = f"{fpr:.1%} of {n_draws} draws (<= 5%)"
     t_grp = time.perf_counter() - t2
     lines.update(scaling)
-    width = max(len(k) for k in lines)
-    table = "\n".join(f"{k:<{width}}  {v}" for k, v in lines.items())
-    timing = (f"simulate+bin {t_sim:.1f} s, per-unit analyses of {resp.values.shape[2]} units {t_unit:.1f} s, "
-              f"group analyses {t_grp:.1f} s")
+    timing = (f"movie {movie_seed}: simulate+bin {t_sim:.1f} s, per-unit analyses of {resp.values.shape[2]} units "
+              f"{t_unit:.1f} s (open vocabulary {t_open:.1f} s), group analyses {t_grp:.1f} s")
+    return lines, timing
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--sessions", type=int, default=3)
+    ap.add_argument("--movies", type=int, default=3, help="movie seeds 0..MOVIES-1, one pseudo-mouse each")
+    ap.add_argument("--units", type=int, default=300)
+    ap.add_argument("--repeats", type=int, default=12)
+    ap.add_argument("--frames", type=int, default=900)
+    ap.add_argument("--n-perm", type=int, default=2000)
+    ap.add_argument("--no-append", action="store_true")
+    args = ap.parse_args()
+    per_movie, timings = [], []
+    for m in range(args.movies):
+        lines, timing = movie_lines(args, m)
+        per_movie.append(lines), timings.append(timing)
+        print(timing, flush=True)
+    keys = list(dict.fromkeys(k for lines in per_movie for k in lines))
+    width = max(len(k) for k in keys)
+    table = "\n".join(f"{k:<{width}}  " + "  |  ".join(f"movie {m}: {lines.get(k, '-')}"
+                                                          for m, lines in enumerate(per_movie)) for k in keys)
+    timing = "; ".join(timings)
     print(table)
-    print(timing)
     if not args.no_append:
         stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         append_results(
             f"\n## Neurration acceptance on simulated sessions (bench_neurration.py, {stamp})\n\n"
+            f"{args.movies} movie(s) (movie seeds 0..{args.movies - 1}), each a pseudo-mouse of "
             f"{args.sessions} session(s) x {args.units} units, {args.repeats} repeats x {args.frames} frames, "
             f"train repeats only; concepts = truth frame_features (stand-in for SAE concepts); "
             f"{args.n_perm} circular shifts per unit.\n{hardware()}\n\n```\n{table}\n{timing}\n```\n")
