@@ -48,8 +48,8 @@ CRE = ("SST", "PV", "VIP")
 CONFIGS = {
     "full": (dict(n_units=100, n_repeats=6, n_frames=300),
              dict(epochs=3, narrations_per_subset=8, n_val_repeats=1, n_test_repeats=1, population_sizes=(5, 20),
-                  draws_per_size=2, single_units=2, sae_latents=64, sae_k=4, min_units=6, eval_windows=120,
-                  null_pools=20, scaling_draws=2)),
+                  draws_per_size=1, single_units=2, sae_latents=64, sae_k=4, min_units=6, eval_windows=100,
+                  null_pools=10, scaling_draws=1)),
     "quick": (dict(n_units=80, n_repeats=6, n_frames=300),
               dict(epochs=2, narrations_per_subset=6, n_val_repeats=1, n_test_repeats=1, population_sizes=(5, 20),
                    draws_per_size=1, single_units=1, sae_latents=64, sae_k=4, min_units=6, eval_windows=80,
