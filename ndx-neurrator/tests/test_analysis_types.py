@@ -43,7 +43,7 @@ def test_values_survive_a_write(all_types_file):
         sc = m["scaling"].to_dataframe()
         assert sc[sc.region == "CA1"]["crossing_n"].isna().all() and (sc[sc.region == "VISp"]["crossing_n"] == 20).all()
         fid = m["decoding_fidelity"].to_dataframe()
-        assert {"ci_lo", "ci_hi", "p_value", "q_value", "beats_null", "null_kind"} <= set(fid.columns)
+        assert {"ci_lo", "ci_hi", "p_value", "q_value", "beats_null", "null_kind", "null_mean"} <= set(fid.columns)
         assert fid["beats_null"].dtype == bool
         assert list(m["sae"].naming_split[:]) == ["train"] * 6
         val = m["sae_validation_by_subset"].to_dataframe()

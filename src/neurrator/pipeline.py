@@ -339,7 +339,7 @@ def analyse(session: Session, binned: Binned, *, config: NarrateConfig, device: 
                                  bank_patches=targets[references.bank_frames], bank_texts=references.bank_texts)
     embedder = models.embedder
     context = scoring_context(targets, train_frames, bank_texts=references.bank_texts, fps=fps,
-                              holdout_frames=trained.holdout_frames)
+                              holdout_frames=trained.holdout_frames, continuous=kind.continuous)
     results, baselines = decode_subsets(
         subsets, trained=trained, binned=binned, split=split, targets=targets, narrated=narrated,
         narrate=narrator.narrate, references=references.by_frame, embedder=embedder, fps=fps, device=device,

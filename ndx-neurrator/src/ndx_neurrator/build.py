@@ -671,6 +671,7 @@ def create_decoding_fidelity(
     q_value: float | np.ndarray | Sequence[float] | None = None,
     beats_null: bool | np.ndarray | Sequence[bool] | None = None,
     null_kind: str | Sequence[str] | None = None,
+    null_mean: float | np.ndarray | Sequence[float] | None = None,
     name: str = "decoding_fidelity",
     description: str = "decoding fidelity per unit subset and metric",
 ):
@@ -678,7 +679,8 @@ def create_decoding_fidelity(
 
     ``seed`` is -1 for subsets not drawn at random; ``chance_level`` is NaN when undefined.
     Optional statistics (each becomes a column when given): ``ci_lo``/``ci_hi`` (confidence interval),
-    ``p_value``, ``q_value`` (FDR across subsets), ``beats_null`` (bool) and ``null_kind`` (text).
+    ``p_value``, ``q_value`` (FDR across subsets), ``beats_null`` (bool), ``null_kind`` (text) and
+    ``null_mean`` (the metric's mean under its permutation null, beside ``chance_level``).
     """
     what = f"DecodingFidelityTable '{name}'"
     rows = _rows(what, "unit_subset_rows", unit_subsets, unit_subset_rows)
@@ -692,7 +694,8 @@ def create_decoding_fidelity(
     for col, kind in kinds.items():
         columns.append(VectorData(name=col, description=desc[col], data=_column(what, col, given[col], n, kind)))
     optional = {"ci_lo": (ci_lo, "float"), "ci_hi": (ci_hi, "float"), "p_value": (p_value, "float"),
-                "q_value": (q_value, "float"), "beats_null": (beats_null, "bool"), "null_kind": (null_kind, "text")}
+                "q_value": (q_value, "float"), "beats_null": (beats_null, "bool"), "null_kind": (null_kind, "text"),
+                "null_mean": (null_mean, "float")}
     for col, (values, kind) in optional.items():
         if values is not None:
             columns.append(VectorData(name=col, description=desc[col], data=_column(what, col, values, n, kind)))

@@ -365,7 +365,7 @@ def mock_DecodingFidelityTable(*, name: str | None = None, unit_subsets=None, nw
         ci_lo=np.linspace(0.05, 0.55, 2 * n), ci_hi=np.linspace(0.15, 0.65, 2 * n),
         p_value=np.linspace(0.001, 0.2, 2 * n), q_value=np.linspace(0.002, 0.3, 2 * n),
         beats_null=np.linspace(0.002, 0.3, 2 * n) < 0.05, null_kind="scene-block permutation of references",
-        name=name or "decoding_fidelity",
+        null_mean=[np.nan, 1.2 / 900] * n, name=name or "decoding_fidelity",
     )
     return _add(nwbfile, table)
 

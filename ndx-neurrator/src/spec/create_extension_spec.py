@@ -368,6 +368,8 @@ def build_types() -> list:
             _column("beats_null", "True when q_value < 0.05: the subset beats the null.", "bool", required=False),
             _column("null_kind", "What the null is, e.g. 'scene-block permutation of references'.", "text",
                     required=False),
+            _column("null_mean", "Mean of the metric under its permutation null, beside the analytic chance_level "
+                    "(NaN when not computed).", "float64", required=False),
         ],
     )
     return [weights, encoder, predictions, basis, unit_subsets, narrations, narrations_collection,

@@ -12,12 +12,12 @@ _WHERE = {
         "evaluate_encoder", "knn_baseline", "ridge_baseline", "window_features",
     ),
     "chance": (
-        "duplicate_groups", "identification_null", "rank_chance", "window_chance",
+        "duplicate_groups", "identification_null", "rank_chance", "shift_pairings", "window_chance",
     ),
     "decoding": (
         "EVAL_METRICS", "Metric", "NULL_KINDS", "NULL_TESTED", "ScoringContext", "SubsetResult",
-        "apply_fdr", "baseline_metrics", "decode_subsets", "metric_pairs", "narrated_presentations",
-        "scoring_context",
+        "apply_fdr", "baseline_metrics", "chance_disagreements", "decode_subsets", "metric_pairs",
+        "narrated_presentations", "scoring_context",
     ),
     "fidelity": (
         "FIDELITY_METRICS", "HEADLINE_METRICS", "fidelity_rows", "frame_identification", "patch_cosines",

@@ -30,20 +30,23 @@ EVAL_METRICS = ("centred_patch_cosine", "top1", "top5", "within_1s", "patch_cosi
 #: Metrics with a paired permutation null (p-value, FDR across subsets).
 NULL_TESTED = ("top1", "top5", "within_1s")
 NULL_KINDS = {
-    "rank": "test windows paired with true frames of other 1-s blocks (block permutation)",
+    "rank": "frame labels circularly shifted against the predictions within each test repeat (lag >= 1 s)",
+    "rank_items": "test windows paired with true frames of other images (permutation of independent items)",
     "narration": "references permuted across 1-s scene blocks (block permutation)",
     "ci": "no permutation null: beats_null means the CI's lower end exceeds the chance level",
 }
 
 
 class Metric(NamedTuple):
-    """A fidelity figure with its chance level, 95% block-bootstrap CI and permutation p (NaN: none)."""
+    """A fidelity figure with its chance level, 95% block-bootstrap CI, permutation p and the mean of that
+    permutation null (NaN: none); the analytic ``chance`` and the empirical ``null_mean`` side by side."""
 
     value: float
     chance: float
     lo: float = float("nan")
     hi: float = float("nan")
     p: float = float("nan")
+    null_mean: float = float("nan")
 
 
 @dataclass
@@ -63,6 +66,7 @@ class SubsetResult:
     scores: Any = None  # neurrator.decode.scoring.NarrationScores (null, p, CIs, constant control)
     q: dict[str, float] = field(default_factory=dict)  # metric -> FDR q across subsets
     beats_null: dict[str, bool] = field(default_factory=dict)  # metric -> significant after FDR
+    rank_null: str = NULL_KINDS["rank"]  # what the identification metrics' null is (NULL_KINDS)
 
     def narration_metric(self) -> Metric:
         """Mean matched narration similarity against its paired null."""
@@ -85,7 +89,12 @@ class ScoringContext(NamedTuple):
     block_frames
         Scene-block length in frames for CIs and nulls (1 s).
     n_boot, n_perm
-        Bootstrap resamples and permutations.
+        Bootstrap resamples and permutations (circular shifts of the identification null: 2,000 gives a
+        p resolution of 1/2,001, enough to pass FDR over a few hundred subsets).
+    continuous
+        The stimulus is a movie: the identification null shifts the frame labels circularly within each
+        test repeat (`neurrator.decode.chance.identification_null`); False (flashed images, independent
+        items): it permutes them across blocks.
     """
 
     train_mean: np.ndarray
@@ -93,7 +102,8 @@ class ScoringContext(NamedTuple):
     constant: str
     block_frames: int = 30
     n_boot: int = 500
-    n_perm: int = 1000
+    n_perm: int = 2000
+    continuous: bool = True
 
     def kwargs(self, seed: int) -> dict[str, Any]:
         return dict(train_mean=self.train_mean, groups=self.groups, block_frames=self.block_frames,
@@ -101,15 +111,17 @@ class ScoringContext(NamedTuple):
 
 
 def scoring_context(targets: np.ndarray, train_frames: np.ndarray, *, bank_texts: Sequence[str], fps: float,
-                    holdout_frames: np.ndarray | None = None, n_boot: int = 500, n_perm: int = 1000
-                    ) -> ScoringContext:
-    """The run's `ScoringContext` from the targets, the training frames and the retrieval bank."""
+                    holdout_frames: np.ndarray | None = None, n_boot: int = 500, n_perm: int = 2000,
+                    continuous: bool = True) -> ScoringContext:
+    """The run's `ScoringContext` from the targets, the training frames and the retrieval bank
+    (``continuous``: the stimulus is a movie, `neurrator.data.stimuli.StimulusKind.continuous`)."""
     tf = np.unique(np.asarray(train_frames, dtype=np.int64))
     if holdout_frames is not None and len(holdout_frames):
         tf = tf[~np.isin(tf, holdout_frames)]
     return ScoringContext(train_mean=training_mean_map(targets, tf), groups=duplicate_groups(targets),
                           constant=most_frequent_text(list(bank_texts)),
-                          block_frames=max(1, int(round(fps))), n_boot=n_boot, n_perm=n_perm)
+                          block_frames=max(1, int(round(fps))), n_boot=n_boot, n_perm=n_perm,
+                          continuous=continuous)
 
 
 def narrated_presentations(binned, split, k: int) -> np.ndarray:
@@ -133,13 +145,39 @@ def metric_pairs(scores: dict[str, Any]) -> dict[str, Metric]:
     """`Metric` per fidelity metric from an `evaluation.score_predictions` dict."""
     nan = float("nan")
     return {m: Metric(float(scores[m]), float(scores[f"chance_{m}"]), float(scores.get(f"{m}_ci_lo", nan)),
-                      float(scores.get(f"{m}_ci_hi", nan)), float(scores.get(f"p_{m}", nan))) for m in EVAL_METRICS}
+                      float(scores.get(f"{m}_ci_hi", nan)), float(scores.get(f"p_{m}", nan)),
+                      float(scores.get(f"{m}_null_mean", nan))) for m in EVAL_METRICS}
+
+
+def chance_disagreements(scores: dict[str, Any]) -> dict[str, tuple[float, float]]:
+    """Metric -> (analytic chance, null mean) where the analytic chance lies outside the central 95% of
+    the permutation null (`evaluation.frame_identification`'s ``<metric>_null_lo`` / ``_hi``).
+
+    The analytic chance assumes a prediction is the exact map of a uniformly random frame; the null keeps
+    the decoder's own habits (it may favour a few frames, or frames of large duplicate groups), so the two
+    can differ. The p-value is against the null; a disagreement is logged so the chance line is not read
+    as the null.
+
+    >>> chance_disagreements({"top1": .1, "chance_top1": .01, "top1_null_mean": .05, "top1_null_lo": .03,
+    ...                       "top1_null_hi": .07})
+    {'top1': (0.01, 0.05)}
+    """
+    out = {}
+    for m in NULL_TESTED:
+        lo, hi = scores.get(f"{m}_null_lo", np.nan), scores.get(f"{m}_null_hi", np.nan)
+        c = scores.get(f"chance_{m}", np.nan)
+        if np.isfinite(lo) and np.isfinite(c) and not lo <= c <= hi:
+            out[m] = (float(c), float(scores[f"{m}_null_mean"]))
+    return out
 
 
 def apply_fdr(results: Sequence[SubsetResult], *, alpha: float = 0.05) -> None:
     """Benjamini-Hochberg across subsets, per null-tested metric and for narration similarity; sets
     ``q`` and ``beats_null`` of every result. Metrics without a permutation null (the cosines) count as
-    beating it when their CI's lower end exceeds chance."""
+    beating it when their CI's lower end exceeds chance.
+
+    A value at or below its chance level (or below its null's mean) never beats the null, whatever its q:
+    a one-sided test that a run of lucky shifts makes "significant" below chance is not a finding."""
     for name in (*NULL_TESTED, "narration_similarity"):
         if name == "narration_similarity":
             p = [r.narration_metric().p for r in results]
@@ -147,7 +185,10 @@ def apply_fdr(results: Sequence[SubsetResult], *, alpha: float = 0.05) -> None:
             p = [r.metrics[name].p for r in results]
         q, flags = beats_null(np.asarray(p, dtype=np.float64), alpha=alpha)
         for r, qi, fi in zip(results, q, flags):
-            r.q[name], r.beats_null[name] = float(qi), bool(fi)
+            m = r.narration_metric() if name == "narration_similarity" else r.metrics[name]
+            above = m.value > m.chance if np.isfinite(m.chance) else True
+            above = above and (m.value > m.null_mean if np.isfinite(m.null_mean) else True)
+            r.q[name], r.beats_null[name] = float(qi), bool(fi and above)
     for r in results:
         for name in EVAL_METRICS:
             if name not in NULL_TESTED:
@@ -225,26 +266,32 @@ def decode_subsets(subsets: Sequence, *, trained, binned, split, targets: np.nda
     results: list[SubsetResult] = []
     baselines: dict[str, dict[str, tuple[float, float]]] = {}
     test_frames = binned.frame[split.test]
+    test_repeats = binned.repeat[split.test] if context.continuous else None  # split.test is in time order
     narrated_frames = binned.frame[narrated]
     pos = np.searchsorted(split.test, narrated)
     refs = [references[int(f)] for f in narrated_frames]
     for subset in progress(subsets):
         pred = predict(trained, binned, split.test, unit_idx=subset.unit_idx, device=device)
-        metrics = metric_pairs(evaluation.score_predictions(pred, test_frames, targets, fps=fps, device=device,
-                                                            **context.kwargs(seed)))
+        fid = evaluation.score_predictions(pred, test_frames, targets, fps=fps, device=device,
+                                           repeats=test_repeats, **context.kwargs(seed))
+        metrics = metric_pairs(fid)
         if subset.kind == "all":
             baselines = baseline_metrics(binned, targets, split, trained, pred, fps=fps, device=device,
                                          context=context, seed=seed)
+        for m, (c, nm) in chance_disagreements(fid).items():
+            log.info("%s %s: the analytic chance %.4f lies outside the central 95%% of its null (mean %.4f); "
+                     "the p-value is against the null", subset.label, m, c, nm)
         texts = narrate(pred[pos])
         scores = score_narrations(texts, refs, embedder=embedder, seed=seed, frame_ids=narrated_frames,
                                   constant=context.constant, block_frames=context.block_frames,
                                   n_perm=max(context.n_perm, 1000), n_boot=context.n_boot)
         results.append(SubsetResult(subset, metrics, narrated, narrated_frames, list(texts), list(refs),
-                                    scores.matched, scores.shuffled, scores.floor, pred[pos].copy(), scores))
+                                    scores.matched, scores.shuffled, scores.floor, pred[pos].copy(), scores,
+                                    rank_null=NULL_KINDS["rank" if context.continuous else "rank_items"]))
         del pred
     apply_fdr(results)
     return results, baselines
 
 
 __all__ = ["EVAL_METRICS", "Metric", "NULL_KINDS", "NULL_TESTED", "ScoringContext", "SubsetResult", "apply_fdr",
-           "baseline_metrics", "decode_subsets", "metric_pairs", "narrated_presentations", "scoring_context"]
+           "baseline_metrics", "chance_disagreements", "decode_subsets", "metric_pairs", "narrated_presentations", "scoring_context"]

@@ -63,6 +63,7 @@ def frame_identification(
     mean_map: np.ndarray | None = None,
     groups: np.ndarray | None = None,
     blocks: np.ndarray | None = None,
+    repeats: np.ndarray | None = None,
     n_perm: int = 0,
     seed: int = 0,
 ) -> dict[str, Any]:
@@ -83,10 +84,15 @@ def frame_identification(
         mean target map over all F frames.
     groups
         (F,) `neurrator.decode.chance.duplicate_groups` of ``targets`` (computed when omitted).
-    blocks, n_perm, seed
-        With ``n_perm > 0``: a paired permutation null (`neurrator.decode.chance.identification_null`: each
-        prediction scored against the true frame of a window in another of the (P',) ``blocks``) and the
-        one-sided p-values ``p_top1``, ``p_top5``, ``p_within_1s``, ``null_<metric>`` (its mean).
+    blocks, repeats, n_perm, seed
+        With ``n_perm > 0``: the null of `neurrator.decode.chance.identification_null` and the one-sided
+        p-values ``p_top1``, ``p_top5``, ``p_within_1s``. A movie passes ``repeats`` ((P',) test repeat per
+        prediction, each repeat in time order): the frame labels are circularly shifted against the
+        predictions within each repeat by at least ``round(fps)`` windows (1 s). Without ``repeats`` (flashed
+        images: independent items) each prediction is scored against the true frame of a window in another
+        of the (P',) ``blocks``. Beside each p: ``<metric>_null_mean`` (the null's mean, reported next to the
+        analytic ``chance_<metric>``), ``<metric>_null_lo`` / ``<metric>_null_hi`` (its central 95%),
+        and ``n_null`` (shifts or permutations scored; fewer than ``n_perm`` when every shift was enumerated).
 
     Returns
     -------
@@ -124,7 +130,11 @@ def frame_identification(
     best = np.empty(n, dtype=np.int64)
     within = np.empty(n, dtype=bool)
     g_t = torch.from_numpy(groups).to(device)
-    null_wanted = n_perm > 0 and blocks is not None and n >= 2 and len(np.unique(blocks)) >= 2
+    if repeats is not None:
+        repeats = np.asarray(repeats)
+        null_wanted = n_perm > 0 and n >= 2 and np.unique(repeats, return_counts=True)[1].max() >= 2
+    else:
+        null_wanted = n_perm > 0 and blocks is not None and n >= 2 and len(np.unique(blocks)) >= 2
     group_rank = np.empty((n, n_groups), dtype=np.int32) if null_wanted else None
     best_group = np.empty(n, dtype=np.int64)
     for i in range(0, n, chunk):
@@ -153,11 +163,13 @@ def frame_identification(
     null: dict[str, Any] = {}
     if group_rank is not None:
         draws = identification_null(group_rank, best_group, groups, true_frame, half=half, blocks=blocks,
-                                    n_perm=n_perm, seed=seed)
+                                    repeats=repeats, min_lag=max(1, half), n_perm=n_perm, seed=seed)
         observed = {"top1": hit1, "top5": hit5, "within_1s": within}
         for m, d in draws.items():
             null[f"p_{m}"] = float(stats.permutation_pvalue(float(np.mean(observed[m])), d))
-            null[f"null_{m}"] = float(np.mean(d))
+            null[f"{m}_null_mean"] = float(np.mean(d))
+            null[f"{m}_null_lo"], null[f"{m}_null_hi"] = (float(v) for v in np.quantile(d, [0.025, 0.975]))
+        null["n_null"] = len(draws["top1"])
     return {
         **null,
         "rank": ranks,
@@ -211,7 +223,7 @@ def score_predictions(pred: np.ndarray, true_frame: np.ndarray, targets: np.ndar
                       device: str | torch.device = "cpu", train_mean: np.ndarray | None = None,
                       block_frames: int = 30, blocks: np.ndarray | None = None, n_boot: int = 1000,
                       seed: int = 0, level: float = 0.95, groups: np.ndarray | None = None,
-                      n_perm: int = 2000) -> dict[str, Any]:
+                      n_perm: int = 2000, repeats: np.ndarray | None = None) -> dict[str, Any]:
     """Patch cosines, MSE and frame identification of predictions against their true frames.
 
     Parameters
@@ -230,8 +242,10 @@ def score_predictions(pred: np.ndarray, true_frame: np.ndarray, targets: np.ndar
         Scene blocks for the CIs: ``true_frame // block_frames`` unless ``blocks`` ((P',)) is given.
     n_boot, seed, level
         Block-bootstrap resamples (0: no CIs), their seed and the CIs' coverage.
-    n_perm
-        Block permutations of the rank metrics' paired null (0: no ``p_*``); see `frame_identification`.
+    n_perm, repeats
+        Shifts (movie: ``repeats`` given, (P',) test repeat per prediction in time order) or block
+        permutations (flashed images) of the rank metrics' null (``n_perm`` 0: no ``p_*``); see
+        `frame_identification`.
     groups
         (F,) `neurrator.decode.chance.duplicate_groups` of ``targets`` (pass it when scoring many subsets).
 
@@ -252,7 +266,7 @@ def score_predictions(pred: np.ndarray, true_frame: np.ndarray, targets: np.ndar
                            "mse": float(np.mean((pred - y) ** 2)), "n": int(len(true_frame))}
     blk = stats.scene_blocks(true_frame, block_frames=block_frames) if blocks is None else np.asarray(blocks)
     out.update(frame_identification(pred, true_frame, targets, fps=fps, device=device, groups=groups,
-                                    mean_map=train_mean, blocks=blk, n_perm=n_perm, seed=seed))
+                                    mean_map=train_mean, blocks=blk, repeats=repeats, n_perm=n_perm, seed=seed))
     out["chance_patch_cosine"] = _chance_cosine(pred, y)
     out["chance_centred_patch_cosine"] = _chance_cosine(pred, y, mean_map=train_mean) if train_mean is not None else nan
     perm = np.random.default_rng(0).permutation(len(true_frame))
@@ -273,7 +287,8 @@ def shuffled_control(pred: np.ndarray, true_frame: np.ndarray, targets: np.ndarr
                      fps: float = 30.0, device: str | torch.device = "cpu", **kwargs: Any) -> dict[str, Any]:
     """Score predictions against a uniformly random permutation of their true frames (should sit at
     chance); ``kwargs`` go to `score_predictions` (``train_mean``, ``block_frames``, ``n_boot``, ...).
-    The CIs' blocks are those of the frames the predictions were decoded from."""
+    The CIs' blocks are those of the frames the predictions were decoded from. A control: it is reported
+    beside the subsets and never flagged as beating a null."""
     true_frame = np.asarray(true_frame, dtype=np.int64)
     perm = np.random.default_rng(seed).permutation(len(true_frame))
     if kwargs.get("blocks") is None:

@@ -219,15 +219,16 @@ def add_sae_validation_to_nwbfile(nwbfile, validation: dict[str, list], *, narra
 
 def add_fidelity_to_nwbfile(nwbfile, results: Sequence, baselines: dict[str, dict[str, Any]], *,
                             subsets_table, units):
-    """One row per (subset, metric): value, chance, 95% CI, permutation p, FDR q, beats-the-null flag and
-    the kind of null; narration rows add the block-shuffled, constant-narration and word-salad controls;
-    the baselines (ridge, kNN, shuffled frames) ride on the ``all`` subset's rows."""
+    """One row per (subset, metric): value, chance, 95% CI, permutation p, FDR q, beats-the-null flag, the
+    kind of null and its mean (beside the analytic chance); narration rows add the block-shuffled,
+    constant-narration and word-salad controls; the baselines (ridge, kNN, shuffled frames) ride on the
+    ``all`` subset's rows. Controls (the shuffled frames among them) are never flagged as beating a null."""
     import ndx_neurrator as ndx
 
 
     nan = float("nan")
     names = ("row", "n", "region", "cell_type", "seed", "metric", "value", "chance", "lo", "hi", "p", "q", "beats",
-             "kind")
+             "kind", "null_mean")
     cols: dict[str, list[Any]] = {k: [] for k in names}
 
     def add(i: int, r, name: str, m: Metric, *, q: float = nan, beats: bool = False, kind: str = "") -> None:
@@ -238,14 +239,14 @@ def add_fidelity_to_nwbfile(nwbfile, results: Sequence, baselines: dict[str, dic
         cols["seed"].append(-1 if r.subset.seed is None else r.subset.seed)
         cols["region"].append(regions[0] if len(regions) == 1 else "mixed")
         cols["cell_type"].append(types[0] if len(types) == 1 else "mixed")
-        for key, v in zip(("metric", "value", "chance", "lo", "hi", "p", "q", "beats", "kind"),
-                          (name, m.value, m.chance, m.lo, m.hi, m.p, q, beats, kind)):
+        for key, v in zip(("metric", "value", "chance", "lo", "hi", "p", "q", "beats", "kind", "null_mean"),
+                          (name, m.value, m.chance, m.lo, m.hi, m.p, q, beats, kind, m.null_mean)):
             cols[key].append(v)
 
     for i, r in enumerate(results):
         for name in EVAL_METRICS:
             add(i, r, name, r.metrics[name], q=r.q.get(name, nan), beats=r.beats_null.get(name, False),
-                kind=NULL_KINDS["rank" if name in NULL_TESTED else "ci"])
+                kind=getattr(r, "rank_null", NULL_KINDS["rank"]) if name in NULL_TESTED else NULL_KINDS["ci"])
         add(i, r, "narration_similarity", r.narration_metric(), q=r.q.get("narration_similarity", nan),
             beats=r.beats_null.get("narration_similarity", False), kind=NULL_KINDS["narration"])
         iv = r.scores.intervals if r.scores is not None else {}
@@ -260,13 +261,14 @@ def add_fidelity_to_nwbfile(nwbfile, results: Sequence, baselines: dict[str, dic
             for base, metrics in baselines.items():
                 for name in EVAL_METRICS:
                     m = metrics[name]
-                    add(i, r, f"{base}:{name}", m, beats=bool(np.isfinite(m.lo) and m.lo > m.chance),
-                        kind=NULL_KINDS["ci"])
+                    control = base == "shuffled"  # a control knows nothing by construction: never flagged
+                    add(i, r, f"{base}:{name}", m, beats=not control and bool(np.isfinite(m.lo) and m.lo > m.chance),
+                        kind="control" if control else NULL_KINDS["ci"])
     table = ndx.create_decoding_fidelity(
         unit_subsets=subsets_table, unit_subset_rows=cols["row"], n_units=cols["n"], region=cols["region"],
         cell_type=cols["cell_type"], seed=cols["seed"], split="test", metric=cols["metric"], value=cols["value"],
         chance_level=cols["chance"], ci_lo=cols["lo"], ci_hi=cols["hi"], p_value=cols["p"], q_value=cols["q"],
-        beats_null=cols["beats"], null_kind=cols["kind"])
+        beats_null=cols["beats"], null_kind=cols["kind"], null_mean=cols["null_mean"])
     _module(nwbfile).add(table)
     return table
 
