@@ -97,6 +97,18 @@ def test_group_tables_refuse_unknown_kinds_and_sources():
         ndx.create_group_comparison(**base | {"n_units": [30.5]})
 
 
+def test_group_separation_status_columns_are_optional_and_checked():
+    base = dict(analysis=["text_classifier_accuracy"], group_kind="region", group="all", value=0.6, ci_lo=0.5,
+                ci_hi=0.7, chance_level=0.33, p=0.01, n=90)
+    old = ndx.create_group_separation(**base)  # as files written before the status columns
+    assert "status" not in old.colnames and "fidelity" not in old.colnames
+    new = ndx.create_group_separation(**base, fidelity=0.5, fidelity_q=0.2, status="not interpretable",
+                                      null_kind="re-decoded matched pools (n=10), fidelity-adjusted t on 8 df")
+    assert new["status"][0] == "not interpretable" and new["fidelity_q"][0] == 0.2
+    with pytest.raises(ValueError, match="status holds"):
+        ndx.create_group_separation(**base, status="significant")
+
+
 def test_scaling_crossing_must_be_constant_per_region_and_metric():
     kwargs = dict(region="VISp", n_units=[5, 20], metric="top1", value=[0.1, 0.2], ci_lo=0.0, ci_hi=0.3, n_draws=5,
                   baseline=0.01, crossing_n=[20.0, 30.0], crossing_lo=10.0, crossing_hi=30.0)

@@ -282,7 +282,13 @@ class AnalysisConfig:
     """The subset of the ``eval_windows`` windows used by the per-unit leave-one-out and the
     decoded-enrichment pools (one encoder pass per unit and per pool)."""
     null_pools: int = 25
-    """Size-matched random pools per group for decoded enrichment (z-test against the pools)."""
+    """Random pools per group for decoded enrichment (as large as the group; cell types: from the same
+    regions), each one encoder pass on the probe windows; the group is tested against the pools regressed
+    on their decoding fidelity (Student's t on null_pools - 2 df, so at least 4)."""
+    separation_pools: int = 10
+    """Draws of matched random pools for narration separation and the text classifier: per draw one pool
+    per group (disjoint, as large as the group; cell types: from the same regions), each one encoder pass
+    and narration of the narrated windows; t on separation_pools - 2 df (at least 4)."""
     n_boot: int = 200
     """Bootstrap resamples of the analyses (>= 200 for the group CIs)."""
     n_perm: int = 1000
@@ -290,13 +296,22 @@ class AnalysisConfig:
     scaling_sizes: tuple[int, ...] = (1, 3, 10, 30, 100, 300)
     """Population sizes per region of the scaling curves (sizes above a region's unit count are
     skipped)."""
-    scaling_draws: int = 3
-    """Random draws per population size of the scaling curves."""
+    scaling_draws: int = 10
+    """Random draws per population size of the scaling curves: the unit of replication of their tests
+    (a sign-flip test over draws, exact over all 2^D sign patterns, so p can reach 1/1024 with 10 draws;
+    fewer than 5 draws can never reach p < 0.05)."""
+    drive_null: int = 1000
+    """Most spiking-noise inputs narrated per region for the drive probe's null (p resolution
+    1/(1 + drive_null); the pool stops early where no unit stands out)."""
 
     def __post_init__(self) -> None:
-        for name in ("eval_windows", "probe_windows", "null_pools", "n_boot", "n_perm", "scaling_draws"):
+        for name in ("eval_windows", "probe_windows", "null_pools", "n_boot", "n_perm", "scaling_draws",
+                     "drive_null"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, not {getattr(self, name)}")
+        for name in ("null_pools", "separation_pools"):  # a regression on the pools' fidelity needs n - 2 >= 2
+            if getattr(self, name) < 4:
+                raise ValueError(f"{name} must be >= 4, not {getattr(self, name)}")
         if any(int(n) < 1 for n in self.scaling_sizes):
             raise ValueError("scaling_sizes must be >= 1")
         object.__setattr__(self, "scaling_sizes", tuple(int(n) for n in self.scaling_sizes))

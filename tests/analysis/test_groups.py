@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from neurrator.analysis.groups import (classify_groups, decoded_enrichment, narration_separation,
-                              null_pool_false_positive_rate, tuning_enrichment)
+from neurrator.analysis.groups import decoded_enrichment, null_pool_false_positive_rate, tuning_enrichment
+from neurrator.analysis.separation import classify_groups, narration_separation
 from neurrator.stats.resampling import scene_blocks
 
 NAMES = ["car", "sunlit", "dark", "tree", "road"]
@@ -38,31 +38,89 @@ def test_random_pools_are_rarely_significant():
     assert n == 60 and fpr <= 0.1
 
 
-def test_decoded_enrichment_against_pools():
-    rng = np.random.default_rng(0)
-    W, N = 60, 40
-    base = rng.random((W, 3))
+def _decoded_world(seed=0, W=90, N=40, K=3):
+    """Concepts present or absent per 6-window scene; ``decode`` returns activations that carry each
+    concept in proportion to how the pool is made up, and a fidelity."""
+    rng = np.random.default_rng(seed)
+    truth = np.repeat((rng.random((W // 6, K)) < 0.4).astype(float), 6, axis=0)
+    return rng, truth, scene_blocks(np.arange(W), block_frames=6)
 
-    def decoded(idx):  # units 0-9 put "dark" into the decoded patches in proportion to their share
+
+def test_decoded_enrichment_finds_the_concept_a_group_carries():
+    rng, truth, blocks = _decoded_world(1)
+
+    def decode(idx):  # every unit carries a little of everything; units 0-9 carry "dark" strongly
         share = np.isin(idx, np.arange(10)).mean()
-        out = base + rng.normal(0, 0.02, size=base.shape)
-        out[:, 2] += 0.5 * share
-        return out
+        acts = 0.3 * truth + rng.normal(0, 0.7, size=truth.shape)
+        acts[:, 2] += 2.0 * share * truth[:, 2]
+        return acts, 0.2 + rng.normal(0, 0.01)
 
-    out = decoded_enrichment({"VIP": np.arange(10), "X": np.arange(20, 30)}, decoded, ["car", "sunlit", "dark"],
-                             n_units=N, blocks=scene_blocks(np.arange(W), block_frames=6), group_kind="cell_type",
-                             n_pools=199, n_boot=200, tail="empirical", seed=0)
-    assert set(out.source) == {"decoded"}
+    out = decoded_enrichment({"VIP": np.arange(10), "X": np.arange(20, 30)}, decode, ["car", "sunlit", "dark"],
+                             truth=truth, n_units=100, blocks=blocks, group_kind="cell_type", n_pools=25, seed=0)
+    assert set(out.source) == {"decoded"} and (out.n_null_draws == 25).all()
     assert out.enriched("VIP") == ["dark"]
     assert out.enriched("X") == []
     vip_dark = (out.group == "VIP") & (out.concept == "dark")
-    assert out.p[vip_dark][0] == 0.005 and out.ci_lo[vip_dark][0] > 0.3
-    # the default z-test against the pools needs far fewer pools for the same conclusion
-    z = decoded_enrichment({"VIP": np.arange(10), "X": np.arange(20, 30)}, decoded, ["car", "sunlit", "dark"],
-                           n_units=N, blocks=scene_blocks(np.arange(W), block_frames=6), group_kind="cell_type",
-                           n_pools=30, n_boot=200, seed=0)
-    assert z.enriched("VIP") == ["dark"] and z.enriched("X") == []
-    assert z.p[(z.group == "VIP") & (z.concept == "dark")][0] < 1e-4
+    assert out.p[vip_dark][0] < 1e-3 and out.ci_lo[vip_dark][0] > 0.2
+
+
+def test_decoded_enrichment_is_not_fooled_by_a_group_that_decodes_better():
+    """Units 30-39 decode everything better (higher fidelity, every concept more visible). Against pools
+    of lower fidelity they "carry" every concept; at their own fidelity they carry nothing special."""
+    rng, truth, blocks = _decoded_world(1)
+
+    def decode(idx, fidelity_known=True):
+        q = np.isin(idx, np.arange(30, 40)).mean()
+        acts = (0.2 + q) * truth + rng.normal(0, 0.5, size=truth.shape)
+        return acts, (0.1 + 0.3 * q + rng.normal(0, 0.005)) if fidelity_known else 0.0
+
+    grp = {"good": np.arange(30, 40)}
+    adjusted = decoded_enrichment(grp, decode, ["a", "b", "c"], truth=truth, n_units=40, blocks=blocks,
+                                  group_kind="region", n_pools=30, seed=0)
+    assert adjusted.enriched("good") == []
+    blind = decoded_enrichment(grp, lambda i: decode(i, False), ["a", "b", "c"], truth=truth, n_units=40,
+                               blocks=blocks, group_kind="region", n_pools=30, seed=0)
+    assert sorted(blind.enriched("good")) == ["a", "b", "c"]  # what comparing with the pools alone says
+
+
+def test_decoded_enrichment_pools_come_from_the_group_s_regions():
+    """Every VISp unit (0-19) carries "car"; CA1 units (20-39) carry nothing. PV = 10 ordinary VISp units:
+    against pools from all units (half CA1) it looks enriched, against VISp-only pools it is not."""
+    rng, truth, blocks = _decoded_world(2)
+    region = np.array(["VISp"] * 20 + ["CA1"] * 20)
+
+    common = rng.normal(0, 0.5, size=truth.shape)  # the confusions every decoder of this movie shares
+
+    def decode(idx):
+        acts = common + rng.normal(0, 0.1, size=truth.shape)
+        acts[:, 0] += np.isin(idx, np.arange(20)).mean() * truth[:, 0]
+        return acts, 0.2
+
+    kw = dict(truth=truth, n_units=40, blocks=blocks, group_kind="cell_type", n_pools=25, seed=0)
+    assert decoded_enrichment({"PV": np.arange(10)}, decode, ["car", "b", "c"], **kw).enriched("PV") == ["car"]
+    assert decoded_enrichment({"PV": np.arange(10)}, decode, ["car", "b", "c"], strata=region,
+                              **kw).enriched("PV") == []
+
+
+def test_decoded_enrichment_is_calibrated_when_nothing_is_decoded():
+    """Activations independent of the truth (autocorrelated over windows like the truth itself), fidelity
+    varying at random: p < 0.05 in about 5% of group x concept tests, no finding after FDR."""
+    rng, truth, blocks = _decoded_world(3, W=120, K=4)
+
+    def decode(idx):
+        acts = np.repeat(rng.normal(size=(20, 4)), 6, axis=0) + rng.normal(0, 0.3, size=(120, 4))
+        return acts, 0.1 + rng.normal(0, 0.02)
+
+    groups = {f"g{i}": np.arange(5 * i, 5 * i + 5) for i in range(20)}
+    ps, found = [], 0
+    for seed in range(3):
+        out = decoded_enrichment(groups, decode, ["a", "b", "c", "d"], truth=truth, n_units=100, blocks=blocks,
+                                 group_kind="region", n_pools=20, n_boot=20, seed=seed)
+        ps.append(out.p)
+        found += sum(len(out.enriched(g)) for g in groups)
+    rate = np.mean(np.concatenate(ps) < 0.05)
+    assert 0.01 <= rate <= 0.09, rate
+    assert found <= 1
 
 
 def _texts(C=3, per=30, d=16, sep=1.0, seed=0):
@@ -132,3 +190,78 @@ def test_untuned_group_is_not_enriched_against_negatively_tuned_pools():
     tuned = np.concatenate([r[:60], rng.normal(0.2, 0.05, size=(20, 1))])
     assert tuning_enrichment(tuned, {"V": np.arange(60, 80)}, ["bright"], group_kind="region", n_null=500,
                              seed=0).enriched("V") == ["bright"]
+
+
+def _collapsing_world(seed=0, per=20, d=16, n_draws=10):
+    """Narrations with no stimulus content. Group "CA1" decodes nothing and collapses onto two captions;
+    the other groups and every random pool narrate varied, group-independent sentences. Each item's
+    fidelity (similarity with its reference) is low where the narrations collapse."""
+    rng = np.random.default_rng(seed)
+    captions = rng.normal(size=(2, d))
+    names = ["CA1", "VISl", "VISp"]
+    labels = np.repeat(names, per)
+    strata = np.tile(np.arange(per), 3)
+
+    def narr(collapsed):
+        return captions[rng.integers(0, 2, per)] + 0.1 * rng.normal(size=(per, d)) if collapsed else \
+            rng.normal(size=(per, d))
+
+    emb = np.concatenate([narr(True), narr(False), narr(False)])
+    fid = np.concatenate([np.full(per, 0.1), np.full(2 * per, 0.3)]) + 0.02 * rng.normal(size=3 * per)
+    pools = [np.concatenate([narr(False) for _ in names]) for _ in range(n_draws)]
+    pool_fid = [0.3 + 0.02 * rng.normal(size=3 * per) for _ in range(n_draws)]
+    return emb, labels, strata, pools, np.asarray(pool_fid), fid
+
+
+def test_a_collapsed_group_separates_under_label_permutation_but_is_not_interpretable():
+    """The old label-permutation null calls CA1 distinct; with its fidelity below its null, its status is
+    "not interpretable", and the fidelity-adjusted pool null does not call it separated either (the pools
+    never decode as badly, so the comparison is an extrapolation with a wide interval)."""
+    emb, labels, strata, pools, pool_fid, fid = _collapsing_world()
+    old = narration_separation(emb, labels, group_kind="region", strata=strata, n_perm=200, n_boot=50)
+    assert old.p[0] < 0.01 and old.null_kind[0].startswith("label permutation")
+    ok = {"CA1": False, "VISl": True, "VISp": True}
+    new = narration_separation(emb, labels, group_kind="region", strata=strata, pools=pools, item_fidelity=fid,
+                               pool_item_fidelity=pool_fid, interpretable=ok, fidelity={"CA1": (0.1, 0.8)},
+                               n_boot=50)
+    assert new.group.tolist() == ["CA1", "VISl", "VISp", "all"]
+    assert new.status.tolist() == ["not interpretable", "not distinctive", "not distinctive", "not interpretable"]
+    assert new.fidelity[0] == 0.1 and np.isnan(new.fidelity[1]) and new.fidelity_q[0] == 0.8
+    assert (new.p[1:3] > 0.05).all() and "fidelity-adjusted t on 8 df" in new.null_kind[0]
+    clf = classify_groups(emb, labels, group_kind="region", strata=strata, pools=pools, item_fidelity=fid,
+                          pool_item_fidelity=pool_fid, interpretable=ok)
+    assert clf.status[0] == "not interpretable"
+
+
+def test_pool_null_finds_group_specific_content_and_not_chance_content():
+    """Groups whose narrations carry their own content beat matched pools (distinctive); the same groups
+    with group-independent narrations do not (p < 0.05 in about 5% of repetitions)."""
+    emb, labels, strata = _texts(sep=1.0)
+    rng = np.random.default_rng(0)
+    pools = [rng.normal(size=emb.shape) for _ in range(10)]
+    out = narration_separation(emb, labels, group_kind="cell_type", strata=strata, pools=pools, n_boot=50)
+    assert out.status.tolist() == ["distinctive"] * 4
+    clf = classify_groups(emb, labels, group_kind="cell_type", strata=strata, pools=pools)
+    assert clf.status[0] == "distinctive" and clf.p[0] < 0.001 and abs(clf.chance_level[0] - 1 / 3) < 0.1
+    low = 0
+    for seed in range(40):
+        r = np.random.default_rng(100 + seed)
+        e = r.normal(size=emb.shape)
+        out = classify_groups(e, labels, group_kind="cell_type", strata=strata,
+                              pools=[r.normal(size=emb.shape) for _ in range(10)], seed=seed)
+        low += out.p[0] < 0.05
+    assert low <= 6  # 40 x 0.05 = 2 expected; 6 is the 99.5% binomial quantile
+
+
+def test_disjoint_pools_keep_sizes_and_regions():
+    from neurrator.analysis.separation import disjoint_pools
+
+    region = np.array(["VISp"] * 30 + ["VISl"] * 20 + ["CA1"] * 10)
+    groups = {"PV": np.array([0, 1, 2, 30]), "SST": np.array([3, 31, 32])}
+    eligible = np.ones(60, bool)
+    eligible[[4, 5]] = False
+    for seed in range(20):
+        p = disjoint_pools(groups, n_units=60, strata=region, eligible=eligible, seed=seed)
+        assert sorted(region[p["PV"]]) == sorted(region[groups["PV"]])
+        assert sorted(region[p["SST"]]) == sorted(region[groups["SST"]])
+        assert not set(p["PV"]) & set(p["SST"]) and not {4, 5} & (set(p["PV"]) | set(p["SST"]))

@@ -21,6 +21,7 @@ Bools = bool | np.ndarray | Sequence[bool]
 
 GROUP_KINDS = ("region", "cell_type", "local_population")
 COMPARISON_SOURCES = ("tuning", "decoded")
+SEPARATION_STATUSES = ("distinctive", "not distinctive", "not interpretable", "")
 
 
 def _n_rows(what: str, first: str, values) -> int:
@@ -171,10 +172,18 @@ def create_group_separation(
     chance_level: Floats,
     p: Floats,
     n: Ints,
+    fidelity: Floats | None = None,
+    fidelity_q: Floats | None = None,
+    status: Texts | None = None,
+    null_kind: Texts | None = None,
     name: str = "group_separation",
     description: str = "narration similarity within/between groups and text classification of the source group",
 ):
-    """A ``GroupSeparationTable``: one row per (analysis, group); ``analysis`` sets the row count."""
+    """A ``GroupSeparationTable``: one row per (analysis, group); ``analysis`` sets the row count.
+
+    Optional (files written before them have no such columns): ``fidelity`` and ``fidelity_q`` (the group's
+    decoding fidelity and its FDR q), ``status`` (one of `SEPARATION_STATUSES`) and ``null_kind``.
+    """
     what = f"GroupSeparationTable '{name}'"
     rows = _n_rows(what, "analysis", analysis)
     _choices(what, "group_kind", _column(what, "group_kind", group_kind, rows, "text"), GROUP_KINDS)
@@ -182,6 +191,12 @@ def create_group_separation(
                  chance_level=chance_level, p=p, n=n)
     kinds = dict(analysis="text", group_kind="text", group="text", value="float", ci_lo="float", ci_hi="float",
                  chance_level="float", p="float", n="int")
+    for col, values, kind in (("fidelity", fidelity, "float"), ("fidelity_q", fidelity_q, "float"),
+                              ("status", status, "text"), ("null_kind", null_kind, "text")):
+        if values is not None:
+            given[col], kinds[col] = values, kind
+    if status is not None:
+        _choices(what, "status", _column(what, "status", status, rows, "text"), SEPARATION_STATUSES)
     return _build(_ndx.GroupSeparationTable, what=what, name=name, description=description, n=rows, given=given,
                   kinds=kinds)
 
@@ -227,6 +242,7 @@ def create_scaling(
 __all__ = [
     "GROUP_KINDS",
     "COMPARISON_SOURCES",
+    "SEPARATION_STATUSES",
     "create_unit_neurration",
     "create_concept_tuning",
     "create_group_comparison",

@@ -417,7 +417,8 @@ def mock_GroupSeparationTable(*, name: str | None = None, nwbfile: NWBFile | Non
         analysis=["narration_similarity_within", "narration_similarity_between", "text_classifier"],
         group_kind="cell_type", group=["PV", "", ""], value=[0.8, 0.6, 0.7], ci_lo=[0.75, 0.55, 0.6],
         ci_hi=[0.85, 0.65, 0.8], chance_level=[np.nan, np.nan, 1 / 3], p=[np.nan, np.nan, 0.002], n=[435, 900, 90],
-        name=name or "group_separation",
+        fidelity=[0.55, np.nan, 0.5], fidelity_q=[0.01, np.nan, 0.02], status=["", "", "distinctive"],
+        null_kind="re-decoded matched pools (n=10), fidelity-adjusted t on 8 df", name=name or "group_separation",
     )
     return _add(nwbfile, table)
 

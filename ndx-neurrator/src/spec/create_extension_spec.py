@@ -457,8 +457,17 @@ def build_analysis_types() -> list:
             _column("ci_lo", "Lower end of the confidence interval of value.", "float64"),
             _column("ci_hi", "Upper end of the confidence interval of value.", "float64"),
             _column("chance_level", "Chance level of value (NaN when undefined).", "float64"),
-            _column("p", "Permutation p-value (NaN when not computed).", "float64"),
+            _column("p", "One-sided p-value of value against its null (NaN when not computed).", "float64"),
             _column("n", "Number of items the statistic was computed over.", "int64"),
+            _column("fidelity", "Decoding fidelity of the group (its narrations' similarity with the references; NaN "
+                    "when not applicable).", "float64", required=False),
+            _column("fidelity_q", "FDR q-value of the group's fidelity against its own null (NaN when not tested).",
+                    "float64", required=False),
+            _column("status", "'distinctive' (beats the matched pools after FDR), 'not distinctive', or 'not "
+                    "interpretable' (the group, or one of the groups of a row over all, does not beat its fidelity "
+                    "null: its words are not about the stimulus).", "text", required=False),
+            _column("null_kind", "How p was computed, e.g. 're-decoded matched pools (n=10), fidelity-adjusted t on 8 "
+                    "df' or 'label permutation (n=1000)'.", "text", required=False),
         ],
     )
     scaling = _table(

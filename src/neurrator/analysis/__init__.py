@@ -12,8 +12,8 @@ _WHERE = {
         "Drive", "LeaveOneOut", "drive_narrations", "leave_one_out", "unit_table",
     ),
     "groups": (
-        "GroupComparison", "GroupSeparation", "classify_groups", "decoded_enrichment",
-        "narration_separation", "null_pool_false_positive_rate", "tuning_enrichment",
+        "GroupComparison", "decoded_enrichment", "matched_pools", "null_pool_false_positive_rate",
+        "tuning_enrichment",
     ),
     "run": (
         "AnalysisInputs", "NeurrationResult", "PredictionCache", "concept_activations",
@@ -22,9 +22,12 @@ _WHERE = {
     "scaling": (
         "ScalingCurve", "collect_scores", "population_draws", "scaling_curve",
     ),
+    "separation": (
+        "GroupSeparation", "STATUSES", "classify_groups", "disjoint_pools", "narration_separation",
+    ),
     "single_units": (
         "ConceptTuning", "UnitNeurration", "concept_tuning", "hierarchical_fdr", "neurrate_units",
-        "preferred_stimuli", "shot_rotations",
+        "paired_correlation_p", "preferred_stimuli", "shot_rotations",
     ),
 }
 

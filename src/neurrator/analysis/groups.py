@@ -1,46 +1,43 @@
-"""Unit groups (regions, cell types, local populations) + per-unit tuning / decoded concepts / narration
-embeddings -> group neurration: enriched concepts against size-matched random pools, within- vs
-between-group narration similarity, and a cross-validated classifier of the source group from text.
+"""Unit groups (regions, cell types, local populations) + per-unit tuning / decoded concepts -> concepts
+enriched in each group against matched random pools of units.
 
 Every p-value here comes from a null built the same way as the statistic:
 
-* Enrichment (`tuning_enrichment`, `decoded_enrichment`): ``effect = stat(group) - mean stat(pools)``,
-  the pools being ``n_null`` random sets of the same size drawn from ALL analysed units (a label
-  permutation: under the null the group is one such random set); ``p = (1 + #pools >= group) /
-  (1 + n_null)``; q = BH over groups x concepts of one call. CI: bootstrap of the group's units (tuning)
-  or of scene blocks of the windows (decoded). Pools drawn only from the units outside the group give a
-  null that is too narrow (finite-population correction) and shifted against the group: measured
-  false-positive rates of 0.17-0.30 at a nominal 0.05 on pure-noise tuning, so they are not used.
-  `null_pool_false_positive_rate` measures how often a random pool passes the same test (should be
-  <= alpha).
-* Narration similarity (`narration_separation`): mean cosine of a group's narrations with each other
-  minus with other groups' narrations; null: group labels permuted (within strata, e.g. within each
-  test window, when given); CI: bootstrap of strata (or items), pairs of an item with its own copy
-  excluded.
-* Classifier (`classify_groups`): nearest class centroid by cosine on sentence embeddings, folds by
-  strata (all narrations of one window or scene in one fold); chance = mean accuracy over label
-  permutations, p from the same permutations.
+* Tuning enrichment (`tuning_enrichment`): ``effect = mean tuning r(group) - mean over pools``, the pools
+  being ``n_null`` random sets of the same size drawn from ALL analysed units, or with as many units of
+  each region as the group (``strata``; cell types); ``p = (1 + #pools >= group) / (1 + n_null)`` (a
+  label permutation: under the null the group is one such random set), intersected with a one-sided test
+  that the group's mean r is positive; q = BH over groups x concepts of one call; CI: bootstrap of the
+  group's units. Pools drawn only from the units outside the group give a null that is too narrow
+  (finite-population correction) and shifted against the group: measured false-positive rates of
+  0.17-0.30 at a nominal 0.05 on pure-noise tuning, so they are not used.
+  `null_pool_false_positive_rate` measures how often a random pool passes the same test (<= alpha).
+* Decoded enrichment (`decoded_enrichment`): the correlation of a concept's activation in the patches
+  decoded from the group with its activation in the true patches, against re-decoded pools of the same
+  size (and regions, for cell types) regressed on their decoding fidelity; Student's t on n - 2 df, since
+  each pool is one encoder pass and there are few (`neurrator.stats.pools`).
 
-Rows are returned as NamedTuples of columns named after ndx-neurrator's GroupComparisonTable and
-GroupSeparationTable.
+Narration separation and the text classifier live in `neurrator.analysis.separation`. Rows are returned
+as NamedTuples of columns named after ndx-neurrator's GroupComparisonTable.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 
 from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 
-from neurrator.stats.resampling import benjamini_hochberg, block_bootstrap, permutation_pvalue
+from neurrator.analysis.single_units import paired_correlation_p
+from neurrator.stats.pools import fidelity_adjusted_pvalue
+from neurrator.stats.resampling import benjamini_hochberg, permutation_pvalue
 
 __all__ = [
     "GroupComparison",
-    "GroupSeparation",
-    "classify_groups",
     "decoded_enrichment",
-    "narration_separation",
+    "matched_pools",
     "null_pool_false_positive_rate",
     "tuning_enrichment",
 ]
@@ -68,36 +65,38 @@ class GroupComparison(NamedTuple):
         return [str(c) for c in self.concept[m][order]]
 
 
-class GroupSeparation(NamedTuple):
-    """Columns of GroupSeparationTable (one row per analysis x group)."""
-
-    analysis: np.ndarray
-    group_kind: np.ndarray
-    group: np.ndarray
-    value: np.ndarray
-    ci_lo: np.ndarray
-    ci_hi: np.ndarray
-    chance_level: np.ndarray
-    p: np.ndarray
-    n: np.ndarray
-
-
 def _pools(units: np.ndarray, size: int, n: int, rng: np.random.Generator) -> np.ndarray:
     """(n, size) random pools of ``units``, each without replacement."""
     return units[np.argsort(rng.random((n, units.size)), axis=1)[:, :size]]
 
 
-def _matched_pools(idx: np.ndarray, strata: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
-    """(n, len(idx)) random pools with as many units of each stratum (e.g. region) as ``idx`` has."""
-    parts = []
-    for s_ in np.unique(strata[idx]):
-        members = np.flatnonzero(strata == s_)
-        parts.append(_pools(members, int(np.sum(strata[idx] == s_)), n, rng))
-    return np.concatenate(parts, axis=1)
-
-
 def _null_pools(idx: np.ndarray, N: int, strata: np.ndarray | None, n: int, rng: np.random.Generator) -> np.ndarray:
-    return _pools(np.arange(N), idx.size, n, rng) if strata is None else _matched_pools(idx, strata, n, rng)
+    return matched_pools(idx, n, n_units=N, strata=strata, seed=rng)
+
+
+def matched_pools(idx: np.ndarray, n: int, *, n_units: int, strata: np.ndarray | None = None,
+                  eligible: np.ndarray | None = None, seed: int | np.random.Generator = 0) -> np.ndarray:
+    """(n_g,) a group's unit indices -> (n, n_g) random pools of as many units, each without replacement.
+
+    ``strata`` (N,) e.g. each unit's region: every pool holds as many units of each stratum as the group
+    (size- and region-matched). ``eligible`` (N,) bool: pools are drawn only from these units (the group's
+    own units must be eligible). None: all of ``range(n_units)``.
+
+    >>> matched_pools(np.array([0, 1, 5]), 2, n_units=8, strata=np.array(list("aaaabbbb")), seed=0).shape
+    (2, 3)
+    """
+    idx = np.asarray(idx, dtype=np.int64)
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    ok = np.ones(n_units, bool) if eligible is None else np.asarray(eligible, bool)
+    units = np.flatnonzero(ok)
+    if strata is None:
+        return _pools(units, idx.size, n, rng)
+    st = np.asarray(strata)
+    parts = []
+    for s_ in np.unique(st[idx]):
+        members = units[st[units] == s_]
+        parts.append(_pools(members, int(np.sum(st[idx] == s_)), n, rng))
+    return np.concatenate(parts, axis=1)
 
 
 _erfc = np.vectorize(math.erfc, otypes=[np.float64])
@@ -202,190 +201,102 @@ def null_pool_false_positive_rate(r: np.ndarray, size: int, *, n_draws: int = 20
     return hits / max(1, n_draws), int(n_draws)
 
 
-def decoded_enrichment(groups: dict[str, np.ndarray], decoded_concepts: Callable[[np.ndarray], np.ndarray],
-                       concept_names: Sequence[str], *, n_units: int, blocks: np.ndarray, group_kind: str,
-                       n_pools: int = 100, n_boot: int = 200, tail: str = "gaussian", seed: int = 0) -> GroupComparison:
-    """Concepts enriched in the patches decoded from each group vs patches decoded from size-matched pools.
+def _corr(acts: np.ndarray, truth: np.ndarray, *, undefined: float = 0.0) -> np.ndarray:
+    """(W, K), (W, K) -> (K,) Pearson r of each decoded column with the true one (``undefined`` where the
+    truth is constant; 0 where the decoded column is)."""
+    def z(x):
+        x = np.asarray(x, dtype=np.float64)
+        sd = x.std(axis=0)
+        return (x - x.mean(axis=0)) / np.where(sd > 0, sd, 1.0) * (sd > 0)
+    return np.where(np.asarray(truth).std(axis=0) > 0, (z(acts) * z(truth)).mean(axis=0), undefined)
+
+
+def _block_boot_r(acts: np.ndarray, truth: np.ndarray, blocks: np.ndarray, n_boot: int, rng: np.random.Generator,
+                  level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """(K,) percentile CI of `_corr` over resamples of whole blocks of windows (r recomputed each time)."""
+    ids, inv = np.unique(blocks, return_inverse=True)
+    members = [np.flatnonzero(inv == k) for k in range(len(ids))]
+    if len(ids) < 2 or n_boot < 1:
+        return np.full(acts.shape[1], np.nan), np.full(acts.shape[1], np.nan)
+    boots = np.stack([_corr(acts[i], truth[i], undefined=np.nan) for i in
+                      (np.concatenate([members[k] for k in rng.integers(0, len(ids), len(ids))]) for _ in range(n_boot))])
+    a = (1 - level) / 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a concept absent from every resample: NaN
+        return np.nanquantile(boots, a, axis=0), np.nanquantile(boots, 1 - a, axis=0)
+
+
+def decoded_enrichment(groups: dict[str, np.ndarray],
+                       decode: Callable[[np.ndarray], tuple[np.ndarray, float]], concept_names: Sequence[str], *,
+                       truth: np.ndarray, n_units: int, blocks: np.ndarray, group_kind: str,
+                       strata: np.ndarray | None = None, min_shift: int = 30, shots: np.ndarray | None = None,
+                       n_pools: int = 25, n_boot: int = 200, seed: int = 0) -> GroupComparison:
+    """Concepts that the patches decoded from each group carry more than matched pools of the same fidelity.
+
+    The statistic is the correlation, over the W windows, of a concept's activation in the patches decoded
+    from the group with its activation in the TRUE patches: how much of the concept's coming and going
+    reaches the decoded patches. (Its mean activation, used before, moves with what the encoder makes of
+    any unit set's rates, stimulus or not: on a session without stimulus locking CA1 and LGd got
+    "enriched" concepts.) The null re-decodes ``n_pools`` random pools of the group's size, drawn from the
+    same strata (cell types: from the same regions as their units, so CA1 and LGd never enter a cortical
+    class's pools; regions: from all units), regresses the pools' correlations on their decoding fidelity
+    and tests the group's residual at its own fidelity (`neurrator.stats.pools.fidelity_adjusted_pvalue`:
+    Student's t on n_pools - 2 df), so a group is not "enriched" merely because it decodes better or worse
+    than the pools. The pools alone are not enough: they overlap each other far more than they overlap the
+    group, so on a global-null session their correlations cluster while a homogeneous group's decoded time
+    course wanders off with the movie's few shots (LGd got "dark" at q = 0.004). So the group's r must also
+    beat its own temporal null (`neurrator.analysis.single_units.paired_correlation_p`: shifts of the
+    decoded series and rotations of whole shots, one-sided), and p is the larger of the two p-values
+    (intersection-union). ``effect`` = the group's r minus the pools' regression line at the group's
+    fidelity; p = 1 where the group's own r is not positive; q = BH over groups x concepts. CI: block bootstrap of the windows, r recomputed (the regression line held
+    fixed).
 
     Parameters
     ----------
     groups
         Group name -> (n_g,) unit indices.
-    decoded_concepts
-        ``decoded_concepts(unit_idx (n,)) -> (W, K)`` concept activations (SAE) of the patches the
-        encoder predicts from those units on the W test windows.
+    decode
+        ``decode(unit_idx (n,)) -> (acts (W, K), fidelity)``: the concept activations (SAE) of the patches
+        the encoder predicts from those units on the W windows, and their decoding fidelity (e.g. the
+        mean centred patch cosine on the same windows).
     concept_names
         K names.
+    truth
+        (W, K) the concepts' activations on the true patches of the same windows.
     n_units
-        N, the pools are drawn from ``range(N)``.
+        N; pools are drawn from ``range(N)`` (within ``strata``).
     blocks
         (W,) scene block of each window, for the bootstrap CI.
+    strata
+        (N,) e.g. each unit's region: pools hold as many units of each stratum as the group. None: from all.
+    min_shift, shots
+        The temporal null: the smallest circular shift of the windows (1 s of them) and the (W,) shot id of
+        each window (None: shifts only).
     n_pools, n_boot, seed
-        Null pools per group, bootstrap resamples, seed.
-    tail
-        ``gaussian`` (default): one-sided p of the group's mean activation as a z-score against the
-        pools' mean and standard deviation (a mean over many windows: close to normal), so a few dozen
-        pools suffice, each pool costing one encoder pass; ``empirical``: the rank p, at least
-        ``1 / (1 + n_pools)``, which needs n_pools >> K / alpha to survive FDR over K concepts.
+        Null pools per group (each one encoder pass; at least 4), bootstrap resamples, and seed. With
+        pools of (nearly) equal fidelity the slope is dropped: t on n_pools - 1 df against the pools.
     """
+    truth = np.asarray(truth, dtype=np.float64)
+    strata = None if strata is None else np.asarray(strata)
     rng = np.random.default_rng(seed)
     rows = []
     for g, idx in groups.items():
         idx = np.asarray(idx, dtype=np.int64)
         if idx.size == 0 or idx.size >= n_units:
             continue
-        acts = np.asarray(decoded_concepts(idx), dtype=np.float64)  # (W, K)
-        pools = np.stack([np.asarray(decoded_concepts(np.sort(pl)), dtype=np.float64)
-                          for pl in _pools(np.arange(n_units), idx.size, n_pools, rng)])  # (n_pools, W, K)
-        obs, null = acts.mean(axis=0), pools.mean(axis=1)
-        if tail == "gaussian":
-            sd = null.std(axis=0, ddof=1)
-            z = np.divide(obs - null.mean(axis=0), sd, out=np.zeros_like(obs), where=sd > 0)
-            p = 0.5 * _erfc(z / math.sqrt(2.0))
-        elif tail == "empirical":
-            p = permutation_pvalue(obs, null, alternative="greater")
-        else:
-            raise ValueError(f"tail must be gaussian or empirical, not {tail!r}")
-        diff = acts - pools.mean(axis=0)  # (W, K)
-        for k, c in enumerate(concept_names):
-            est = block_bootstrap(diff[:, k], blocks, n_boot=n_boot, seed=int(rng.integers(2**31)))
-            rows.append((g, c, est.value, est.lo, est.hi, p[k], idx.size, n_pools))
+        acts, fid = decode(idx)
+        acts = np.asarray(acts, dtype=np.float64)
+        r_g = _corr(acts, truth)
+        null_r, null_f = [], []
+        for pool in _null_pools(idx, n_units, strata, n_pools, rng):
+            a, f = decode(np.sort(pool))
+            null_r.append(_corr(a, truth))
+            null_f.append(float(f))
+        effect, p = fidelity_adjusted_pvalue(r_g, float(fid), np.asarray(null_r), np.asarray(null_f))
+        _, p_time = paired_correlation_p(acts, truth, min_shift=min_shift, shots=shots)
+        p = np.where(r_g > 0, np.fmax(p, np.nan_to_num(p_time, nan=1.0) / 2), 1.0)
+        lo, hi = _block_boot_r(acts, truth, np.asarray(blocks), n_boot, rng)
+        line = r_g - effect
+        rows += [(g, c, effect[k], lo[k] - line[k], hi[k] - line[k], p[k], idx.size, n_pools)
+                 for k, c in enumerate(concept_names)]
     return _comparison(rows, group_kind, "decoded")
-
-
-def _unit(emb: np.ndarray) -> np.ndarray:
-    e = np.asarray(emb, dtype=np.float64)
-    n = np.linalg.norm(e, axis=1, keepdims=True)
-    return e / np.where(n > 0, n, 1.0)
-
-
-def _within_between(S: np.ndarray, codes: np.ndarray, C: int, mask: np.ndarray) -> np.ndarray:
-    """(C,) mean within-group minus mean between-group similarity over the pairs allowed by ``mask``."""
-    G = np.eye(C)[codes]  # (M, C)
-    Sm, Mm = S * mask, mask.astype(np.float64)
-    ws, wn = np.einsum("ic,ij,jc->c", G, Sm, G), np.einsum("ic,ij,jc->c", G, Mm, G)
-    rs, rn = G.T @ Sm.sum(axis=1), G.T @ Mm.sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return ws / wn - (rs - ws) / (rn - wn)
-
-
-def _permute_within(codes: np.ndarray, strata: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    out = codes.copy()
-    for s in np.unique(strata):
-        m = np.flatnonzero(strata == s)
-        out[m] = codes[rng.permutation(m)]
-    return out
-
-
-def narration_separation(emb: np.ndarray, labels: np.ndarray, *, group_kind: str, strata: np.ndarray | None = None,
-                         n_perm: int = 1000, n_boot: int = 200, seed: int = 0) -> GroupSeparation:
-    """Within- minus between-group similarity of narrations, per group and overall, with CI and p.
-
-    Parameters
-    ----------
-    emb
-        (M, d) sentence embeddings of the narrations (normalised here).
-    labels
-        (M,) the group each narration was decoded from.
-    group_kind
-        Recorded in the rows.
-    strata
-        (M,) e.g. the test window of each narration: labels are permuted within a stratum and the
-        bootstrap resamples whole strata. None: items are exchangeable.
-    n_perm, n_boot, seed
-
-    Returns
-    -------
-    GroupSeparation
-        analysis "within_minus_between_similarity", one row per group plus group "all" (the mean over
-        groups); chance_level 0; p one-sided (greater).
-    """
-    labels = np.asarray(labels).astype(str)
-    names, codes = np.unique(labels, return_inverse=True)
-    C, M = len(names), len(labels)
-    perm_strata = np.zeros(M, np.int64) if strata is None else np.asarray(strata)  # None: permute all labels
-    strata = np.arange(M) if strata is None else np.asarray(strata)
-    S = _unit(emb) @ _unit(emb).T
-    off = ~np.eye(M, dtype=bool)
-    rng = np.random.default_rng(seed)
-    obs = _within_between(S, codes, C, off)
-    null = np.stack([_within_between(S, _permute_within(codes, perm_strata, rng), C, off) for _ in range(n_perm)])
-    sid, sinv = np.unique(strata, return_inverse=True)
-    members = [np.flatnonzero(sinv == k) for k in range(len(sid))]
-    boots = []
-    for _ in range(n_boot):
-        pick = rng.integers(0, len(sid), size=len(sid))
-        idx = np.concatenate([members[k] for k in pick])
-        mask = idx[:, None] != idx[None, :]  # never pair an item with its own copy
-        boots.append(_within_between(S[np.ix_(idx, idx)], codes[idx], C, mask))
-    boots = np.asarray(boots)
-    obs_all, null_all, boot_all = np.nanmean(obs), np.nanmean(null, axis=1), np.nanmean(boots, axis=1)
-    val = np.append(obs, obs_all)
-    lo = np.append(np.nanquantile(boots, 0.025, axis=0), np.nanquantile(boot_all, 0.025))
-    hi = np.append(np.nanquantile(boots, 0.975, axis=0), np.nanquantile(boot_all, 0.975))
-    p = np.append(permutation_pvalue(obs, null), permutation_pvalue(obs_all, null_all))
-    n = np.append(np.bincount(codes, minlength=C), M)
-    k = C + 1
-    return GroupSeparation(np.full(k, "within_minus_between_similarity"), np.full(k, group_kind),
-                           np.append(names, "all"), val, lo, hi, np.zeros(k), p, n.astype(np.int64))
-
-
-def _cv_accuracy(E: np.ndarray, codes: np.ndarray, C: int, folds: np.ndarray) -> np.ndarray:
-    """(M,) bool correct per item of nearest-centroid (cosine) classification, cross-validated over folds."""
-    correct = np.zeros(len(codes), dtype=bool)
-    for f in np.unique(folds):
-        test = folds == f
-        tr = ~test
-        cent = np.zeros((C, E.shape[1]))
-        np.add.at(cent, codes[tr], E[tr])
-        cent = _unit(cent)
-        have = np.bincount(codes[tr], minlength=C) > 0
-        sims = np.where(have[None, :], E[test] @ cent.T, -np.inf)
-        correct[test] = np.argmax(sims, axis=1) == codes[test]
-    return correct
-
-
-def classify_groups(emb: np.ndarray, labels: np.ndarray, *, group_kind: str, strata: np.ndarray | None = None,
-                    n_folds: int = 5, n_perm: int = 200, n_boot: int = 1000, seed: int = 0,
-                    analysis: str = "text_classifier_accuracy") -> GroupSeparation:
-    """Cross-validated nearest-centroid identification of the source group from narration embeddings.
-
-    Parameters
-    ----------
-    emb
-        (M, d) sentence embeddings of narrations.
-    labels
-        (M,) source group of each narration.
-    strata
-        (M,) items that must share a fold (e.g. the window or scene block a narration is of); labels are
-        permuted within strata for the null. None: every item is its own stratum.
-    n_folds, n_perm, n_boot, seed
-        Folds (strata assigned to folds at random), label permutations, bootstrap resamples of strata.
-    analysis
-        The row's analysis name (which narrations were classified).
-
-    Returns
-    -------
-    GroupSeparation
-        One row, analysis ``analysis``, group "all": value = accuracy, CI = bootstrap over
-        strata, chance_level = mean accuracy with permuted labels, p = permutation p.
-    """
-    labels = np.asarray(labels).astype(str)
-    names, codes = np.unique(labels, return_inverse=True)
-    C, M = len(names), len(labels)
-    perm_strata = np.zeros(M, np.int64) if strata is None else np.asarray(strata)  # None: permute all labels
-    strata = np.arange(M) if strata is None else np.asarray(strata)
-    rng = np.random.default_rng(seed)
-    sid, sinv = np.unique(strata, return_inverse=True)
-    folds = rng.permutation(np.arange(len(sid)) % max(2, min(n_folds, len(sid))))[sinv]
-    E = _unit(emb)
-    correct = _cv_accuracy(E, codes, C, folds)
-    acc = float(correct.mean())
-    null = np.array([_cv_accuracy(E, _permute_within(codes, perm_strata, rng), C, folds).mean()
-                     for _ in range(n_perm)])
-    est = block_bootstrap(correct.astype(np.float64), strata, n_boot=n_boot, seed=seed)
-    return GroupSeparation(np.array([analysis]), np.array([group_kind]), np.array(["all"]),
-                           np.array([acc]), np.array([est.lo]), np.array([est.hi]),
-                           np.array([float(null.mean()) if n_perm else 1.0 / C]),
-                           np.array([float(permutation_pvalue(acc, null)) if n_perm else np.nan]),
-                           np.array([M], dtype=np.int64))

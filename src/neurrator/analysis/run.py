@@ -29,7 +29,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from neurrator.component_config import AnalysisConfig
-from neurrator.analysis import contribution, groups, scaling
+from neurrator.analysis import contribution, groups, scaling, separation
 from neurrator.analysis.single_units import neurrate_units
 from neurrator.data.responses import TrialResponses
 from neurrator.decode.fidelity import patch_cosines
@@ -224,15 +224,25 @@ def group_analyses(inputs: AnalysisInputs, result: NeurrationResult, *, config: 
                    cache: PredictionCache, windows: _Windows, regions: dict[str, np.ndarray], tuning_r: np.ndarray,
                    min_units: int, device: str, seed: int) -> None:
     """Tuning and decoded enrichment, narration separation and the text classifiers, per region and cell
-    type; appended to ``result.comparisons`` and ``result.separations``."""
-    units, concepts, sae, embed = inputs.units, inputs.concepts, inputs.sae, inputs.embed
+    type; appended to ``result.comparisons`` and ``result.separations``.
+
+    Every group is compared with random pools of units matched to it (its size; cell types: its regions)
+    put through the same steps: the decoded-enrichment pools are re-decoded on the probe windows
+    (``config.null_pools`` per group), the separation and classifier pools re-decoded and narrated on the
+    narrated windows (``config.separation_pools`` draws), and the pools' statistics regressed on their
+    fidelity (`neurrator.analysis.groups`, `neurrator.analysis.separation`)."""
+    units, concepts, sae = inputs.units, inputs.concepts, inputs.sae
     names = result.concept_names
     named_idx = [i for i, n in enumerate(concepts.names) if n]
+    named = [concepts.names[i] for i in named_idx]
+    region_of = units.region.astype(str)
 
-    def decoded_concepts(idx: np.ndarray) -> np.ndarray:
-        a, _ = concept_activations(frame_latents(sae, cache(idx, windows.pwin), device=device)[:, named_idx],
-                                   [concepts.names[i] for i in named_idx])
-        return a
+    def concepts_of(patches: np.ndarray) -> np.ndarray:
+        return concept_activations(frame_latents(sae, patches, device=device)[:, named_idx], named)[0]
+
+    def decode(idx: np.ndarray) -> tuple[np.ndarray, float]:
+        pred = cache(idx, windows.pwin)
+        return concepts_of(pred), float(np.mean(patch_cosines(pred, windows.ptruth, mean_map=windows.mean_map)))
 
     big_regions = {g: i for g, i in regions.items() if len(i) >= min_units}
     cell_types = _groups(units, "cell_type", min_units=min_units)
@@ -240,37 +250,94 @@ def group_analyses(inputs: AnalysisInputs, result: NeurrationResult, *, config: 
         result.comparisons.append(groups.tuning_enrichment(tuning_r, big_regions, names, group_kind="region",
                                                            n_boot=config.n_boot, seed=seed))
         result.comparisons.append(groups.tuning_enrichment(tuning_r, cell_types, names, group_kind="cell_type",
-                                                           strata=units.region.astype(str), n_boot=config.n_boot,
-                                                           seed=seed))
+                                                           strata=region_of, n_boot=config.n_boot, seed=seed))
+        truth = concepts_of(windows.ptruth)
+        step = float(np.median(np.diff(windows.pwin))) if len(windows.pwin) > 1 else 1.0  # frames per probe window
+        shots = None if inputs.shots is None else inputs.shots[inputs.binned.frame[windows.pwin]]
         for kind, grp in (("region", big_regions), ("cell_type", cell_types)):
             if grp:
                 result.comparisons.append(groups.decoded_enrichment(
-                    grp, decoded_concepts, names, n_units=len(units.ids), blocks=windows.pblocks, group_kind=kind,
-                    n_pools=config.null_pools, n_boot=config.n_boot, seed=seed))
+                    grp, decode, names, truth=truth, n_units=len(units.ids), blocks=windows.pblocks, group_kind=kind,
+                    strata=region_of if kind == "cell_type" else None, n_pools=config.null_pools,
+                    min_shift=max(1, int(np.ceil(inputs.block_frames / max(step, 1.0)))), shots=shots,
+                    n_boot=config.n_boot, seed=seed))
                 cache.clear()
+    result.separations.extend(_subset_separations(inputs, config=config, region_of=region_of, device=device,
+                                                  seed=seed))
+    result.separations.extend(_preferred_classifiers(inputs, result, {"region": big_regions, "cell_type": cell_types},
+                                                     config=config, region_of=region_of, seed=seed))
+
+
+def _subset_separations(inputs: AnalysisInputs, *, config: AnalysisConfig, region_of: np.ndarray, device: str,
+                        seed: int) -> list:
+    """Narration separation and the text classifier of the region and cell-type subsets' narrations, against
+    ``config.separation_pools`` draws of matched pools re-decoded and narrated on the same windows."""
+    out = []
+    binned, embed, narrate, trained = inputs.binned, inputs.embed, inputs.narrate, inputs.trained
+    rng = np.random.default_rng(seed + 104729)
     for kind in ("region", "cell_type"):
         rows = [r for r in inputs.subset_results if r.subset.kind == kind]
         if len(rows) < 2:
             continue
-        texts = [t for r in rows for t in r.narrations]
+        narrated = rows[0].presentations
+        k = len(narrated)
         labels = np.concatenate([[r.subset.group] * len(r.narrations) for r in rows])
         strata = np.concatenate([np.arange(len(r.narrations)) for r in rows])
-        emb = np.asarray(embed(texts), dtype=np.float64)
-        result.separations.append(groups.narration_separation(emb, labels, group_kind=kind, strata=strata,
-                                                              n_boot=config.n_boot, seed=seed))
-        result.separations.append(groups.classify_groups(emb, labels, group_kind=kind, strata=strata, seed=seed))
+        ref = np.asarray(embed([inputs.references[int(f)] for f in binned.frame[narrated]]), dtype=np.float64)
+        emb = np.asarray(embed([t for r in rows for t in r.narrations]), dtype=np.float64)
+        fid_items = np.sum(emb * ref[strata], axis=1)
+        pools, pool_fid = [], []
+        members = {r.subset.group: np.asarray(r.subset.unit_idx, np.int64) for r in rows}
+        for _ in range(config.separation_pools):
+            draw = separation.disjoint_pools(members, n_units=len(inputs.units.ids),
+                                             strata=region_of if kind == "cell_type" else None, seed=rng)
+            texts = [t for r in rows for t in narrate(predict(trained, binned, narrated, unit_idx=draw[r.subset.group],
+                                                              device=device))[:k]]
+            e = np.asarray(embed(texts), dtype=np.float64)
+            pools.append(e)
+            pool_fid.append(np.sum(e * ref[strata], axis=1))
+        fidelity = {r.subset.group: (r.narration_metric().value, r.q.get("narration_similarity", np.nan))
+                    for r in rows}
+        ok = {r.subset.group: bool(r.beats_null.get("narration_similarity", False)) for r in rows}
+        kw = dict(group_kind=kind, strata=strata, pools=pools, item_fidelity=fid_items,
+                  pool_item_fidelity=np.asarray(pool_fid), interpretable=ok, seed=seed)
+        out.append(separation.narration_separation(emb, labels, fidelity=fidelity, n_boot=config.n_boot, **kw))
+        out.append(separation.classify_groups(emb, labels, **kw))
+    return out
 
-    # the same classifier on the units' own narrations (their preferred stimuli): one text per visually
-    # driven unit of a group, each unit its own fold item
-    texts_u = list(result.units["preferred_text"])
-    for kind, grp in (("region", big_regions), ("cell_type", cell_types)):
-        items = [(str(t), g) for g, idx in grp.items() for i in idx if (t := texts_u[int(i)])]
-        if len({g for _, g in items}) < 2:
+
+def _preferred_classifiers(inputs: AnalysisInputs, result: NeurrationResult, kinds: dict[str, dict[str, np.ndarray]],
+                           *, config: AnalysisConfig, region_of: np.ndarray, seed: int) -> list:
+    """The classifier on the units' own narrations (their preferred stimuli, one text per visually driven
+    unit, each unit its own fold item), against ``config.n_perm`` draws of disjoint pools of driven units
+    (cell types: from the same regions) standing for the groups: a relabelling of the units that keeps
+    each group's size and regions."""
+    out = []
+    texts_u = [str(t) for t in result.units["preferred_text"]]
+    has_text = np.array([bool(t) for t in texts_u])
+    if not has_text.any():
+        return out
+    with_text = np.flatnonzero(has_text)
+    emb = np.asarray(inputs.embed([texts_u[i] for i in with_text]), dtype=np.float64)
+    E = np.zeros((len(texts_u), emb.shape[1]))  # one row per unit (zeros: no text, never drawn)
+    E[with_text] = emb
+    rng = np.random.default_rng(seed + 7)
+    for kind, grp in kinds.items():
+        members = {g: idx[has_text[idx]] for g, idx in grp.items()}
+        members = {g: idx for g, idx in members.items() if len(idx)}
+        if len(members) < 2:
             continue
-        emb = np.asarray(embed([t for t, _ in items]), dtype=np.float64)
-        result.separations.append(groups.classify_groups(
-            emb, np.array([g for _, g in items]), group_kind=kind, seed=seed,
-            analysis="text_classifier_accuracy:preferred_stimulus"))
+        order = list(members)
+        labels = np.concatenate([[g] * len(members[g]) for g in order])
+        strata = region_of if kind == "cell_type" else None
+        pools = []
+        for _ in range(config.n_perm):
+            draw = separation.disjoint_pools(members, n_units=len(texts_u), strata=strata, eligible=has_text, seed=rng)
+            pools.append(np.concatenate([E[draw[g]] for g in order]))
+        obs = np.concatenate([E[members[g]] for g in order])
+        out.append(separation.classify_groups(obs, labels, group_kind=kind, pools=pools, seed=seed,
+                                              analysis="text_classifier_accuracy:preferred_stimulus"))
+    return out
 
 
 def scaling_analyses(inputs: AnalysisInputs, *, config: AnalysisConfig, cache: PredictionCache, windows: _Windows,
@@ -344,7 +411,8 @@ def neurrate_session(inputs: AnalysisInputs, *, config: AnalysisConfig, min_unit
     regions = _groups(inputs.units, "region", min_units=2)
     notes: dict[str, Any] = {"concepts": names, "eval_windows": int(len(windows.win)), "n_pools": config.null_pools,
                              "n_boot": config.n_boot, "n_perm": config.n_perm, "scaling_draws": config.scaling_draws,
-                             "probe_windows": int(len(windows.pwin))}
+                             "probe_windows": int(len(windows.pwin)), "separation_pools": config.separation_pools,
+                             "shots": None if inputs.shots is None else int(len(np.unique(inputs.shots)))}
     if len(names) == 0:
         notes["skipped"] = "the SAE has no named concepts"
     neur, unit_table = unit_analyses(inputs, config=config, cache=cache, windows=windows, regions=regions, acts=acts,

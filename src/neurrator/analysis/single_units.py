@@ -33,7 +33,6 @@ given (training) presentations, arranged as (repeats, frames, units).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Callable, NamedTuple, Sequence
 
@@ -41,10 +40,11 @@ import numpy as np
 
 from neurrator.sae.concepts import top_frames_separated
 from neurrator.data.responses import TrialResponses, unit_reliability
+from neurrator.stats.pools import incomplete_beta
 from neurrator.stats.resampling import benjamini_hochberg, circular_shift_corr
 
-__all__ = ["ConceptTuning", "UnitNeurration", "concept_tuning", "hierarchical_fdr", "neurrate_units", "preferred_stimuli",
-           "shot_rotations"]
+__all__ = ["ConceptTuning", "UnitNeurration", "concept_tuning", "hierarchical_fdr", "neurrate_units",
+           "paired_correlation_p", "preferred_stimuli", "shot_rotations"]
 
 
 def hierarchical_fdr(p: np.ndarray, *, alpha: float = 0.05, unit_q: np.ndarray | None = None,
@@ -151,40 +151,41 @@ def _rotation_r(x: np.ndarray, Y: np.ndarray, rot: np.ndarray) -> np.ndarray:
     return np.einsum("rfn,fk->rnk", zx, zy, optimize=True) / x.shape[0]
 
 
-def _betai(a: float, b: np.ndarray | float, x: np.ndarray) -> np.ndarray:
-    """Regularised incomplete beta I_x(a, b) by Lentz's continued fraction (Numerical Recipes 6.4)."""
-    x = np.clip(np.asarray(x, dtype=np.float64), 0.0, 1.0)
-    a, b = np.broadcast_arrays(np.asarray(a, np.float64), np.asarray(b, np.float64))
-    a, b = np.broadcast_to(a, x.shape), np.broadcast_to(b, x.shape)
-    lg = np.vectorize(math.lgamma, otypes=[np.float64])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        front = np.exp(lg(a + b) - lg(a) - lg(b) + a * np.log(x) + b * np.log1p(-x))
-    swap = x > (a + 1.0) / (a + b + 2.0)
-    aa, bb, xx = np.where(swap, b, a), np.where(swap, a, b), np.where(swap, 1.0 - x, x)
-    tiny = 1e-300
-    c = np.ones_like(xx)
-    d = 1.0 - (aa + bb) * xx / (aa + 1.0)
-    d = 1.0 / np.where(np.abs(d) < tiny, tiny, d)
-    h = d.copy()
-    for m in range(1, 300):
-        m2 = 2 * m
-        for num in (m * (bb - m) * xx / ((aa + m2 - 1) * (aa + m2)),
-                    -(aa + m) * (aa + bb + m) * xx / ((aa + m2) * (aa + m2 + 1))):
-            d = 1.0 + num * d
-            d = 1.0 / np.where(np.abs(d) < tiny, tiny, d)
-            c = 1.0 + num / c
-            c = np.where(np.abs(c) < tiny, tiny, c)
-            h = h * d * c
-    cf = front * h / aa
-    return np.where(x <= 0, 0.0, np.where(x >= 1, 1.0, np.where(swap, 1.0 - cf, cf)))
-
-
 def _t_pvalue(r: np.ndarray, sd: np.ndarray) -> np.ndarray:
     """Two-sided p of Pearson r with the effective sample size ``n_eff = 1 + 1 / sd**2`` (t test on n_eff - 2 df)."""
     with np.errstate(divide="ignore", invalid="ignore"):
         df = np.maximum(1.0 / sd**2 - 1.0, 1.0)
         t2 = r**2 * df / np.maximum(1.0 - r**2, 1e-12)
-        return _betai(df / 2.0, 0.5, df / (df + t2))
+        return incomplete_beta(df / 2.0, 0.5, df / (df + t2))
+
+
+def paired_correlation_p(x: np.ndarray, Y: np.ndarray, *, min_shift: int = 30,
+                         shots: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(W, K) series, (W, K) series -> (K,) Pearson r of each column with its partner and its two-sided p.
+
+    The null is `concept_tuning`'s for each pair: the spread of r over all circular shifts of ``x`` by at
+    least ``min_shift`` steps (and over rotations of whole ``shots``, the wider spread) gives the
+    effective sample size of the two autocorrelated series, and p is the t test on it. Used to ask whether
+    the patches decoded from a group follow a concept in time at all (`neurrator.analysis.groups`).
+
+    >>> t = np.repeat(np.random.default_rng(1).random(20) < 0.5, 15).astype(float)[:, None]  # 20 scenes
+    >>> r, p = paired_correlation_p(t + np.random.default_rng(0).normal(0, 0.3, t.shape), t, min_shift=15)
+    >>> bool(r[0] > 0.8), bool(p[0] < 0.001)
+    (True, True)
+    """
+    x = np.asarray(x, dtype=np.float64)
+    Y = np.asarray(Y, dtype=np.float64)
+    K = Y.shape[1]
+    r, sd = np.full(K, np.nan), np.full(K, np.nan)
+    rot = shot_rotations(shots, min_shift=min_shift) if shots is not None else np.zeros((0, 0), np.int64)
+    for k in range(K):
+        if x[:, k].std() > 0 and Y[:, k].std() > 0:
+            r[k] = np.corrcoef(x[:, k], Y[:, k])[0, 1]
+            sd[k] = _shift_sd(x[:, k], Y[:, k:k + 1], min_shift)[0]
+            if len(rot):
+                sd[k] = max(sd[k], float(np.sqrt(np.mean(_rotation_r(x[:, k:k + 1], Y[:, k:k + 1], rot) ** 2))))
+    ok = np.isfinite(r) & (np.nan_to_num(sd) > 0)
+    return r, np.where(ok, _t_pvalue(np.nan_to_num(r), np.where(ok, sd, 1.0)), np.nan)
 
 
 def concept_tuning(mean_response: np.ndarray, concept_acts: np.ndarray, *, n_perm: int = 2000,

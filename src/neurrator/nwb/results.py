@@ -301,6 +301,9 @@ def add_neurration_to_nwbfile(nwbfile, neurration, *, units_table, unit_rows: np
                                                     for k, v in cols.items()}))
     separations = [s for s in neurration.separations if len(s.analysis)]
     if separations:
+        blank = {"fidelity": np.nan, "fidelity_q": np.nan, "status": "", "null_kind": ""}  # optional columns
+        separations = [s._replace(**{f: np.full(len(s.analysis), v) for f, v in blank.items() if getattr(s, f) is None})
+                       for s in separations]
         cols = {f: _concat(separations, f) for f in separations[0]._fields}
         added.append(ndx.create_group_separation(**{k: (list(v.astype(str)) if v.dtype.kind in "OUS" else v)
                                                     for k, v in cols.items()}))

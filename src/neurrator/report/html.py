@@ -304,7 +304,8 @@ def _context(data: DerivedFile) -> dict:
         "comparison_table": _table(data.group_comparison, ["group_kind", "group", "source", "concept", "effect",
                                                            "ci_lo", "ci_hi", "p", "q", "n_units", "n_null_draws"]),
         "separation_table": _table(data.group_separation, ["analysis", "group_kind", "group", "value", "ci_lo",
-                                                           "ci_hi", "chance_level", "p", "n"]),
+                                                           "ci_hi", "chance_level", "p", "n", "fidelity", "fidelity_q",
+                                                           "status"]),
         "types_found": [t for t in data.types_found if t not in ("VectorData", "VectorIndex", "ElementIdentifiers",
                                                                   "DynamicTableRegion")],
     }

@@ -85,12 +85,15 @@ def _neurration_lines(neur) -> list[str]:
                 shown = ", ".join(f"{comp.concept[pick][i]} {comp.effect[pick][i]:+.2f}" for i in order)
                 lines.append(f"  {comp.group_kind[0]} {g}: enriched in tuning (q < 0.05): {shown}")
     for sep in neur.separations:
-        for a, g, v, c, p in zip(sep.analysis, sep.group, sep.value, sep.chance_level, sep.p):
+        status = sep.status if sep.status is not None else [""] * len(sep.analysis)
+        for a, g, v, c, p, st in zip(sep.analysis, sep.group, sep.value, sep.chance_level, sep.p, status):
             if str(a).startswith("text_classifier_accuracy"):
                 what = ("its units' preferred-stimulus narrations" if str(a).endswith(":preferred_stimulus")
                         else "narration text alone")
-                lines.append(f"  {sep.group_kind[0]} from {what}: accuracy {v:.2f} (chance {c:.2f}, "
-                             f"permutation p {p:.3f})")
+                lines.append(f"  {sep.group_kind[0]} from {what}: accuracy {v:.2f} (matched pools {c:.2f}, "
+                             f"p {p:.3f}){': ' + str(st) if st else ''}")
+            elif str(g) != "all" and str(st) in ("distinctive", "not interpretable"):
+                lines.append(f"  {sep.group_kind[0]} {g}: narrations {st} (separation {v:+.3f}, p {p:.3f})")
     for curve in neur.scaling:
         if str(curve.metric[0]) != "centred_patch_cosine":
             continue

@@ -159,11 +159,12 @@ def _neurration_lines(found: dict[str, object], *, show_all: bool) -> list[str]:
             lines.append(f"  {kind} {group} ({source}): {shown}")
     sep = found.get("GroupSeparationTable")
     if sep is not None and len(sep):
-        lines.append("\nnarrations by group (value [95% CI], chance, p):")
+        lines.append("\nnarrations by group (value [95% CI], chance, p; status against matched pools):")
         for _, row in sep.to_dataframe().iterrows():
+            status = f"  {row['status']}" if row.get("status") else ""  # files before the status column have none
             lines.append(f"  {row['group_kind']:<10s} {row['analysis']:<32s} {row['group'] or '':<12s} "
                          f"{row['value']:.3f} [{row['ci_lo']:.3f}, {row['ci_hi']:.3f}]  chance {row['chance_level']:.3f}"
-                         f"  p {row['p']:.3f}")
+                         f"  p {row['p']:.3f}{status}")
     scal = found.get("ScalingTable")
     if scal is not None and len(scal):
         df = scal.to_dataframe()

@@ -10,6 +10,9 @@ _WHERE = {
     "nulls": (
         "beats_null", "block_permutations", "item_blocks", "off_block_mean", "paired_null",
     ),
+    "pools": (
+        "fidelity_adjusted_pvalue", "incomplete_beta", "pool_pvalue", "t_sf",
+    ),
     "resampling": (
         "Estimate", "benjamini_hochberg", "block_bootstrap", "block_permutation", "circular_shift_corr",
         "permutation_pvalue", "scene_blocks", "split_half_reliability",
