@@ -42,6 +42,9 @@ def test_values_survive_a_write(all_types_file):
         assert len(ct) == 18 and ct["significant"].sum() == int((np.linspace(0.001, 0.9, 18) < 0.05).sum())
         sc = m["scaling"].to_dataframe()
         assert sc[sc.region == "CA1"]["crossing_n"].isna().all() and (sc[sc.region == "VISp"]["crossing_n"] == 20).all()
+        assert list(sc.groupby("region")["crossing_note"].first()) == ["never", "not estimable: CI open above",
+                                                                       "estimated"]
+        assert np.allclose(un["drive_q"], 0.08)
         fid = m["decoding_fidelity"].to_dataframe()
         assert {"ci_lo", "ci_hi", "p_value", "q_value", "beats_null", "null_kind", "null_mean"} <= set(fid.columns)
         assert fid["beats_null"].dtype == bool
@@ -114,7 +117,11 @@ def test_scaling_crossing_must_be_constant_per_region_and_metric():
                   baseline=0.01, crossing_n=[20.0, 30.0], crossing_lo=10.0, crossing_hi=30.0)
     with pytest.raises(ValueError, match="crossing_n differs between rows of region 'VISp'"):
         ndx.create_scaling(**kwargs)
-    assert len(mock_ScalingTable()) == 6
+    assert len(mock_ScalingTable()) == 9
+    old = ndx.create_scaling(**kwargs | {"crossing_n": 20.0})  # as files written before crossing_note
+    assert "crossing_note" not in old.colnames
+    new = ndx.create_scaling(**kwargs | {"crossing_n": np.nan, "crossing_note": "not estimable: CI open above"})
+    assert new["crossing_note"][1] == "not estimable: CI open above"
 
 
 def test_concept_tuning_long_format(units):

@@ -166,6 +166,41 @@ def test_drive_is_significant_only_for_a_unit_that_changes_the_words():
     assert cols["drive_text"] == ["a bright car", "a dark street", "a dark street", ""]
     assert cols["drive_shift"][:3].tolist() == [1.0, 0.0, 0.0] and np.isnan(cols["drive_shift"][3])
     assert np.isnan(cols["loo_delta"]).all() and cols["unit"].tolist() == [10, 11, 12, 13]
+    assert cols["drive_q"][:3].tolist() == d.drive_q.tolist() and np.isnan(cols["drive_q"][3])
+
+
+def test_drive_null_resolves_p_for_fdr_and_stops_early_when_nothing_stands_out():
+    """Null: noise inputs (Poisson at each unit's mean) narrated once per group and shared by its units.
+    With 1,000 of them the one unit that changes the words gets p = 1/1001, which survives BH over 40
+    units (50 draws floored p at 1/51 and q at 40/51); a group in which no unit moves the words stops
+    after the first round of 100 noise narrations (every unit has >= 10 noise shifts as large as its own)."""
+    w = np.zeros(40)
+    w[0] = 5.0
+    calls = []
+
+    def predict_windows(x, idx):
+        calls.append(len(x))
+        s = (x.mean(axis=1) * w[idx]).sum(axis=1)
+        return np.broadcast_to(s[:, None, None], (len(x), 2, 2)).astype(np.float32)
+
+    def narrate(p):
+        return ["a bright car" if v > 9.0 else "a dark street" for v in p[:, 0, 0]]  # noise: mean of 50
+        # Poisson(1) bins > 1.8 (5.7 sd): never; the drive: 1 + 1 spikes per bin
+
+    vocab = {"a bright car": 0, "a dark street": 1}
+
+    def embed(texts):
+        return np.eye(2)[[vocab[t] for t in texts]]
+
+    kw = dict(predict_windows=predict_windows, narrate=narrate, embed=embed, window_bins=50, drive_sd=3.0, seed=0,
+              batch_size=256)
+    d = drive_narrations({"VISp": np.arange(40)}, np.ones(40), np.full(40, 0.2), **kw)
+    assert len(d.null_shift["VISp"]) == 1000 and d.drive_p[0] == pytest.approx(1 / 1001)
+    assert d.drive_q[0] < 0.05 and (d.drive_q[1:] == 1).all()
+    calls.clear()
+    quiet = drive_narrations({"CA1": np.arange(1, 40)}, np.ones(40), np.full(40, 0.2), **kw)
+    assert len(quiet.null_shift["CA1"]) == 100 and (quiet.drive_p == 1).all()
+    assert sum(calls) == 1 + 39 + 100  # baseline, one drive per unit, one round of noise
 
 
 def test_predict_windows_matches_predict_on_recorded_windows():

@@ -64,13 +64,15 @@ def create_unit_neurration(
     baseline_text: Texts,
     drive_shift: Floats,
     drive_p: Floats,
+    drive_q: Floats | None = None,
     name: str = "unit_neurration",
     description: str = "single-neuron neurration: reliability, preferred stimulus, tuning and contribution",
 ):
     """A ``UnitNeurrationTable``, one row per unit (``unit_rows`` are rows of ``units_table``).
 
     ``preferred_text`` must be '' for units that are not ``visually_driven``; ``top_frames`` is one list
-    of frame indices per unit (strongest first, may be empty).
+    of frame indices per unit (strongest first, may be empty). ``drive_q`` (optional: files written before
+    it have no such column) is the FDR q of ``drive_p``.
     """
     what = f"UnitNeurrationTable '{name}'"
     rows = _rows(what, "unit_rows", units_table, unit_rows)
@@ -106,6 +108,8 @@ def create_unit_neurration(
         loo_ci_hi="float", loo_p="float", drive_text="text", baseline_text="text", drive_shift="float",
         drive_p="float",
     )
+    if drive_q is not None:
+        given["drive_q"], kinds["drive_q"] = drive_q, "float"
     return _build(_ndx.UnitNeurrationTable, what=what, name=name, description=description, n=n, given=given,
                   kinds=kinds, lead=lead)
 
@@ -214,13 +218,15 @@ def create_scaling(
     crossing_n: Floats,
     crossing_lo: Floats,
     crossing_hi: Floats,
+    crossing_note: Texts | None = None,
     name: str = "scaling",
     description: str = "fidelity versus population size per region, with the shuffled-baseline crossing",
 ):
     """A ``ScalingTable``: one row per (region, metric, population size); ``n_units`` sets the row count.
 
-    ``crossing_n``/``crossing_lo``/``crossing_hi`` are NaN where the region never exceeds ``baseline``, and
-    must be the same on every row of one (region, metric).
+    ``crossing_n``/``crossing_lo``/``crossing_hi`` are NaN where the region never exceeds ``baseline`` (and
+    where the crossing is not estimable), and must be the same on every row of one (region, metric).
+    ``crossing_note`` (optional) says which: 'estimated', 'never' or 'not estimable: <why>'.
     """
     what = f"ScalingTable '{name}'"
     rows = _n_rows(what, "n_units", n_units)
@@ -236,6 +242,8 @@ def create_scaling(
                  baseline=baseline, crossing_n=crossing_n, crossing_lo=crossing_lo, crossing_hi=crossing_hi)
     kinds = dict(region="text", n_units="int", metric="text", value="float", ci_lo="float", ci_hi="float",
                  n_draws="int", baseline="float", crossing_n="float", crossing_lo="float", crossing_hi="float")
+    if crossing_note is not None:
+        given["crossing_note"], kinds["crossing_note"] = crossing_note, "text"
     return _build(_ndx.ScalingTable, what=what, name=name, description=description, n=rows, given=given, kinds=kinds)
 
 

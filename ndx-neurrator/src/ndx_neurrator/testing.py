@@ -384,7 +384,7 @@ def mock_UnitNeurrationTable(*, name: str | None = None, units_table=None, nwbfi
         top_concept_q=np.where(driven, 0.01, np.nan), loo_delta=np.linspace(0.0, 0.01, n),
         loo_ci_lo=np.linspace(-0.01, 0.0, n), loo_ci_hi=np.linspace(0.01, 0.02, n), loo_p=np.full(n, 0.3),
         drive_text=["a bright scene"] * n, baseline_text=["a grey scene"] * n, drive_shift=np.full(n, 0.3),
-        drive_p=np.full(n, 0.04), name=name or "unit_neurration",
+        drive_p=np.full(n, 0.04), drive_q=np.full(n, 0.08), name=name or "unit_neurration",
     )
     return _add(nwbfile, table)
 
@@ -424,14 +424,16 @@ def mock_GroupSeparationTable(*, name: str | None = None, nwbfile: NWBFile | Non
 
 
 def mock_ScalingTable(*, name: str | None = None, nwbfile: NWBFile | None = None):
-    """VISp crosses the baseline at 20 units; CA1 never does (NaN crossing)."""
+    """VISp crosses the baseline at 20 units; CA1 never does (NaN crossing); LGd's crossing is not estimable."""
     sizes = np.array([5, 20, 80])
     table = create_scaling(
-        region=["VISp"] * 3 + ["CA1"] * 3, n_units=np.tile(sizes, 2), metric="top1",
-        value=[0.01, 0.05, 0.2, 0.001, 0.001, 0.002], ci_lo=[0.0, 0.03, 0.15, 0.0, 0.0, 0.0],
-        ci_hi=[0.02, 0.07, 0.25, 0.003, 0.003, 0.004], n_draws=5, baseline=1 / 900,
-        crossing_n=[20.0] * 3 + [np.nan] * 3, crossing_lo=[5.0] * 3 + [np.nan] * 3,
-        crossing_hi=[20.0] * 3 + [np.nan] * 3, name=name or "scaling",
+        region=["VISp"] * 3 + ["CA1"] * 3 + ["LGd"] * 3, n_units=np.tile(sizes, 3), metric="top1",
+        value=[0.01, 0.05, 0.2, 0.001, 0.001, 0.002, 0.002, 0.004, 0.01],
+        ci_lo=[0.0, 0.03, 0.15, 0.0, 0.0, 0.0, 0.0, 0.001, 0.004],
+        ci_hi=[0.02, 0.07, 0.25, 0.003, 0.003, 0.004, 0.004, 0.007, 0.016], n_draws=10, baseline=1 / 900,
+        crossing_n=[20.0] * 3 + [np.nan] * 6, crossing_lo=[5.0] * 3 + [np.nan] * 3 + [20.0] * 3,
+        crossing_hi=[20.0] * 3 + [np.nan] * 6,
+        crossing_note=["estimated"] * 3 + ["never"] * 3 + ["not estimable: CI open above"] * 3, name=name or "scaling",
     )
     return _add(nwbfile, table)
 

@@ -409,7 +409,9 @@ def build_analysis_types() -> list:
                     "(causal within the model).", "text"),
             _column("baseline_text", "Narration of the encoder's response to the baseline input.", "text"),
             _column("drive_shift", "1 - sentence similarity of drive_text and baseline_text.", "float64"),
-            _column("drive_p", "p-value of drive_shift against driving random other units.", "float64"),
+            _column("drive_p", "p-value of drive_shift against the shifts of spiking-noise inputs.", "float64"),
+            _column("drive_q", "Benjamini-Hochberg q-value of drive_p over the units tested.", "float64",
+                    required=False),
         ],
     )
     tuning = _table(
@@ -484,9 +486,13 @@ def build_analysis_types() -> list:
             _column("ci_hi", "Upper end of the bootstrap confidence interval of value.", "float64"),
             _column("n_draws", "Number of random draws of this size.", "int64"),
             _column("baseline", "Shuffled-baseline level of the metric.", "float64"),
-            _column("crossing_n", "Population size at which value first exceeds baseline (NaN: never).", "float64"),
+            _column("crossing_n", "Population size from which value exceeds baseline at every larger size tried (NaN: "
+                    "never, or not estimable; see crossing_note).", "float64"),
             _column("crossing_lo", "Lower end of the confidence interval of crossing_n.", "float64"),
             _column("crossing_hi", "Upper end of the confidence interval of crossing_n.", "float64"),
+            _column("crossing_note", "'estimated'; 'never' (the largest size does not beat the baseline); or "
+                    "'not estimable: ...' when the confidence interval is open at one end within the sizes tried "
+                    "(crossing_n and that end are then NaN).", "text", required=False),
         ],
     )
     return [unit, tuning, groups, separation, scaling]

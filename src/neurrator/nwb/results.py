@@ -309,7 +309,7 @@ def add_neurration_to_nwbfile(nwbfile, neurration, *, units_table, unit_rows: np
                                                     for k, v in cols.items()}))
     if neurration.scaling:
         fields = ("region", "n_units", "metric", "value", "ci_lo", "ci_hi", "n_draws", "baseline", "crossing_n",
-                  "crossing_lo", "crossing_hi")
+                  "crossing_lo", "crossing_hi", "crossing_note")
         cols = {f: _concat(neurration.scaling, f) for f in fields}
         added.append(ndx.create_scaling(**{k: (list(v.astype(str)) if v.dtype.kind in "OUS" else v)
                                            for k, v in cols.items()}))

@@ -98,8 +98,13 @@ def _neurration_lines(neur) -> list[str]:
         if str(curve.metric[0]) != "centred_patch_cosine":
             continue
         n, lo, hi = curve.crossing_n[0], curve.crossing_lo[0], curve.crossing_hi[0]
-        upper = f"{hi:.0f}" if np.isfinite(hi) else "not reached in every resample"
-        text = (f"beats the shuffled baseline from {n:.0f} units [95% CI {lo:.0f}, {upper}]" if np.isfinite(n)
-                else "never beats the shuffled baseline (sizes tested)")
-        lines.append(f"  {curve.region[0]}: {text} (centred patch cosine)")
+        note = str(getattr(curve, "crossing_note", ["estimated" if np.isfinite(n) else "never"])[0])
+        if note.startswith("not estimable"):
+            text = f"crossing of the shuffled baseline not estimable ({note.split(': ', 1)[-1]})"
+        elif np.isfinite(n):
+            text = f"beats the shuffled baseline from {n:.0f} units [95% CI {lo:.0f}, {hi:.0f}]"
+        else:
+            text = "never beats the shuffled baseline (sizes tested)"
+        lines.append(f"  {curve.region[0]}: {text} (centred patch cosine, {int(np.max(curve.n_draws))} draws per "
+                     f"size)")
     return lines
