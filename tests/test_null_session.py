@@ -47,8 +47,11 @@ def _allowed(n: int, alpha: float = ALPHA) -> int:
 
 
 def test_no_subset_beats_its_null_on_any_metric(null_run):
-    flagged = {(r.subset.label, m): (r.q.get(m), r.metrics[m].value if m in r.metrics else None)
-               for r in null_run.subsets for m, hit in r.beats_null.items() if hit}
+    def shown(r, m):  # q (NaN: a CI test), value, chance, CI
+        x = r.narration_metric() if m == "narration_similarity" else r.metrics[m]
+        return tuple(round(float(v), 4) for v in (r.q.get(m, np.nan), x.value, x.chance, x.lo, x.hi))
+
+    flagged = {(r.subset.label, m): shown(r, m) for r in null_run.subsets for m, hit in r.beats_null.items() if hit}
     assert len(null_run.subsets) >= 8
     assert not flagged, flagged
 
