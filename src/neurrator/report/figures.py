@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import base64
 import io
+import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +46,8 @@ CHANCE_STYLE = dict(color="0.45", ls=":", lw=1.4)
 def _plt():
     import matplotlib
 
-    matplotlib.use("Agg")
+    if not os.environ.get("MPLBACKEND") and "matplotlib.pyplot" not in sys.modules:
+        matplotlib.use("Agg")  # headless by default; a notebook's own backend (ipykernel sets MPLBACKEND) is kept
     import matplotlib.pyplot as plt
 
     plt.rcParams.update({"font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "legend.fontsize": 8,
