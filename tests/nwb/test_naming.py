@@ -136,10 +136,9 @@ def test_documented_way_organize_raw_then_add_derived_then_validate(small_sim, d
 def test_demo_source_is_named_from_its_own_ids(monkeypatch, tmp_path):
     """The demo's source file and its derived file carry the same sub-/ses- ids (issue 16)."""
     from neurrator import pipeline
-    from neurrator import simulate
 
     seen = {}
-    monkeypatch.setattr(simulate, "write_simulated_session", lambda path, **kw: seen.setdefault("source", Path(path)))
+    monkeypatch.setattr(pipeline, "write_simulated_session", lambda path, **kw: seen.setdefault("source", Path(path)))
     monkeypatch.setattr(pipeline, "narrate_session", lambda source, **kw: seen.setdefault("narrated", Path(source)))
     pipeline.run_demo(tmp_path / "demo", seed=3)
     assert seen["narrated"] == seen["source"]
