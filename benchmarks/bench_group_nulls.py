@@ -68,17 +68,22 @@ def main() -> None:
     ap.add_argument("--units", type=int, default=100)
     ap.add_argument("--label", default="after")
     ap.add_argument("--no-append", action="store_true")
+    ap.add_argument("--sessions", type=Path, default=None,
+                    help="folder holding (or to receive) the two sessions, so an older checkout runs on the same files")
     args = ap.parse_args()
     overrides = dict(epochs=3, narrations_per_subset=8, population_sizes=(5, 20), draws_per_size=2, min_units=6,
                      eval_windows=120, null_pools=20, scaling_draws=2)
-    from neurrator.simulate import write_global_null
-
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        real = root / "sub-sim5_ses-real.nwb"
-        write_simulated_session(real, n_units=args.units, n_repeats=6, n_frames=300, seed=5, movie_seed=2)
-        null = write_global_null(real, root / "sub-sim5_ses-null.nwb", seed=11)
+        where = args.sessions or root
+        where.mkdir(parents=True, exist_ok=True)
+        real, null = where / "sub-sim5_ses-real.nwb", where / "sub-sim5_ses-null.nwb"
+        if not (real.is_file() and null.is_file()):
+            from neurrator.simulate import write_global_null
+
+            write_simulated_session(real, n_units=args.units, n_repeats=6, n_frames=300, seed=5, movie_seed=2)
+            write_global_null(real, null, seed=11)
         for name, path in (("null", null), ("real", real)):
             res, secs = run(Path(path), root, overrides=overrides)
             out[name] = summarise(res) | {"secs": secs}

@@ -1,4 +1,9 @@
-"""Group neurration: planted enrichment, null pools, narration separation and the text classifier."""
+"""Group neurration: planted enrichment, null pools, narration separation and the text classifier.
+
+The group nulls compare a group with random pools of units matched to it (size; cell types: regions) put
+through the same steps, not with label permutations; the decoded and narration pools are tested at the
+group's own decoding fidelity. Each calibration test below runs such a null on data without the effect.
+"""
 
 from __future__ import annotations
 
@@ -47,6 +52,8 @@ def _decoded_world(seed=0, W=90, N=40, K=3):
 
 
 def test_decoded_enrichment_finds_the_concept_a_group_carries():
+    """Power: VIP's decoded patches follow "dark" far more than pools of other units of its size do (null:
+    25 re-decoded pools regressed on their fidelity, t on 23 df, and the group's own shift null)."""
     rng, truth, blocks = _decoded_world(1)
 
     def decode(idx):  # every unit carries a little of everything; units 0-9 carry "dark" strongly
@@ -254,6 +261,8 @@ def test_pool_null_finds_group_specific_content_and_not_chance_content():
 
 
 def test_disjoint_pools_keep_sizes_and_regions():
+    """The pools of one draw are a stratified relabelling: each keeps its group's regions, none shares a
+    unit, ineligible units (no text) are never drawn."""
     from neurrator.analysis.separation import disjoint_pools
 
     region = np.array(["VISp"] * 30 + ["VISl"] * 20 + ["CA1"] * 10)
