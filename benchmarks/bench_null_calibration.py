@@ -15,9 +15,9 @@ own lag within every repeat) go through `neurrator.pipeline.narrate_session` wit
 
 Every test the run reports is read from its result and counted per family: the fraction of its tests with
 p < 0.05, and the fraction flagged after the pipeline's own FDR (its stars: ``beats_null``, the tuning's
-hierarchical FDR, q <= 0.05 of the enrichment and scaling tables, ``visually_driven``). Families whose
-tests the pipeline reports without an FDR layer (leave-one-out, drive, separation and classifier p, SAE
-validation p) are BH-corrected here, within the family and the session, and marked "(BH here)"; families
+hierarchical FDR, q <= 0.05 of the enrichment and scaling tables, ``visually_driven``, a separation or
+classifier row's status "distinctive"). Families whose tests the pipeline reports without an FDR layer
+(leave-one-out, drive, SAE validation p) are BH-corrected here, within the family and the session, and marked "(BH here)"; families
 tested by a CI rather than a p (the cosines against chance) have no p column. On a null session the p < 0.05
 column should sit near 0.05 and the FDR column near 0; on the real session both show the power.
 """
@@ -116,8 +116,11 @@ def outcomes(result) -> dict[str, Outcome]:
         for s in n.separations:
             for a in np.unique(s.analysis.astype(str)):
                 m = s.analysis.astype(str) == a
-                add(f"{a.split(':')[0]}{' (preferred stimulus)' if ':' in a else ''} ({s.group_kind[m][0]})",
-                    s.p[m], np.zeros(int(m.sum()), bool), "BH here")
+                name = f"{a.split(':')[0]}{' (preferred stimulus)' if ':' in a else ''} ({s.group_kind[m][0]})"
+                if s.status is None:
+                    add(name, s.p[m], np.zeros(int(m.sum()), bool), "BH here")
+                else:  # the pipeline's star: the group beats its fidelity null and its pools
+                    add(name, s.p[m], np.asarray(s.status)[m].astype(str) == "distinctive", "pipeline: distinctive")
         for c in n.scaling:
             add(f"scaling per size: {c.metric[0]}", c.p, np.nan_to_num(c.q, nan=1.0) <= ALPHA, "pipeline")
             add(f"scaling crossing: {c.metric[0]}", np.nan, bool(np.isfinite(c.crossing_n[0])), "pipeline")
