@@ -113,7 +113,19 @@ def test_cosines_beat_chance_only_when_their_ci_is_above_it():
     for name in EVAL_METRICS:
         if name not in NULL_TESTED:
             assert (above.beats_null[name], touching.beats_null[name], no_ci.beats_null[name]) == (True, False, False)
-            assert name not in above.q  # the cosines get no q: they have no permutation null
+            assert name not in above.q  # without a shift null (flashed images) the cosines get no q
+
+
+def test_cosines_with_a_shift_null_need_their_fdr_and_to_be_above_chance():
+    """A movie's cosines carry a circular-shift p: the CI alone no longer makes them beat the null."""
+    strong = fake_subset_result("all", "all", [0], chance=0.1, lo=0.15, cosine_p=0.001)
+    weak = fake_subset_result("region:VISp", "region", [1], chance=0.1, lo=0.15, cosine_p=0.4)
+    below = fake_subset_result("region:CA1", "region", [2], value=0.05, chance=0.1, lo=0.15, cosine_p=0.001)
+    apply_fdr([strong, weak, below])
+    for name in EVAL_METRICS:
+        if name not in NULL_TESTED:
+            assert (strong.beats_null[name], weak.beats_null[name], below.beats_null[name]) == (True, False, False)
+            assert strong.q[name] == pytest.approx(0.0015) and weak.q[name] == pytest.approx(0.4)
 
 
 def test_untested_subsets_get_nan_q_and_do_not_shift_the_others():
@@ -172,7 +184,8 @@ def test_decode_subsets_narrates_each_subsets_own_prediction(tiny):
         expect = [1.0 if n == ref else 2 / 3 for n, ref in zip(r.narrations, r.references)]
         np.testing.assert_allclose(r.similarity, expect, atol=1e-6)
         assert set(r.metrics) == set(EVAL_METRICS)
-        assert set(r.q) == {*NULL_TESTED, "narration_similarity"}, "FDR is applied before returning"
+        # FDR is applied before returning; a movie's cosines have a shift null, so they get a q too
+        assert set(r.q) == {*EVAL_METRICS, "narration_similarity"}, "FDR is applied before returning"
     # the pipeline's two groups of baselines come with the "all" subset: ridge, kNN and the shuffled control
     assert set(baselines) == {"ridge", "knn", "shuffled"}
     assert all(set(m) == set(EVAL_METRICS) for m in baselines.values())

@@ -20,7 +20,7 @@ _WHERE = {
         "narrated_presentations", "scoring_context",
     ),
     "fidelity": (
-        "FIDELITY_METRICS", "HEADLINE_METRICS", "fidelity_rows", "frame_identification", "patch_cosines",
+        "FIDELITY_METRICS", "HEADLINE_METRICS", "cosine_shift_null", "fidelity_rows", "frame_identification", "patch_cosines",
         "score_predictions", "shuffled_control", "training_mean_map",
     ),
     "references": (

@@ -32,10 +32,9 @@ import numpy as np
 import torch
 
 from neurrator.stats import resampling as stats
-from neurrator.decode.chance import duplicate_groups, rank_chance, window_chance
-from neurrator.decode.chance import identification_null
+from neurrator.decode.chance import duplicate_groups, identification_null, rank_chance, shift_pairings, window_chance
 
-__all__ = ["FIDELITY_METRICS", "HEADLINE_METRICS", "fidelity_rows", "frame_identification", "patch_cosines", "score_predictions", "shuffled_control", "training_mean_map"]
+__all__ = ["FIDELITY_METRICS", "HEADLINE_METRICS", "cosine_shift_null", "fidelity_rows", "frame_identification", "patch_cosines", "score_predictions", "shuffled_control", "training_mean_map"]
 
 #: The decoding headline: centred patch cosine and frame identification, each with chance and a CI.
 HEADLINE_METRICS = ("centred_patch_cosine", "top1", "top5", "within_1s")
@@ -202,6 +201,50 @@ def patch_cosines(a: np.ndarray, b: np.ndarray, *, mean_map: np.ndarray | None =
     return (num / np.maximum(den, 1e-12)).mean(-1).astype(np.float64)
 
 
+def cosine_shift_null(pred: np.ndarray, y: np.ndarray, partners: np.ndarray, repeats: np.ndarray, *,
+                      mean_map: np.ndarray | None = None, device: str | torch.device = "cpu") -> np.ndarray:
+    """(n,) mean patch cosine of each prediction with the target of its partner under each circular shift.
+
+    ``partners`` ((n, P') from `neurrator.decode.chance.shift_pairings`) pairs prediction i with the target
+    of the window one lag per repeat later; the shift keeps both series' autocorrelation (slow scenes, a weak
+    decoder's slowly drifting output) and breaks only their alignment, so on data without stimulus
+    information the observed mean cosine is one draw of this null. The within-repeat cosine matrix is one
+    matrix product per repeat (``G[i, j]`` = patch cosine of prediction i with target j); each lag's value
+    is a wrapped diagonal sum of it.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> a, b = rng.normal(size=(2, 6, 3, 4))
+    >>> from neurrator.decode.chance import shift_pairings
+    >>> pairs, _ = shift_pairings(np.zeros(6, int), min_lag=2, n_perm=10)
+    >>> null = cosine_shift_null(a, b, pairs, np.zeros(6, int))
+    >>> bool(np.allclose(null, [patch_cosines(a, b[p]).mean() for p in pairs]))
+    True
+    """
+    a = torch.as_tensor(np.asarray(pred, dtype=np.float32), device=device)
+    b = torch.as_tensor(np.asarray(y, dtype=np.float32), device=device)
+    if mean_map is not None:
+        m = torch.as_tensor(np.asarray(mean_map, dtype=np.float32), device=device)
+        a, b = a - m, b - m
+    n_patches = a.shape[1]
+    a = (a / a.norm(dim=-1, keepdim=True).clamp_min(1e-12)).reshape(len(a), -1)
+    b = (b / b.norm(dim=-1, keepdim=True).clamp_min(1e-12)).reshape(len(b), -1)
+    repeats = np.asarray(repeats)
+    partners = np.asarray(partners, dtype=np.int64)
+    total = np.zeros(len(partners), dtype=np.float64)
+    for r in dict.fromkeys(repeats.tolist()):
+        seg = np.flatnonzero(repeats == r)
+        n_r = len(seg)
+        idx = torch.as_tensor(seg, device=device)
+        G = (a[idx] @ b[idx].T).double().cpu().numpy() / n_patches
+        wrap = (np.arange(n_r)[None, :] + np.arange(n_r)[:, None]) % n_r  # wrap[L, i] = (i + L) mod n_r
+        by_lag = G[np.arange(n_r)[None, :], wrap].sum(axis=1)  # (n_r,) sum over i of G[i, (i + L) mod n_r]
+        lags = np.searchsorted(seg, partners[:, seg[0]])
+        total += by_lag[lags]
+    return total / max(len(repeats), 1)
+
+
 def _chance_cosine(a: np.ndarray, b: np.ndarray, *, mean_map: np.ndarray | None = None) -> float:
     """Exact mean over i != j of the patch cosine of a[i] with b[j] (all pairings of distinct windows)."""
     a = np.asarray(a, dtype=np.float32)
@@ -269,6 +312,16 @@ def score_predictions(pred: np.ndarray, true_frame: np.ndarray, targets: np.ndar
                                     mean_map=train_mean, blocks=blk, repeats=repeats, n_perm=n_perm, seed=seed))
     out["chance_patch_cosine"] = _chance_cosine(pred, y)
     out["chance_centred_patch_cosine"] = _chance_cosine(pred, y, mean_map=train_mean) if train_mean is not None else nan
+    if repeats is not None and n_perm > 0 and len(true_frame) >= 2:  # a movie: the cosines' circular-shift null
+        reps = np.asarray(repeats)
+        if np.unique(reps, return_counts=True)[1].max() >= 2:
+            partners, _ = shift_pairings(reps, min_lag=max(1, int(round(fps))), n_perm=n_perm, seed=seed)
+            for m, mm, v in (("patch_cosine", None, cos), ("centred_patch_cosine", train_mean, ccos)):
+                if m == "centred_patch_cosine" and train_mean is None:
+                    continue
+                d = cosine_shift_null(pred, y, partners, reps, mean_map=mm, device=device)
+                out[f"p_{m}"] = float(stats.permutation_pvalue(float(np.mean(v)), d))
+                out[f"{m}_null_mean"] = float(np.mean(d))
     perm = np.random.default_rng(0).permutation(len(true_frame))
     out["chance_mse"] = float(np.mean((pred - targets[true_frame[perm]]) ** 2))
     per_item = {"patch_cosine": cos, "centred_patch_cosine": ccos, "top1": out["hit_top1"],
