@@ -46,7 +46,8 @@ def format_summary(result, *, examples: int = 3) -> str:
     n_sig = sum(bool(r.beats_null.get("narration_similarity")) for r in result.subsets)
     lines.append(f"* beats its permutation null after FDR (q < 0.05) across subsets and lies above chance (never a "
                  f"control); identification: {getattr(best, 'rank_null', 'a permutation null')}, its "
-                 f"mean shown beside the analytic chance; cosines: CI above chance. Narration beats the null in "
+                 f"mean shown beside the analytic chance; cosines: the same shift for a movie (CI above chance for "
+                 f"flashed images). Narration beats its paired permutation null in "
                  f"{n_sig} of {len(result.subsets)} subsets.")
     lines.extend(_neurration_lines(getattr(result, "neurration", None)))
     if result.skipped:
