@@ -317,8 +317,6 @@ class AnalysisConfig:
         object.__setattr__(self, "scaling_sizes", tuple(int(n) for n in self.scaling_sizes))
 
 
-
-
 @dataclass(frozen=True)
 class SubsetPlan:
     """Which subsets to build (`neurrator.decode.subsets.build_subsets`).

@@ -39,7 +39,6 @@ class TrialResponses(NamedTuple):
         return self.values.mean(axis=0)
 
 
-
 def trial_responses(binned, presentation_idx: np.ndarray, *, window_bins: int | None = None,
                     offset_bins: int | None = None) -> TrialResponses:
     """Spike counts in each presentation's response window, baseline-subtracted, as (R, F, N).
@@ -110,7 +109,6 @@ def trial_responses(binned, presentation_idx: np.ndarray, *, window_bins: int | 
                           bin_sd)
 
 
-
 class Reliability(NamedTuple):
     """Split-half reliability per unit and the gate."""
 
@@ -118,7 +116,6 @@ class Reliability(NamedTuple):
     p: np.ndarray  # (N,) one-sided circular-shift null p
     q: np.ndarray  # (N,) BH q over units
     driven: np.ndarray  # (N,) bool: q <= alpha and value >= min_reliability
-
 
 
 def unit_reliability(responses: np.ndarray, *, min_reliability: float = 0.1, alpha: float = 0.05,

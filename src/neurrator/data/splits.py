@@ -21,7 +21,6 @@ class Split(NamedTuple):
     test: np.ndarray
 
 
-
 def split_repeats(
     repeat: np.ndarray,
     *,
@@ -80,7 +79,6 @@ def split_repeats(
         val=idx[np.isin(repeat, val_r)],
         test=idx[np.isin(repeat, test_r)],
     )
-
 
 
 def split_by_image(frame: np.ndarray, *, n_val_images: int, n_test_images: int, seed: int):

@@ -38,7 +38,6 @@ def window_features(binned, presentation_idx: np.ndarray, *, window_bins: int = 
     return np.log1p(x).reshape(len(x), -1)
 
 
-
 def ridge_baseline(
     binned,
     targets: np.ndarray,
@@ -117,7 +116,6 @@ def ridge_baseline(
     return pred.reshape(len(te), n_patches, dim).float().cpu().numpy(), info
 
 
-
 def knn_baseline(
     binned,
     targets: np.ndarray,
@@ -159,7 +157,6 @@ def knn_baseline(
     nt = neighbours(norm["te"])[:, :best_k]
     pred = T[frame_tr[nt]].mean(1)
     return pred.cpu().numpy(), {"k": best_k, "val_mse": val}
-
 
 
 def evaluate_encoder(
@@ -215,7 +212,6 @@ def evaluate_encoder(
         else:
             out["unseen"] = block
     return out
-
 
 
 def _strip(scores: dict[str, Any]) -> dict[str, Any]:

@@ -20,7 +20,6 @@ def sha256_file(path: str | Path, *, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-
 def verify_sha256(path: str | Path, expected: str) -> None:
     """Raise `NeurratorError` unless the file at ``path`` has sha256 ``expected``."""
     path = Path(path)

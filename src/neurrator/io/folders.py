@@ -68,7 +68,6 @@ class CreatedDirs:
         return removed
 
 
-
 def _rmdir_empty(root: Path, *, keep: set[Path]) -> list[Path]:
     if not root.is_dir():
         return []

@@ -19,7 +19,6 @@ MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9d
 MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"
 
 
-
 class SentenceEmbedder:
     """A sentence-embedding model with ``encode(texts) -> (B, dim) float32`` unit-norm rows.
 
@@ -57,7 +56,6 @@ class SentenceEmbedder:
         if self._cache:
             return len(next(iter(self._cache.values())))
         return int(self.model.get_sentence_embedding_dimension())
-
 
 
 def load_sentence_embedder(*, device: str, model_dir: str | Path | None = None,

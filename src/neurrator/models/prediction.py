@@ -69,7 +69,6 @@ def predict(
     return out
 
 
-
 @torch.no_grad()
 def predict_windows(
     trained: TrainedEncoder,

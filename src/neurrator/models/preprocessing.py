@@ -13,13 +13,10 @@ __all__ = ["CLIP_MEAN", "CLIP_STD", "PREPROCESSING_MODES", "preprocess_images", 
 CLIP_MEAN: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
 
 
-
 CLIP_STD: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
 
 
-
 PREPROCESSING_MODES = ("pad", "crop")
-
 
 
 def preprocessing_string(mode: str, image_size: int, mean=CLIP_MEAN, std=CLIP_STD) -> str:
@@ -34,7 +31,6 @@ def preprocessing_string(mode: str, image_size: int, mean=CLIP_MEAN, std=CLIP_ST
     m = ",".join(f"{v:.4f}" for v in mean)
     s = ",".join(f"{v:.4f}" for v in std)
     return f"{geometry}|resize={image_size}:bicubic-antialias|gray->rgb|norm=mean({m}),std({s})"
-
 
 
 def preprocess_images(images: np.ndarray, *, mode: str, image_size: int, mean=CLIP_MEAN, std=CLIP_STD):

@@ -48,7 +48,6 @@ class SimulatedSession:
     expected_rate: np.ndarray
 
 
-
 def unit_id_base(seed: int) -> int:
     """First unit id of a simulated session: ids are ``base + 7 * i``, and sessions of different seeds
     never share an id (1,000,000 apart; Allen's unit ids are unique across sessions too), so that they
