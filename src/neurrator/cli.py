@@ -180,7 +180,9 @@ def narrate_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--stimulus", default=_D.stimulus, show_default=True,
                      help="Stimulus name: a movie (natural_movie_one, natural_movie_three) or natural_scenes."),
         click.option("--movie", type=click.Path(dir_okay=True), default=None,
-                     help="Movie frames (.npy/.npz, image stack or video) when the file has none."),
+                     help="Movie frames when the file has none: .npy/.npz/.h5, a multi-page .tif, a folder of images, "
+                          "or a video (.mp4/.avi/.mov/.mkv/.webm, needs PyAV: pip install 'neurrator[video]'); "
+                          "its frame count (and a video's frame rate) must match the presentations."),
         click.option("--backbone", default=_D.backbone, show_default=True,
                      help="Vision backbone id (tiny, llava, llava:FOLDER, open_clip:MODEL:TAG)."),
         click.option("--preprocessing", type=click.Choice(["pad", "crop"]), default=_D.preprocessing,

@@ -59,9 +59,9 @@ def test_colour_and_float_frames_become_gray_uint8():
 
 
 def test_unsupported_and_missing_movie_files(tmp_path):
-    (tmp_path / "m.mp4").write_bytes(b"\x00" * 10)
-    with pytest.raises(NeurratorError, match="video files"):
-        load_movie_file(tmp_path / "m.mp4")
+    (tmp_path / "m.gif").write_bytes(b"\x00" * 10)
+    with pytest.raises(NeurratorError, match=r"unsupported movie format '\.gif'.*\.mp4"):
+        load_movie_file(tmp_path / "m.gif")
     (tmp_path / "m.txt").write_text("x")
     with pytest.raises(NeurratorError, match="unsupported movie format"):
         load_movie_file(tmp_path / "m.txt")

@@ -282,6 +282,8 @@ def read_session(
     )
     if frames is not None:
         movies.check_frames(frames, pres.frame, label=label, frames_source=frames_source)
+        if template_rate and not frames_source.startswith("template:") and stimulus_kind(stimulus).continuous:
+            movies.check_frame_rate(template_rate, pres.start, pres.stop, label=frames_source)  # a video file
     if template_rate:
         frame_rate = float(template_rate)
     else:

@@ -31,11 +31,15 @@ _WHERE = {
         "MAX_ARRAY_BYTES", "check_array_size", "max_array_bytes", "memory_guard",
     ),
     "movies": (
-        "FetchedMovie", "KNOWN_MOVIES", "MovieEntry", "check_frames", "fetch_known_movie", "fetch_movie",
+        "FRAME_RATE_TOLERANCE", "FetchedMovie", "KNOWN_MOVIES", "MovieEntry", "check_frame_rate", "check_frames",
+        "fetch_known_movie", "fetch_movie",
         "frames_from_template", "register_movie", "require_frames", "resolve_frames",
     ),
     "movie_files": (
-        "IMAGE_SUFFIXES", "load_movie_file", "to_gray_uint8",
+        "IMAGE_SUFFIXES", "load_movie_file", "read_movie_file", "to_gray_uint8",
+    ),
+    "video_files": (
+        "VIDEO_SUFFIXES", "VideoFrames", "read_video",
     ),
     "sources": (
         "AssetInfo", "DEFAULT_DANDI_API_URL", "default_cache_dir", "list_assets", "open_source",

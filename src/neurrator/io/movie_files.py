@@ -2,8 +2,9 @@
 
 Formats (`load_movie_file`): ``.npy``; ``.npz`` (key ``frames``, else the only array); ``.h5``/``.hdf5``
 (dataset ``data``, as AllenSDK's older templates); multi-page ``.tif``/``.tiff`` (via Pillow); a folder of
-``.png``/``.jpg``/``.tif`` images (sorted by name, via Pillow). Video files (.mp4, .avi, ...) need a video
-reader that neurrator does not depend on: they are rejected with an error saying to convert them first.
+``.png``/``.jpg``/``.tif`` images (sorted by name, via Pillow); video files ``.mp4``/``.avi``/``.mov``/``.mkv``/
+``.webm`` (via PyAV, the optional extra ``neurrator[video]``; `neurrator.io.video_files`), whose declared
+frame rate `read_movie_file` returns so that it can be checked against the presentations.
 
 A movie file is untrusted: before any frame is decoded, the size it declares (the ``.npy`` header, the
 ``.npz`` member's header, the HDF5 dataset's shape and dtype, every TIFF page's and image's header) is
@@ -23,12 +24,12 @@ import numpy as np
 from neurrator.errors import NeurratorError
 from neurrator.io.h5safety import check_hdf5_file
 from neurrator.io.limits import check_array_size, memory_guard
+from neurrator.io.video_files import VIDEO_SUFFIXES, read_video
 
-__all__ = ["IMAGE_SUFFIXES", "load_movie_file", "to_gray_uint8"]
+__all__ = ["IMAGE_SUFFIXES", "load_movie_file", "read_movie_file", "to_gray_uint8"]
 
 #: Images read from a movie folder.
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
-_VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".gif")
 #: Bytes per pixel of Pillow's modes as numpy arrays (others: 4).
 _MODE_BYTES = {"1": 1, "L": 1, "P": 1, "LA": 2, "PA": 2, "La": 2, "RGB": 3, "YCbCr": 3, "LAB": 3, "HSV": 3,
                "RGBA": 4, "RGBa": 4, "RGBX": 4, "CMYK": 4, "I": 4, "F": 4, "I;16": 2, "I;16B": 2, "I;16L": 2,
@@ -158,21 +159,22 @@ def _folder_images(p: Path) -> list[np.ndarray]:
     return arrays
 
 
-def _read(p: Path) -> np.ndarray:
+def _read(p: Path) -> tuple[np.ndarray, float | None]:
+    """The file's frames as stored, and the frame rate it declares (videos only; None for the others)."""
     suffix = p.suffix.lower()
     label = str(p)
     if p.is_dir():
-        return np.stack(_folder_images(p))
+        return np.stack(_folder_images(p)), None
     if not stat.S_ISREG(os.stat(p).st_mode):
         raise NeurratorError(p, "is not a regular file (a FIFO or a device?); pass a movie file")
     if suffix == ".npy":
         with open(p, "rb") as fh:
             shape, dtype = _npy_header(fh, label=label, what="the array")
-        return np.load(p, allow_pickle=False)
+        return np.load(p, allow_pickle=False), None
     if suffix == ".npz":
         key = _npz_key(p)
         with np.load(p, allow_pickle=False) as z:
-            return z[key]
+            return z[key], None
     if suffix in (".h5", ".hdf5"):
         import h5py
 
@@ -182,17 +184,25 @@ def _read(p: Path) -> np.ndarray:
                 raise NeurratorError(p, "HDF5 movie needs a dataset named 'data'")
             ds = f["data"]
             check_array_size(ds.shape or (), ds.dtype.itemsize, label=label, what="dataset data")
-            return ds[()]
+            return ds[()], None
     if suffix in (".tif", ".tiff"):
-        return np.stack(_tiff_pages(p))
-    if suffix in _VIDEO_SUFFIXES:
-        raise NeurratorError(p, "video files need a video reader neurrator does not ship; convert to .npy (F, H, W) "
-                                "uint8 first")
-    raise NeurratorError(p, f"unsupported movie format '{suffix}' (use .npy, .npz, .h5, .tif or a PNG folder)")
+        return np.stack(_tiff_pages(p)), None
+    if suffix in VIDEO_SUFFIXES:
+        video = read_video(p)
+        return video.frames, video.fps
+    raise NeurratorError(p, f"unsupported movie format '{suffix}' (use .npy, .npz, .h5, .tif, a PNG folder, or a "
+                            f"video: {', '.join(VIDEO_SUFFIXES)})")
 
 
 def load_movie_file(path: str | Path) -> np.ndarray:
-    """A movie file or folder the user names -> (F, H, W) uint8 (formats and checks in the module docstring).
+    """A movie file or folder the user names -> (F, H, W) uint8 (formats and checks in the module docstring)."""
+    return read_movie_file(path)[0]
+
+
+def read_movie_file(path: str | Path) -> tuple[np.ndarray, float | None]:
+    """A movie file or folder -> ((F, H, W) uint8 frames, frames per second the file declares or None).
+
+    Only video files declare a rate; for them it is the stream's average rate (NaN when absent).
 
     Raises
     ------
@@ -205,10 +215,10 @@ def load_movie_file(path: str | Path) -> np.ndarray:
         raise NeurratorError(p, "movie file not found")
     try:
         with memory_guard(str(p), "the movie"):
-            arr = _read(p)
+            arr, fps = _read(p)
     except (NeurratorError, ImportError):
         raise
     except Exception as err:  # noqa: BLE001 - Pillow, numpy and zipfile raise many kinds: one line naming the file
         first = str(err).strip().splitlines()[0] if str(err).strip() else ""
         raise NeurratorError(p, f"cannot read movie: {type(err).__name__}: {first}") from None
-    return to_gray_uint8(arr, label=str(p))
+    return to_gray_uint8(arr, label=str(p)), fps

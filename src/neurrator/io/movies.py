@@ -7,7 +7,7 @@ verified address is skipped with a warning). Frames are never guessed: when none
 frames, ``frames`` stays None and `require_frames` raises a NeurratorError saying to pass --movie.
 
 Movie files that work, and the size checks made before one is decoded, are in
-`neurrator.io.movie_files` (`load_movie_file`: .npy, .npz, .h5, multi-page .tif, a folder of images).
+`neurrator.io.movie_files` (`load_movie_file`: .npy, .npz, .h5, multi-page .tif, a folder of images, a video).
 
 The Allen movies (natural_movie_one, natural_movie_three) have no fixed address: their download link
 is looked up in the Allen warehouse the way AllenSDK does (`neurrator.io.allen_warehouse`). Their sha256
@@ -33,12 +33,14 @@ from neurrator.io.checksums import sha256_file
 from neurrator.io.allen_warehouse import movie_download_url
 from neurrator.io.httpfile import DEFAULT_TIMEOUT_S, is_timeout, timeout_message
 from neurrator.io.limits import check_array_size, memory_guard
-from neurrator.io.movie_files import load_movie_file, to_gray_uint8
+from neurrator.io.movie_files import load_movie_file, read_movie_file, to_gray_uint8
 
 __all__ = [
+    "FRAME_RATE_TOLERANCE",
     "KNOWN_MOVIES",
     "FetchedMovie",
     "MovieEntry",
+    "check_frame_rate",
     "check_frames",
     "fetch_known_movie",
     "fetch_movie",
@@ -340,6 +342,8 @@ def resolve_frames(
 ) -> tuple[np.ndarray | None, str, float | None]:
     """Frames for ``stimulus``: template -> ``movie`` -> registry. Returns (frames, source, rate).
 
+    ``rate`` is the frame rate the template or the video file declares (None for the other sources).
+
     A registry movie that cannot be fetched leaves frames None (with a warning): reading a session
     does not need frames; `require_frames` raises with the reason when they are needed.
     """
@@ -349,7 +353,8 @@ def resolve_frames(
     if movie is not None:
         if isinstance(movie, np.ndarray):
             return to_gray_uint8(movie, label="movie array"), "array", None
-        return load_movie_file(movie), str(movie), None
+        frames, rate = read_movie_file(movie)
+        return frames, str(movie), rate
     reg = _registry() if fetch else {}
     if stimulus in reg:
         try:
@@ -375,7 +380,7 @@ def require_frames(session) -> np.ndarray:
     raise NeurratorError(
         session.path_label,
         f"no movie frames for stimulus '{session.stimulus}': the file has no stimulus template{hint}; "
-        "pass the frames with --movie (.npy/.npz/.h5/.tif or a folder of PNGs)",
+        "pass the frames with --movie (.npy/.npz/.h5/.tif, a folder of PNGs, or a video: .mp4/.avi/.mov/.mkv)",
     )
 
 
@@ -396,3 +401,35 @@ def check_frames(frames: np.ndarray, frame_index: np.ndarray, *, label: str, fra
             f"the movie has {n} frames{where} but the presentations show frames 0..{hi}; "
             "the frame count is inconsistent (wrong movie?)",
         )
+
+
+#: Relative difference accepted between a video's declared frame rate and the presentations' rate.
+FRAME_RATE_TOLERANCE = 0.05
+
+
+def check_frame_rate(rate: float, start: np.ndarray, stop: np.ndarray, *, label: str) -> None:
+    """Raise unless a video's declared ``rate`` matches the presentations' rate (1 / median duration) within 5%.
+
+    ``label`` is the video file. A movie shown at another rate than its file declares is refused: a
+    wrong file is the likelier cause; a movie deliberately shown slower or faster is passed as frames
+    without a rate (.npy).
+
+    Examples
+    --------
+    >>> check_frame_rate(25.0, np.arange(3) / 25, np.arange(1, 4) / 25, label="bikes.mp4")
+    >>> check_frame_rate(25.0, np.arange(3) / 30, np.arange(1, 4) / 30, label="bikes.mp4")
+    Traceback (most recent call last):
+    ...
+    neurrator.errors.NeurratorError: bikes.mp4: the video declares 25 frames/s but the presentations show 30 frames/s (median frame duration 0.0333 s); wrong video? (a movie shown at another rate on purpose: pass its frames as .npy)
+    """
+    durations = np.asarray(stop, np.float64) - np.asarray(start, np.float64)
+    if durations.size == 0:
+        return
+    med = float(np.median(durations))
+    if not (np.isfinite(rate) and rate > 0):
+        raise NeurratorError(label, "the video declares no frame rate; pass its frames as .npy instead")
+    shown = 1.0 / med if med > 0 else float("inf")
+    if abs(shown - rate) > FRAME_RATE_TOLERANCE * rate:
+        raise NeurratorError(label, f"the video declares {rate:.4g} frames/s but the presentations show {shown:.4g} "
+                             f"frames/s (median frame duration {med:.3g} s); wrong video? (a movie shown at another "
+                             "rate on purpose: pass its frames as .npy)")
