@@ -30,6 +30,7 @@ except PackageNotFoundError:  # running from a source tree without installation
 _WHERE = {
     "config": ("AnalysisConfig", "EncoderConfig", "NarrateConfig", "SAEConfig", "SubsetPlan", "TrainConfig"),
     "pipeline": ("NarrateResult", "SessionAnalysis", "analyse", "narrate_session", "narrate_sessions", "run_demo"),
+    "io.count_files": ("convert_counts",),
     "data.session": ("load_session",),
     "data.binning": ("bin_session",),
     "models.loading": ("load_models",),

@@ -347,6 +347,42 @@ def simulate(out: str, units: int | None, repeats: int | None, seed: int, movie_
         click.echo(f"note: `neurrator narrate` with the default split will refuse it: {problem}", err=True)
 
 
+@main.command(short_help="Convert spike counts per presentation + images to an NWB session.")
+@click.argument("counts", type=click.Path(dir_okay=False))
+@click.argument("images", type=click.Path())
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="The .nwb file to write.")
+@click.option("--stimulus", default="natural_scenes", show_default=True, help="Name of the presentation table.")
+@click.option("--region", default="unknown", show_default=True, help="Brain area of every unit (e.g. V4).")
+@click.option("--window-s", type=_SECONDS, default=0.1, show_default=True, help="The source's counting window (s).")
+@click.option("--latency-s", type=click.FloatRange(min=0), default=0.05, show_default=True,
+              help="Made-up start of the counting window after each onset (s).")
+@click.option("--interval-s", type=_SECONDS, default=0.5, show_default=True, help="Made-up onset-to-onset interval (s).")
+@click.option("--seed", type=_SEED, default=0, show_default=True, help="Seed of the made-up order and spike times.")
+@click.option("--subject-id", default=None, help="Subject id (with --species, --sex, --age: the NWB Subject).")
+@click.option("--species", default=None, help="Latin binomial, e.g. 'Macaca mulatta'.")
+@click.option("--sex", default="U", show_default=True, help="M, F, U or O.")
+@click.option("--age", default=None, help="ISO 8601 duration, e.g. P5Y.")
+@click.option("--session-id", default=None, help="Session id (default: the counts file's name).")
+@common
+def convert(counts: str, images: str, out: str, stimulus: str, region: str, window_s: float, latency_s: float,
+            interval_s: float, seed: int, subject_id: str | None, species: str | None, sex: str, age: str | None,
+            session_id: str | None, progress: bool) -> None:
+    """Write COUNTS (.npy: units x images x repeats, NaN = not shown) and IMAGES (.zip or folder, in name
+    order) as a flashed-image NWB session. The counts stay exact; presentation order, timing and the spike
+    times inside each counting window are made up, and the file's notes say so (README: "Counts in")."""
+    from neurrator.io.count_files import convert_counts
+    from neurrator.io.counts import CountProtocol
+
+    try:
+        protocol = CountProtocol(window_s=window_s, latency_s=latency_s, interval_s=interval_s, seed=seed)
+    except ValueError as err:
+        raise NeurratorError(out, str(err)) from None
+    subject = {k: v for k, v in (("subject_id", subject_id), ("species", species), ("sex", sex), ("age", age)) if v}
+    path = convert_counts(Path(counts), Path(images), Path(out), protocol=protocol, stimulus=stimulus, region=region,
+                          subject=subject if subject_id else None, session_id=session_id)
+    click.echo(f"wrote {path} (counts exact; order, timing and spike times within each window made up: see its notes)")
+
+
 @main.command(name="ls", short_help="List a dandiset's NWB assets with their sizes.")
 @click.argument("dandiset")
 @timeout_option

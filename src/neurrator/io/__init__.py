@@ -41,6 +41,13 @@ _WHERE = {
     "video_files": (
         "VIDEO_SUFFIXES", "VideoFrames", "read_video",
     ),
+    "counts": (
+        "CountPresentations", "CountProtocol", "EDGE_S", "check_counts", "counts_nwbfile", "made_up_notes",
+        "order_presentations", "spread_counts",
+    ),
+    "count_files": (
+        "convert_counts", "read_count_array", "read_image_set",
+    ),
     "sources": (
         "AssetInfo", "DEFAULT_DANDI_API_URL", "default_cache_dir", "list_assets", "open_source",
         "parse_dandi_url", "resolve_source", "source_label",
