@@ -60,6 +60,10 @@ class TrainConfig:
     """Upper end of the log-uniform unit-subset size (None: all units)."""
     full_set_prob: float = 0.8
     """Probability that a batch uses all units."""
+    val_subsets: tuple[int, ...] = ()
+    """Sizes of extra validation unit subsets (one fixed random draw per size; sizes >= the unit count
+    skipped): early stopping reads the validation loss averaged over all units and these subsets, so the
+    kept weights are the best for subsets too (all units alone stop while subsets still improve)."""
     mse_weight: float = 0.5
     """Weight of the MSE term; the loss is ``mse_weight * MSE(standardised tokens) + cos_weight * (1 - patch
     cosine) + infonce_weight * InfoNCE(flattened frames, in-batch negatives)``."""
@@ -69,6 +73,9 @@ class TrainConfig:
     """Weight of the InfoNCE term of the loss (flattened frames, in-batch negatives; see ``mse_weight``)."""
     temperature: float = 0.05
     """InfoNCE temperature."""
+    centred_cosine: bool = False
+    """Take the loss's patch cosine on tokens minus the training mean map (the centred patch cosine the
+    decoding is scored on) instead of on raw tokens, whose cosine the shared mean map holds near 1."""
     pca_components: int | None = None
     """Train through a per-token PCA basis of this many components (``EncoderConfig.out_components``);
     predictions are always expanded back to full tokens. None: full tokens."""
@@ -108,6 +115,9 @@ class TrainConfig:
             raise ValueError(f"linear_l2 must be >= 0 or None, not {self.linear_l2}")
         if self.pca_components is not None and self.pca_components < 1:
             raise ValueError("pca_components must be >= 1 or None")
+        object.__setattr__(self, "val_subsets", tuple(int(k) for k in self.val_subsets))
+        if any(k < 1 for k in self.val_subsets):
+            raise ValueError("val_subsets must be >= 1")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -164,6 +174,12 @@ class EncoderConfig:
     linear_pool: int = 4
     """Bins summed per input feature of the linear path (4 = one movie frame at 120 Hz); the last group is
     shorter when it does not divide ``window_bins``."""
+    subset_ridge: int = 4096
+    """Keep the linear path's training Gram matrix when it has at most this many features
+    (``n_units * window_bins / linear_pool``; a float32 buffer of features^2, 64 MB at 4096, stored with
+    the weights), so that a strict subset of the units decodes through its own closed-form ridge solution
+    (`neurrator.models.encoder.SpikeEncoder.set_subset_ridge`) instead of the all-unit weights rescaled;
+    0 never keeps it."""
 
     def __post_init__(self) -> None:
         for name in ("n_units", "n_patches", "dim", "window_bins", "n_sessions", "d_model", "n_heads", "n_latents"):
@@ -183,6 +199,8 @@ class EncoderConfig:
             raise ValueError(f"linear_rank must be >= 0, not {self.linear_rank}")
         if self.linear_pool < 1:
             raise ValueError(f"linear_pool must be >= 1, not {self.linear_pool}")
+        if self.subset_ridge < 0:
+            raise ValueError(f"subset_ridge must be >= 0, not {self.subset_ridge}")
         if self.out_components is not None and self.dim is not None and not 1 <= self.out_components <= self.dim:
             raise ValueError(f"out_components must be in 1..dim ({self.dim}), not {self.out_components}")
 

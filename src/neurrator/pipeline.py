@@ -324,7 +324,7 @@ def analyse(session: Session, binned: Binned, *, config: NarrateConfig, device: 
     fps = kind.fps(session.frame_rate)
     responses, reliability = unit_reliability_for(binned, split, offset_bins=config.train.offset_bins,
                                                   seed=config.seed, flashed=not kind.continuous,
-                                                  min_shift=max(1, round(fps)))
+                                                  min_shift=max(1, round(fps)), features=targets.mean(axis=1))
     subsets, skipped = build_subsets(units.region, units.cell_type, units.probe, units.depth, units.n_spikes(),
                                      unit_ids=units.ids, plan=config.subsets,
                                      reliability=None if reliability is None else
@@ -357,16 +357,15 @@ def analyse(session: Session, binned: Binned, *, config: NarrateConfig, device: 
     clock.lap("validate")
 
     neurration = None
-    if config.analyses.enabled and concepts.named() and reliability is not None:
+    if config.analyses.enabled:  # without concept names only concept tuning and enrichment are skipped
         inputs = AnalysisInputs(
             responses=responses, trained=trained, binned=binned, split=split, targets=targets, sae=sae,
             concepts=concepts, units=units, narrate=narrator.narrate, embed=embedder.encode, subset_results=results,
             references=references.by_frame, block_frames=context.block_frames, train_mean=context.train_mean,
-            shots=detect_shots(session.frames) if kind.continuous and session.frames is not None else None)
+            shots=detect_shots(session.frames) if kind.continuous and session.frames is not None else None,
+            reliability=reliability)
         neurration = neurrate_session(inputs, config=config.analyses, min_units=config.subsets.min_units,
                                       device=device, seed=config.seed)
-    elif config.analyses.enabled and not concepts.named():
-        log.warning("the SAE named no concepts: the single-unit and group analyses were skipped")
     clock.lap("neurration")
 
     return SessionAnalysis(trained=trained, split=split, results=results, baselines=baselines, skipped=skipped,

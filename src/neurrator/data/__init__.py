@@ -23,7 +23,8 @@ _WHERE = {
         "pool_sessions", "pool_units",
     ),
     "responses": (
-        "Reliability", "TrialResponses", "trial_responses", "unit_reliability", "unit_reliability_for",
+        "Reliability", "TrialResponses", "image_split_reliability", "trial_responses", "undefined_reliability",
+        "unit_reliability", "unit_reliability_for",
     ),
     "session": (
         "Session", "file_ids", "load_session", "read_presentations", "read_session",

@@ -122,6 +122,12 @@ class SpikeEncoder(nn.Module):
             self.register_buffer("lin_scale", torch.ones(c.linear_rank))
             self.register_buffer("lin_mean", torch.zeros(c.n_units, T))
             self.register_buffer("lin_std", torch.ones(c.n_units, T))
+            if c.subset_ridge and c.n_units * T <= c.subset_ridge:
+                # the closed-form ridge's sufficient statistics: a unit subset gets its own ridge solution
+                self.register_buffer("lin_gram", torch.zeros(c.n_units * T, c.n_units * T))
+                self.register_buffer("lin_xty", torch.zeros(c.n_units * T, c.linear_rank))
+                self.register_buffer("lin_alpha", torch.zeros(()))
+        self._subset_cache: tuple[torch.Tensor, torch.Tensor] | None = None
         if c.out_components is not None:
             self.register_buffer("out_basis", torch.eye(c.out_components, c.dim))
             self.register_buffer("out_scale", torch.ones(c.out_components))
@@ -168,6 +174,43 @@ class SpikeEncoder(nn.Module):
         self.lin_scale.fill_(1.0)
         self.lin_scale[:k].copy_(scale.clamp_min(1e-6))
 
+    @property
+    def has_subset_ridge(self) -> bool:
+        """True when this encoder keeps the linear path's Gram matrix (`EncoderConfig.subset_ridge`)."""
+        return hasattr(self, "lin_gram")
+
+    @torch.no_grad()
+    def set_subset_ridge(self, gram: torch.Tensor, xty: torch.Tensor, alpha: float) -> None:
+        """Training statistics of the linear path's z-scored features X (n, n_units * T), unit-major:
+        ``gram`` = X'X, ``xty`` = X'Y (Y: centred basis coefficients, (n, k <= linear_rank)) and the ridge
+        penalty ``alpha``; a subset S of units then decodes through ``(X_S'X_S + alpha I)^-1 X_S'Y``,
+        exactly the ridge a retraining on S would start from."""
+        if not self.has_subset_ridge:
+            raise ValueError("this encoder keeps no Gram matrix (EncoderConfig.subset_ridge)")
+        self.lin_gram.copy_(gram)
+        self.lin_xty.zero_()
+        self.lin_xty[:, : xty.shape[1]].copy_(xty)
+        self.lin_alpha.fill_(float(alpha))
+        self._subset_cache = None
+
+    def _subset_weights(self, unit_idx: torch.Tensor) -> torch.Tensor:
+        """(n,) unit rows -> (n * T, K) closed-form ridge weights of that subset (cached for the last subset)."""
+        c = self._subset_cache
+        if (c is not None and c[0].shape == unit_idx.shape and c[0].device == unit_idx.device
+                and c[1].device == self.lin_gram.device and torch.equal(c[0], unit_idx)):
+            return c[1]
+        T = self.lin_mean.shape[1]
+        idx = (unit_idx[:, None] * T + torch.arange(T, device=unit_idx.device)).reshape(-1)
+        with torch.no_grad():
+            g = self.lin_gram.index_select(0, idx).index_select(1, idx).double()
+            g.diagonal().add_(self.lin_alpha.double())
+            L, info = torch.linalg.cholesky_ex(g)
+            rhs = self.lin_xty.index_select(0, idx).double()
+            w = torch.cholesky_solve(rhs, L) if int(info) == 0 else torch.linalg.lstsq(g, rhs).solution
+        w = w.float()
+        self._subset_cache = (unit_idx.detach().clone(), w)
+        return w
+
     @torch.no_grad()
     def set_linear_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
         """Mean/std (n_units, W / linear_pool) of the linear path's features over training windows."""
@@ -189,6 +232,11 @@ class SpikeEncoder(nn.Module):
         """(B, W, n) counts -> (B, n_patches, dim) standardised tokens."""
         B, _, n = counts.shape
         x = (self.linear_features(counts) - self.lin_mean[unit_idx]) / self.lin_std[unit_idx]  # (B, n, T)
+        if (self.has_subset_ridge and unit_idx.dim() == 1 and mask is None and n < self.config.n_units
+                and float(self.lin_alpha) > 0):
+            coef = x.reshape(B, -1) @ self._subset_weights(unit_idx) + self.lin_bias
+            flat = (coef * self.lin_scale) @ self.lin_basis
+            return flat.view(B, self.config.n_patches, self.config.dim)
         w = self.lin_weight[unit_idx]  # (n, W, K) or (B, n, W, K)
         if mask is not None:
             x = x * mask[..., None].to(x.dtype)

@@ -88,14 +88,19 @@ def patch_loss(pred: torch.Tensor, target: torch.Tensor, *, target_std: torch.Te
     """Training loss on (B, n_patches, dim) tokens; returns (loss, mean patch cosine).
 
     MSE is taken on tokens divided by the per-dimension std of the training targets (so CLIP's few
-    large-magnitude dimensions do not dominate); cosine on raw tokens, per patch. InfoNCE compares
+    large-magnitude dimensions do not dominate); cosine per patch, on raw tokens or (``centred_cosine``)
+    on tokens minus ``target_mean`` (the reported centred patch cosine); the returned cosine is the raw one. InfoNCE compares
     flattened predictions with the batch's targets, both centred by ``target_mean`` (the training
     mean map; without it the shared mean map dominates every cosine) and standardised; ``frame`` (B,) marks repeats of the same
     frame in a batch as positives too.
     """
     pred, target = pred.float(), target.float()
     cos = F.cosine_similarity(pred, target, dim=-1).mean()
-    loss = config.cos_weight * (1.0 - cos)
+    if config.centred_cosine and target_mean is not None:
+        ccos = F.cosine_similarity(pred - target_mean, target - target_mean, dim=-1).mean()
+        loss = config.cos_weight * (1.0 - ccos)
+    else:
+        loss = config.cos_weight * (1.0 - cos)
     if config.mse_weight:
         loss = loss + config.mse_weight * ((pred - target) / target_std).pow(2).mean()
     if config.infonce_weight:
@@ -228,6 +233,8 @@ def _init_linear(model: SpikeEncoder, data: _DeviceData, tr: torch.Tensor, va: t
     model.lin_weight.copy_(W.reshape(N, T, K).float())
     model.lin_bias.copy_(ym.float())
     return float(alpha) / n
+    if model.has_subset_ridge:
+        model.set_subset_ridge((X.T @ X).float(), (X.T @ Y).float(), alpha)
 
 
 def _lr_at(step: int, total: int, cfg: TrainConfig) -> float:
@@ -374,8 +381,12 @@ def _fit(model, data, tr, va, N, tstd, cfg: TrainConfig, device, seed, progress,
     kmin = min(cfg.min_units, kmax)
     all_units = torch.arange(N, device=device)
     history: list[dict[str, float]] = []
+    # early stopping reads all units and one fixed random draw per size of cfg.val_subsets
+    vgen = torch.Generator().manual_seed(seed + 7919)
+    val_sets = [all_units] + [torch.randperm(N, generator=vgen)[:k].sort().values.to(device)
+                              for k in cfg.val_subsets if k < N]
     # the starting point (the closed-form linear path) is a candidate too
-    val_loss, val_cos = _validate(model, data, va, all_units, tstd, cfg, device)
+    val_loss, val_cos = _validate(model, data, va, val_sets, tstd, cfg, device)
     history.append({"step": 0, "epoch": -1, "val_loss": val_loss, "val_cosine": val_cos,
                     "lr": 0.0, "seconds": 0.0})
     best = (val_loss, copy.deepcopy(model.state_dict()), 0)
@@ -422,7 +433,7 @@ def _fit(model, data, tr, va, N, tstd, cfg: TrainConfig, device, seed, progress,
                 if step % 10 == 0:
                     bar.set_postfix(loss=f"{float(running):.4f}")
             if step % eval_every == 0 or step == total:
-                val_loss, val_cos = _validate(model, data, va, all_units, tstd, cfg, device)
+                val_loss, val_cos = _validate(model, data, va, val_sets, tstd, cfg, device)
                 history.append({"step": step, "epoch": epoch, "train_loss": float(running), "val_loss": val_loss,
                                 "val_cosine": val_cos, "lr": opt.param_groups[0]["lr"],
                                 "seconds": time.perf_counter() - t0})
@@ -445,18 +456,24 @@ def _fit(model, data, tr, va, N, tstd, cfg: TrainConfig, device, seed, progress,
 
 
 @torch.no_grad()
-def _validate(model, data, va, units, tstd, cfg, device, batch: int = 256) -> tuple[float, float]:
+def _validate(model, data, va, unit_sets, tstd, cfg, device, batch: int = 256) -> tuple[float, float]:
+    """Validation loss averaged over the unit sets (all units first) and the patch cosine of all units."""
     model.eval()
-    tot_loss = tot_cos = 0.0
-    for i in range(0, len(va), batch):
-        pres = va[i : i + batch]
-        with autocast(device, cfg.precision):
-            pred = model(data.windows(pres, units), units)
-        frame = data.frame[pres]
-        loss, cos = patch_loss(pred, data.targets[frame], target_std=tstd, config=cfg, frame=frame,
-                               target_mean=model.target_mean)
-        tot_loss += float(loss) * len(pres)
-        tot_cos += float(cos) * len(pres)
-    return tot_loss / len(va), tot_cos / len(va)
+    losses = []
+    for j, units in enumerate(unit_sets):
+        tot_loss = tot_cos = 0.0
+        for i in range(0, len(va), batch):
+            pres = va[i : i + batch]
+            with autocast(device, cfg.precision):
+                pred = model(data.windows(pres, units), units)
+            frame = data.frame[pres]
+            loss, cos = patch_loss(pred, data.targets[frame], target_std=tstd, config=cfg, frame=frame,
+                                   target_mean=model.target_mean)
+            tot_loss += float(loss) * len(pres)
+            tot_cos += float(cos) * len(pres)
+        losses.append(tot_loss / len(va))
+        if j == 0:
+            cos_all = tot_cos / len(va)
+    return float(np.mean(losses)), cos_all
 
 
