@@ -184,7 +184,7 @@ def narrate_options(func: Callable[..., Any]) -> Callable[..., Any]:
                           "or a video (.mp4/.avi/.mov/.mkv/.webm, needs PyAV: pip install 'neurrator[video]'); "
                           "its frame count (and a video's frame rate) must match the presentations."),
         click.option("--backbone", default=_D.backbone, show_default=True,
-                     help="Vision backbone id (tiny, llava, llava:FOLDER, open_clip:MODEL:TAG)."),
+                     help="Vision backbone id (tiny, llava, llava:FOLDER, open_clip:MODEL:TAG, efficientnet_lite0)."),
         click.option("--preprocessing", type=click.Choice(["pad", "crop"]), default=_D.preprocessing,
                      show_default=True, help="Pad frames to square (LLaVA-1.5) or centre-crop (llava-hf processor)."),
         click.option("--narrator", default=_D.narrator, show_default=True,

@@ -102,7 +102,7 @@ def test_preprocessing_pad_and_crop():
 
 
 def test_registry_errors_name_the_model_and_the_fix(monkeypatch, tmp_path):
-    assert set(BACKBONES) == {"tiny", "llava", "open_clip"}
+    assert set(BACKBONES) == {"tiny", "llava", "open_clip", "efficientnet_lite0"}
     with pytest.raises(NeurratorError, match="unknown backbone.*tiny.*llava.*open_clip"):
         load_backbone("resnet")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

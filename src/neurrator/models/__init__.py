@@ -12,6 +12,11 @@ _WHERE = {
         "BACKBONES", "Backbone", "DEFAULT_LLAVA", "TINY_VISION", "TargetSpec", "build_tiny_vision_tower",
         "load_backbone", "tiny_vision_config",
     ),
+    "efficientnet": (
+        "EFFICIENTNET_BLOCKS", "IMAGE_SIZE", "LITE_MEAN", "LITE_STD", "WEIGHTS_FILE", "WEIGHTS_SHA256",
+        "build_efficientnet_lite0", "efficientnet_lite0_forward", "efficientnet_weights_path",
+        "load_efficientnet_lite0",
+    ),
     "checkpoint": (
         "ARCHITECTURE", "CheckpointPayload", "FORMAT", "checkpoint_payload", "load_checkpoint",
         "load_encoder_nwb", "save_checkpoint", "trained_from_payload",

