@@ -150,6 +150,25 @@ def test_sae_validation_constructor_with_extra_score(subsets):
     assert table["narration"].table is narr
 
 
+def test_sae_validation_without_any_supporting_concept_has_no_empty_column(tmp_path):
+    """An SAE that names no concept supports no narration: the ragged column is left out, not written empty."""
+    nwbfile = mock_NWBFile()
+    narr = mock_NarrationsTable(n_rows=2, nwbfile=nwbfile)
+    table = ndx.create_sae_validation(
+        narrations=narr, narration_rows=[0, 1], supporting_concepts=[[], []],
+        scores={"concept_agreement": [0.0, 0.0], "latent_profile_similarity": [0.4, 0.5],
+                "reconstruction_score": [0.7, 0.8]})
+    assert "supporting_concepts" not in table.colnames
+    nwbfile.processing["neurrator"].add(table)
+    path = tmp_path / "no_concepts.nwb"
+    with NWBHDF5IO(str(path), "w") as io:
+        io.write(nwbfile)
+    with NWBHDF5IO(str(path), "r") as io:
+        back = io.read().processing["neurrator"]["sae_validation"]
+        assert "supporting_concepts" not in back.colnames
+        assert list(back["latent_profile_similarity"][:]) == [0.4, 0.5]
+
+
 def test_sparse_autoencoder_constructor():
     sae = mock_SparseAutoencoder(n_latents=6)
     assert isinstance(sae, ndx.SparseAutoencoder)

@@ -570,7 +570,8 @@ def create_sae_validation(
     """A ``SAEValidationTable``: one row per validated narration.
 
     ``scores`` must hold the three SAE_SCORE_COLUMNS; any further name becomes an extra float column.
-    ``supporting_concepts`` is one list of concept labels per row (may be empty).
+    ``supporting_concepts`` is one list of concept labels per row (may be empty); when every list is empty
+    (e.g. the SAE named no concept) the column is left out (an empty ragged column trips readers).
 
     ``narrations`` is a ``NarrationsTable`` (``narration_rows`` are its row indices, stored as the region
     ``narration``) or a ``NarrationsCollection`` (``narration_rows`` are (table name, row) pairs, stored
@@ -613,7 +614,8 @@ def create_sae_validation(
                 data=_column(what, f"scores[{score!r}]", values, n, "float"),
             )
         )
-    columns.extend(_ragged("supporting_concepts", desc["supporting_concepts"], supporting_concepts))
+    if any(len(item) for item in supporting_concepts):
+        columns.extend(_ragged("supporting_concepts", desc["supporting_concepts"], supporting_concepts))
     return _ndx.SAEValidationTable(name=name, description=description, id=_ids(n), columns=columns)
 
 

@@ -98,9 +98,9 @@ def _find_collection(obj):
             raise ValueError("narrations_dataframe: the file has no processing/neurrator module")
         obj = obj.processing[MODULE_NAME]
     if isinstance(obj, ProcessingModule):
-        found = [c for c in obj.data_interfaces.values() if c.neurodata_type == "NarrationsCollection"]
+        found = [c for c in obj.data_interfaces.values() if getattr(c, "neurodata_type", None) == "NarrationsCollection"]
         if not found:
-            found = [c for c in obj.data_interfaces.values() if c.neurodata_type == "NarrationsTable"]
+            found = [c for c in obj.data_interfaces.values() if getattr(c, "neurodata_type", None) == "NarrationsTable"]
             if not found:
                 raise ValueError(f"narrations_dataframe: module '{obj.name}' holds no narrations")
             return found

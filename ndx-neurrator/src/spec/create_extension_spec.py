@@ -57,8 +57,8 @@ def _region_column(name: str, doc: str, *, required: bool = True) -> NWBDatasetS
     )
 
 
-def _index(name: str, doc: str) -> NWBDatasetSpec:
-    return NWBDatasetSpec(name=name, doc=doc, neurodata_type_inc="VectorIndex")
+def _index(name: str, doc: str, *, required: bool = True) -> NWBDatasetSpec:
+    return NWBDatasetSpec(name=name, doc=doc, neurodata_type_inc="VectorIndex", quantity=1 if required else "?")
 
 
 def build_types() -> list:
@@ -311,8 +311,9 @@ def build_types() -> list:
                 "Similarity of the SAE latent profiles of predicted and true patches.", "float64",
             ),
             _column("reconstruction_score", "How well the SAE reconstructs the predicted patches.", "float64"),
-            _column("supporting_concepts", "SAE concept labels that support the narration (ragged).", "text"),
-            _index("supporting_concepts_index", "Index into supporting_concepts."),
+            _column("supporting_concepts", "SAE concept labels that support the narration (ragged); absent when no "
+                    "narration has one (e.g. the SAE named no concept).", "text", required=False),
+            _index("supporting_concepts_index", "Index into supporting_concepts.", required=False),
         ],
     )
 

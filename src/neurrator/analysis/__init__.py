@@ -8,6 +8,9 @@ The face of `neurrator.analysis`: every public name of its modules, imported on 
 from neurrator._lazy import lazy_face
 
 _WHERE = {
+    "concept_cards": (
+        "ConceptCards", "concept_cards",
+    ),
     "contribution": (
         "Drive", "LeaveOneOut", "drive_narrations", "leave_one_out", "unit_table",
     ),
@@ -16,7 +19,7 @@ _WHERE = {
         "tuning_enrichment",
     ),
     "run": (
-        "AnalysisInputs", "NeurrationResult", "PredictionCache", "concept_activations",
+        "AnalysisInputs", "NeurrationResult", "PredictionCache", "UNNAMED_REASON", "concept_activations",
         "evaluation_windows", "group_analyses", "neurrate_session", "scaling_analyses", "unit_analyses",
     ),
     "scaling": (

@@ -30,6 +30,7 @@ import numpy as np
 
 from neurrator.component_config import AnalysisConfig
 from neurrator.analysis import contribution, groups, scaling, separation
+from neurrator.analysis.concept_cards import ConceptCards, concept_cards
 from neurrator.analysis.single_units import neurrate_units
 from neurrator.data.responses import TrialResponses
 from neurrator.decode.fidelity import patch_cosines
@@ -39,8 +40,12 @@ from neurrator.stats.resampling import block_permutation, scene_blocks
 
 log = logging.getLogger(__name__)
 
-__all__ = ["AnalysisInputs", "NeurrationResult", "PredictionCache", "concept_activations", "evaluation_windows",
-           "group_analyses", "neurrate_session", "scaling_analyses", "unit_analyses"]
+__all__ = ["AnalysisInputs", "NeurrationResult", "PredictionCache", "UNNAMED_REASON", "concept_activations",
+           "evaluation_windows", "group_analyses", "neurrate_session", "scaling_analyses", "unit_analyses"]
+
+#: Why concept tuning and enrichment are skipped when the SAE names no concept (written to the file and report).
+UNNAMED_REASON = ("the SAE named no concept (no caption vocabulary, or no term followed any latent): concept "
+                  "tuning and concept enrichment need concept names; see the concept cards to name them")
 
 
 @dataclass
@@ -54,6 +59,8 @@ class NeurrationResult:
     scaling: list = field(default_factory=list)  # scaling.ScalingCurve
     concept_names: list[str] = field(default_factory=list)
     notes: dict[str, Any] = field(default_factory=dict)  # choices and sizes, for the provenance
+    cards: ConceptCards | None = None  # concept_cards.ConceptCards of the unnamed concepts
+    skipped: dict[str, str] = field(default_factory=dict)  # analysis -> why it was not run
 
 
 @dataclass(frozen=True)
@@ -88,6 +95,9 @@ class AnalysisInputs:
     shots
         ``(F,)`` shot id of each movie frame (`neurrator.data.shots.detect_shots`): the concept-tuning null
         rotates whole shots as well as shifting frames; None for flashed images (independent items).
+    reliability
+        The units' reliability computed by the run (`neurrator.data.responses.unit_reliability_for`), used
+        as the gate; None: split-half over the training repeats of ``responses`` (needs 2 repeats).
     """
 
     responses: TrialResponses
@@ -105,6 +115,7 @@ class AnalysisInputs:
     block_frames: int = 30
     train_mean: np.ndarray | None = None
     shots: np.ndarray | None = None
+    reliability: Any = None
 
 
 def evaluation_windows(test: np.ndarray, k: int) -> np.ndarray:
@@ -201,7 +212,7 @@ def unit_analyses(inputs: AnalysisInputs, *, config: AnalysisConfig, cache: Pred
     units = inputs.units
     neur = neurrate_units(inputs.responses, inputs.targets, acts, names, narrate=inputs.narrate,
                           unit_ids=np.arange(len(units.ids)), n_perm=config.n_perm, min_shift=inputs.block_frames,
-                          shots=inputs.shots, seed=seed)
+                          shots=inputs.shots, reliability=inputs.reliability, seed=seed)
 
     def fidelity(idx: np.ndarray) -> np.ndarray:
         return patch_cosines(cache(idx, windows.pwin), windows.ptruth, mean_map=windows.mean_map)
@@ -413,11 +424,16 @@ def neurrate_session(inputs: AnalysisInputs, *, config: AnalysisConfig, min_unit
                              "n_boot": config.n_boot, "n_perm": config.n_perm, "scaling_draws": config.scaling_draws,
                              "probe_windows": int(len(windows.pwin)), "separation_pools": config.separation_pools,
                              "shots": None if inputs.shots is None else int(len(np.unique(inputs.shots)))}
+    skipped = {}
     if len(names) == 0:
-        notes["skipped"] = "the SAE has no named concepts"
+        skipped = {"concept_tuning": UNNAMED_REASON, "concept_enrichment": UNNAMED_REASON}
+        log.warning("%s; the other analyses run", UNNAMED_REASON)
     neur, unit_table = unit_analyses(inputs, config=config, cache=cache, windows=windows, regions=regions, acts=acts,
                                      names=names, device=device, seed=seed)
-    result = NeurrationResult(units=unit_table, tuning=neur.tuning_rows(), concept_names=names, notes=notes)
+    cards = concept_cards(lat, inputs.concepts.names, inputs.concepts.methods, mean_response=inputs.responses.mean,
+                          frames=inputs.responses.frames, min_separation=inputs.block_frames)
+    result = NeurrationResult(units=unit_table, tuning=neur.tuning_rows(), concept_names=names, notes=notes,
+                              cards=cards, skipped=skipped)
     group_analyses(inputs, result, config=config, cache=cache, windows=windows, regions=regions,
                    tuning_r=neur.tuning.r, min_units=min_units, device=device, seed=seed)
     result.scaling.extend(scaling_analyses(inputs, config=config, cache=cache, windows=windows, regions=regions,

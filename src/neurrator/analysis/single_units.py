@@ -39,7 +39,7 @@ from typing import Callable, NamedTuple, Sequence
 import numpy as np
 
 from neurrator.sae.concepts import top_frames_separated
-from neurrator.data.responses import TrialResponses, unit_reliability
+from neurrator.data.responses import TrialResponses, undefined_reliability, unit_reliability
 from neurrator.stats.pools import incomplete_beta
 from neurrator.stats.resampling import benjamini_hochberg, circular_shift_corr
 
@@ -313,7 +313,7 @@ def neurrate_units(responses: TrialResponses, targets: np.ndarray, concept_acts:
                    unit_ids: np.ndarray | None = None, alpha: float = 0.05, min_reliability: float = 0.1,
                    n_perm: int = 2000, n_null: int = 1000, min_shift: int = 30, n_top: int = 5,
                    min_separation: int = 30, batch_size: int = 16, gate_concepts: bool = True,
-                   shots: np.ndarray | None = None, seed: int = 0) -> UnitNeurration:
+                   shots: np.ndarray | None = None, reliability=None, seed: int = 0) -> UnitNeurration:
     """Reliability, preferred stimulus (narrated), top frames and concept tuning of every unit.
 
     Parameters
@@ -346,6 +346,10 @@ def neurrate_units(responses: TrialResponses, targets: np.ndarray, concept_acts:
     shots
         (F_movie,) or (F,) shot id per movie frame (same indexing as ``concept_acts``): the tuning null
         then rotates whole shots too (`concept_tuning`). None for flashed images.
+    reliability
+        A `neurrator.data.responses.Reliability` computed elsewhere (e.g. split over images when each image
+        was shown once, `neurrator.data.responses.image_split_reliability`); None: split-half over the
+        repeats of ``responses`` (at least 2).
     """
     frames = responses.frames
     mean = responses.mean  # (F, N)
@@ -355,8 +359,13 @@ def neurrate_units(responses: TrialResponses, targets: np.ndarray, concept_acts:
     names = [str(c) for c in concept_names]
     if acts.shape[1] != len(names):
         raise ValueError(f"{acts.shape[1]} concepts but {len(names)} names")
-    rel = unit_reliability(responses.values, min_reliability=min_reliability, alpha=alpha, n_null=n_null,
-                           min_shift=min_shift, seed=seed)
+    if reliability is not None:
+        rel = reliability
+    elif responses.values.shape[0] < 2:  # one repeat: undefined, no unit passes the gate
+        rel = undefined_reliability(N)
+    else:
+        rel = unit_reliability(responses.values, min_reliability=min_reliability, alpha=alpha, n_null=n_null,
+                               min_shift=min_shift, seed=seed)
     if shots is not None:
         shots = np.asarray(shots)
         shots = shots[frames] if shots.shape[0] != F else shots

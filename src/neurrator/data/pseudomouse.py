@@ -247,6 +247,11 @@ def member_view(analysis, pooled: Pooled, index: int, session):
         tuning = {k: (np.asarray(v)[mine] if isinstance(v, np.ndarray) else [x for x, ok in zip(v, mine) if ok])
                   for k, v in t.items()}
         tuning["unit"] = to_member[np.asarray(t["unit"], dtype=np.int64)[mine]]
-        neurration = dataclasses.replace(neurration, units=units, tuning=tuning)
+        cards = neurration.cards
+        if cards is not None:  # the top units of this member only (rows of its own units)
+            tu = [to_member[np.asarray(u, dtype=np.int64)] for u in cards.top_units]
+            cards = cards._replace(top_units=[u[u >= 0] for u in tu],
+                                   top_unit_r=[np.asarray(r)[u >= 0] for u, r in zip(tu, cards.top_unit_r)])
+        neurration = dataclasses.replace(neurration, units=units, tuning=tuning, cards=cards)
     view = dataclasses.replace(analysis, results=results, validation=validation, neurration=neurration)
     return view_session, view

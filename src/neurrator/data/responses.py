@@ -7,6 +7,11 @@ split-half reliability of each unit's response over training repeats (Spearman-B
 circular-shift null p and BH q over units; a unit whose reliability is not significant or below
 ``min_reliability`` is "not visually driven". Needed before the unit subsets are built (single units are
 picked by reliability), so it lives in the data stage.
+
+Images shown once each (no second repeat to split) are split over images instead
+(`image_split_reliability`): the unit's response-weighted average of the image features on the odd images
+against the same on the even images. With one training repeat of a movie, reliability is undefined
+(`undefined_reliability`: no unit passes the gate) and says so.
 """
 
 from __future__ import annotations
@@ -16,9 +21,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from neurrator.stats.resampling import benjamini_hochberg, split_half_reliability
+from neurrator.stats.resampling import benjamini_hochberg, permutation_pvalue, split_half_reliability
 
-__all__ = ["Reliability", "TrialResponses", "trial_responses", "unit_reliability", "unit_reliability_for"]
+__all__ = ["Reliability", "TrialResponses", "image_split_reliability", "trial_responses", "undefined_reliability",
+           "unit_reliability", "unit_reliability_for"]
 
 log = logging.getLogger(__name__)
 
@@ -139,29 +145,113 @@ def unit_reliability(responses: np.ndarray, *, min_reliability: float = 0.1, alp
     for i in range(N):
         rel[i], p[i] = split_half_reliability(x[:, :, i], n_splits=n_splits, n_null=n_null, min_shift=min_shift,
                                               seed=seed + i)
+    return _gate(rel, p, alpha=alpha, min_reliability=min_reliability)
+
+
+def _gate(rel: np.ndarray, p: np.ndarray, *, alpha: float, min_reliability: float) -> Reliability:
     q = benjamini_hochberg(p)
     driven = np.nan_to_num(q, nan=1.0) <= alpha
     driven &= np.nan_to_num(rel, nan=-np.inf) >= min_reliability
     return Reliability(rel, p, q, driven)
 
 
+def undefined_reliability(n_units: int) -> Reliability:
+    """No reliability (NaN) and no unit driven: what one training repeat of a movie gives."""
+    nan = np.full(int(n_units), np.nan)
+    return Reliability(nan, nan.copy(), nan.copy(), np.zeros(int(n_units), dtype=bool))
+
+
+def image_split_reliability(values: np.ndarray, features: np.ndarray, *, min_reliability: float = 0.1,
+                            alpha: float = 0.05, n_null: int = 1000, n_components: int = 32,
+                            seed: int = 0) -> Reliability:
+    """Reliability of units over IMAGES shown once each: odd images against even images.
+
+    On each half of the images (odd / even positions of the image order) a unit's response-weighted
+    average of the image features (a spike-triggered average in feature space) is computed and predicts
+    the unit's response to the images of the OTHER half (their features projected on it); the reliability
+    is the mean of the two cross-predicted Pearson r: a unit whose response follows the same image features
+    on two disjoint sets of images is reliable. The features are reduced to their ``n_components`` leading
+    principal components first. Null: the responses permuted over the images (images are independent
+    items), ``n_null`` times, the same statistic recomputed; one-sided p, BH q over units and the gate of
+    `unit_reliability`.
+
+    Parameters
+    ----------
+    values
+        ``(F, N)`` baseline-subtracted response of N units to F images (one showing each).
+    features
+        ``(F, D)`` features of the same images (e.g. the backbone's patch tokens averaged over patches).
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.normal(size=(80, 6))
+    >>> resp = np.stack([x[:, 0] + 0.3 * rng.normal(size=80), rng.normal(size=80)], axis=1)
+    >>> rel = image_split_reliability(resp, x, n_null=200)
+    >>> rel.driven.tolist(), bool(rel.value[0] > 0.5)
+    ([True, False], True)
+    """
+    y = np.asarray(values, dtype=np.float64)
+    x = np.asarray(features, dtype=np.float64)
+    F, N = y.shape
+    if F < 4:
+        raise ValueError("image-split reliability needs at least 4 images")
+    x = x - x.mean(axis=0)
+    u, sv, _ = np.linalg.svd(x, full_matrices=False)
+    k = max(1, min(int(n_components), int(np.sum(sv > sv[0] * 1e-9)) if sv.size else 1))
+    x = u[:, :k] * sv[:k]  # (F, k) principal-component scores
+    odd = np.arange(F) % 2 == 1
+
+    def cross(resp: np.ndarray, fit: np.ndarray, test: np.ndarray) -> np.ndarray:  # (..., N) r on ``test``
+        w = np.einsum("...fn,fk->...kn", resp[..., fit, :], x[fit])  # STA per unit
+        pred = np.einsum("fk,...kn->...fn", x[test], w)
+        y_t = resp[..., test, :] - resp[..., test, :].mean(axis=-2, keepdims=True)
+        pred = pred - pred.mean(axis=-2, keepdims=True)
+        den = np.sqrt((pred * pred).sum(axis=-2) * (y_t * y_t).sum(axis=-2))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(den > 0, (pred * y_t).sum(axis=-2) / den, np.nan)
+
+    def corr(resp: np.ndarray) -> np.ndarray:  # (..., F, N) -> (..., N)
+        return (cross(resp, odd, ~odd) + cross(resp, ~odd, odd)) / 2
+
+    y = y - y.mean(axis=0)
+    r = corr(y)
+    rng = np.random.default_rng(seed)
+    null = np.empty((n_null, N))
+    for s in range(0, n_null, 50):
+        perms = np.stack([rng.permutation(F) for _ in range(min(50, n_null - s))])
+        null[s:s + len(perms)] = corr(y[perms])
+    p = np.asarray(permutation_pvalue(r, np.nan_to_num(null, nan=-np.inf), alternative="greater"), dtype=np.float64)
+    p = np.where(np.isnan(r), np.nan, p)
+    return _gate(r, p, alpha=alpha, min_reliability=min_reliability)
+
+
 def unit_reliability_for(binned, split, *, offset_bins: int, seed: int, flashed: bool = False,
-                         min_shift: int = 30):
-    """Trial responses on the training repeats and each unit's reliability (for picking single units);
-    ``(responses, None)`` with fewer than 2 training repeats, where split-half reliability is undefined.
+                         min_shift: int = 30, features: np.ndarray | None = None):
+    """Trial responses on the training repeats and each unit's reliability (for picking single units).
 
     Movies: each frame's own bins, lagged by ``offset_bins`` (0: one frame, about the visual latency).
     Flashed images (``flashed``): the whole onset-aligned window of each presentation, which already
     starts at the latency (a lag would reach into the next presentation). ``min_shift``: the smallest
     circular shift of the reliability null (1 s of movie frames; 1 for independent images).
+
+    With fewer than 2 training repeats, split-half reliability over repeats is undefined: flashed images
+    with ``features`` (``(F, D)`` per image index) are split over images instead (`image_split_reliability`);
+    otherwise ``(responses, None)`` (single units are then picked by spike count, and no unit passes the
+    reliability gate of the per-unit analyses).
     """
     if flashed:
         tr = trial_responses(binned, split.train, window_bins=int(binned.bins_per_frame), offset_bins=0)
     else:
         tr = trial_responses(binned, split.train, offset_bins=offset_bins or None)
-    if tr.values.shape[0] < 2:
-        log.warning("one training repeat: split-half reliability is undefined, so single units are picked by "
-                    "spike count and the single-unit, group and scaling analyses are skipped (train on >= 2 "
-                    "repeats: lower --val-repeats / --test-repeats)")
-        return tr, None
-    return tr, unit_reliability(tr.values, seed=seed, min_shift=min_shift)
+    if tr.values.shape[0] >= 2:
+        return tr, unit_reliability(tr.values, seed=seed, min_shift=min_shift)
+    if flashed and features is not None and tr.values.shape[1] >= 4:
+        log.info("each training image was shown once: reliability is split over images (odd against even images)")
+        return tr, image_split_reliability(tr.values[0], np.asarray(features)[tr.frames], seed=seed)
+    what = "too few training images" if flashed else "one training repeat of the movie"
+    fix = "" if flashed else " (train on >= 2 repeats: lower --val-repeats / --test-repeats)"
+    log.warning("%s: reliability is undefined, so single units are picked by spike count and no unit gets a "
+                "preferred stimulus or concept; the decoding, leave-one-out, drive, group and scaling analyses "
+                "still run%s", what, fix)
+    return tr, None

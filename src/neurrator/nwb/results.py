@@ -328,11 +328,63 @@ def thumbnail(frame: np.ndarray, *, height: int = 64) -> np.ndarray:
     >>> thumbnail(np.arange(16, dtype=np.uint8).reshape(4, 4), height=2).tolist()
     [[2, 4], [10, 12]]
     """
+    if neurration.cards is not None and neurration.cards.n:
+        added.append(concept_cards_table(neurration.cards, units_table=units_table, unit_rows=np.asarray(unit_rows)))
+    if neurration.skipped:
+        added.append(_skipped_table(neurration.skipped))
     f = np.asarray(frame, dtype=np.float64)
     step = max(1, f.shape[0] // height)
     h, w = (f.shape[0] // step) * step, (f.shape[1] // step) * step
     small = f[:h, :w].reshape(h // step, step, w // step, step).mean(axis=(1, 3))
     return np.clip(np.round(small), 0, 255).astype(np.uint8)
+
+def _ragged(name: str, description: str, items: Sequence[np.ndarray], *, dtype, table=None) -> list:
+    """(VectorIndex, data) of a ragged column; [] when every item is empty (hdmf and nwbinspector trip on an
+    empty data column)."""
+    from hdmf.common import DynamicTableRegion, VectorData, VectorIndex
+
+    flat = np.concatenate([np.asarray(x, dtype=dtype) for x in items]) if len(items) else np.zeros(0, dtype)
+    if flat.size == 0:
+        return []
+    target = (VectorData(name=name, description=description, data=flat) if table is None else
+              DynamicTableRegion(name=name, description=description, data=flat, table=table))
+    ends = np.cumsum([len(x) for x in items]).astype(np.int64)
+    return [VectorIndex(name=f"{name}_index", data=ends, target=target), target]
+
+
+def concept_cards_table(cards, *, units_table, unit_rows: np.ndarray):
+    """The concept cards of the unnamed SAE latents (`neurrator.analysis.concept_cards.ConceptCards`) as a
+    DynamicTable ``concept_cards``: latent, why it is unnamed, frames active, top frames and the units whose
+    response follows it most (rows of the Units table) with their descriptive r."""
+    from hdmf.common import DynamicTable, VectorData
+
+    columns = [VectorData(name="latent", description="SAE latent index", data=np.asarray(cards.latent, np.int64)),
+               VectorData(name="why_unnamed", description="why the SAE gave the latent no name",
+                          data=[str(w) for w in cards.why_unnamed]),
+               VectorData(name="frames_active", description="stimulus frames where the latent is active (true patches)",
+                          data=np.asarray(cards.frames_active, np.int64))]
+    columns += _ragged("top_frames", "stimulus frames where the latent is most active, strongest first",
+                       cards.top_frames, dtype=np.int64)
+    columns += _ragged("top_units", "units whose trial-averaged response follows the latent most (rows of Units)",
+                       [np.asarray(unit_rows)[np.asarray(u, np.int64)] for u in cards.top_units], dtype=np.int64,
+                       table=units_table)
+    columns += _ragged("top_unit_r", "Pearson r of each top unit's response with the latent over training frames "
+                       "(descriptive, no test)", cards.top_unit_r, dtype=np.float64)
+    return DynamicTable(name="concept_cards", columns=columns, id=np.arange(cards.n),
+                        description="concept cards of SAE latents without a name: what each looks like (top "
+                                    "frames) and which units follow it, so that a person can name it")
+
+
+def _skipped_table(skipped: dict[str, str]):
+    """The analyses a run did not do and why (a DynamicTable ``skipped_analyses``)."""
+    from hdmf.common import DynamicTable, VectorData
+
+    return DynamicTable(name="skipped_analyses", id=np.arange(len(skipped)),
+                        description="analyses this run skipped, and why",
+                        columns=[VectorData(name="analysis", description="the analysis", data=list(skipped)),
+                                 VectorData(name="reason", description="why it was skipped",
+                                            data=list(skipped.values()))])
+
 
 
 def add_frame_thumbnails_to_nwbfile(nwbfile, frames: np.ndarray, frame_ids: Sequence[int], *, height: int = 64):
@@ -382,3 +434,5 @@ def build_derived_nwbfile(session, *, provenance: str, trained, results: Sequenc
         shown += [int(f) for frames in neurration.units["top_frames"] for f in frames]
     add_frame_thumbnails_to_nwbfile(nwbfile, session.frames, shown)
     return nwbfile
+        if neurration.cards is not None:
+            shown += [int(f) for frames in neurration.cards.top_frames for f in frames]

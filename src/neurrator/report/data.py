@@ -71,6 +71,8 @@ class DerivedFile(Mapping):
     scaling: pd.DataFrame | None
     thumbnails: dict[int, np.ndarray] = field(default_factory=dict)
     types_found: list[str] = field(default_factory=list)
+    concept_cards: pd.DataFrame | None = None  # unnamed SAE concepts: latent, top_frames, top_units, top_unit_r
+    skipped: dict[str, str] = field(default_factory=dict)  # analysis -> why the run skipped it
 
     def __getitem__(self, name: str) -> pd.DataFrame:
         if name not in TABLES or getattr(self, name) is None:
@@ -196,6 +198,17 @@ def _units(nwbfile) -> pd.DataFrame | None:
     df["_region"] = df[region].astype(str) if region else "unknown"
     df["_cell_type"] = df[cell].astype(str) if cell else "unknown"
     return df
+
+
+def _module_table(nwbfile, name: str, *, label: str) -> pd.DataFrame | None:
+    """The plain DynamicTable ``processing/neurrator/<name>`` (``concept_cards``, ``skipped_analyses``), checked
+    like the typed tables, or None when the file has none."""
+    module = (nwbfile.processing or {}).get("neurrator")
+    table = module.data_interfaces.get(name) if module is not None else None
+    if table is None or not hasattr(table, "columns"):
+        return None
+    _check_table(table, label=label)
+    return _frame(table)
 
 
 def _thumbnails(found: dict[str, list], *, label: str) -> dict[int, np.ndarray]:
@@ -342,12 +355,16 @@ def read_derived(path: Path, *, max_chars: int | None = None) -> DerivedFile:
             concept_tuning=table("ConceptTuningTable"), group_comparison=table("GroupComparisonTable"),
             group_separation=table("GroupSeparationTable"), scaling=table("ScalingTable"),
             thumbnails=_thumbnails(found, label=str(path)), types_found=sorted(found),
+            concept_cards=_module_table(nwbfile, "concept_cards", label=str(path)),
         )
+        skipped = _module_table(nwbfile, "skipped_analyses", label=str(path))
+        if skipped is not None and {"analysis", "reason"} <= set(skipped):
+            result.skipped = {str(a): str(r) for a, r in zip(skipped["analysis"], skipped["reason"])}
         for df in (result.unit_neurration, result.concept_tuning):
             if df is not None and "unit" in df:
                 df["unit"] = _rows(df["unit"])
         if max_chars is not None:
-            for name in (*TABLES, "session", "encoder", "sae"):
+            for name in (*TABLES, "session", "encoder", "sae", "concept_cards", "skipped"):
                 setattr(result, name, _shortened(getattr(result, name), max_chars))
         return result
     finally:

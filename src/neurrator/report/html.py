@@ -20,6 +20,7 @@ from neurrator.report import figures
 from neurrator.errors import MAX_SHOWN_CHARS, NeurratorError, escape_controls, shorten
 from neurrator.io.folders import check_output_file
 from neurrator.report.data import DerivedFile, read_derived
+from neurrator.report.concept_cards import concept_cards_context
 from neurrator.nwb.derived import temporary_name
 
 __all__ = ["EXAMPLE_KINDS", "FIG_METRICS", "build_context", "fmt", "fmt_ci", "render_context", "render_report", "write_report"]
@@ -335,6 +336,7 @@ def write_report(derived_path: Path, out_html: Path | None = None) -> Path:
         The derived NWB file (``*_desc-neurrator.nwb``).
     out_html
         Where to write; default: next to the file, same name with ``.html``.
+        "unnamed": concept_cards_context(data, thumb=lambda frame: _thumb(data, frame)),
 
     Returns
     -------

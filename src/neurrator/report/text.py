@@ -116,8 +116,9 @@ def format_file(path: Path, *, show_all: bool = False, per_subset: int = 3) -> s
         if val is not None and len(val):
             lines.append("\nSAE validation (mean over narrations):")
             for col in ("concept_agreement", "latent_profile_similarity", "reconstruction_score"):
-                lines.append(f"  {col:<28s} {np.nanmean(np.asarray(val[col].data[:], dtype=float)):.3f}")
-            concepts = val["supporting_concepts"][0]
+                v = np.asarray(val[col].data[:], dtype=float)
+                lines.append(f"  {col:<28s} " + (f"{v[np.isfinite(v)].mean():.3f}" if np.isfinite(v).any() else "n/a"))
+            concepts = val["supporting_concepts"][0] if "supporting_concepts" in val.colnames else []
             lines.append(f"  supporting concepts of the first narration: {', '.join(concepts) or '(none)'}")
         sae = found.get("SparseAutoencoder")
         if sae is not None:
@@ -135,11 +136,30 @@ def _neurration_lines(found: dict[str, object], *, show_all: bool) -> list[str]:
     """The single-unit, group and scaling tables, briefly (all units with --all)."""
     lines: list[str] = []
     units = found.get("UnitNeurrationTable")
+        lines.extend(_unnamed_lines(module))
     if units is not None and len(units):
         df = units.to_dataframe(index=True)
         driven = df["visually_driven"].astype(bool)
         lines.append(f"\nsingle units ({len(df)}; {int(driven.sum())} visually driven; words only for those):")
         shown = df if show_all else df[driven].sort_values("reliability", ascending=False).head(8)
+def _unnamed_lines(module) -> list[str]:
+    """The analyses the run skipped (and why) and the concept cards of the unnamed concepts, briefly."""
+    lines: list[str] = []
+    tables = module.data_interfaces if module is not None else {}
+    skipped = tables.get("skipped_analyses")
+    if skipped is not None and {"analysis", "reason"} <= set(skipped.colnames):
+        for name, reason in zip(skipped["analysis"].data[:], skipped["reason"].data[:]):
+            lines.append(f"skipped {shorten(str(name))}: {shorten(str(reason))}")
+    cards = tables.get("concept_cards")
+    if cards is not None and "latent" in cards.colnames and len(cards):
+        lines.append(f"\nunnamed concepts ({len(cards)} cards, to be named by looking at their top frames):")
+        for i in range(min(len(cards), 8)):
+            frames = list(cards["top_frames"][i]) if "top_frames" in cards.colnames else []
+            lines.append(f"  latent {int(cards['latent'].data[i])}: top frames "
+                         f"{', '.join(str(int(f)) for f in frames[:5]) or '(none)'}")
+    return lines
+
+
         for row_id, row in shown.iterrows():
             if not row["visually_driven"]:
                 lines.append(f"  unit row {row_id}: not visually driven (reliability {row['reliability']:.2f})")

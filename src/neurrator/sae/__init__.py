@@ -12,7 +12,7 @@ _WHERE = {
         "naming_frames", "sae_from_payload", "sae_payload", "save_sae", "train_named_sae", "train_sae",
     ),
     "concepts": (
-        "Concepts", "STOPWORDS", "content_words", "name_concepts", "name_concepts_correlation",
+        "Concepts", "STOPWORDS", "content_words", "name_concepts", "name_concepts_correlation", "pearson_columns",
         "term_occurrence", "top_frames_separated",
     ),
     "validation": (

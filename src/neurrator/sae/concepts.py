@@ -17,7 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["Concepts", "STOPWORDS", "content_words", "name_concepts", "name_concepts_correlation",
+__all__ = ["Concepts", "STOPWORDS", "content_words", "name_concepts", "name_concepts_correlation", "pearson_columns",
            "term_occurrence", "top_frames_separated"]
 
 
@@ -153,7 +153,7 @@ def name_concepts_correlation(latents: np.ndarray, texts: Sequence[str], *, min_
         raise ValueError(f"latents must be (F, n_latents) with F = {len(texts)} texts, not {lat.shape}")
     occ, vocab = term_occurrence(texts, vocabulary)
     n_active = (lat > 0).sum(0)
-    r = _pearson_columns(lat, occ)  # (n_latents, V)
+    r = pearson_columns(lat, occ)  # (n_latents, V)
     method = f"caption-correlation:pearson:r>={min_r:g}"
     names, scores, methods = [], [], []
     for j in range(lat.shape[1]):
@@ -171,7 +171,7 @@ def name_concepts_correlation(latents: np.ndarray, texts: Sequence[str], *, min_
     return Concepts(names=names, scores=scores, methods=methods)
 
 
-def _pearson_columns(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def pearson_columns(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """(A, B) Pearson r between the columns of ``a`` (F, A) and ``b`` (F, B); 0 where a column is constant."""
     a = a - a.mean(0)
     b = b - b.mean(0)
