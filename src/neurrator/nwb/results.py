@@ -314,29 +314,15 @@ def add_neurration_to_nwbfile(nwbfile, neurration, *, units_table, unit_rows: np
         cols = {f: _concat(neurration.scaling, f) for f in fields}
         added.append(ndx.create_scaling(**{k: (list(v.astype(str)) if v.dtype.kind in "OUS" else v)
                                            for k, v in cols.items()}))
+    if neurration.cards is not None and neurration.cards.n:
+        added.append(concept_cards_table(neurration.cards, units_table=units_table, unit_rows=np.asarray(unit_rows)))
+    if neurration.skipped:
+        added.append(_skipped_table(neurration.skipped))
     module = _module(nwbfile)
     for container in added:
         module.add(container)
     return added
 
-
-def thumbnail(frame: np.ndarray, *, height: int = 64) -> np.ndarray:
-    """A (H, W) uint8 frame shrunk by an integer factor to about ``height`` rows (block means, aspect kept).
-
-    Examples
-    --------
-    >>> thumbnail(np.arange(16, dtype=np.uint8).reshape(4, 4), height=2).tolist()
-    [[2, 4], [10, 12]]
-    """
-    if neurration.cards is not None and neurration.cards.n:
-        added.append(concept_cards_table(neurration.cards, units_table=units_table, unit_rows=np.asarray(unit_rows)))
-    if neurration.skipped:
-        added.append(_skipped_table(neurration.skipped))
-    f = np.asarray(frame, dtype=np.float64)
-    step = max(1, f.shape[0] // height)
-    h, w = (f.shape[0] // step) * step, (f.shape[1] // step) * step
-    small = f[:h, :w].reshape(h // step, step, w // step, step).mean(axis=(1, 3))
-    return np.clip(np.round(small), 0, 255).astype(np.uint8)
 
 def _ragged(name: str, description: str, items: Sequence[np.ndarray], *, dtype, table=None) -> list:
     """(VectorIndex, data) of a ragged column; [] when every item is empty (hdmf and nwbinspector trip on an
@@ -386,6 +372,20 @@ def _skipped_table(skipped: dict[str, str]):
                                             data=list(skipped.values()))])
 
 
+def thumbnail(frame: np.ndarray, *, height: int = 64) -> np.ndarray:
+    """A (H, W) uint8 frame shrunk by an integer factor to about ``height`` rows (block means, aspect kept).
+
+    Examples
+    --------
+    >>> thumbnail(np.arange(16, dtype=np.uint8).reshape(4, 4), height=2).tolist()
+    [[2, 4], [10, 12]]
+    """
+    f = np.asarray(frame, dtype=np.float64)
+    step = max(1, f.shape[0] // height)
+    h, w = (f.shape[0] // step) * step, (f.shape[1] // step) * step
+    small = f[:h, :w].reshape(h // step, step, w // step, step).mean(axis=(1, 3))
+    return np.clip(np.round(small), 0, 255).astype(np.uint8)
+
 
 def add_frame_thumbnails_to_nwbfile(nwbfile, frames: np.ndarray, frame_ids: Sequence[int], *, height: int = 64):
     """Small grayscale copies of the stimulus frames the results refer to (narrated windows, units' top
@@ -432,7 +432,7 @@ def build_derived_nwbfile(session, *, provenance: str, trained, results: Sequenc
     if neurration is not None:
         add_neurration_to_nwbfile(nwbfile, neurration, units_table=units_table, unit_rows=np.arange(len(units.ids)))
         shown += [int(f) for frames in neurration.units["top_frames"] for f in frames]
-    add_frame_thumbnails_to_nwbfile(nwbfile, session.frames, shown)
-    return nwbfile
         if neurration.cards is not None:
             shown += [int(f) for frames in neurration.cards.top_frames for f in frames]
+    add_frame_thumbnails_to_nwbfile(nwbfile, session.frames, shown)
+    return nwbfile

@@ -19,8 +19,8 @@ import pandas as pd
 from neurrator.report import figures
 from neurrator.errors import MAX_SHOWN_CHARS, NeurratorError, escape_controls, shorten
 from neurrator.io.folders import check_output_file
-from neurrator.report.data import DerivedFile, read_derived
 from neurrator.report.concept_cards import concept_cards_context
+from neurrator.report.data import DerivedFile, read_derived
 from neurrator.nwb.derived import temporary_name
 
 __all__ = ["EXAMPLE_KINDS", "FIG_METRICS", "build_context", "fmt", "fmt_ci", "render_context", "render_report", "write_report"]
@@ -302,6 +302,7 @@ def _context(data: DerivedFile) -> dict:
         "card_cell_types": sorted({c["cell_type"] for c in cards}),
         "single_units": _single_unit_fallback(data) if not cards else [],
         "concepts": _concepts(data),
+        "unnamed": concept_cards_context(data, thumb=lambda frame: _thumb(data, frame)),
         "comparison_table": _table(data.group_comparison, ["group_kind", "group", "source", "concept", "effect",
                                                            "ci_lo", "ci_hi", "p", "q", "n_units", "n_null_draws"]),
         "separation_table": _table(data.group_separation, ["analysis", "group_kind", "group", "value", "ci_lo",
@@ -336,7 +337,6 @@ def write_report(derived_path: Path, out_html: Path | None = None) -> Path:
         The derived NWB file (``*_desc-neurrator.nwb``).
     out_html
         Where to write; default: next to the file, same name with ``.html``.
-        "unnamed": concept_cards_context(data, thumb=lambda frame: _thumb(data, frame)),
 
     Returns
     -------

@@ -127,21 +127,12 @@ def format_file(path: Path, *, show_all: bool = False, per_subset: int = 3) -> s
             lines.append(f"SAE: {len(names)} latents, {sum(bool(n) for n in names)} named; concepts: "
                          f"{', '.join(named[:30])}")
         lines.extend(_neurration_lines(found, show_all=show_all))
+        lines.extend(_unnamed_lines(module))
         return "\n".join(_line(line) for line in lines)
     finally:
         io.close()
 
 
-def _neurration_lines(found: dict[str, object], *, show_all: bool) -> list[str]:
-    """The single-unit, group and scaling tables, briefly (all units with --all)."""
-    lines: list[str] = []
-    units = found.get("UnitNeurrationTable")
-        lines.extend(_unnamed_lines(module))
-    if units is not None and len(units):
-        df = units.to_dataframe(index=True)
-        driven = df["visually_driven"].astype(bool)
-        lines.append(f"\nsingle units ({len(df)}; {int(driven.sum())} visually driven; words only for those):")
-        shown = df if show_all else df[driven].sort_values("reliability", ascending=False).head(8)
 def _unnamed_lines(module) -> list[str]:
     """The analyses the run skipped (and why) and the concept cards of the unnamed concepts, briefly."""
     lines: list[str] = []
@@ -160,6 +151,15 @@ def _unnamed_lines(module) -> list[str]:
     return lines
 
 
+def _neurration_lines(found: dict[str, object], *, show_all: bool) -> list[str]:
+    """The single-unit, group and scaling tables, briefly (all units with --all)."""
+    lines: list[str] = []
+    units = found.get("UnitNeurrationTable")
+    if units is not None and len(units):
+        df = units.to_dataframe(index=True)
+        driven = df["visually_driven"].astype(bool)
+        lines.append(f"\nsingle units ({len(df)}; {int(driven.sum())} visually driven; words only for those):")
+        shown = df if show_all else df[driven].sort_values("reliability", ascending=False).head(8)
         for row_id, row in shown.iterrows():
             if not row["visually_driven"]:
                 lines.append(f"  unit row {row_id}: not visually driven (reliability {row['reliability']:.2f})")
