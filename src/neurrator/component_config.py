@@ -180,6 +180,15 @@ class EncoderConfig:
     the weights), so that a strict subset of the units decodes through its own closed-form ridge solution
     (`neurrator.models.encoder.SpikeEncoder.set_subset_ridge`) instead of the all-unit weights rescaled;
     0 never keeps it."""
+    blend: bool = True
+    """After training, choose on the validation repeats an output blend (`neurrator.models.readout`):
+    ``ridge + beta (encoder - ridge)`` (ridge: the closed-form ridge of the same units, needs
+    ``subset_ridge``), then a share ``gamma`` of a soft retrieval over the training frames' maps
+    (``bank_frames``); the choice keeps the validation centred patch cosine at least ridge's and maximises
+    identification (mean of top-1, top-5, top-30) under that; beta = 1, gamma = 0 is the plain encoder."""
+    bank_frames: int = 0
+    """Training frames whose target maps the encoder keeps for the blend's soft retrieval (filled by
+    training when they fit `neurrator.models.readout.MAX_BANK_BYTES`; 0: no retrieval)."""
 
     def __post_init__(self) -> None:
         for name in ("n_units", "n_patches", "dim", "window_bins", "n_sessions", "d_model", "n_heads", "n_latents"):
@@ -199,6 +208,8 @@ class EncoderConfig:
             raise ValueError(f"linear_rank must be >= 0, not {self.linear_rank}")
         if self.linear_pool < 1:
             raise ValueError(f"linear_pool must be >= 1, not {self.linear_pool}")
+        if self.bank_frames < 0:
+            raise ValueError(f"bank_frames must be >= 0, not {self.bank_frames}")
         if self.subset_ridge < 0:
             raise ValueError(f"subset_ridge must be >= 0, not {self.subset_ridge}")
         if self.out_components is not None and self.dim is not None and not 1 <= self.out_components <= self.dim:

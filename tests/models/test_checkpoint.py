@@ -54,7 +54,7 @@ def test_folder_round_trip_is_exact(trained_and_data, tmp_path):
     assert back.target_spec == tr.target_spec and back.history == tr.history and back.best_step == tr.best_step
     np.testing.assert_array_equal(back.unit_ids, tr.unit_ids)
     np.testing.assert_array_equal(back.holdout_frames, [3, 4])
-    assert back.extra == {"session_ids": ["a", "b"]}
+    assert back.extra == tr.extra and back.extra["session_ids"] == ["a", "b"] and "blend" in back.extra
     np.testing.assert_array_equal(predict(back, binned, split.test), predict(tr, binned, split.test))
 
 

@@ -47,6 +47,9 @@ _WHERE = {
     "prediction": (
         "predict", "predict_windows",
     ),
+    "readout": (
+        "BETAS", "GAMMAS", "MAX_BANK_BYTES", "TAUS", "bank_fits", "fit_blend",
+    ),
     "preprocessing": (
         "CLIP_MEAN", "CLIP_STD", "PREPROCESSING_MODES", "preprocess_images", "preprocessing_string",
     ),

@@ -128,6 +128,13 @@ class SpikeEncoder(nn.Module):
                 self.register_buffer("lin_xty", torch.zeros(c.n_units * T, c.linear_rank))
                 self.register_buffer("lin_alpha", torch.zeros(()))
         self._subset_cache: tuple[torch.Tensor, torch.Tensor] | None = None
+        if c.blend:
+            # output blend chosen on validation after training (`neurrator.models.readout`); identity until then
+            self.register_buffer("blend_beta", torch.ones(()))
+            self.register_buffer("blend_gamma", torch.zeros(()))
+            self.register_buffer("blend_tau", torch.full((), 0.01))
+            if c.bank_frames:
+                self.register_buffer("bank", torch.zeros(c.bank_frames, c.n_patches, c.dim))
         if c.out_components is not None:
             self.register_buffer("out_basis", torch.eye(c.out_components, c.dim))
             self.register_buffer("out_scale", torch.ones(c.out_components))
@@ -288,8 +295,38 @@ class SpikeEncoder(nn.Module):
         out = self.head(z)
         lin = self._linear(counts, unit_idx, mask) if self.config.linear_rank else 0.0
         if self.config.out_components is not None:
-            return (out * self.out_scale) @ self.out_basis + lin * self.target_std + self.target_mean
-        return (out + lin) * self.target_std + self.target_mean
+            y = (out * self.out_scale) @ self.out_basis + lin * self.target_std + self.target_mean
+        else:
+            y = (out + lin) * self.target_std + self.target_mean
+        if self.config.blend and unit_idx.dim() == 1 and mask is None:
+            y = self.blend_output(y, counts, unit_idx)
+        return y
+
+    def ridge_tokens(self, counts: torch.Tensor, unit_idx: torch.Tensor) -> torch.Tensor:
+        """(B, W, n) counts of the units ``unit_idx`` (n,) -> (B, n_patches, dim) tokens of the closed-form
+        ridge regression on exactly these units (from the kept Gram matrix; `set_subset_ridge`)."""
+        x = (self.linear_features(counts) - self.lin_mean[unit_idx]) / self.lin_std[unit_idx]
+        coef = x.reshape(len(x), -1) @ self._subset_weights(unit_idx) + self.lin_bias
+        flat = (coef * self.lin_scale) @ self.lin_basis
+        return flat.view(len(x), self.config.n_patches, self.config.dim) * self.target_std + self.target_mean
+
+    def blend_output(self, y: torch.Tensor, counts: torch.Tensor, unit_idx: torch.Tensor,
+                     beta: float | None = None, gamma: float | None = None, tau: float | None = None) -> torch.Tensor:
+        """The blended output: ``r + beta (y - r)`` (r: `ridge_tokens` of the same units), then a share
+        ``gamma`` of the soft retrieval ``softmax(cos(. - mean, bank - mean) / tau) @ bank`` over the training
+        frames' maps. Arguments default to the fitted buffers (`neurrator.models.readout.fit_blend`)."""
+        beta = float(self.blend_beta) if beta is None else beta
+        gamma = float(self.blend_gamma) if gamma is None else gamma
+        tau = float(self.blend_tau) if tau is None else tau
+        if beta != 1.0 and self.has_subset_ridge and float(self.lin_alpha) > 0:
+            r = self.ridge_tokens(counts, unit_idx).to(y.dtype)
+            y = r + beta * (y - r)
+        if gamma > 0 and self.config.bank_frames:
+            bank = (self.bank - self.target_mean).flatten(1)
+            sim = F.normalize((y - self.target_mean).flatten(1).float(), dim=1) @ F.normalize(bank, dim=1).T
+            soft = (torch.softmax(sim / tau, dim=1) @ bank).view_as(y) + self.target_mean
+            y = (1 - gamma) * y + gamma * soft.to(y.dtype)
+        return y
 
     def n_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -28,6 +28,7 @@ from neurrator.models.encoder import SpikeEncoder
 from neurrator.errors import NeurratorError
 from neurrator.data.binning import window_index
 from neurrator.models.targets import fit_pca
+from neurrator.models.readout import bank_fits, fit_blend
 
 __all__ = ["TrainConfig", "TrainedEncoder", "patch_loss", "train_encoder"]
 
@@ -327,6 +328,9 @@ def train_encoder(
         raise ValueError("the split leaves no training or no validation presentations")
     train_frames = np.unique(binned.frame[train_idx])
 
+    if encoder.blend:
+        bank = len(train_frames) if bank_fits(len(train_frames), n_patches, dim) else 0
+        encoder = replace(encoder, bank_frames=bank)
     fork_devices = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=fork_devices):
         torch.manual_seed(seed)
@@ -360,9 +364,15 @@ def train_encoder(
         best_state, best_step = best_step
     model.load_state_dict(best_state)
     model.eval()
+    extra = {}
+    if encoder.blend:
+        units = torch.arange(N, device=device)
+        extra["blend"] = fit_blend(model, lambda i, j: (data.windows(va[i:j], units), units), data.frame[va],
+                                   data.targets, data.targets[tf] if encoder.bank_frames else None)
     return TrainedEncoder(model=model, encoder_config=encoder, train_config=config, history=history,
                           unit_ids=np.asarray(binned.unit_ids, dtype=np.int64).copy(), target_spec=target_spec,
-                          stimulus=stimulus, seed=int(seed), best_step=best_step, holdout_frames=holdout)
+                          stimulus=stimulus, seed=int(seed), best_step=best_step, holdout_frames=holdout,
+                          extra=extra)
 
 
 def _fit(model, data, tr, va, N, tstd, cfg: TrainConfig, device, seed, progress, lin_l2: float = 0.0):

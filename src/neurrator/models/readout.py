@@ -1,0 +1,109 @@
+"""A trained `SpikeEncoder` + its validation windows -> the output blend that keeps ridge's regression
+fit and the encoder's identification (issue 28.2).
+
+The encoder's contrastive training makes its predictions discriminative (frame identification above
+ridge) but pulls them off the conditional mean, so their centred patch cosine falls below the closed-form
+ridge's. After training, `fit_blend` scores a small family of outputs on the validation repeats (all
+units), each a function of the trained encoder's output y and the closed-form ridge r of the same units:
+
+- ``r + beta (y - r)``, beta in `BETAS` (beta = 0: ridge itself, 1: the encoder);
+- then a share gamma in `GAMMAS` of a soft retrieval over the training frames' target maps, weights
+  ``softmax(cos(output - mean map, map - mean map) / tau)``, tau in `TAUS` (the encoder's similarity to
+  the frames it was trained on, as CEBRA's or any kNN decoder reads an embedding).
+
+The chosen blend has a validation centred patch cosine at least ridge's (beta = 0, gamma = 0 always
+qualifies, so the blend cannot make validation worse than ridge on either criterion) and, among those,
+the best identification (the mean of top-1, top-5 and top-30 among all frames, centred maps). The choice sits in the model's
+buffers, so every caller (subsets, checkpoints, the pipeline) decodes through it.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+__all__ = ["BETAS", "GAMMAS", "MAX_BANK_BYTES", "TAUS", "bank_fits", "fit_blend"]
+
+BETAS = (0.0, 0.25, 0.5, 0.75, 1.0)
+GAMMAS = (0.0, 0.5, 1.0)
+TAUS = (0.001, 0.003, 0.01, 0.03)
+#: Largest retrieval bank (training frames x n_patches x dim float32) an encoder keeps (and stores).
+MAX_BANK_BYTES = 64 * 2**20
+
+
+def bank_fits(n_frames: int, n_patches: int, dim: int) -> bool:
+    """Whether ``n_frames`` target maps of (n_patches, dim) fit `MAX_BANK_BYTES`.
+
+    >>> bank_fits(900, 64, 64), bank_fits(900, 576, 1024)
+    (True, False)
+    """
+    return 0 < 4 * int(n_frames) * int(n_patches) * int(dim) <= MAX_BANK_BYTES
+
+
+def _scores(pred: torch.Tensor, frame: torch.Tensor, targets: torch.Tensor, mean: torch.Tensor) -> tuple[float, float]:
+    """(centred patch cosine, identification: mean of top-1, top-5 and top-30) of (P, n_patches, dim)
+    predictions of frames ``frame``, ranked among all frames by the cosine of centred maps."""
+    ccos = float(F.cosine_similarity(pred - mean, targets[frame] - mean, dim=-1).mean())
+    cand = F.normalize((targets - mean).flatten(1), dim=1)
+    sim = F.normalize((pred - mean).flatten(1), dim=1) @ cand.T  # (P, F)
+    rank = (sim > sim.gather(1, frame[:, None])).sum(1)
+    return ccos, float(sum((rank < k).float().mean() for k in (1, 5, 30)) / 3)
+
+
+@torch.no_grad()
+def fit_blend(model, windows, frame: torch.Tensor, targets: torch.Tensor, bank: torch.Tensor | None) -> dict:
+    """Choose and set the blend (model buffers ``blend_beta``, ``blend_gamma``, ``blend_tau``, ``bank``).
+
+    Parameters
+    ----------
+    model
+        A trained `SpikeEncoder` with ``config.blend`` (eval mode).
+    windows
+        Callable ``(i, j) -> (counts (B, W, N), unit_idx (N,))`` of validation windows i..j, all units.
+    frame
+        (P,) long movie frame of each validation window.
+    targets
+        (F, n_patches, dim) float32 target maps of all frames (the identification candidates).
+    bank
+        (F', n_patches, dim) training frames' maps for the retrieval (None: no retrieval).
+
+    Returns
+    -------
+    dict with the chosen ``beta``, ``gamma``, ``tau`` and validation ``centred_patch_cosine`` /
+    ``identification`` of the choice, of ridge and of the plain encoder.
+    """
+    if bank is not None and model.config.bank_frames:
+        model.bank.copy_(bank)
+    gammas = GAMMAS if (bank is not None and model.config.bank_frames) else (0.0,)
+    betas = BETAS if (model.has_subset_ridge and float(model.lin_alpha) > 0) else (1.0,)
+    model.blend_beta.fill_(1.0)
+    model.blend_gamma.fill_(0.0)
+    P = len(frame)
+    ys, xs = [], []
+    for i in range(0, P, 256):
+        x, units = windows(i, min(P, i + 256))
+        ys.append(model(x, units).float())
+        xs.append((x, units))
+    y = torch.cat(ys)
+    mean = model.target_mean
+    results = {}
+    for beta, gamma, tau in itertools.product(betas, gammas, TAUS):
+        if gamma == 0 and tau != TAUS[0]:
+            continue
+        pred = torch.cat([model.blend_output(y[i : i + len(x)], x, u, beta=beta, gamma=gamma, tau=tau)
+                          for (x, u), i in zip(xs, range(0, P, 256))])
+        results[(beta, gamma, tau)] = _scores(pred, frame, targets, mean)
+    floor = results[(0.0, 0.0, TAUS[0])][0] if (0.0, 0.0, TAUS[0]) in results else -np.inf
+    ok = {k: v for k, v in results.items() if v[0] >= floor - 1e-9}
+    best = max(ok, key=lambda k: (ok[k][1], ok[k][0]))
+    model.blend_beta.fill_(best[0])
+    model.blend_gamma.fill_(best[1])
+    model.blend_tau.fill_(best[2])
+    plain = results.get((1.0, 0.0, TAUS[0]))
+    ridge = results.get((0.0, 0.0, TAUS[0]))
+    return {"beta": best[0], "gamma": best[1], "tau": best[2], "centred_patch_cosine": results[best][0],
+            "identification": results[best][1],
+            "encoder": None if plain is None else list(plain), "ridge": None if ridge is None else list(ridge)}

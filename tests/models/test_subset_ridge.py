@@ -1,0 +1,74 @@
+"""Native subset decoding (the linear path's kept Gram matrix) and the validation-chosen output blend (issue 28)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from neurrator.data.binning import Binned
+from neurrator.data.splits import split_repeats
+from neurrator.models.encoder import EncoderConfig
+from neurrator.models.training import TrainConfig, train_encoder
+
+torch.set_num_threads(1)
+F, R, N = 24, 5, 10
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    drive = rng.normal(size=(F, N))
+    rate = np.exp(0.8 * np.repeat(drive, 4, axis=0))  # (F*4, N) per bin
+    counts = rng.poisson(np.tile(rate, (R, 1))).astype(np.uint16)
+    binned = Binned(counts=counts, frame=np.tile(np.arange(F), R), repeat=np.repeat(np.arange(R), F),
+                    bins_per_frame=4, unit_ids=np.arange(N, dtype=np.int64))
+    targets = (drive @ rng.normal(size=(N, 16 * 8))).reshape(F, 16, 8).astype(np.float32)
+    split = split_repeats(binned.repeat, n_val=1, n_test=1, seed=0)
+    return binned, targets, split
+
+
+def _train(binned, targets, split, **enc_kw):
+    enc = EncoderConfig(n_units=binned.n_units, n_patches=16, dim=8, window_bins=20, d_model=16, n_heads=2,
+                        n_latents=4, depth=1, **enc_kw)
+    return train_encoder(binned, targets, split, config=TrainConfig(max_epochs=1, batch_size=32), encoder=enc,
+                         seed=0, progress=False)
+
+
+def test_subset_statistics_are_those_of_a_retraining(data):
+    binned, targets, split = data
+    full = _train(binned, targets, split)
+    cols = np.array([1, 4, 5, 8])
+    sub = _train(dataclasses.replace(binned, counts=binned.counts[:, cols], unit_ids=binned.unit_ids[cols]),
+                 targets, split)
+    T = full.model.lin_mean.shape[1]
+    idx = (torch.from_numpy(cols)[:, None] * T + torch.arange(T)).reshape(-1)
+    g_full = full.model.lin_gram[idx][:, idx]
+    torch.testing.assert_close(g_full, sub.model.lin_gram, rtol=1e-4, atol=1e-3)
+    torch.testing.assert_close(full.model.lin_xty[idx], sub.model.lin_xty, rtol=1e-4, atol=1e-3)
+    # the subset's weights solve its own ridge normal equations
+    w = full.model._subset_weights(torch.from_numpy(cols))
+    lhs = (g_full.double() + float(full.model.lin_alpha) * torch.eye(len(idx), dtype=torch.float64)) @ w.double()
+    torch.testing.assert_close(lhs, full.model.lin_xty[idx].double(), rtol=1e-3, atol=1e-2)
+
+
+def test_old_path_without_gram(data):
+    binned, targets, split = data
+    tr = _train(binned, targets, split, subset_ridge=0, blend=False)
+    assert not tr.model.has_subset_ridge and "blend" not in tr.extra
+
+
+def test_blend_never_below_ridge_on_validation(data):
+    binned, targets, split = data
+    tr = _train(binned, targets, split)
+    b = tr.extra["blend"]
+    assert b["centred_patch_cosine"] >= b["ridge"][0] - 1e-6
+    assert b["identification"] >= b["ridge"][1] - 1e-6
+    assert tr.encoder_config.bank_frames == F and tr.model.bank.shape == (F, 16, 8)
+    m = tr.model
+    x = torch.from_numpy(binned.counts[:80].astype(np.float32)).view(4, 20, N)
+    units = torch.arange(N)
+    y = m.blend_output(torch.zeros(4, 16, 8), x, units, beta=0.0, gamma=0.0)
+    torch.testing.assert_close(y, m.ridge_tokens(x, units))  # beta 0: the closed-form ridge itself
