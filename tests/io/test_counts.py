@@ -177,3 +177,17 @@ def test_v4_converted_session_runs_and_decodes_unseen_images(v4, tmp_path):
     assert row.value > 2 * row.chance_level and row.ci_lo > row.chance_level  # measured 0.056 vs 0.0078
     rel = d["unit_neurration"]["reliability"].to_numpy(float)
     assert np.isfinite(rel).sum() == 50 and np.median(rel) > 0.3  # measured median ~0.7 over the real repeats
+
+
+def test_convert_cli_writes_and_refuses_in_one_line(tmp_path):
+    from _helpers import assert_one_line_error, run_cli
+
+    counts_path, imgs, _ = _tiny_inputs(tmp_path)
+    ok = run_cli("convert", str(counts_path), str(imgs), "--out", str(tmp_path / "s.nwb"), "--region", "V4",
+                 "--subject-id", "m1", "--species", "Macaca mulatta")
+    assert ok.returncode == 0 and "wrote" in ok.stdout and (tmp_path / "s.nwb").is_file(), ok.stderr
+    again = run_cli("convert", str(counts_path), str(imgs), "--out", str(tmp_path / "s.nwb"))
+    assert_one_line_error(again, "s.nwb", "already exists")
+    bad = run_cli("convert", str(counts_path), str(imgs), "--out", str(tmp_path / "t.nwb"), "--interval-s", "0.1")
+    assert_one_line_error(bad, "interval_s")
+    assert not (tmp_path / "t.nwb").exists()

@@ -192,9 +192,18 @@ def made_up_notes(protocol: CountProtocol, *, source: str, n_presentations: int,
         f"uniformly at random (seed {p.seed + 1}) inside its counting window, at least {EDGE_S:g} s from the "
         f"edges (spike timing within a window, ISIs and anything finer than the window are not data); "
         f"(4) session_start_time, unless given. Analyse with a response window that contains the counting "
-        f"window and ends before the next onset (neurrator's flashed-image default, onset + 0.05 s to "
-        f"onset + 0.30 s, does when latency + window <= 0.30 s and the interval is >= 0.30 s)."
+        f"window and ends before the next onset: {_window_advice(p)}"
     )
+
+
+def _window_advice(p: CountProtocol) -> str:
+    """Whether neurrator's default flashed-image window (onset + 0.05 s to + 0.30 s) fits this protocol."""
+    lat, end = p.latency_s, p.latency_s + p.window_s
+    if lat >= 0.05 - 1e-9 and end <= 0.30 + 1e-9 and p.interval_s >= 0.30:
+        return "neurrator's default (onset + 0.05 s to onset + 0.30 s) does."
+    return (f"neurrator's default (onset + 0.05 s to onset + 0.30 s) does NOT; pass --response-latency {lat:g} "
+            f"--response-window {p.window_s:g} (or any window from at most {lat:g} s to at least {end:g} s after the "
+            f"onset, ending by {p.interval_s:g} s).")
 
 
 def counts_nwbfile(counts: np.ndarray, shown: np.ndarray, images: np.ndarray, *, protocol: CountProtocol,
