@@ -127,9 +127,30 @@ def test_interleaved_repeats_shift_over_the_whole_block_and_short_repeats_are_re
     flashed = p.__class__(frame=p.frame, start=p.start, stop=p.stop, repeat=np.array([0, 1, 0, 1]))
     assert repeat_spans(flashed).tolist() == [[0.0, 4.0]]
     with pytest.raises(ValueError, match="shorter than twice"):
-        circular_shift_spikes(np.array([0.5]), np.array([0, 1]), np.array([[0.0, 1.5]]), seed=0)
+        circular_shift_spikes(np.array([0.5]), np.array([0, 1]), np.array([[0.0, 1.5]]), seed=0, min_lag_s=1.0)
     # lags keyed by unit id: a unit's null does not depend on its neighbours
     t = np.array([0.5, 2.0, 7.0, 1.0, 3.0])
     a, _ = circular_shift_spikes(t, np.array([0, 3, 5]), np.array([[0.0, 10.0]]), seed=3, unit_ids=np.array([5, 9]))
     b, _ = circular_shift_spikes(t[3:], np.array([0, 2]), np.array([[0.0, 10.0]]), seed=3, unit_ids=np.array([9]))
     np.testing.assert_array_equal(a[3:], b)
+
+
+def test_lags_are_uniform_over_the_whole_repeat():
+    """Issue 26: lags kept away from 0 (the old rule, [1 s, span - 1 s]) avoid the same arc in every repeat, so
+    the repeats stay partly aligned and a decoder trained on some repeats decodes the others
+    (benchmarks/bench_null_lags.py). The default draws each (unit, repeat) lag uniformly over the whole span."""
+    from scipy import stats as sps
+
+    spans = np.array([[0.0, 10.0], [10.0, 20.0], [20.0, 30.0]])
+    offsets = np.arange(0, 2001)  # 2000 units of one spike each
+    _, lags = circular_shift_spikes(np.full(2000, 5.0), offsets, spans, seed=4, unit_ids=np.arange(2000))
+    assert lags.shape == (2000, 3) and np.all((lags >= 0) & (lags < 10))
+    assert sps.kstest(lags.ravel() / 10.0, "uniform").pvalue > 0.01
+    near_zero = np.mean((lags < 1.0) | (lags > 9.0))  # the arc the old rule never drew
+    assert 0.15 < near_zero < 0.25, near_zero
+    # the same seed and ids give the same lags; the old rule is still available for diagnostics
+    _, again = circular_shift_spikes(np.full(2000, 5.0), offsets, spans, seed=4, unit_ids=np.arange(2000))
+    np.testing.assert_array_equal(again, lags)
+    _, old = circular_shift_spikes(np.full(2000, 5.0), offsets, spans, seed=4, unit_ids=np.arange(2000),
+                                   min_lag_s=1.0)
+    assert old.min() >= 1.0 and old.max() <= 9.0

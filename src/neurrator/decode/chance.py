@@ -147,23 +147,36 @@ def window_chance(groups: np.ndarray, true_frame: np.ndarray, *, half: int) -> n
     return np.array([per_frame[int(f)] for f in true_frame], dtype=np.float64)
 
 
-def shift_pairings(repeats: np.ndarray, *, min_lag: int, n_perm: int, seed: int = 0) -> tuple[np.ndarray, bool]:
+def shift_pairings(repeats: np.ndarray, *, min_lag: int = 0, n_perm: int, seed: int = 0) -> tuple[np.ndarray, bool]:
     """Repeat of each prediction -> ``(n, P)`` partners under circular shifts of the labels within repeats.
 
     Within each repeat (its predictions in time order) prediction ``i`` is paired with the label of the
     prediction ``(i + lag) mod n_r`` positions later, one lag per repeat, drawn independently and
-    uniformly from ``min_lag ... n_r - min_lag`` (so the labels move at least ``min_lag`` items either
-    way round the circle). Both series keep their autocorrelation; only their alignment is broken. When
-    every combination of lags fits in ``n_perm`` rows, all of them are enumerated once (an exact test);
-    otherwise ``n_perm`` combinations are drawn with replacement.
+    uniformly. Both series keep their autocorrelation; only their alignment is broken.
+
+    ``min_lag=0`` (what the pipeline uses) draws every lag ``0 ... n_r - 1``: the whole rotation group, so
+    when the predictions carry no stimulus information (their law does not change under a rotation) the
+    observed alignment is exchangeable with every shifted one and the p-value is exact, however slowly
+    both series drift. Excluding the lags near 0 (``min_lag > 0``, the old rule: ``min_lag ... n_r -
+    min_lag``) is NOT calibrated: a slowly drifting statistic has only a few independent values round the
+    circle, the excluded ones are those most like the observed one, and the p-value then claims the
+    resolution of every shift. With one 300-frame repeat and 1 s excluded, p <= 0.005 came out on 6-10%
+    of independent smooth series (benchmarks/bench_null_lags.py, issue 26) instead of 0.5%.
+
+    When every combination of lags fits in ``n_perm`` rows, all of them are enumerated once (an exact
+    test), except the identity (all lags 0, the observed pairing itself), so that
+    `neurrator.stats.resampling.permutation_pvalue`'s ``(1 + #) / (1 + n)`` is the observed statistic's
+    rank among all combinations; otherwise ``n_perm`` combinations are drawn with replacement (the
+    identity may be among them; the Monte-Carlo p stays valid).
 
     Parameters
     ----------
     repeats
         ``(P,)`` repeat of each prediction; the predictions of one repeat are in time order.
     min_lag
-        Smallest shift in items (``round(fps)``: 1 s); a repeat shorter than ``2 * min_lag + 1`` items
-        uses ``n_r // 2`` (at least 1); a repeat of one item is never shifted.
+        Smallest shift in items: 0 (default) for the exact test; larger values only for diagnostics. A
+        repeat shorter than ``2 * min_lag + 1`` items uses ``n_r // 2`` (at least 1); a repeat of one item
+        is never shifted.
     n_perm, seed
         Most rows returned, and the seed of the lags drawn.
 
@@ -172,10 +185,13 @@ def shift_pairings(repeats: np.ndarray, *, min_lag: int, n_perm: int, seed: int 
     partners : (n, P) int64
         ``partners[k, i]``: whose label prediction i is scored against in shift k (``n <= n_perm``).
     exact : bool
-        True when the rows are every combination of lags.
+        True when the rows are every combination of lags (but the identity).
 
     Examples
     --------
+    >>> pairs, exact = shift_pairings(np.zeros(3, int), min_lag=0, n_perm=10)
+    >>> pairs.tolist(), exact
+    ([[1, 2, 0], [2, 0, 1]], True)
     >>> pairs, exact = shift_pairings(np.zeros(5, int), min_lag=2, n_perm=10)
     >>> pairs.tolist(), exact
     ([[2, 3, 4, 0, 1], [3, 4, 0, 1, 2]], True)
@@ -185,13 +201,18 @@ def shift_pairings(repeats: np.ndarray, *, min_lag: int, n_perm: int, seed: int 
     options = []
     for seg in segments:
         n_r = len(seg)
+        if int(min_lag) <= 0:
+            options.append(np.arange(n_r))
+            continue
         lo = max(1, min(int(min_lag), n_r // 2))
         options.append(np.arange(lo, n_r - lo + 1) if n_r >= 2 else np.zeros(1, np.int64))
     total = float(np.prod([float(len(o)) for o in options])) if options else 1.0
-    exact = total <= n_perm
+    exact = total <= n_perm + (1 if int(min_lag) <= 0 else 0)
     if exact:
         grids = np.meshgrid(*options, indexing="ij") if options else []
         lags = np.stack([g.ravel() for g in grids], axis=1) if grids else np.zeros((1, 0), np.int64)
+        if int(min_lag) <= 0 and len(lags) > 1:
+            lags = lags[np.any(lags != 0, axis=1)]  # the identity is the observed pairing
     else:
         rng = np.random.default_rng(seed)
         lags = np.stack([rng.choice(o, size=n_perm) for o in options], axis=1)
@@ -203,17 +224,19 @@ def shift_pairings(repeats: np.ndarray, *, min_lag: int, n_perm: int, seed: int 
 
 
 def identification_null(group_rank: np.ndarray, best_group: np.ndarray, groups: np.ndarray, true_frame: np.ndarray,
-                        *, half: int, blocks: np.ndarray, repeats: np.ndarray | None = None, min_lag: int = 1,
+                        *, half: int, blocks: np.ndarray, repeats: np.ndarray | None = None, min_lag: int = 0,
                         n_perm: int = 2000, seed: int = 0, chunk: int = 64) -> dict[str, np.ndarray]:
     """The rank metrics when the predictions are scored against the true frames of OTHER windows.
 
     Two nulls, by what the items are:
 
     * a movie (``repeats`` given): the frame labels are circularly shifted against the prediction sequence
-      within each test repeat by at least ``min_lag`` windows (1 s), an independent lag per repeat
-      (`shift_pairings`). A weak decoder's best match drifts slowly, so its hits come in runs; the shift
-      keeps those runs (and the movie's slow scenes) in both series and breaks only their alignment, so
-      the observed alignment is one draw among the shifts when the spikes carry no stimulus information.
+      within each test repeat, an independent lag per repeat drawn from the whole circle (`shift_pairings`;
+      ``min_lag`` 0: an exact test; excluding the lags under 1 s, the old rule, starred ``within_1s`` on
+      5 of 47 subsets of three null sessions). A weak decoder's best match drifts slowly, so its hits come
+      in runs; the shift keeps those runs (and the movie's slow scenes) in both series and breaks only
+      their alignment, so the observed alignment is one draw among the shifts when the spikes carry no
+      stimulus information.
       (Pairing each window with a window of another scene block, the old null, scatters the runs: on a
       session with no stimulus information ~20% of subsets got p < 0.05.)
     * flashed images (``repeats`` None): items are independent presentations in random order, so the
@@ -235,7 +258,8 @@ def identification_null(group_rank: np.ndarray, best_group: np.ndarray, groups: 
         ``(P,)`` scene block per prediction (`neurrator.stats.resampling.scene_blocks` of the true frames).
     repeats, min_lag
         ``(P,)`` test repeat per prediction (each repeat's predictions in time order) and the smallest
-        shift in windows: the circular-shift null. None: the block permutation.
+        shift in windows (0: the whole circle, exact): the circular-shift null. None: the block
+        permutation.
     n_perm, seed
         Shifts (or permutations) drawn and their seed.
 

@@ -87,7 +87,8 @@ def frame_identification(
         With ``n_perm > 0``: the null of `neurrator.decode.chance.identification_null` and the one-sided
         p-values ``p_top1``, ``p_top5``, ``p_within_1s``. A movie passes ``repeats`` ((P',) test repeat per
         prediction, each repeat in time order): the frame labels are circularly shifted against the
-        predictions within each repeat by at least ``round(fps)`` windows (1 s). Without ``repeats`` (flashed
+        predictions within each repeat, by any lag round the circle (the whole rotation group: exact; lags
+        under 1 s excluded, the old rule, overclaimed on null sessions). Without ``repeats`` (flashed
         images: independent items) each prediction is scored against the true frame of a window in another
         of the (P',) ``blocks``. Beside each p: ``<metric>_null_mean`` (the null's mean, reported next to the
         analytic ``chance_<metric>``), ``<metric>_null_lo`` / ``<metric>_null_hi`` (its central 95%),
@@ -162,7 +163,7 @@ def frame_identification(
     null: dict[str, Any] = {}
     if group_rank is not None:
         draws = identification_null(group_rank, best_group, groups, true_frame, half=half, blocks=blocks,
-                                    repeats=repeats, min_lag=max(1, half), n_perm=n_perm, seed=seed)
+                                    repeats=repeats, min_lag=0, n_perm=n_perm, seed=seed)
         observed = {"top1": hit1, "top5": hit5, "within_1s": within}
         for m, d in draws.items():
             null[f"p_{m}"] = float(stats.permutation_pvalue(float(np.mean(observed[m])), d))
@@ -315,7 +316,7 @@ def score_predictions(pred: np.ndarray, true_frame: np.ndarray, targets: np.ndar
     if repeats is not None and n_perm > 0 and len(true_frame) >= 2:  # a movie: the cosines' circular-shift null
         reps = np.asarray(repeats)
         if np.unique(reps, return_counts=True)[1].max() >= 2:
-            partners, _ = shift_pairings(reps, min_lag=max(1, int(round(fps))), n_perm=n_perm, seed=seed)
+            partners, _ = shift_pairings(reps, min_lag=0, n_perm=n_perm, seed=seed)
             for m, mm, v in (("patch_cosine", None, cos), ("centred_patch_cosine", train_mean, ccos)):
                 if m == "centred_patch_cosine" and train_mean is None:
                     continue
