@@ -93,6 +93,7 @@ def _edit_new_h5(path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(BAD_FILES))
 def test_bad_session_file_is_one_line_error(case, small_sim, tmp_path):
     make, needle = BAD_FILES[case]
@@ -105,12 +106,14 @@ def test_bad_session_file_is_one_line_error(case, small_sim, tmp_path):
     assert not list(out.rglob("*.nwb")) if out.exists() else True
 
 
+@pytest.mark.slow
 def test_missing_stimulus_lists_the_tables_that_exist(small_sim, tmp_path):
     line = assert_one_line_error(run_cli("narrate", str(small_sim), "--out", str(tmp_path / "o"),
                                          "--stimulus", "natural_movie_three", *FAST_FLAGS), small_sim.name)
     assert "natural_movie_one" in line  # the table that does exist is named
 
 
+@pytest.mark.slow
 def test_movie_frame_count_inconsistent_with_presentations(small_sim, tmp_path):
     bad = _edit(_copy(small_sim, tmp_path / "nomovie.nwb"), lambda f: f.__delitem__("stimulus/templates"))
     movie = tmp_path / "short.npy"
@@ -125,6 +128,7 @@ def test_movie_frame_count_inconsistent_with_presentations(small_sim, tmp_path):
 # -- bad options and outputs ----------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("option, value, valid", [("--backbone", "resnet", "tiny"), ("--narrator", "gpt9", "retrieval")])
 def test_unknown_model_ids_list_the_valid_ones(option, value, valid, small_sim, tmp_path):
     line = assert_one_line_error(run_cli("narrate", str(small_sim), "--out", str(tmp_path / "o"), option, value,
@@ -132,6 +136,7 @@ def test_unknown_model_ids_list_the_valid_ones(option, value, valid, small_sim, 
     assert valid in line
 
 
+@pytest.mark.slow
 def test_real_weights_missing_offline_say_how_to_get_them(small_sim, tmp_path):
     env = {"HF_HOME": str(tmp_path / "hf"), "HUGGINGFACE_HUB_CACHE": str(tmp_path / "hf" / "hub")}
     line = assert_one_line_error(run_cli("narrate", str(small_sim), "--out", str(tmp_path / "o"), "--backbone",
@@ -139,6 +144,7 @@ def test_real_weights_missing_offline_say_how_to_get_them(small_sim, tmp_path):
     assert "download" in line.lower()
 
 
+@pytest.mark.slow
 def test_output_folder_not_writable(small_sim, tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
@@ -158,6 +164,7 @@ def test_corrupt_encoder_checkpoint_folder(small_sim, tmp_path):
     assert sha256(ckpt) == before
 
 
+@pytest.mark.slow
 def test_checkpoint_with_wrong_sha256_is_refused(small_sim, tmp_path):
     """A checkpoint folder whose weights no longer match the sha256 recorded in its metadata."""
     import torch
@@ -200,6 +207,7 @@ def _untrained_checkpoint(folder: Path, unit_ids: np.ndarray, *, seed: int) -> P
     return save_checkpoint(trained, folder)
 
 
+@pytest.mark.slow
 def test_encoder_from_another_session_or_seed_is_refused_before_any_work(small_sim, tmp_path):
     """Checkpoint metadata is checked against the session and the backbone up front, naming the file."""
     import time
@@ -237,6 +245,7 @@ def test_disk_full_while_writing_leaves_nothing(small_sim, tmp_path, monkeypatch
     assert not [p for p in out.rglob("*") if p.is_file()], list(out.rglob("*"))
 
 
+@pytest.mark.slow
 def test_debug_shows_the_traceback(tmp_path):
     bad = tmp_path / "bad.nwb"
     bad.write_text("nope")
@@ -259,6 +268,7 @@ def test_simulate_writes_a_session_and_truth(tmp_path):
 # -- streamed sources, through the CLI (the local DANDI stand-in; nothing leaves 127.0.0.1) ------------
 
 
+@pytest.mark.slow
 def test_missing_dandi_asset_and_failing_network(small_sim, tmp_path):
     from standin import DandiStandin
 
@@ -277,6 +287,7 @@ def test_missing_dandi_asset_and_failing_network(small_sim, tmp_path):
     assert not (tmp_path / "o").exists() or not list((tmp_path / "o").rglob("*.nwb"))
 
 
+@pytest.mark.slow
 def test_hanging_servers_end_the_run_after_timeout_seconds(small_sim, tmp_path):
     """--timeout bounds a silent file server and a silent DANDI API: one line naming the limit, exit 1."""
     import time
@@ -355,6 +366,7 @@ def test_simulate_with_too_few_repeats_says_which_options_narrate_needs(tmp_path
     assert "--val-repeats 1 --test-repeats 1" in result.output
 
 
+@pytest.mark.slow
 def test_failed_run_leaves_no_folder_it_created(small_sim, tmp_path):
     """The README promises nothing is left: a fresh --out folder (and its parents) is removed on failure,
     an existing one is kept with its contents."""
@@ -376,6 +388,7 @@ _LOAD_SCORER = ("from neurrator.cli import _configure_output; import sys; "
                 "from neurrator.models.embedder import load_sentence_embedder; load_sentence_embedder(device='cpu')")
 
 
+@pytest.mark.slow
 def test_library_bars_only_on_a_terminal(tmp_path):
     """The "Loading weights" bar of transformers: absent with stderr in a file, present on a terminal."""
     import fcntl

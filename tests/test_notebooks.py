@@ -69,6 +69,7 @@ def _text(cell) -> str:
     return "".join(parts)
 
 
+@pytest.mark.slow
 def test_kernel_spec_runs_this_venvs_python(kernel, tmp_path):
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("import sys, torch; print(sys.executable)\n"
                                                                    "print(torch.get_num_threads())")])

@@ -96,6 +96,7 @@ def test_an_overlong_session_id_fails_before_any_work(small_sim, tmp_path, monke
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_process_fails_escaping_assets_alone_and_writes_nothing_outside(tmp_path):
     """A dandiset whose listing holds escaping asset paths: each fails with its reason, the plain asset runs."""
     broken = tmp_path / "broken.nwb"

@@ -22,6 +22,7 @@ def scenes_run(tmp_path_factory):
     return src, config, narrate_session(src, out=root / "scenes-derived.nwb", config=config)
 
 
+@pytest.mark.slow
 def test_unseen_images_are_narrated_and_never_trained_on(scenes_run):
     from pynwb import NWBHDF5IO
 
@@ -48,6 +49,7 @@ def test_unseen_images_are_narrated_and_never_trained_on(scenes_run):
     assert not own & set(texts)
 
 
+@pytest.mark.slow
 def test_natural_scenes_decoding_beats_the_shuffled_baseline(scenes_run):
     _, _, result = scenes_run
     top = result.subsets[0]
@@ -93,6 +95,7 @@ def test_flashed_image_neurration_recovers_the_simulated_ground_truth(tmp_path):
     assert all(hits.values()), hits
 
 
+@pytest.mark.slow
 def test_unseen_image_predictions_store_compactly_in_the_encoder_readout(scenes_run, tmp_path):
     """A few training images give the readout rows of very different scale (the coefficient std of each
     PCA component): compact storage must still solve them (it once called them linearly dependent)."""
@@ -110,6 +113,7 @@ def test_unseen_image_predictions_store_compactly_in_the_encoder_readout(scenes_
     assert np.all(np.isfinite(err)) and np.median(err) < 0.5
 
 
+@pytest.mark.slow
 def test_too_many_held_out_images_is_one_line(scenes_run, tmp_path):
     src, _, _ = scenes_run
     proc = run_cli("narrate", str(src), "--out", str(tmp_path / "x.nwb"), "--stimulus", "natural_scenes",

@@ -125,6 +125,7 @@ def pseudo_run(tmp_path_factory):
     return root, sources, results
 
 
+@pytest.mark.slow
 def test_pseudo_mouse_writes_one_file_per_session_with_its_own_units(pseudo_run):
     from pynwb import NWBHDF5IO
 
@@ -161,6 +162,7 @@ def test_pseudo_mouse_writes_one_file_per_session_with_its_own_units(pseudo_run)
                 assert name in m.data_interfaces, name
 
 
+@pytest.mark.slow
 def test_pseudo_mouse_cli_refuses_a_file_output_and_another_movie(three, tmp_path):
     from _helpers import FAST_FLAGS, assert_one_line_error, run_cli, sha256
 
@@ -178,6 +180,7 @@ def test_pseudo_mouse_cli_refuses_a_file_output_and_another_movie(three, tmp_pat
     assert not out.exists() and (sha256(a), sha256(b)) == before
 
 
+@pytest.mark.slow
 def test_pseudo_mouse_files_pass_dandi_validate_and_nwbinspector(pseudo_run, tmp_path):
     from _helpers import dandi_validate
     from nwbinspector import Importance, inspect_nwbfile, load_config

@@ -174,6 +174,7 @@ def test_a_movie_folder_reads_no_link_leading_out(tmp_path):
         load_movie_file(folder)
 
 
+@pytest.mark.slow
 def test_cli_names_the_movie_file_not_the_session(small_sim, tmp_path):
     """`narrate --movie BOMB`: one line naming the movie, exit 1, no traceback, inputs unchanged, no output."""
     import h5py

@@ -40,6 +40,7 @@ def _write_video(path: Path, n: int, *, codec: str, rate: int = 10) -> np.ndarra
     return levels
 
 
+@pytest.mark.slow
 def test_bikes_mp4_decodes_every_frame_at_its_rate(bikes):
     video = video_files.read_video(bikes)
     assert video.frames.shape == (250, 272, 640, 3) and video.frames.dtype == np.uint8
@@ -99,6 +100,7 @@ def _session_file(tmp_path: Path, n_frames: int, rate: float, repeats: int = 2) 
                                                                           np.tile(np.arange(n_frames), repeats)))
 
 
+@pytest.mark.slow
 def test_session_reads_bikes_and_checks_rate_and_length(bikes, tmp_path):
     from neurrator.data.session import load_session
 

@@ -18,6 +18,7 @@ from neurrator.errors import NeurratorError
 torch.set_num_threads(1)
 
 
+@pytest.mark.slow
 def test_tiny_weights_are_clip_vision_model_after_manual_seed():
     from transformers import CLIPVisionModel
 

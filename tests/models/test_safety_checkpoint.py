@@ -313,6 +313,7 @@ def test_a_device_in_the_folder_is_refused(folder, no_tensor_load):
     refused(folder, "weights.safetensors", "symbolic link")
 
 
+@pytest.mark.slow
 def test_cli_refuses_a_hostile_encoder_folder_in_one_line(folder, tmp_path, small_sim):
     from _helpers import FAST_FLAGS, assert_one_line_error, run_cli, sha256
 

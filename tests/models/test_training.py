@@ -41,6 +41,7 @@ def _cos(a, b):
     return float(((a * b).sum(-1) / np.linalg.norm(a, axis=-1) / np.linalg.norm(b, axis=-1)).mean())
 
 
+@pytest.mark.slow
 def test_training_is_deterministic_and_learns():
     binned, targets = synthetic()
     split = split_repeats(binned.repeat, n_val=1, n_test=1, seed=0)
@@ -82,6 +83,7 @@ def test_linear_path_starts_at_the_ridge_solution():
     assert np.isfinite(sub).all()
 
 
+@pytest.mark.slow
 def test_predict_maps_columns_by_unit_id_and_accepts_subsets():
     binned, targets = synthetic()
     split = split_repeats(binned.repeat, n_val=1, n_test=1, seed=0)

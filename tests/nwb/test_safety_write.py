@@ -200,6 +200,7 @@ def test_a_live_writers_temporary_file_is_not_removed(tmp_path):
     assert live.exists()
 
 
+@pytest.mark.slow
 def test_a_killed_writers_stale_temporary_file_is_removed_by_the_next_run(tmp_path):
     """SIGKILL mid-write leaves ``.ses.<host>.<pid>.*.tmp.nwb``; the next `neurrator` run on that folder removes it
     once it is older than STALE_TEMPORARY_AGE_S, says so, and leaves fresh temporaries and other files alone."""
@@ -232,6 +233,7 @@ def test_a_killed_writers_stale_temporary_file_is_removed_by_the_next_run(tmp_pa
     assert f"removed {stale}: a temporary file left by an interrupted run" in run.stderr
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_narrate_exits_130_with_one_line_and_leaves_no_output(tmp_path):
     """A real SIGINT while `neurrator narrate` trains: exit 130, one line, no traceback, no file at the output
     path and no temporary file beside it."""

@@ -161,6 +161,7 @@ def test_errors_name_the_file(tmp_path):
     assert not empty.with_suffix(".html").exists()
 
 
+@pytest.mark.slow
 def test_report_runs_where_torch_cannot_be_imported(derived, tmp_path):
     script = textwrap.dedent(f"""
         import sys

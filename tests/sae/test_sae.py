@@ -39,6 +39,7 @@ def _sparse_data(n: int = 8000, d: int = 32, m: int = 64, active: int = 3, seed:
     return (codes @ D + 0.3).astype(np.float32), D
 
 
+@pytest.mark.slow
 def test_fvu_decreases_and_dictionary_is_recovered():
     X, D = _sparse_data()
     cfg = SAEConfig(d_in=32, n_latents=128, k=4)
@@ -224,6 +225,7 @@ def _auc(score: np.ndarray, label: np.ndarray) -> float:
     return float((pos[:, None] > neg[None]).mean() + 0.5 * (pos[:, None] == neg[None]).mean())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["log-odds", "correlation"])
 def test_concept_names_on_simulated_movie_match_ground_truth(method):
     """Named latents on the simulated movie come from its caption vocabulary, the name agrees with the
