@@ -39,13 +39,26 @@ def value(i: int, metric: str) -> float:
     return round({"top1": 0.02, "within_1s": 0.05, "narration_similarity": 0.03}[metric] * (i + 1) + 0.1, 6)
 
 
-def add_new_types(module) -> list[str]:
+def add_new_types(module, units=None) -> list[str]:
     """Add the analyses' all-VectorData tables of ``new_tables()`` as their ndx-neurrator types, for those
-    types the installed extension defines; returns the types added."""
+    types the installed extension defines, and (given the ``units`` table) the per-unit tables; returns the
+    types added."""
     from hdmf.common import VectorData
     from pynwb import get_class
 
     added, tables = [], new_tables()
+    if units is not None:
+        from ndx_neurrator import analysis
+
+        u = tables["unit_neurration"]
+        module.add(analysis.create_unit_neurration(
+            units_table=units, unit_rows=u["unit"].tolist(),
+            **{c: (u[c].tolist() if u[c].dtype == object else u[c].to_numpy()) for c in u.columns if c != "unit"}))
+        t = tables["concept_tuning"]
+        module.add(analysis.create_concept_tuning(
+            units_table=units, unit_rows=t["unit"].tolist(), concept=t["concept"].tolist(), r=t["r"].to_numpy(),
+            p=t["p"].to_numpy(), q=t["q"].to_numpy(), significant=t["significant"].to_numpy()))
+        added += ["UnitNeurrationTable", "ConceptTuningTable"]
     for type_name, key in (("ScalingTable", "scaling"), ("GroupComparisonTable", "group_comparison"),
                            ("GroupSeparationTable", "group_separation")):
         try:
@@ -117,7 +130,7 @@ def make_derived(path: Path, *, thumbnails: bool = True, new_types: bool = False
                                description=f"stimulus frame {f}") for f in range(N_FRAMES)]
         module.add(Images(name="frame_thumbnails", images=imgs, description="narrated stimulus frames"))
     if new_types:
-        add_new_types(module)
+        add_new_types(module, units)
     with NWBHDF5IO(str(path), "w") as io:
         io.write(nwbfile)
     return Path(path)

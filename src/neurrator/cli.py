@@ -13,6 +13,7 @@ from typing import Any, Callable
 import click
 
 from neurrator.errors import NeurratorError, escape_controls, shorten
+from neurrator.io.progress import stderr_is_terminal
 
 log = logging.getLogger("neurrator")
 
@@ -25,13 +26,6 @@ _QUIET_ENV = {"HF_HUB_DISABLE_PROGRESS_BARS": "1", "TQDM_DISABLE": "1"}
 _ENV_BEFORE = {key: os.environ.get(key) for key in _QUIET_ENV}
 
 
-def _stderr_is_terminal() -> bool:
-    try:
-        return sys.stderr.isatty()
-    except (AttributeError, ValueError):  # replaced or closed stream
-        return False
-
-
 def _configure_output(*, debug: bool, quiet: bool) -> bool:
     """Set logging and every library's progress bars for this command; returns whether bars are shown.
 
@@ -41,9 +35,9 @@ def _configure_output(*, debug: bool, quiet: bool) -> bool:
 
     Progress bars (neurrator's and the libraries': transformers' "Loading weights", huggingface_hub's
     downloads, sentence-transformers, tqdm) are shown only when stderr is a terminal and not ``--quiet``,
-    so log files get no carriage-return bars.
+    so log files get no carriage-return bars; they get heartbeat lines instead (`neurrator.io.progress`).
     """
-    bars = not quiet and _stderr_is_terminal()
+    bars = not quiet and stderr_is_terminal()
     own = logging.DEBUG if debug else (logging.WARNING if quiet else logging.INFO)
     others = logging.DEBUG if debug else (logging.ERROR if quiet else logging.WARNING)
     handler = logging.StreamHandler(sys.stderr)

@@ -32,6 +32,7 @@ from neurrator.errors import NeurratorError
 from neurrator.io.folders import CreatedDirs, path_inside
 from neurrator.io.movies import require_frames
 from neurrator.io.sources import open_source, source_label
+from neurrator.io.progress import format_seconds, library_bars, progress_iter
 from neurrator.models.loading import Models, check_encoder_session, load_models
 from neurrator.models.narrators import load_narrator
 from neurrator.models.targets import compute_targets
@@ -149,7 +150,8 @@ def _read(source: str, *, config: NarrateConfig, device: str, clock: _Clock, mod
         config.kind.check_split(outline.n_repeats, n_val_repeats=config.n_val_repeats,
                                 n_test_repeats=config.n_test_repeats, label=label)
         if models is None:
-            models = load_models(config, device=device, needs_reference=not outline.has_captions)
+            with library_bars(config.progress):  # transformers' "Loading weights" bar obeys progress=False
+                models = load_models(config, device=device, needs_reference=not outline.has_captions)
             clock.lap("models")
         log.info("reading %s", source)
         session = read_session(nwbfile, source=source, path_label=label, stimulus=config.stimulus,
@@ -261,6 +263,8 @@ class _Clock:
 @dataclass
 class SessionAnalysis:
     """Everything `analyse` computes for one (possibly pooled) population; `_write` turns it into a file."""
+        log.info("stage %s done in %s (%s since the start)", name, format_seconds(now - self._last),
+                 format_seconds(sum(self.laps.values())))
 
     trained: TrainedEncoder
     split: Split
@@ -406,9 +410,7 @@ def _train(binned, targets, split, *, config: NarrateConfig, device: str, backbo
 
 
 def _progress(items, desc: str, enabled: bool):
-    from tqdm.auto import tqdm
-
-    return tqdm(items, desc=desc, disable=not enabled, leave=False)
+    return progress_iter(items, desc=desc, bars=enabled, unit=desc)
 
 
 def run_demo(out: Path, *, seed: int = 0, progress: bool = True) -> NarrateResult:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import warnings
 from datetime import datetime, timezone
 from pathlib import Path
@@ -96,6 +97,22 @@ def test_quality_filter_uses_allen_thresholds(simfile):
     np.testing.assert_array_equal(s.units.ids, s_all.units.ids[ok])
     assert set(s.dropped_units["quality"]) == set(s_all.units.ids[~ok])
     assert 0 < ok.sum() < ok.size
+
+
+def test_quality_filter_says_how_many_units_it_excludes_and_why(simfile, caplog):
+    """One console line accounts for every excluded unit, with the count per failed criterion."""
+    s_all = load_session(simfile, quality_filter=False)
+    m = s_all.units.metrics
+    with caplog.at_level(logging.INFO, logger="neurrator"):
+        s = load_session(simfile)
+    lines = [r.getMessage() for r in caplog.records if "quality filter excludes" in r.getMessage()]
+    assert len(lines) == 1, lines
+    n_out = len(s.dropped_units["quality"])
+    assert f"excludes {n_out} of {len(s_all.units)} units" in lines[0]
+    n_isi = int((~(m["isi_violations"] <= 0.5)).sum())
+    n_amp = int((~(m["amplitude_cutoff"] <= 0.1)).sum())
+    for why, count in (("isi_violations > 0.5 or NaN", n_isi), ("amplitude_cutoff > 0.1 or NaN", n_amp)):
+        assert (f"{why}: {count}" in lines[0]) == (count > 0), lines[0]
 
 
 def test_opto_tagging_finds_the_cre_line_units(simfile_no_celltype):

@@ -170,8 +170,9 @@ def _regions_and_probes(nwbfile, units, n: int, label: str) -> tuple[np.ndarray,
     return region, probe.astype(str), depth
 
 
-def _passes_filter(metrics: dict[str, np.ndarray], n: int) -> np.ndarray:
-    keep = np.ones(n, dtype=bool)
+def _filter_failures(metrics: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
+    """Criterion (e.g. ``"isi_violations > 0.5"``) -> (n,) bool, the units that fail it (NaN fails)."""
+    failures: dict[str, np.ndarray] = {}
     for name, (op, value) in ALLEN_QUALITY_FILTER.items():
         if name not in metrics:
             continue
@@ -181,12 +182,28 @@ def _passes_filter(metrics: dict[str, np.ndarray], n: int) -> np.ndarray:
             if not labels <= _SORTER_LABELS:  # e.g. "Excellent"/"Fair": not the good/mua/noise vocabulary
                 log.info("quality column uses labels %s, not good/mua/noise: not filtering on it", sorted(labels))
                 continue
-            keep &= np.char.lower(col.astype(str)) == value
+            failures[f"{name} != {value}"] = np.char.lower(col.astype(str)) != value
         else:
             x = col.astype(np.float64)
             with np.errstate(invalid="ignore"):
-                keep &= (x <= value) if op == "<=" else (x >= value)
-    return keep
+                ok = (x <= value) if op == "<=" else (x >= value)
+            failures[f"{name} {'>' if op == '<=' else '<'} {value} or NaN"] = ~ok
+    return failures
+
+
+def _describe_exclusions(failures: dict[str, np.ndarray], n: int) -> str:
+    """One line accounting for every unit the quality filter excludes, with the count per failed criterion
+    (a unit failing several counts under each), e.g.
+    ``"the quality filter excludes 37 of 300 units: isi_violations > 0.5 or NaN 20, ..."``."""
+    if not failures:
+        return f"the quality filter excludes none of {n} units (none of its columns is in the file)"
+    bad = np.logical_or.reduce(list(failures.values()))
+    if not bad.any():
+        return f"the quality filter excludes none of {n} units"
+    parts = [f"{why}: {int(fail.sum())}" for why, fail in failures.items() if fail.any()]
+    several = int((np.sum(list(failures.values()), axis=0) > 1).sum())
+    note = f" ({several} fail several)" if several else ""
+    return f"the quality filter excludes {int(bad.sum())} of {n} units{note}; " + ", ".join(parts)
 
 
 def read_units(nwbfile, *, label: str, quality_filter: bool = True) -> tuple[Units, dict[str, np.ndarray]]:
@@ -228,7 +245,13 @@ def read_units(nwbfile, *, label: str, quality_filter: bool = True) -> tuple[Uni
         vals = read_column(units, cell_col).astype(str)
         cell_type = np.where(np.char.strip(vals) != "", vals, "unknown")
 
-    keep = _passes_filter(metrics, n) if quality_filter else np.ones(n, dtype=bool)
+    keep = np.ones(n, dtype=bool)
+    if quality_filter:
+        failures = _filter_failures(metrics, n)
+        keep = ~np.logical_or.reduce([np.zeros(n, dtype=bool), *failures.values()])
+        log.info("%s: %s", label, _describe_exclusions(failures, n))
+        for row in np.flatnonzero(~keep):  # --debug: each unit and what it failed
+            log.debug("%s: unit %d excluded (%s)", label, ids[row], ", ".join(w for w, f in failures.items() if f[row]))
     n_spk = np.diff(offsets)
     empty = keep & (n_spk == 0)
     if empty.any():

@@ -48,6 +48,9 @@ _WHERE = {
     "count_files": (
         "convert_counts", "read_count_array", "read_image_set",
     ),
+    "progress": (
+        "HEARTBEAT_S", "Progress", "format_seconds", "library_bars", "progress_iter", "stderr_is_terminal",
+    ),
     "sources": (
         "AssetInfo", "DEFAULT_DANDI_API_URL", "default_cache_dir", "list_assets", "open_source",
         "parse_dandi_url", "resolve_source", "source_label",

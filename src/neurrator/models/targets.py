@@ -14,6 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from neurrator.io.progress import progress_iter
 from neurrator.models.backbones import Backbone, TargetSpec
 
 __all__ = ["PCABasis", "compute_targets", "fit_pca", "frames_hash", "from_pca", "target_cache_key", "to_pca"]
@@ -69,7 +70,7 @@ def compute_targets(
     cache_dir
         Folder for ``targets-<key>.safetensors``; None disables caching.
     progress
-        tqdm bar over batches.
+        tqdm bar over batches (False: heartbeat log lines, `neurrator.io.progress`).
 
     Returns
     -------
@@ -110,11 +111,8 @@ def compute_targets(
         inverse[i] = u
     order = np.asarray(order_list, dtype=np.int64)
     out = np.empty((len(first), spec.n_patches, spec.dim), dtype=np.float32)
-    starts = range(0, len(order), batch_size)
-    if progress:
-        from tqdm.auto import tqdm
-
-        starts = tqdm(starts, desc=f"targets ({spec.backbone_id})", unit="batch")
+    starts = progress_iter(range(0, len(order), batch_size), desc=f"targets ({spec.backbone_id})", bars=progress,
+                           unit="batch")
     for s in starts:
         out[s : s + batch_size] = backbone.embed(frames[order[s : s + batch_size]])
     targets = out[inverse]

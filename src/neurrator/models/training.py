@@ -29,6 +29,7 @@ from neurrator.errors import NeurratorError
 from neurrator.data.binning import window_index
 from neurrator.models.targets import fit_pca
 from neurrator.models.readout import bank_fits, fit_blend
+from neurrator.io.progress import Progress
 
 __all__ = ["TrainConfig", "TrainedEncoder", "patch_loss", "train_encoder"]
 
@@ -287,7 +288,7 @@ def train_encoder(
     device, seed
         Where to train; the seed fixes initialisation, batch order, unit subsets and dropout.
     progress
-        tqdm bar over steps with the running loss.
+        tqdm bar over steps with the running loss (False: heartbeat log lines, `neurrator.io.progress`).
     encoder
         Architecture; None builds ``EncoderConfig(n_units=N, n_patches, dim, window_bins)`` with defaults.
         Its n_units / n_patches / dim / window_bins must match the data.
@@ -403,11 +404,7 @@ def _fit(model, data, tr, va, N, tstd, cfg: TrainConfig, device, seed, progress,
     bad = 0
     running = None
     t0 = time.perf_counter()
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=total, desc="encoder", unit="step")
+    bar = Progress(total, desc="encoder", bars=progress, unit="step")
     step = 0
     stop = False
     for epoch in range(cfg.max_epochs):
@@ -438,17 +435,15 @@ def _fit(model, data, tr, va, N, tstd, cfg: TrainConfig, device, seed, progress,
             step += 1
             ld = loss.detach()
             running = ld if running is None else 0.95 * running + 0.05 * ld
-            if bar is not None:
-                bar.update(1)
-                if step % 10 == 0:
-                    bar.set_postfix(loss=f"{float(running):.4f}")
+            bar.update(1)
+            if step % 10 == 0:
+                bar.set_postfix(loss=f"{float(running):.4f}")
             if step % eval_every == 0 or step == total:
                 val_loss, val_cos = _validate(model, data, va, val_sets, tstd, cfg, device)
                 history.append({"step": step, "epoch": epoch, "train_loss": float(running), "val_loss": val_loss,
                                 "val_cosine": val_cos, "lr": opt.param_groups[0]["lr"],
                                 "seconds": time.perf_counter() - t0})
-                if bar is not None:
-                    bar.set_postfix(loss=f"{float(running):.4f}", val=f"{val_loss:.4f}")
+                bar.set_postfix(loss=f"{float(running):.4f}", val=f"{val_loss:.4f}")
                 if val_loss < best[0] - 1e-6:
                     best = (val_loss, copy.deepcopy(model.state_dict()), step)
                     bad = 0
@@ -460,8 +455,7 @@ def _fit(model, data, tr, va, N, tstd, cfg: TrainConfig, device, seed, progress,
                 model.train()
         if stop:
             break
-    if bar is not None:
-        bar.close()
+    bar.close()
     return history, (best[1], best[2])
 
 

@@ -16,7 +16,10 @@ from neurrator.errors import MAX_SHOWN_CHARS, NeurratorError, escape_controls, s
 from neurrator.report.figures import plot_fidelity
 from neurrator.report.data import check_derived_tables, open_nwb
 
-__all__ = ["format_file", "plot_fidelity"]
+__all__ = ["SHOW_METRICS", "format_file", "plot_fidelity"]
+
+#: The fidelity columns of `neurrator show`, headline metrics first, the raw (uninformative) cosine last.
+SHOW_METRICS = ("centred_patch_cosine", "top1", "top5", "within_1s", "narration_similarity", "patch_cosine")
 
 
 def _open(path: Path):
@@ -71,11 +74,8 @@ def format_file(path: Path, *, show_all: bool = False, per_subset: int = 3) -> s
         subsets = found.get("UnitSubsetsTable")
         labels: list[str] = []
         if subsets is not None:
-            df = subsets.to_dataframe(index=True)
-            labels = [shorten(x) for x in df["label"]]
-            lines.append(f"\nunit subsets ({len(df)}):")
-            for label, kind, members in zip(labels, df["kind"], df["units"]):
-                lines.append(f"  {label:<34s} {shorten(kind):<17s} {len(members):5d} units")
+            sub_df = subsets.to_dataframe(index=True)
+            labels = [shorten(x) for x in sub_df["label"]]
 
         fid = found.get("DecodingFidelityTable")
         if fid is not None:
@@ -84,8 +84,12 @@ def format_file(path: Path, *, show_all: bool = False, per_subset: int = 3) -> s
             subset_rows = np.asarray(fid["unit_subset"].data[:])
             for r, m, v, c in zip(subset_rows, fid["metric"].data[:], fid["value"].data[:], fid["chance_level"].data[:]):
                 table[int(r)][str(m)] = (float(v), float(c))
-            names = ["patch_cosine", "top1", "top5", "within_1s", "narration_similarity"]
+            # the headline first (centred cosine, frame identification); the raw cosine last: it is
+            # dominated by what every frame shares and is high even for a decoder that knows nothing
+            names = [n for n in SHOW_METRICS if any(n in row for row in table.values())]
             lines.append(f"  {'subset':<34s} " + " ".join(f"{n:>20s}" for n in names))
+            if "patch_cosine" in names:
+                lines.append("  (patch_cosine, the raw cosine, is high for any decoder: read centred_patch_cosine)")
             for r in sorted(table):
                 cells = []
                 for n in names:
@@ -96,6 +100,11 @@ def format_file(path: Path, *, show_all: bool = False, per_subset: int = 3) -> s
                 for n in sorted(k for k in table[r] if ":" in k and k.endswith("top1")):
                     v, c = table[r][n]
                     lines.append(f"    baseline {n:<24s} {v:.3f} (chance {c:.3f})")
+
+        if subsets is not None:
+            lines.append(f"\nunit subsets ({len(sub_df)}):")
+            for label, kind, members in zip(labels, sub_df["kind"], sub_df["units"]):
+                lines.append(f"  {label:<34s} {shorten(kind):<17s} {len(members):5d} units")
 
         if "NarrationsCollection" in found or "NarrationsTable" in found:
             import ndx_neurrator as ndx
@@ -157,16 +166,18 @@ def _neurration_lines(found: dict[str, object], *, show_all: bool) -> list[str]:
     units = found.get("UnitNeurrationTable")
     if units is not None and len(units):
         df = units.to_dataframe(index=True)
+        unit_ids = np.asarray(units["unit"].table.id.data[:]) if units["unit"].table is not None else None
+        df = df.set_axis([int(unit_ids[r]) if unit_ids is not None else int(r) for r in df["unit"]])
         driven = df["visually_driven"].astype(bool)
         lines.append(f"\nsingle units ({len(df)}; {int(driven.sum())} visually driven; words only for those):")
         shown = df if show_all else df[driven].sort_values("reliability", ascending=False).head(8)
-        for row_id, row in shown.iterrows():
+        for unit_id, row in shown.iterrows():
             if not row["visually_driven"]:
-                lines.append(f"  unit row {row_id}: not visually driven (reliability {row['reliability']:.2f})")
+                lines.append(f"  unit {unit_id}: not visually driven (reliability {row['reliability']:.2f})")
                 continue
             concept = (f"{row['top_concept']} (r {row['top_concept_r']:.2f}, q {row['top_concept_q']:.3f})"
                        if row["top_concept"] else "no significant concept")
-            lines.append(f"  unit row {row_id}: reliability {row['reliability']:.2f}; {shorten(concept)}; prefers: "
+            lines.append(f"  unit {unit_id}: reliability {row['reliability']:.2f}; {shorten(concept)}; prefers: "
                          f"{shorten(row['preferred_text'])}")
     comp = found.get("GroupComparisonTable")
     if comp is not None and len(comp):
