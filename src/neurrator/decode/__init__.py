@@ -9,7 +9,7 @@ from neurrator._lazy import lazy_face
 
 _WHERE = {
     "baselines": (
-        "evaluate_encoder", "knn_baseline", "ridge_baseline", "window_features",
+        "evaluate_encoder", "knn_baseline", "knn_predict", "ridge_baseline", "window_features",
     ),
     "chance": (
         "duplicate_groups", "identification_null", "rank_chance", "shift_pairings", "window_chance",

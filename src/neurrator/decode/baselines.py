@@ -17,7 +17,7 @@ from neurrator.decode.fidelity import score_predictions, shuffled_control, train
 from neurrator.data.binning import window_index
 from neurrator.models.prediction import predict
 
-__all__ = ["evaluate_encoder", "knn_baseline", "ridge_baseline", "window_features"]
+__all__ = ["evaluate_encoder", "knn_baseline", "knn_predict", "ridge_baseline", "window_features"]
 
 
 def window_features(binned, presentation_idx: np.ndarray, *, window_bins: int = 20, offset_bins: int = 0,
@@ -127,28 +127,43 @@ def knn_baseline(
     holdout_frames: np.ndarray | None = None,
     unit_idx: np.ndarray | None = None,
     device: str | torch.device = "cpu",
+    temporal_pool: int | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """kNN on population vectors: each test window's summed counts per unit (log1p, z-scored) is
     matched by cosine to the training windows; the prediction is the mean target of the k nearest.
-    k is chosen by validation MSE. Returns (pred for split.test, info)."""
+    k is chosen by validation MSE. ``temporal_pool`` (None: the whole window, a population vector)
+    keeps the window's time course in groups of that many bins instead. Returns (pred for split.test, info)."""
     device = torch.device(device)
     tr, va, te = (np.asarray(s, np.int64) for s in split)
     if holdout_frames is not None and len(holdout_frames):
         tr = tr[~np.isin(binned.frame[tr], holdout_frames)]
         va = va[~np.isin(binned.frame[va], holdout_frames)]
-    kw = dict(window_bins=window_bins, offset_bins=offset_bins, temporal_pool=window_bins, unit_idx=unit_idx)
+    kw = dict(window_bins=window_bins, offset_bins=offset_bins, temporal_pool=temporal_pool or window_bins,
+              unit_idx=unit_idx)
     pv = {k: torch.from_numpy(window_features(binned, idx, **kw)).to(device) for k, idx in (("tr", tr), ("va", va), ("te", te))}
     mu, sd = pv["tr"].mean(0), pv["tr"].std(0).clamp_min(1e-3)
-    norm = {k: torch.nn.functional.normalize((v - mu) / sd, dim=1) for k, v in pv.items()}
+    feats = {k: (v - mu) / sd for k, v in pv.items()}
+    return knn_predict(feats, binned.frame[tr], binned.frame[va], targets, ks=ks, device=device)
+
+
+def knn_predict(feats: dict[str, torch.Tensor], frame_tr: np.ndarray, frame_va: np.ndarray, targets: np.ndarray, *,
+                ks: tuple[int, ...] = (1, 5, 10, 20),
+                device: str | torch.device = "cpu") -> tuple[np.ndarray, dict[str, Any]]:
+    """kNN regression of target maps in any feature space: ``feats`` {"tr", "va", "te"} (n, d) are matched
+    by cosine to the training rows; the prediction is the mean target of the k nearest training rows'
+    frames, k in ``ks`` by validation MSE. Returns (pred for the "te" rows, info)."""
+    device = torch.device(device)
+    norm = {k: torch.nn.functional.normalize(torch.as_tensor(v, dtype=torch.float32).to(device), dim=1)
+            for k, v in feats.items()}
     T = torch.from_numpy(np.ascontiguousarray(targets, np.float32)).to(device)
-    frame_tr = torch.from_numpy(binned.frame[tr]).to(device)
-    kmax = min(max(ks), len(tr))
+    frame_tr = torch.from_numpy(np.asarray(frame_tr, np.int64)).to(device)
+    kmax = min(max(ks), len(frame_tr))
 
     def neighbours(q):
         return (q @ norm["tr"].T).topk(kmax, dim=1).indices  # (q, kmax)
 
     nv = neighbours(norm["va"])
-    yv = T[torch.from_numpy(binned.frame[va]).to(device)]
+    yv = T[torch.from_numpy(np.asarray(frame_va, np.int64)).to(device)]
     val = {}
     for k in ks:
         k = min(k, kmax)

@@ -238,12 +238,10 @@ class SpikeEncoder(nn.Module):
     def _linear(self, counts: torch.Tensor, unit_idx: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """(B, W, n) counts -> (B, n_patches, dim) standardised tokens."""
         B, _, n = counts.shape
-        x = (self.linear_features(counts) - self.lin_mean[unit_idx]) / self.lin_std[unit_idx]  # (B, n, T)
         if (self.has_subset_ridge and unit_idx.dim() == 1 and mask is None and n < self.config.n_units
                 and float(self.lin_alpha) > 0):
-            coef = x.reshape(B, -1) @ self._subset_weights(unit_idx) + self.lin_bias
-            flat = (coef * self.lin_scale) @ self.lin_basis
-            return flat.view(B, self.config.n_patches, self.config.dim)
+            return self._ridge(counts, unit_idx)
+        x = (self.linear_features(counts) - self.lin_mean[unit_idx]) / self.lin_std[unit_idx]  # (B, n, T)
         w = self.lin_weight[unit_idx]  # (n, W, K) or (B, n, W, K)
         if mask is not None:
             x = x * mask[..., None].to(x.dtype)
@@ -302,13 +300,17 @@ class SpikeEncoder(nn.Module):
             y = self.blend_output(y, counts, unit_idx)
         return y
 
+    def _ridge(self, counts: torch.Tensor, unit_idx: torch.Tensor) -> torch.Tensor:
+        """(B, W, n) counts -> (B, n_patches, dim) standardised tokens of the closed-form ridge on these units."""
+        x = (self.linear_features(counts) - self.lin_mean[unit_idx]) / self.lin_std[unit_idx]  # (B, n, T)
+        coef = x.reshape(len(x), -1) @ self._subset_weights(unit_idx) + self.lin_bias
+        flat = (coef * self.lin_scale) @ self.lin_basis
+        return flat.view(len(x), self.config.n_patches, self.config.dim)
+
     def ridge_tokens(self, counts: torch.Tensor, unit_idx: torch.Tensor) -> torch.Tensor:
         """(B, W, n) counts of the units ``unit_idx`` (n,) -> (B, n_patches, dim) tokens of the closed-form
         ridge regression on exactly these units (from the kept Gram matrix; `set_subset_ridge`)."""
-        x = (self.linear_features(counts) - self.lin_mean[unit_idx]) / self.lin_std[unit_idx]
-        coef = x.reshape(len(x), -1) @ self._subset_weights(unit_idx) + self.lin_bias
-        flat = (coef * self.lin_scale) @ self.lin_basis
-        return flat.view(len(x), self.config.n_patches, self.config.dim) * self.target_std + self.target_mean
+        return self._ridge(counts, unit_idx) * self.target_std + self.target_mean
 
     def blend_output(self, y: torch.Tensor, counts: torch.Tensor, unit_idx: torch.Tensor,
                      beta: float | None = None, gamma: float | None = None, tau: float | None = None) -> torch.Tensor:
