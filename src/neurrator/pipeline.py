@@ -257,14 +257,14 @@ class _Clock:
     def lap(self, name: str) -> None:
         now = time.perf_counter()
         self.laps[name] = self.laps.get(name, 0.0) + now - self._last
+        log.info("stage %s done in %s (%s since the start)", name, format_seconds(now - self._last),
+                 format_seconds(sum(self.laps.values())))
         self._last = now
 
 
 @dataclass
 class SessionAnalysis:
     """Everything `analyse` computes for one (possibly pooled) population; `_write` turns it into a file."""
-        log.info("stage %s done in %s (%s since the start)", name, format_seconds(now - self._last),
-                 format_seconds(sum(self.laps.values())))
 
     trained: TrainedEncoder
     split: Split
