@@ -172,7 +172,24 @@ def narrate_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """The options shared by `narrate` and `process` (one NarrateConfig each)."""
     options = [
         click.option("--stimulus", default=_D.stimulus, show_default=True,
-                     help="Stimulus name: a movie (natural_movie_one, natural_movie_three) or natural_scenes."),
+                     help="Stimulus: its presentation table is intervals/STIMULUS_presentations, intervals/STIMULUS "
+                          "(any table name) or the rows of a table whose stimulus_name is STIMULUS (Allen: "
+                          "natural_movie_one, natural_movie_three, natural_scenes)."),
+        click.option("--stimulus-kind", "stimulus_kind", type=click.Choice(["movie", "flashed_images"]), default=None,
+                     help="movie (frames in order, whole repeats held out) or flashed_images (onset-aligned "
+                          "response windows, whole images held out); default: natural_scenes is flashed_images, "
+                          "other Allen movies are movies, any other table by its layout (blank rows or frames "
+                          "not stepping through a movie: flashed images)."),
+        click.option("--response-latency", "image_latency_s", type=click.FloatRange(min=0), default=_D.image_latency_s,
+                     show_default=True, metavar="SECONDS",
+                     help="Flashed images: the response window starts this long after each image onset."),
+        click.option("--response-window", "image_window_s", type=_SECONDS, default=_D.image_window_s,
+                     show_default=True, metavar="SECONDS",
+                     help="Flashed images: the length of each response window; refused when longer than the time "
+                          "to the next presentation (it would count the next image's response) unless "
+                          "--allow-overlap."),
+        click.option("--allow-overlap", is_flag=True, default=False,
+                     help="Flashed images: accept a response window longer than the inter-onset interval."),
         click.option("--movie", type=click.Path(dir_okay=True), default=None,
                      help="Movie frames when the file has none: .npy/.npz/.h5, a multi-page .tif, a folder of images, "
                           "or a video (.mp4/.avi/.mov/.mkv/.webm, needs PyAV: pip install 'neurrator[video]'); "
@@ -199,9 +216,9 @@ def narrate_options(func: Callable[..., Any]) -> Callable[..., Any]:
                      show_default=True, help="Movie repeats held out for testing (all reported scores); training "
                                              "needs at least one repeat besides validation and test."),
         click.option("--val-images", "n_val_images", type=_POSITIVE, default=_D.n_val_images, show_default=True,
-                     help="natural_scenes: images held out for validation (never trained on)."),
+                     help="Flashed images: images held out for validation (never trained on)."),
         click.option("--test-images", "n_test_images", type=_POSITIVE, default=_D.n_test_images, show_default=True,
-                     help="natural_scenes: unseen images held out for testing (never trained on)."),
+                     help="Flashed images: unseen images held out for testing (never trained on)."),
         click.option("--linear-rank", type=_POSITIVE, default=_D.model.linear_rank, show_default=True,
                      help="Width of the encoder's ridge-like linear path (capped so its basis stays under 160 MB: "
                           "64 at 576 x 1024 targets)."),
@@ -212,6 +229,12 @@ def narrate_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--no-quality-filter", is_flag=True, help="Keep units failing the Allen quality filter."),
         click.option("--no-neurration", is_flag=True, default=False,
                      help="Skip the single-neuron, group and scaling analyses (decode and narrate subsets only)."),
+        click.option("--scaling-draws", type=_POSITIVE, default=_D.analyses.scaling_draws, show_default=True,
+                     help="Random unit sets drawn per population size in the scaling analysis; each draw is decoded "
+                     "and the draw is the unit of replication of its p and CI."),
+        click.option("--null-pools", type=click.IntRange(min=4), default=_D.analyses.null_pools, show_default=True,
+                     help="Size- and region-matched random unit pools re-decoded for the group nulls "
+                     "(enrichment; Student's t on pools - 2 df)."),
         click.option("--predictions", type=click.Choice(["auto", "full", "compact", "compact-pca"]), default=_D.predictions,
                      show_default=True, help="Store predicted patches in full float32, or compact: coefficients in "
                      "the encoder's linear readout (compact) or in a PCA basis of the windows (compact-pca), every "

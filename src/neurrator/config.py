@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,8 @@ from neurrator.component_config import (  # noqa: F401  (re-exported: one import
 from neurrator.data.stimuli import STIMULUS_KINDS, StimulusKind, stimulus_kind
 from neurrator.io.httpfile import DEFAULT_TIMEOUT_S
 from neurrator.errors import NeurratorError
+
+log = logging.getLogger(__name__)
 
 DEVICES = ("auto", "cpu", "cuda")
 #: `NarrateConfig.predictions` values: how the predicted patches are stored (`neurrator.nwb.results`)
@@ -84,6 +87,10 @@ class NarrateConfig:
     image_latency_s: float = 0.05
     """Flashed images: the delay of each presentation's window after the image onset, in seconds (see
     ``image_window_s``)."""
+    allow_overlap: bool = False
+    """Flashed images: accept a response window (``image_window_s``) longer than the time to the next
+    presentation, which counts the next image's response too; refused by default
+    (`neurrator.data.stimuli.FlashedImagesKind.check_window`)."""
     n_val_images: int = 6
     """Flashed images: images held out entirely for validation (early stopping)."""
     n_test_images: int = 12
@@ -219,6 +226,15 @@ class NarrateConfig:
         for part, changes in parts.items():
             run[part] = dataclasses.replace(getattr(base, part), **changes)
         return cls(**run)
+
+    def with_kind(self, kind: str) -> NarrateConfig:
+        """This configuration with the stimulus kind read from the file (``kind``, e.g. from the table's
+        layout) when none was given; itself when a kind was given or the name already implies ``kind``."""
+        if self.stimulus_kind is not None or self.kind.name == kind:
+            return self
+        log.info("stimulus %s: its presentation table is laid out as %s (set --stimulus-kind to override)",
+                 self.stimulus, kind)
+        return dataclasses.replace(self, stimulus_kind=kind)
 
     @property
     def kind(self) -> StimulusKind:

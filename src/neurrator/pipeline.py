@@ -121,6 +121,7 @@ def narrate_session(source: str | Path, *, out: Path, config: NarrateConfig = Na
         check_writable_dir(out_dir)
         remove_stale_temporaries(out_dir)
         session, outline, models = _read(source, config=config, device=device, clock=clock, out=out)
+        config = config.with_kind(outline.kind)
         output = _output_for(out, session, source)
         clock.lap("read")
         result = _run(session, config=config, device=device, output=output, models=models,
@@ -146,9 +147,12 @@ def _read(source: str, *, config: NarrateConfig, device: str, clock: _Clock, mod
             subject_id, session_id = file_ids(nwbfile)
             _output_for(out, SimpleNamespace(subject={"subject_id": subject_id}, session_id=session_id,
                                              path_label=label), source)
-        outline = outline_nwbfile(nwbfile, stimulus=config.stimulus, label=label)
-        config.kind.check_split(outline.n_repeats, n_val_repeats=config.n_val_repeats,
-                                n_test_repeats=config.n_test_repeats, label=label)
+        outline = outline_nwbfile(nwbfile, stimulus=config.stimulus, label=label, kind=config.stimulus_kind)
+        kind = config.with_kind(outline.kind).kind  # given, by name, or from the table's layout
+        kind.check_split(outline.n_repeats, n_val_repeats=config.n_val_repeats, n_test_repeats=config.n_test_repeats,
+                         label=label)
+        kind.check_window(outline.onsets, latency_s=config.image_latency_s, window_s=config.image_window_s,
+                          allow_overlap=config.allow_overlap, label=label)
         if models is None:
             with library_bars(config.progress):  # transformers' "Loading weights" bar obeys progress=False
                 models = load_models(config, device=device, needs_reference=not outline.has_captions)
@@ -156,7 +160,7 @@ def _read(source: str, *, config: NarrateConfig, device: str, clock: _Clock, mod
         log.info("reading %s", source)
         session = read_session(nwbfile, source=source, path_label=label, stimulus=config.stimulus,
                                movie=config.movie, quality_filter=config.quality_filter,
-                               movie_cache_dir=config.cache_path / "movies", timeout=config.timeout)
+                               movie_cache_dir=config.cache_path / "movies", timeout=config.timeout, kind=kind.name)
     require_frames(session)
     if len(session.units.ids) == 0:
         raise NeurratorError(session.path_label, "no units left to decode from (after the quality filter: "
@@ -205,6 +209,7 @@ def narrate_sessions(sources: list[str | Path], *, out: Path, config: NarrateCon
                 raise NeurratorError(source, f"gives the same derived file as {sources[outputs.index(output)]} "
                                      f"({output.name}): the same session twice?")
             sessions.append(session), outlines.append(outline), outputs.append(output)
+        config = config.with_kind(outlines[0].kind)
         clock.lap("read")
         binned = [bin_session(s, bins_per_frame=config.bins_per_frame) for s in sessions]
         pooled_session, pooled = pool_sessions(sessions, binned)

@@ -30,6 +30,10 @@ class SessionOutline(NamedTuple):
     subject_id, session_id
         The file's own ids as written ("" when absent), which ``dandi organize`` names the source file
         from: `neurrator.nwb.derived.derived_file_name` of these puts the derived file beside it.
+    kind
+        The stimulus kind the presentations were read as (given, by name, or from the table's layout).
+    onsets
+        ``(P,)`` onset times of the presentations (blanks dropped), for the response-window check.
     """
 
     n_repeats: int
@@ -38,9 +42,11 @@ class SessionOutline(NamedTuple):
     presentation_table: str
     subject_id: str = ""
     session_id: str = ""
+    kind: str = "movie"
+    onsets: np.ndarray | None = None
 
 
-def outline_nwbfile(nwbfile, *, stimulus: str, label: str) -> SessionOutline:
+def outline_nwbfile(nwbfile, *, stimulus: str, label: str, kind: str | None = None) -> SessionOutline:
     """The `SessionOutline` of an opened `pynwb.NWBFile`: the presentation table and a few lookups.
 
     Reads the stimulus' presentation table (with `neurrator.data.session.read_presentations`, so a missing
@@ -52,7 +58,7 @@ def outline_nwbfile(nwbfile, *, stimulus: str, label: str) -> SessionOutline:
     NeurratorError
         No presentation table for ``stimulus`` (or one that cannot be read).
     """
-    presentations, table = read_presentations(nwbfile, stimulus=stimulus, label=label)
+    presentations, table = read_presentations(nwbfile, stimulus=stimulus, label=label, kind=kind)
     name = f"{stimulus}_captions"
     has_captions = any(name in module.data_interfaces and "caption" in module[name].colnames
                        for module in (nwbfile.processing or {}).values())
@@ -65,4 +71,5 @@ def outline_nwbfile(nwbfile, *, stimulus: str, label: str) -> SessionOutline:
         resolution = None  # pynwb writes -1.0 for "unknown"
     subject_id = getattr(nwbfile.subject, "subject_id", None) if nwbfile.subject is not None else None
     return SessionOutline(presentations.n_repeats, bool(has_captions), resolution, table,
-                          subject_id=str(subject_id or ""), session_id=str(nwbfile.session_id or ""))
+                          subject_id=str(subject_id or ""), session_id=str(nwbfile.session_id or ""),
+                          kind=presentations.kind, onsets=presentations.start)

@@ -29,7 +29,7 @@ from neurrator.data.units_table import (
     read_units,
 )
 from neurrator.data import optotagging
-from neurrator.data.stimuli import stimulus_kind
+from neurrator.data.stimuli import STIMULUS_KINDS, stimulus_kind
 from neurrator.io import movies
 from neurrator.io.httpfile import DEFAULT_TIMEOUT_S
 from neurrator.io.sources import open_source, source_label
@@ -99,16 +99,23 @@ def read_presentations(nwbfile, *, stimulus: str, label: str, kind: str | None =
     `neurrator.data.stimuli.stimulus_kind`; natural_scenes is ``flashed_images``, blanks dropped, repeat =
     the image's occurrence count).
 
-    Looks for ``intervals/<stimulus>_presentations`` first, then any interval table with a
-    ``stimulus_name`` column containing ``stimulus``. Frame column: ``frame`` (Allen Visual Coding) or
-    ``movie_frame_index`` (Visual Behavior); repeats from ``movie_repeat``/``repeat`` when present, else
-    counted from frame-index resets in time order.
+    Looks for ``intervals/<stimulus>_presentations`` first, then ``intervals/<stimulus>`` (any table name,
+    e.g. a lab's own ``flashes``), then any interval table with a ``stimulus_name`` column containing
+    ``stimulus``. Frame column: ``frame`` (Allen Visual Coding) or ``movie_frame_index`` (Visual Behavior);
+    repeats from ``movie_repeat``/``repeat`` when present, else counted from frame-index resets in time
+    order. Without ``kind``, a stimulus name `neurrator.data.stimuli.KNOWN_STIMULI` does not list takes its
+    kind from the table's layout (`neurrator.data.stimuli.kind_from_layout`); the returned
+    presentations carry it (``Presentations.kind``).
     """
     tables = _presentation_tables(nwbfile)
     table, tname, rows = None, "", None
     key = f"intervals/{stimulus}_presentations"
     if key in tables:
         table, tname = tables[key], key
+    elif f"intervals/{stimulus}" in tables and any(c in tables[f"intervals/{stimulus}"].colnames
+                                                    for c in _FRAME_COLUMNS):
+        tname = f"intervals/{stimulus}"
+        table = tables[tname]
     else:
         for name, t in tables.items():
             if "stimulus_name" in t.colnames and any(c in t.colnames for c in _FRAME_COLUMNS):
@@ -147,7 +154,7 @@ def read_presentations(nwbfile, *, stimulus: str, label: str, kind: str | None =
     if not np.all(np.isfinite(frame_f)) or np.any(frame_f != np.round(frame_f)):
         raise NeurratorError(label, f"{tname}.{fcol} has non-integer frame indices")
 
-    stim_kind = stimulus_kind(stimulus, kind=kind)
+    stim_kind = stimulus_kind(stimulus, kind=kind, frame=frame_f, start=start)
     negative = (frame_f < 0) & ~np.isin(frame_f, stim_kind.blank_values)
     if np.any(negative):
         raise NeurratorError(label, f"{tname}.{fcol} has negative frame indices ({int(frame_f[negative].min())})")
@@ -234,6 +241,7 @@ def read_session(
     movie_cache_dir: str | Path | None = None,
     opto_tagging: bool = True,
     timeout: float | None = None,
+    kind: str | None = None,
 ) -> Session:
     """Read a `Session` from an opened NWB file.
 
@@ -262,6 +270,8 @@ def read_session(
     opto_tagging
         Classify units by their response to opto-tagging pulses when the file has them and the
         genotype names a known Cre line (only units without a cell-type column value are labelled).
+    kind
+        The stimulus kind (`neurrator.data.stimuli.STIMULUS_KINDS`); None: by name, else the table's layout.
 
     Raises
     ------
@@ -271,7 +281,7 @@ def read_session(
     """
     label = path_label or str(source)
     units, dropped = read_units(nwbfile, label=label, quality_filter=quality_filter)
-    pres, tname = read_presentations(nwbfile, stimulus=stimulus, label=label)
+    pres, tname = read_presentations(nwbfile, stimulus=stimulus, label=label, kind=kind)
     ptable = _presentation_tables(nwbfile).get(tname)
     if ptable is not None:  # numbers, not strings (read_presentations converts what it can)
         check_presentation_columns(ptable, tname=tname, frame_columns=_FRAME_COLUMNS, label=label)
@@ -282,7 +292,7 @@ def read_session(
     )
     if frames is not None:
         movies.check_frames(frames, pres.frame, label=label, frames_source=frames_source)
-        if template_rate and not frames_source.startswith("template:") and stimulus_kind(stimulus).continuous:
+        if template_rate and not frames_source.startswith("template:") and STIMULUS_KINDS[pres.kind].continuous:
             movies.check_frame_rate(template_rate, pres.start, pres.stop, label=frames_source)  # a video file
     if template_rate:
         frame_rate = float(template_rate)

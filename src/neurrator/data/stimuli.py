@@ -15,8 +15,10 @@ Two kinds:
   that presentation's onset-aligned response (`bin_intervals`, and ``bins_per_frame = window_bins``
   with ``offset_bins = 0`` in `neurrator.data.binning.window_index`).
 
-A new kind is one `StimulusKind` subclass added to `STIMULUS_KINDS` (and its stimulus names to
-`KNOWN_STIMULI`). Frames come from the file's ``stimulus/templates/<stimulus>`` (an ImageSeries or an
+A stimulus that `KNOWN_STIMULI` does not name takes its kind from the table's layout
+(`kind_from_layout`: blank rows or frames not stepping through a movie are flashed images), unless a kind
+is given (``--stimulus-kind``). A new kind is one `StimulusKind` subclass added to `STIMULUS_KINDS` (and its
+stimulus names to `KNOWN_STIMULI`). Frames come from the file's ``stimulus/templates/<stimulus>`` (an ImageSeries or an
 Images container, read by `neurrator.io.movies.frames_from_template`) or from the user; the Allen
 warehouse lists the natural-scene templates too (`neurrator.io.allen_warehouse.scene_download_urls`).
 
@@ -43,6 +45,7 @@ __all__ = [
     "MovieKind",
     "StimulusKind",
     "bin_intervals",
+    "kind_from_layout",
     "occurrence_repeats",
     "stimulus_kind",
 ]
@@ -58,6 +61,7 @@ class Presentations:
     start: np.ndarray  # (P,) float64
     stop: np.ndarray  # (P,) float64
     repeat: np.ndarray  # (P,) int64, 0-based
+    kind: str = "movie"  # the stimulus kind that read them (`STIMULUS_KINDS`)
 
     def __len__(self) -> int:
         return int(self.frame.size)
@@ -94,6 +98,10 @@ class StimulusKind:
         """Refuse, before any model is loaded, a split the presentations cannot give."""
         check_split(n_repeats, n_val=n_val_repeats, n_test=n_test_repeats, source=label)
 
+    def check_window(self, start: np.ndarray, *, latency_s: float, window_s: float, allow_overlap: bool,
+                     label: str) -> None:
+        """Refuse a response window that counts the next presentation's response (flashed images only)."""
+
     def split(self, frame: np.ndarray, repeat: np.ndarray, *, n_val_repeats: int, n_test_repeats: int,
               n_val_images: int, n_test_images: int, seed: int, label: str) -> Split:
         """Presentations -> train / validation / test: whole repeats held out (a movie)."""
@@ -115,10 +123,10 @@ class StimulusKind:
         return np.asarray(start)[keep], np.asarray(stop)[keep], frame[keep], rep, int(blank.sum())
 
 
-def _sorted(frame, start, stop, repeat):
+def _sorted(frame, start, stop, repeat, *, kind: str):
     order = np.lexsort((start, repeat))
     return Presentations(frame=frame[order], start=start[order], stop=stop[order],
-                         repeat=repeat[order].astype(np.int64))
+                         repeat=repeat[order].astype(np.int64), kind=kind)
 
 
 @dataclass(frozen=True)
@@ -135,7 +143,7 @@ class MovieKind(StimulusKind):
             _, rep = np.unique(np.asarray(repeat)[order].astype(np.int64), return_inverse=True)
         else:  # a new pass starts where the frame index goes back
             rep = np.concatenate([[0], np.cumsum(np.diff(frame) < 0)]).astype(np.int64)
-        return _sorted(frame, start, stop, np.asarray(rep, dtype=np.int64))
+        return _sorted(frame, start, stop, np.asarray(rep, dtype=np.int64), kind=self.name)
 
 
 def occurrence_repeats(frame: np.ndarray, start: np.ndarray) -> np.ndarray:
@@ -169,7 +177,7 @@ class FlashedImagesKind(StimulusKind):
         if frame.size == 0:
             raise NeurratorError(label, "the image presentations are all blanks (frame = -1)")
         start = np.asarray(start, np.float64)
-        return _sorted(frame, start, np.asarray(stop, np.float64), occurrence_repeats(frame, start))
+        return _sorted(frame, start, np.asarray(stop, np.float64), occurrence_repeats(frame, start), kind=self.name)
 
     def fps(self, frame_rate: float) -> float:
         """1: images are independent items (every image its own block, no neighbour is near-identical)."""
@@ -184,6 +192,36 @@ class FlashedImagesKind(StimulusKind):
 
     def check_split(self, n_repeats: int, *, n_val_repeats: int, n_test_repeats: int, label: str) -> None:
         """Nothing to check before the data: images, not repeats, are held out (`split`)."""
+
+    def check_window(self, start: np.ndarray, *, latency_s: float, window_s: float, allow_overlap: bool,
+                     label: str) -> None:
+        """Refuse a response window longer than the inter-onset interval.
+
+        The window ``[onset + latency, onset + latency + window)`` reaches into the next presentation's
+        response when it ends after the next onset plus the same latency, i.e. when ``window`` exceeds the
+        time to the next onset. Refused (unless ``allow_overlap``) when that happens for more than 1% of the
+        presentations (5 ms of timing jitter tolerated).
+
+        Examples
+        --------
+        >>> FLASHED_IMAGES.check_window(np.arange(5) * 0.25, latency_s=0.05, window_s=0.25, allow_overlap=False,
+        ...                             label="s.nwb")
+        >>> FLASHED_IMAGES.check_window(np.arange(5) * 0.2, latency_s=0.05, window_s=0.25, allow_overlap=False,
+        ...                             label="s.nwb")
+        Traceback (most recent call last):
+        neurrator.errors.NeurratorError: s.nwb: the response window (0.05 to 0.3 s after each onset) is longer than the time to the next presentation (median 0.2 s) for 4 of 5 presentations: it would count the next image's response; shorten --response-window (or --response-latency), or pass --allow-overlap
+        """
+        onsets = np.sort(np.asarray(start, dtype=np.float64))
+        if onsets.size < 2 or allow_overlap:
+            return
+        ioi = np.diff(onsets)
+        over = int(np.sum(window_s > ioi + 0.005))
+        if over > 0.01 * onsets.size:
+            raise NeurratorError(label, f"the response window ({latency_s:g} to {latency_s + window_s:g} s after each "
+                                 f"onset) is longer than the time to the next presentation (median "
+                                 f"{float(np.median(ioi)):.3g} s) for {over} of {onsets.size} presentations: it would "
+                                 "count the next image's response; shorten --response-window (or --response-latency), "
+                                 "or pass --allow-overlap")
 
     def split(self, frame: np.ndarray, repeat: np.ndarray, *, n_val_repeats: int, n_test_repeats: int,
               n_val_images: int, n_test_images: int, seed: int, label: str) -> Split:
@@ -208,9 +246,29 @@ KNOWN_STIMULI: dict[str, str] = {
 }
 
 
-def stimulus_kind(stimulus: str, *, kind: str | None = None) -> StimulusKind:
-    """The kind of ``stimulus``: ``kind`` when given, else `KNOWN_STIMULI`, else ``movie``."""
-    name = kind or KNOWN_STIMULI.get(stimulus, "movie")
+def kind_from_layout(frame: np.ndarray, start: np.ndarray) -> str:
+    """The stimulus kind a presentation table's layout shows: ``flashed_images`` when it has blank rows
+    (frame -1) or its frames, in time order, do not step through a movie (fewer than half of the steps go to
+    the next frame); else ``movie``.
+
+    Examples
+    --------
+    >>> kind_from_layout(np.tile(np.arange(10), 3), np.arange(30.0)), kind_from_layout(np.array([4, 1, 7, 1]), np.arange(4.0))
+    ('movie', 'flashed_images')
+    """
+    frame = np.asarray(frame)
+    if frame.size and np.any(frame == -1):
+        return "flashed_images"
+    steps = np.diff(frame[np.argsort(np.asarray(start), kind="stable")])
+    return "movie" if steps.size == 0 or np.mean(steps == 1) >= 0.5 else "flashed_images"
+
+
+def stimulus_kind(stimulus: str, *, kind: str | None = None, frame: np.ndarray | None = None,
+                  start: np.ndarray | None = None) -> StimulusKind:
+    """The kind of ``stimulus``: ``kind`` when given, else `KNOWN_STIMULI`, else the table's layout
+    (`kind_from_layout` of ``frame`` and ``start``, when given), else ``movie``."""
+    name = kind or KNOWN_STIMULI.get(stimulus) or (kind_from_layout(frame, start) if frame is not None and
+                                                   start is not None else "movie")
     if name not in STIMULUS_KINDS:
         raise NeurratorError(stimulus, f"unknown stimulus kind {name!r}; kinds: {', '.join(STIMULUS_KINDS)}")
     return STIMULUS_KINDS[name]

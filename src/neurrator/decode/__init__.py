@@ -15,7 +15,7 @@ _WHERE = {
         "duplicate_groups", "identification_null", "rank_chance", "shift_pairings", "window_chance",
     ),
     "decoding": (
-        "EVAL_METRICS", "Metric", "NULL_KINDS", "NULL_TESTED", "ScoringContext", "SubsetResult",
+        "EVAL_METRICS", "MOVIE_ONLY", "Metric", "NULL_KINDS", "NULL_TESTED", "ScoringContext", "SubsetResult",
         "apply_fdr", "baseline_metrics", "chance_disagreements", "decode_subsets", "metric_pairs",
         "narrated_presentations", "scoring_context",
     ),

@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 EVAL_METRICS = ("centred_patch_cosine", "top1", "top5", "within_1s", "patch_cosine")
 #: Metrics with a paired permutation null (p-value, FDR across subsets).
 NULL_TESTED = ("top1", "top5", "within_1s")
+#: Metrics with no meaning for independent items (flashed images: "within 1 s" would only mean "a neighbouring
+#: image index"): not reported for them.
+MOVIE_ONLY = ("within_1s",)
 NULL_KINDS = {
     "rank": "frame labels circularly shifted against the predictions within each test repeat (lag >= 1 s)",
     "rank_items": "test windows paired with true frames of other images (permutation of independent items)",
@@ -172,6 +175,11 @@ def chance_disagreements(scores: dict[str, Any]) -> dict[str, tuple[float, float
     return out
 
 
+def _reported(metrics: dict, context: ScoringContext) -> dict:
+    """The metrics that mean something for the stimulus kind (flashed images: without `MOVIE_ONLY`)."""
+    return metrics if context.continuous else {k: v for k, v in metrics.items() if k not in MOVIE_ONLY}
+
+
 def apply_fdr(results: Sequence[SubsetResult], *, alpha: float = 0.05) -> None:
     """Benjamini-Hochberg across subsets, per null-tested metric and for narration similarity; sets
     ``q`` and ``beats_null`` of every result. The cosines of a movie have a circular-shift null too (their
@@ -182,6 +190,8 @@ def apply_fdr(results: Sequence[SubsetResult], *, alpha: float = 0.05) -> None:
     A value at or below its chance level (or below its null's mean) never beats the null, whatever its q:
     a one-sided test that a run of lucky shifts makes "significant" below chance is not a finding."""
     for name in (*NULL_TESTED, "narration_similarity"):
+        if name != "narration_similarity" and any(name not in r.metrics for r in results):
+            continue  # not reported for this stimulus kind (MOVIE_ONLY)
         if name == "narration_similarity":
             p = [r.narration_metric().p for r in results]
         else:
@@ -193,7 +203,7 @@ def apply_fdr(results: Sequence[SubsetResult], *, alpha: float = 0.05) -> None:
             above = above and (m.value > m.null_mean if np.isfinite(m.null_mean) else True)
             r.q[name], r.beats_null[name] = float(qi), bool(fi and above)
     for name in EVAL_METRICS:
-        if name in NULL_TESTED:
+        if name in NULL_TESTED or any(name not in r.metrics for r in results):
             continue
         p = np.asarray([r.metrics[name].p for r in results], dtype=np.float64)
         if np.isfinite(p).any():  # a movie: the cosines' circular-shift null (fidelity.cosine_shift_null), BH
@@ -286,10 +296,10 @@ def decode_subsets(subsets: Sequence, *, trained, binned, split, targets: np.nda
         pred = predict(trained, binned, split.test, unit_idx=subset.unit_idx, device=device)
         fid = evaluation.score_predictions(pred, test_frames, targets, fps=fps, device=device,
                                            repeats=test_repeats, **context.kwargs(seed))
-        metrics = metric_pairs(fid)
+        metrics = _reported(metric_pairs(fid), context)
         if subset.kind == "all":
-            baselines = baseline_metrics(binned, targets, split, trained, pred, fps=fps, device=device,
-                                         context=context, seed=seed)
+            baselines = {name: _reported(m, context) for name, m in baseline_metrics(
+                binned, targets, split, trained, pred, fps=fps, device=device, context=context, seed=seed).items()}
         for m, (c, nm) in chance_disagreements(fid).items():
             log.info("%s %s: the analytic chance %.4f lies outside the central 95%% of its null (mean %.4f); "
                      "the p-value is against the null", subset.label, m, c, nm)
@@ -305,5 +315,5 @@ def decode_subsets(subsets: Sequence, *, trained, binned, split, targets: np.nda
     return results, baselines
 
 
-__all__ = ["EVAL_METRICS", "Metric", "NULL_KINDS", "NULL_TESTED", "ScoringContext", "SubsetResult", "apply_fdr",
+__all__ = ["EVAL_METRICS", "MOVIE_ONLY", "Metric", "NULL_KINDS", "NULL_TESTED", "ScoringContext", "SubsetResult", "apply_fdr",
            "baseline_metrics", "chance_disagreements", "decode_subsets", "metric_pairs", "narrated_presentations", "scoring_context"]

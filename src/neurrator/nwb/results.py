@@ -244,7 +244,7 @@ def add_fidelity_to_nwbfile(nwbfile, results: Sequence, baselines: dict[str, dic
             cols[key].append(v)
 
     for i, r in enumerate(results):
-        for name in EVAL_METRICS:
+        for name in (n for n in EVAL_METRICS if n in r.metrics):  # flashed images: no within_1s
             add(i, r, name, r.metrics[name], q=r.q.get(name, nan), beats=r.beats_null.get(name, False),
                 kind=getattr(r, "rank_null", NULL_KINDS["rank"]) if name in NULL_TESTED else
                 NULL_KINDS["cosine"] if np.isfinite(r.metrics[name].p) else NULL_KINDS["ci"])
@@ -260,7 +260,7 @@ def add_fidelity_to_nwbfile(nwbfile, results: Sequence, baselines: dict[str, dic
                 kind="control")
         if r.subset.kind == "all":
             for base, metrics in baselines.items():
-                for name in EVAL_METRICS:
+                for name in (n for n in EVAL_METRICS if n in metrics):
                     m = metrics[name]
                     control = base == "shuffled"  # a control knows nothing by construction: never flagged
                     add(i, r, f"{base}:{name}", m, beats=not control and bool(np.isfinite(m.lo) and m.lo > m.chance),

@@ -25,11 +25,12 @@ def format_summary(result, *, examples: int = 3) -> str:
         for i in range(min(examples, len(best.narrations))):
             lines.append(f"  frame {int(best.frames[i]):4d}  narration: {best.narrations[i]}")
             lines.append(f"              reference: {best.references[i]}   (similarity {best.similarity[i]:.2f})")
+    within = any("within_1s" in r.metrics for r in result.subsets)  # not for flashed images (independent items)
     lines.append("\nsubset                         units  centred cos [95% CI]   top1 (chance|null)    "
-                 "within_1s (chance|null)   narration [95% CI] / null / constant / floor")
+                 + ("within_1s (chance|null)   " if within else "") + "narration [95% CI] / null / constant / floor")
     for r in result.subsets:
         m = r.metrics
-        c, t1, w = m["centred_patch_cosine"], m["top1"], m["within_1s"]
+        c, t1, w = m["centred_patch_cosine"], m["top1"], m.get("within_1s")  # no within_1s for flashed images
         nar = r.narration_metric() if r.scores is not None else None
         flag = {k: "*" if r.beats_null.get(k) else " " for k in ("centred_patch_cosine", "top1", "within_1s",
                                                                   "narration_similarity")}
@@ -38,11 +39,12 @@ def format_summary(result, *, examples: int = 3) -> str:
         lines.append(
             f"  {r.subset.label:<28.28s} {r.subset.n_units:5d}  {c.value:6.3f}{flag['centred_patch_cosine']}"
             f"[{c.lo:6.3f},{c.hi:6.3f}]  {t1.value:5.3f}{flag['top1']}({t1.chance:.3f}|{t1.null_mean:.3f})  "
-            f"{w.value:5.3f}{flag['within_1s']}({w.chance:.3f}|{w.null_mean:.3f})     {narr}")
+            + (f"{w.value:5.3f}{flag['within_1s']}({w.chance:.3f}|{w.null_mean:.3f})     " if w else "")
+            + narr)
     for name, metrics in result.baselines.items():
-        c, t1, w = metrics["centred_patch_cosine"], metrics["top1"], metrics["within_1s"]
+        c, t1, w = metrics["centred_patch_cosine"], metrics["top1"], metrics.get("within_1s")
         lines.append(f"  baseline {name:<19.19s} {'':5s}  {c.value:6.3f} [{c.lo:6.3f},{c.hi:6.3f}]  "
-                     f"{t1.value:5.3f} ({t1.chance:.3f})        {w.value:5.3f} ({w.chance:.3f})")
+                     f"{t1.value:5.3f} ({t1.chance:.3f})" + (f"        {w.value:5.3f} ({w.chance:.3f})" if w else ""))
     n_sig = sum(bool(r.beats_null.get("narration_similarity")) for r in result.subsets)
     lines.append(f"* beats its permutation null after FDR (q < 0.05) across subsets and lies above chance (never a "
                  f"control); identification: {getattr(best, 'rank_null', 'a permutation null')}, its "
