@@ -485,3 +485,14 @@ def test_out_of_range_seed_is_a_usage_error_before_any_work(command, seed, tmp_p
     assert "--seed" in result.output and "0<=x<=4294967295" in result.output
     assert "Traceback" not in result.output
     assert not (tmp_path / "o").exists() and not (tmp_path / "s.nwb").exists()
+
+
+def test_scaling_draws_and_null_pools_reach_the_analyses():
+    from neurrator.cli import _config
+
+    config = _config(progress=False, no_quality_filter=False, scaling_draws=12, null_pools=30)
+    assert config.analyses.scaling_draws == 12 and config.analyses.null_pools == 30
+    result = CliRunner().invoke(main, ["narrate", "--help"], terminal_width=200)
+    assert "--scaling-draws" in result.output and "--null-pools" in result.output
+    bad = CliRunner().invoke(main, ["narrate", "x.nwb", "--null-pools", "3"])
+    assert bad.exit_code == 2 and "--null-pools" in bad.output
