@@ -162,6 +162,24 @@ def test_demo_file_reads_in_pynapple_without_neurrator(demo_run):
     assert sum(k.startswith("narrations_") for k in got["keys"]) >= 5
 
 
+def test_every_results_table_reaches_pynapple_by_unit_id(demo_run):
+    """Issue 31.2: `neurrator.to_pynapple` gives every table; units and per-unit rows keyed by unit id; each
+    narration interval spans its decoding window (20 bins at 120 Hz, centred on the frame), not one frame."""
+    import neurrator as nr
+
+    _, file, _ = demo_run
+    tables = nr.to_pynapple(file)
+    assert {"units", "narrations", "subsets", "fidelity", "unit_neurration", "concept_tuning", "scaling",
+            "group_comparison", "group_separation", "sae_validation"} <= set(tables)
+    ids = set(tables["units"].keys())
+    assert set(tables["unit_neurration"].index) <= ids and set(tables["concept_tuning"]["unit_id"]) <= ids
+    assert "unit_subset" not in tables["fidelity"] and tables["fidelity"]["subset"].map(type).eq(str).all()
+    narr = tables["narrations"]["all"]
+    assert len(narr) >= 10
+    # the decoding window; the first and last narrated frames of the repeat have theirs cut at its edges
+    np.testing.assert_allclose((narr.end - narr.start)[1:-1], 20 / 120, atol=2e-3)
+
+
 def test_output_passes_nwbinspector_dandi_config(demo_run):
     from nwbinspector import Importance, inspect_nwbfile, load_config
 

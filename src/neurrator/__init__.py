@@ -36,6 +36,7 @@ _WHERE = {
     "models.loading": ("load_models",),
     "report.data": ("read_derived",),
     "report.html": ("write_report",),
+    "report.tables": ("to_pynapple",),
     "simulate.writing": ("write_simulated_session",),
 }
 

@@ -18,13 +18,14 @@ import numpy as np
 from neurrator.analysis.run import AnalysisInputs, NeurrationResult, neurrate_session
 from neurrator.component_config import MAX_LINEAR_BASIS_BYTES, linear_rank_for
 from neurrator.config import NarrateConfig, resolve_device
-from neurrator.data.binning import Binned, bin_session
+from neurrator.data.binning import Binned, bin_session, window_spans
 from neurrator.data.outline import outline_nwbfile
 from neurrator.data.pseudomouse import member_view, pool_sessions
 from neurrator.data.responses import unit_reliability_for
 from neurrator.data.session import Session, file_ids, read_session
 from neurrator.data.shots import detect_shots
 from neurrator.data.splits import Split
+from neurrator.data.stimuli import bin_intervals
 from neurrator.decode.decoding import SubsetResult, decode_subsets, narrated_presentations, scoring_context
 from neurrator.decode.references import session_references
 from neurrator.decode.subsets import build_subsets
@@ -391,9 +392,19 @@ def _write(session: Session, a: SessionAnalysis, *, config: NarrateConfig, outpu
         session, provenance=provenance, trained=a.trained, results=a.results, baselines=a.baselines, sae=a.sae,
         concepts=a.concepts, naming_split=a.naming_split, validation=a.validation, neurration=a.neurration,
         narrator=a.narrator, units_resolution=units_resolution, predictions=config.predictions,
-        predictions_rank=config.predictions_rank)
+        predictions_rank=config.predictions_rank, windows=_decoding_windows(session, config))
     log.info("writing %s", output)
     write_nwbfile_atomic(nwbfile, output, source_path=Path(session.source) if "://" not in session.source else None)
+
+
+def _decoding_windows(session: Session, config: NarrateConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(start, stop) seconds of every presentation's decoding window, as binned and windowed for the encoder."""
+    pres = session.presentations
+    starts, stops, b = bin_intervals(pres.start, pres.stop, kind=config.kind, bins_per_frame=config.bins_per_frame,
+                                     window_bins=config.train.window_bins, window_s=config.image_window_s,
+                                     latency_s=config.image_latency_s)
+    return window_spans(starts, stops, pres.repeat, bins_per_frame=b, window_bins=config.train.window_bins,
+                        offset_bins=config.train.offset_bins)
 
 
 def _train(binned, targets, split, *, config: NarrateConfig, device: str, backbone, stimulus: str,

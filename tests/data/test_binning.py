@@ -113,6 +113,21 @@ def test_window_index_offset_lags_the_window():
     np.testing.assert_array_equal(rows20[5], np.arange(12, 32))  # 8 before, 4 own (20..23), 8 after
 
 
+def test_window_spans_are_the_times_of_the_window_bins():
+    """A 30 Hz movie at 4 bins per frame, 20-bin windows: 5 frames (1/6 s) centred on the frame, cut at the
+    repeat's edges; a lag moves the span, not its length (the narrations' intervals, issue 31.2)."""
+    from neurrator.data.binning import window_spans
+
+    start = np.concatenate([np.arange(10) / 30, 100 + np.arange(10) / 30])  # two repeats of 10 frames
+    repeat = np.repeat([0, 1], 10)
+    s, e = window_spans(start, start + 1 / 30, repeat, bins_per_frame=4, window_bins=20)
+    np.testing.assert_allclose((s[5], e[5]), (start[5] - 2 / 30, start[5] + 3 / 30))
+    np.testing.assert_allclose((s[0], e[0]), (start[0], start[0] + 3 / 30))  # cut at the repeat's start
+    np.testing.assert_allclose((s[10], e[9]), (100.0, start[9] + 1 / 30))  # never into the other repeat
+    s2, e2 = window_spans(start, start + 1 / 30, repeat, bins_per_frame=4, window_bins=20, offset_bins=4)
+    np.testing.assert_allclose((s2[5], e2[5]), (s[5] + 1 / 30, e[5] + 1 / 30))
+
+
 def test_window_index_rejects_interleaved_repeats():
     with pytest.raises(ValueError):
         window_index(np.arange(4), np.array([0, 1, 0, 1]), bins_per_frame=4)

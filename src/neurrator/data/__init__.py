@@ -9,7 +9,7 @@ from neurrator._lazy import lazy_face
 
 _WHERE = {
     "binning": (
-        "Binned", "bin_session", "bin_spikes", "window_index",
+        "Binned", "bin_session", "bin_spikes", "disjoint_spans", "window_index", "window_spans",
     ),
     "optotagging": (
         "CRE_TO_CELL_TYPE", "OptoTagResult", "cre_cell_type", "read_pulses", "tag_session_units",

@@ -16,7 +16,7 @@ import numpy as np
 from neurrator.data.stimuli import bin_intervals, stimulus_kind
 
 
-__all__ = ["Binned", "bin_session", "bin_spikes", "window_index"]
+__all__ = ["Binned", "bin_session", "bin_spikes", "disjoint_spans", "window_index", "window_spans"]
 
 _UINT16_MAX = np.iinfo(np.uint16).max
 #: overlaps of consecutive intervals below this (s) are float rounding of frame times: treated as touching
@@ -314,3 +314,51 @@ def window_index(
     return np.where(valid, rows, -1)
 
 
+
+
+def window_spans(starts: np.ndarray, stops: np.ndarray, repeat: np.ndarray, *, bins_per_frame: int,
+                 window_bins: int, offset_bins: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The time each presentation's context window (`window_index`) spans: (start, stop) seconds per presentation.
+
+    ``starts``/``stops`` are the binned intervals (`neurrator.data.stimuli.bin_intervals`: a movie's
+    presentations, or a flashed image's onset-aligned window), each cut in ``bins_per_frame`` equal bins;
+    the span runs from the first valid bin of the window to the end of its last (bins outside the repeat,
+    read as zeros, are not part of it).
+
+    Examples
+    --------
+    >>> s, e = window_spans(np.array([0.0, 1.0, 2.0]), np.array([1.0, 2.0, 3.0]), np.zeros(3, int),
+    ...                     bins_per_frame=2, window_bins=4)
+    >>> s.tolist(), e.tolist()
+    ([0.0, 0.5, 1.5], [1.5, 2.5, 3.0])
+    """
+    starts = np.asarray(starts, np.float64)
+    stops = np.asarray(stops, np.float64)
+    b = int(bins_per_frame)
+    rows = window_index(np.zeros(len(starts), np.int64), repeat, bins_per_frame=b, window_bins=window_bins,
+                        offset_bins=offset_bins)
+    valid = rows >= 0
+    safe = np.where(valid, rows, 0)
+    q, k = safe // b, safe % b
+    width = (stops[q] - starts[q]) / b
+    t0 = np.where(valid, starts[q] + k * width, np.inf).min(axis=1)
+    t1 = np.where(valid, starts[q] + (k + 1) * width, -np.inf).max(axis=1)
+    return t0, t1
+
+
+def disjoint_spans(start: np.ndarray, stop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Time-ordered spans made disjoint: where one overlaps the next, both end at the middle of the overlap
+    (pynapple would otherwise merge them into one interval and drop their metadata).
+
+    Examples
+    --------
+    >>> s, e = disjoint_spans(np.array([0.0, 0.5, 3.0]), np.array([1.0, 1.5, 4.0]))
+    >>> s.tolist(), e.tolist()
+    ([0.0, 0.75, 3.0], [0.75, 1.5, 4.0])
+    """
+    start, stop = np.array(start, np.float64), np.array(stop, np.float64)
+    clash = stop[:-1] > start[1:]
+    mid = (stop[:-1] + start[1:]) / 2
+    stop[:-1][clash] = mid[clash]
+    start[1:][clash] = mid[clash]
+    return start, stop

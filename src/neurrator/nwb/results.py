@@ -12,6 +12,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from neurrator.data.binning import disjoint_spans
 from neurrator.decode.decoding import EVAL_METRICS, Metric, NULL_KINDS, NULL_TESTED
 from neurrator.models.checkpoint import checkpoint_payload
 from neurrator.nwb.compression import compress_windows, fit_pca_basis
@@ -167,20 +168,33 @@ def _full_windows(relative_mse: np.ndarray, *, window_bytes: int) -> np.ndarray:
 
 
 def add_narrations_to_nwbfile(nwbfile, results: Sequence, presentations, *, subsets_table, narrator_model: str,
-                              prompt: str):
-    """The narrations as a ``NarrationsCollection``: one ``NarrationsTable`` per unit subset (its windows
-    in time order, never overlapping, so pynapple reads each as an IntervalSet), with the frame, text,
-    reference and similarity per window; ``ndx_neurrator.narrations_dataframe`` gives the tidy view."""
+                              prompt: str, windows: tuple[np.ndarray, np.ndarray] | None = None):
+    """The narrations as a ``NarrationsCollection``: one ``NarrationsTable`` per unit subset, with the frame,
+    text, reference and similarity per window; ``ndx_neurrator.narrations_dataframe`` gives the tidy view.
+
+    Each narration's interval is the decoding window it was narrated from (``windows``: (start, stop) per
+    presentation, `neurrator.data.binning.window_spans`; without them the presentation itself), in time
+    order and never overlapping, so pynapple reads each table as an IntervalSet: where two windows would
+    overlap (narrations closer than a window), both end at the middle of the overlap (`disjoint_spans`).
+    """
     import ndx_neurrator as ndx
 
     tables = {}
     for i, r in enumerate(results):
-        tables[i] = dict(start_time=presentations.start[r.presentations], stop_time=presentations.stop[r.presentations],
+        start, stop = _narration_intervals(presentations, np.asarray(r.presentations), windows)
+        tables[i] = dict(start_time=start, stop_time=stop,
                          text=list(r.narrations), frame=np.asarray(r.frames), narrator_model=narrator_model,
                          prompt=prompt, reference_text=list(r.references), similarity=np.asarray(r.similarity))
     collection = ndx.create_narrations_collection(tables, unit_subsets=subsets_table)
     _module(nwbfile).add(collection)
     return collection
+
+
+def _narration_intervals(presentations, idx: np.ndarray, windows) -> tuple[np.ndarray, np.ndarray]:
+    """(start, stop) of the narrated presentations ``idx`` (in time order): their windows, made disjoint."""
+    if windows is None:
+        return presentations.start[idx], presentations.stop[idx]
+    return disjoint_spans(np.asarray(windows[0])[idx], np.asarray(windows[1])[idx])
 
 
 def narration_rows(results: Sequence) -> list[tuple[str, int]]:
@@ -373,7 +387,8 @@ def _skipped_table(skipped: dict[str, str]):
 
 
 def thumbnail(frame: np.ndarray, *, height: int = 64) -> np.ndarray:
-    """A (H, W) uint8 frame shrunk by an integer factor to about ``height`` rows (block means, aspect kept).
+    """A (H, W) or (H, W, 3) uint8 frame shrunk by an integer factor to about ``height`` rows (block means,
+    aspect and colour kept).
 
     Examples
     --------
@@ -383,7 +398,7 @@ def thumbnail(frame: np.ndarray, *, height: int = 64) -> np.ndarray:
     f = np.asarray(frame, dtype=np.float64)
     step = max(1, f.shape[0] // height)
     h, w = (f.shape[0] // step) * step, (f.shape[1] // step) * step
-    small = f[:h, :w].reshape(h // step, step, w // step, step).mean(axis=(1, 3))
+    small = f[:h, :w].reshape(h // step, step, w // step, step, *f.shape[2:]).mean(axis=(1, 3))
     return np.clip(np.round(small), 0, 255).astype(np.uint8)
 
 
@@ -392,7 +407,7 @@ def add_frame_thumbnails_to_nwbfile(nwbfile, frames: np.ndarray, frame_ids: Sequ
     frames) as ``processing/neurrator/frame_thumbnails`` (an ``Images`` of ``frame_<index>``), so the
     report can show them from the derived file alone."""
     from pynwb.base import Images
-    from pynwb.image import GrayscaleImage
+    from pynwb.image import GrayscaleImage, RGBImage
 
     ids = sorted({int(f) for f in frame_ids if 0 <= int(f) < len(frames)})
     images = [GrayscaleImage(name=f"frame_{f}", data=thumbnail(frames[f], height=height),

@@ -24,6 +24,9 @@ _WHERE = {
     "summary": (
         "format_summary",
     ),
+    "tables": (
+        "NARRATION_COLUMNS", "to_pynapple", "unit_id_tables",
+    ),
     "text": (
         "format_file",
     ),
