@@ -421,9 +421,11 @@ def add_frame_thumbnails_to_nwbfile(nwbfile, frames: np.ndarray, frame_ids: Sequ
 
 def build_derived_nwbfile(session, *, provenance: str, trained, results: Sequence, baselines: dict, sae, concepts,
                           naming_split: str, validation: dict[str, list], neurration, narrator,
-                          units_resolution: float | None, predictions: str = "full", predictions_rank: int = 64):
+                          units_resolution: float | None, predictions: str = "full", predictions_rank: int = 64,
+                          windows: tuple[np.ndarray, np.ndarray] | None = None):
     """The whole derived ``NWBFile`` of a run: subject, session and units of the source, provenance, and every
-    ndx-neurrator container (`add_<thing>_to_nwbfile` each), in memory."""
+    ndx-neurrator container (`add_<thing>_to_nwbfile` each), in memory. ``windows``: (start, stop) seconds
+    of each presentation's decoding window (`neurrator.data.binning.window_spans`), the narrations' intervals."""
     units = session.units
     nwbfile = new_derived_nwbfile(session, provenance=provenance)
     units_table = add_units_to_nwbfile(nwbfile, units, epochs=stimulus_epochs(session.presentations),
@@ -438,7 +440,7 @@ def build_derived_nwbfile(session, *, provenance: str, trained, results: Sequenc
                                      subsets_table=subsets_table, encoder=encoder, storage=predictions,
                                      rank=predictions_rank)
     narrations = add_narrations_to_nwbfile(nwbfile, results, session.presentations, subsets_table=subsets_table,
-                                           narrator_model=narrator.model_id,
+                                           narrator_model=narrator.model_id, windows=windows,
                                            prompt=getattr(narrator, "prompt", "") or "")
     add_sae_to_nwbfile(nwbfile, sae, concepts, naming_split=naming_split)
     add_sae_validation_to_nwbfile(nwbfile, validation, narrations=narrations, rows=narration_rows(results))
