@@ -25,11 +25,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["BETAS", "GAMMAS", "MAX_BANK_BYTES", "TAUS", "bank_fits", "fit_blend"]
+__all__ = ["BETAS", "GAMMAS", "MAX_BANK_BYTES", "MAX_WINDOWS", "TAUS", "bank_fits", "fit_blend"]
 
 BETAS = (0.0, 0.25, 0.5, 0.75, 1.0)
 GAMMAS = (0.0, 0.5, 1.0)
 TAUS = (0.001, 0.003, 0.01, 0.03)
+#: Validation windows the blend is chosen on (evenly spaced when there are more).
+MAX_WINDOWS = 1024
 #: Largest retrieval bank (training frames x n_patches x dim float32) an encoder keeps (and stores).
 MAX_BANK_BYTES = 64 * 2**20
 
@@ -62,7 +64,8 @@ def fit_blend(model, windows, frame: torch.Tensor, targets: torch.Tensor, bank: 
     model
         A trained `SpikeEncoder` with ``config.blend`` (eval mode).
     windows
-        Callable ``(i, j) -> (counts (B, W, N), unit_idx (N,))`` of validation windows i..j, all units.
+        Callable ``(rows (B,) long) -> (counts (B, W, N), unit_idx (N,))``: those validation windows, all units
+        (at most `MAX_WINDOWS`, evenly spaced, are used).
     frame
         (P,) long movie frame of each validation window.
     targets
@@ -81,10 +84,12 @@ def fit_blend(model, windows, frame: torch.Tensor, targets: torch.Tensor, bank: 
     betas = BETAS if (model.has_subset_ridge and float(model.lin_alpha) > 0) else (1.0,)
     model.blend_beta.fill_(1.0)
     model.blend_gamma.fill_(0.0)
+    keep = torch.linspace(0, len(frame) - 1, min(len(frame), MAX_WINDOWS), device=frame.device).round().long()
+    frame = frame[keep]
     P = len(frame)
     ys, xs = [], []
     for i in range(0, P, 256):
-        x, units = windows(i, min(P, i + 256))
+        x, units = windows(keep[i : i + 256])
         ys.append(model(x, units).float())
         xs.append((x, units))
     y = torch.cat(ys)

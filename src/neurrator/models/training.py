@@ -368,7 +368,7 @@ def train_encoder(
     extra = {}
     if encoder.blend:
         units = torch.arange(N, device=device)
-        extra["blend"] = fit_blend(model, lambda i, j: (data.windows(va[i:j], units), units), data.frame[va],
+        extra["blend"] = fit_blend(model, lambda rows: (data.windows(va[rows], units), units), data.frame[va],
                                    data.targets, data.targets[tf] if encoder.bank_frames else None)
     return TrainedEncoder(model=model, encoder_config=encoder, train_config=config, history=history,
                           unit_ids=np.asarray(binned.unit_ids, dtype=np.int64).copy(), target_spec=target_spec,
