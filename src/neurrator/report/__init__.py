@@ -12,8 +12,8 @@ _WHERE = {
         "check_derived_tables", "open_nwb", "read_derived",
     ),
     "figures": (
-        "BASELINE_NAMES", "BASELINE_STYLE", "CHANCE_STYLE", "CI_NOTE", "KIND_COLOURS", "KIND_NAMES",
-        "METRIC_NAMES", "REGION_COLOURS", "baselines", "chance", "data_uri", "fig_png",
+        "BASELINE_NAMES", "BASELINE_STYLE", "CHANCE_STYLE", "CI_NOTE", "EFFECT_NAMES", "KIND_COLOURS", "KIND_NAMES",
+        "METRIC_NAMES", "NARRATION_CONTROLS", "REGION_COLOURS", "baselines", "chance", "data_uri", "fig_png",
         "group_comparison_figure", "group_separation_figure", "image_png", "metric_name", "plot_fidelity",
         "present_metrics", "reliability_figure", "scaling_figure", "subset_bars_figure",
     ),

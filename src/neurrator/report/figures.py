@@ -19,7 +19,7 @@ from neurrator.errors import MAX_SHOWN_CHARS, NeurratorError
 from neurrator.io.folders import check_output_file
 from neurrator.report.data import read_derived
 
-__all__ = ["BASELINE_NAMES", "BASELINE_STYLE", "CHANCE_STYLE", "CI_NOTE", "KIND_COLOURS", "KIND_NAMES", "METRIC_NAMES", "REGION_COLOURS", "baselines", "chance", "data_uri", "fig_png", "group_comparison_figure", "group_separation_figure", "image_png", "metric_name", "plot_fidelity", "present_metrics", "reliability_figure", "scaling_figure", "subset_bars_figure"]
+__all__ = ["BASELINE_NAMES", "BASELINE_STYLE", "CHANCE_STYLE", "CI_NOTE", "EFFECT_NAMES", "KIND_COLOURS", "KIND_NAMES", "METRIC_NAMES", "NARRATION_CONTROLS", "REGION_COLOURS", "baselines", "chance", "data_uri", "fig_png", "group_comparison_figure", "group_separation_figure", "image_png", "metric_name", "plot_fidelity", "present_metrics", "reliability_figure", "scaling_figure", "subset_bars_figure"]
 
 METRIC_NAMES = {
     "patch_cosine": "patch cosine similarity",
@@ -60,12 +60,12 @@ def _new(fig, figsize: tuple[float, float]):
     return fig if fig is not None else _plt().figure(figsize=figsize, layout="constrained")
 
 
-def _legend_below(ax, *, points: float = 34) -> None:
+def _legend_below(ax, *, points: float = 34, ncol: int = 2) -> None:
     """The axis' legend under its x-axis label (a fixed offset in points, whatever the axis height)."""
     from matplotlib.transforms import offset_copy
 
     anchor = offset_copy(ax.transAxes, fig=ax.figure, y=-points, units="points")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, 0.0), bbox_transform=anchor, ncol=2, frameon=False,
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, 0.0), bbox_transform=anchor, ncol=ncol, frameon=False,
               fontsize=7)
 
 
@@ -77,6 +77,11 @@ def _log_units_axis(ax, sizes) -> None:
     ticks = sorted({int(v) for v in sizes if v > 0})
     if len(ticks) > 8:  # keep about 8 labelled sizes, always the largest
         ticks = sorted(set(ticks[:: int(np.ceil(len(ticks) / 8))] + [ticks[-1]]))
+    kept: list[int] = []
+    for t in reversed(ticks):  # labels at least 0.2 decades apart (30 and 39 would overlap), the largest kept
+        if not kept or np.log10(kept[-1] / t) >= 0.2:
+            kept.append(t)
+    ticks = kept[::-1]
     ax.xaxis.set_major_locator(FixedLocator(ticks))
     ax.xaxis.set_major_formatter(ScalarFormatter())
     ax.xaxis.set_minor_locator(NullLocator())
@@ -96,13 +101,26 @@ def metric_name(metric: str) -> str:
     return METRIC_NAMES.get(metric, metric.replace("_", " "))
 
 
+#: The narration controls stored per subset as their own metric rows (`neurrator.nwb.results`).
+NARRATION_CONTROLS = {"narration_shuffled": "shuffled", "narration_constant": "constant", "narration_floor": "floor"}
+
+
 def baselines(fidelity: pd.DataFrame, metric: str) -> dict[str, float]:
-    """Baseline levels of ``metric`` stored as ``<baseline>:<metric>`` rows (first such row each)."""
+    """Baseline levels of ``metric`` stored as ``<baseline>:<metric>`` rows (first such row each); for
+    narration similarity also its controls (shuffled references, constant narration, word-salad floor),
+    stored per subset as ``narration_<control>`` rows: the ``all`` subset's level, else the median."""
     out: dict[str, float] = {}
     for m, v in zip(fidelity["metric"], fidelity["value"]):
         base, _, name = str(m).partition(":")
         if name == metric and base not in out and np.isfinite(v):
             out[base] = float(v)
+    if metric == "narration_similarity":
+        for row_metric, base in NARRATION_CONTROLS.items():
+            rows = fidelity[(fidelity["metric"] == row_metric) & np.isfinite(fidelity["value"].astype(float))]
+            if base in out or not len(rows):
+                continue
+            everything = rows[rows["kind"] == "all"] if "kind" in rows else rows[:0]
+            out[base] = float((everything if len(everything) else rows)["value"].astype(float).median())
     return out
 
 
@@ -132,74 +150,91 @@ def _reference_lines(ax, fidelity: pd.DataFrame, metric: str, *, vertical: bool,
 
 
 def scaling_figure(fidelity: pd.DataFrame | None, scaling: pd.DataFrame | None, *,
-                   metrics: tuple[str, ...] = ("top1", "within_1s", "narration_similarity"), fig=None):
-    """Fidelity versus population size per region (``ScalingTable``), or over random draws from all units
-    (``DecodingFidelityTable``) when the file has no scaling table; chance, shuffled baseline and the
-    crossing points drawn separately."""
+                   metrics: tuple[str, ...] = ("centred_patch_cosine", "top1", "narration_similarity"), fig=None):
+    """Fidelity versus population size, one panel per metric in the order given (the headline first): per
+    region from the ``ScalingTable`` where it holds the metric, else over the random draws from all units of
+    the ``DecodingFidelityTable``; chance, shuffled baseline and the crossing points drawn separately. The
+    crossing of each region is stated in its legend entry (no text on the axes, so nothing overlaps)."""
     if fidelity is None and scaling is None:
         return None
+
+    def held(df, m) -> bool:
+        return df is not None and bool((df["metric"] == m).any())
+
+    chosen = tuple(m for m in metrics if held(scaling, m) or held(fidelity, m))
     source = scaling if scaling is not None else fidelity
-    metrics = tuple(m for m in metrics if (source["metric"] == m).any()) or tuple(
-        m for m in dict.fromkeys(source["metric"]) if ":" not in str(m))[:3]
+    metrics = chosen or tuple(m for m in dict.fromkeys(source["metric"]) if ":" not in str(m))[:3]
     if not metrics:
         return None
     _plt()
-    fig = _new(fig, (4.4 * len(metrics), 3.9))
+    fig = _new(fig, (4.4 * len(metrics), 4.3))
     axes = fig.subplots(1, len(metrics), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
         base = None
-        src = scaling if scaling is not None else fidelity
+        per_region = held(scaling, metric)
+        src = scaling if per_region else fidelity
         sizes = src.loc[src["metric"] == metric, "n_units"]
-        if scaling is not None:
-            rows = scaling[scaling["metric"] == metric]
-            for i, (region, grp) in enumerate(rows.groupby("region", sort=True)):
-                grp = grp.sort_values("n_units")
-                colour = REGION_COLOURS[i % len(REGION_COLOURS)]
-                note = str(grp["crossing_note"].iloc[0]) if "crossing_note" in grp else ""
-                label = f"{region} (crossing not estimable)" if note.startswith("not estimable") else str(region)
-                ax.plot(grp["n_units"], grp["value"], marker="o", ms=3.5, color=colour, label=label)
-                if np.isfinite(grp["ci_lo"].astype(float)).any():
-                    ax.fill_between(grp["n_units"], grp["ci_lo"], grp["ci_hi"], color=colour, alpha=0.18, lw=0)
-                cross = grp["crossing_n"].astype(float).dropna()
-                if len(cross):
-                    x = float(cross.iloc[0])
-                    y = float(np.interp(x, grp["n_units"], grp["value"]))
-                    lo, hi = float(grp["crossing_lo"].iloc[0]), float(grp["crossing_hi"].iloc[0])
-                    xerr = [[x - lo], [hi - x]] if np.isfinite(lo) and np.isfinite(hi) else None
-                    ax.errorbar([x], [y], xerr=xerr, marker="D", ms=6, mfc="white", mec=colour, color=colour,
-                                capsize=3, zorder=4, ls="none")
-                    ax.annotate(f"n={x:.0f}", (x, y), xytext=(4, -10), textcoords="offset points", fontsize=7,
-                                color=colour)
-            b = rows["baseline"].astype(float).dropna()
-            base = float(b.median()) if len(b) else None
+        if per_region:
+            base = _scaling_panel(ax, scaling[scaling["metric"] == metric])
         else:
-            rows = fidelity[(fidelity["metric"] == metric) & (fidelity["kind"] == "random")]
-            grp = rows.groupby("n_units")["value"]
-            mean, sd, n = grp.mean(), grp.std().fillna(0), grp.count()
-            ax.errorbar(mean.index, mean.values, yerr=sd.values, marker="o", ms=3.5, capsize=2, color="0.25",
-                        label=f"random draws (mean ± sd, ≤{int(n.max()) if len(n) else 0} per size)")
-            everything = fidelity[(fidelity["metric"] == metric) & (fidelity["kind"] == "all")]
-            if len(everything):
-                ax.errorbar(everything["n_units"], everything["value"],
-                            yerr=_ci(everything["value"], everything["ci_lo"], everything["ci_hi"]), ls="none",
-                            marker="*", ms=9, capsize=2, color="black", label="all units (95% CI)")
-            regions = fidelity[(fidelity["metric"] == metric) & (fidelity["kind"] == "region")]
-            for i, (_, r) in enumerate(regions.sort_values("label").iterrows()):  # legend, never overlapping labels
-                err = _ci(pd.Series([r["value"]]), pd.Series([r["ci_lo"]]), pd.Series([r["ci_hi"]]))
-                ax.errorbar([r["n_units"]], [r["value"]], yerr=err, ls="none", marker="s", ms=5, capsize=2,
-                            color=REGION_COLOURS[i % len(REGION_COLOURS)],
-                            label=f"{str(r['label']).split(':', 1)[-1]} (region, 95% CI)")
+            _draws_panel(ax, fidelity, metric)
         _reference_lines(ax, fidelity, metric, vertical=False, scaling_baseline=base)
         _log_units_axis(ax, sizes)
         ax.set_xlabel("population size (units, log scale)")
         ax.set_ylabel(metric_name(metric))
-        ax.set_title(metric_name(metric).split(",")[0])
-        _legend_below(ax)
-    note = ("shaded: 95% bootstrap CI over draws; diamonds: smallest population beating the shuffled baseline "
-            "(bar: its 95% CI)") if scaling is not None else "random draws from all units; bars: sd over draws"
+        ax.set_title(metric_name(metric).split(",")[0] + ("" if per_region else " (random draws, all units)"))
+        _legend_below(ax, ncol=1)
+    note = ("per region: mean over draws, shaded 95% bootstrap CI over draws, diamond: smallest population beating "
+            "the shuffled baseline (bar: its 95% CI); random draws from all units: mean ± sd over draws")
     fig.suptitle("Decoding fidelity vs population size (held-out repeats)", fontsize=10)
     fig.supxlabel(note, fontsize=7, color="0.35")
     return fig
+
+
+def _scaling_panel(ax, rows: pd.DataFrame) -> float | None:
+    """One metric of the ScalingTable: a line and CI band per region, its crossing as a diamond; returns the
+    shuffled baseline (median over regions)."""
+    for i, (region, grp) in enumerate(rows.groupby("region", sort=True)):
+        grp = grp.sort_values("n_units")
+        colour = REGION_COLOURS[i % len(REGION_COLOURS)]
+        note = str(grp["crossing_note"].iloc[0]) if "crossing_note" in grp else ""
+        cross = grp["crossing_n"].astype(float).dropna()
+        label = (f"{region}: crossing not estimable" if note.startswith("not estimable") else
+                 f"{region}: beats shuffled from n = {float(cross.iloc[0]):.0f}" if len(cross) else
+                 f"{region}: never beats shuffled")
+        ax.plot(grp["n_units"], grp["value"], marker="o", ms=3.5, color=colour, label=label)
+        if np.isfinite(grp["ci_lo"].astype(float)).any():
+            ax.fill_between(grp["n_units"], grp["ci_lo"], grp["ci_hi"], color=colour, alpha=0.10, lw=0)
+        if len(cross):
+            x = float(cross.iloc[0])
+            y = float(np.interp(x, grp["n_units"], grp["value"]))
+            lo, hi = float(grp["crossing_lo"].iloc[0]), float(grp["crossing_hi"].iloc[0])
+            xerr = [[x - lo], [hi - x]] if np.isfinite(lo) and np.isfinite(hi) else None
+            ax.errorbar([x], [y], xerr=xerr, marker="D", ms=6, mfc="white", mec=colour, color=colour,
+                        capsize=3, zorder=4, ls="none")
+    b = rows["baseline"].astype(float).dropna()
+    return float(b.median()) if len(b) else None
+
+
+def _draws_panel(ax, fidelity: pd.DataFrame, metric: str) -> None:
+    """One metric of the DecodingFidelityTable's random draws from all units (mean ± sd per size), the
+    all-units subset and each region at its size (95% CI)."""
+    rows = fidelity[(fidelity["metric"] == metric) & (fidelity["kind"] == "random")]
+    grp = rows.groupby("n_units")["value"]
+    mean, sd, n = grp.mean(), grp.std().fillna(0), grp.count()
+    ax.errorbar(mean.index, mean.values, yerr=sd.values, marker="o", ms=3.5, capsize=2, color="0.25",
+                label=f"random draws (mean ± sd, ≤{int(n.max()) if len(n) else 0} per size)")
+    everything = fidelity[(fidelity["metric"] == metric) & (fidelity["kind"] == "all")]
+    if len(everything):
+        ax.errorbar(everything["n_units"], everything["value"],
+                    yerr=_ci(everything["value"], everything["ci_lo"], everything["ci_hi"]), ls="none",
+                    marker="*", ms=9, capsize=2, color="black", label="all units (95% CI)")
+    regions = fidelity[(fidelity["metric"] == metric) & (fidelity["kind"] == "region")]
+    for i, (_, r) in enumerate(regions.sort_values("label").iterrows()):  # legend, never overlapping labels
+        err = _ci(pd.Series([r["value"]]), pd.Series([r["ci_lo"]]), pd.Series([r["ci_hi"]]))
+        ax.errorbar([r["n_units"]], [r["value"]], yerr=err, ls="none", marker="s", ms=5, capsize=2,
+                    color=REGION_COLOURS[i % len(REGION_COLOURS)],
+                    label=f"{str(r['label']).split(':', 1)[-1]} (region, 95% CI)")
 
 
 def _subset_rows(fidelity: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -210,7 +245,7 @@ def _subset_rows(fidelity: pd.DataFrame, metric: str) -> pd.DataFrame:
 
 
 def subset_bars_figure(fidelity: pd.DataFrame | None, *,
-                       metrics: tuple[str, ...] = ("top1", "within_1s", "narration_similarity"), fig=None):
+                       metrics: tuple[str, ...] = ("centred_patch_cosine", "top1", "narration_similarity"), fig=None):
     """Per-subset fidelity as horizontal bars grouped and coloured by subset kind, with 95% CIs, chance,
     and every stored baseline (ridge, kNN, shuffled, constant, word-salad floor) as its own line."""
     if fidelity is None:
@@ -228,10 +263,11 @@ def subset_bars_figure(fidelity: pd.DataFrame | None, *,
         colours = [KIND_COLOURS.get(k, "tab:gray") for k in rows["kind"]]
         err = _ci(rows["value"], rows["ci_lo"], rows["ci_hi"])
         ax.barh(y, rows["value"], color=colours, xerr=err, capsize=2, error_kw={"lw": 0.8}, height=0.7)
-        if "beats_null" in rows:
-            for yy, v, beat in zip(y, rows["value"], rows["beats_null"]):
+        if "beats_null" in rows:  # the star right of the CI's upper end, clear of the error bar
+            for yy, v, hi, beat in zip(y, rows["value"], rows["ci_hi"].astype(float), rows["beats_null"]):
                 if bool(beat) and beat is not None and not (isinstance(beat, float) and np.isnan(beat)):
-                    ax.annotate("*", (v, yy), xytext=(3, -3), textcoords="offset points", fontsize=9)
+                    ax.annotate("*", (max(v, hi) if np.isfinite(hi) else v, yy), xytext=(3, -3),
+                                textcoords="offset points", fontsize=9)
         if j == 0:
             ax.set_yticks(y, [str(lab).split(":", 1)[-1] if k != "all" else "all units"
                               for lab, k in zip(rows["label"], rows["kind"])])
@@ -268,52 +304,70 @@ def reliability_figure(unit_neurration: pd.DataFrame | None, *, fig=None):
     return fig
 
 
+#: What a group-comparison effect measures, per source (each source on its own axis: the scales differ).
+EFFECT_NAMES = {"tuning": "units' mean tuning r, group minus size-matched pools",
+                "decoded": "decoded-vs-true concept correlation, group minus fidelity-matched pools"}
+
+
 def group_comparison_figure(comparison: pd.DataFrame | None, *, per_group: int = 4, fig=None):
-    """Concept enrichment per group against size-matched random pools: effect with 95% CI, top concepts."""
+    """Concept enrichment per group against size-matched random pools: effect with 95% CI, top concepts;
+    one panel per source (``tuning``, ``decoded``), each with its own effect axis."""
     if comparison is None or not len(comparison):
         return None
     _plt()
     df = comparison.copy()
     df["_abs"] = df["effect"].astype(float).abs()
     top = df.sort_values("_abs", ascending=False).groupby(["group_kind", "group", "source"], sort=True).head(per_group)
-    top = top.sort_values(["group_kind", "group", "source", "effect"])
-    fig = _new(fig, (6.5, 1.4 + 0.22 * len(top)))
-    ax = fig.subplots()
-    y = np.arange(len(top))[::-1]
-    sig = top["q"].astype(float) < 0.05
-    err = _ci(top["effect"], top["ci_lo"], top["ci_hi"])
-    ax.errorbar(top["effect"], y, xerr=err, ls="none", marker="o", ms=4, capsize=2, color="0.5")
-    ax.scatter(top["effect"][sig.values], y[sig.values], color="tab:red", zorder=3, s=22, label="q < 0.05 (BH-FDR)")
-    ax.axvline(0, **CHANCE_STYLE, label="random pools (null mean)")
-    ax.set_yticks(y, [f"{g} [{s}]: {c}" for g, s, c in zip(top["group"], top["source"], top["concept"])],
-                  fontsize=7)
-    ax.set_xlabel("effect: group minus size-matched random pools")
-    ax.set_title("Concepts enriched per group")
-    _legend_below(ax)
-    fig.supxlabel("error bars: 95% bootstrap CI", fontsize=7, color="0.35")
+    parts = [(src, part.sort_values(["group_kind", "group", "effect"])) for src, part in top.groupby("source", sort=True)]
+    fig = _new(fig, (6.5, 1.0 + sum(0.8 + 0.22 * len(p) for _, p in parts)))
+    axes = fig.subplots(len(parts), 1, squeeze=False, height_ratios=[0.8 + 0.22 * len(p) for _, p in parts])[:, 0]
+    for ax, (src, part) in zip(axes, parts):
+        y = np.arange(len(part))[::-1]
+        sig = (part["q"].astype(float) < 0.05).to_numpy()
+        err = _ci(part["effect"], part["ci_lo"], part["ci_hi"])
+        ax.errorbar(part["effect"], y, xerr=err, ls="none", marker="o", ms=4, capsize=2, color="0.5")
+        ax.scatter(part["effect"][sig], y[sig], color="tab:red", zorder=3, s=22, label="q < 0.05 (BH-FDR)")
+        ax.axvline(0, **CHANCE_STYLE, label="random pools (null mean)")
+        ax.set_yticks(y, [f"{g}: {c}" for g, c in zip(part["group"], part["concept"])], fontsize=7)
+        ax.set_xlabel("effect, " + EFFECT_NAMES.get(str(src), f"{src}: group minus size-matched random pools"))
+        ax.set_title(f"Concepts enriched per group ({src})")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside upper center", ncol=2, frameon=False, fontsize=7)
+    fig.supxlabel("error bars: 95% bootstrap CI; each panel has its own effect scale", fontsize=7, color="0.35")
     return fig
 
 
 def group_separation_figure(separation: pd.DataFrame | None, *, fig=None):
-    """Within/between-group narration similarity and the text classifier, with 95% CIs and chance."""
+    """Within/between-group narration similarity and the text classifier, with 95% CIs and chance; one panel
+    per statistic (a similarity difference and a classifier accuracy are not on one scale)."""
     if separation is None or not len(separation):
         return None
     _plt()
     df = separation.reset_index(drop=True)
-    fig = _new(fig, (6.5, 1.4 + 0.25 * len(df)))
-    ax = fig.subplots()
-    y = np.arange(len(df))[::-1]
-    ax.barh(y, df["value"], xerr=_ci(df["value"], df["ci_lo"], df["ci_hi"]), capsize=2,
-            color=[KIND_COLOURS.get(k, "tab:gray") for k in df["group_kind"]], height=0.7)
-    ch = df["chance_level"].astype(float)
-    ax.scatter(ch[np.isfinite(ch)], y[np.isfinite(ch)], marker="|", s=120, color="black", zorder=3, label="chance")
-    ax.set_yticks(y, [f"{a} ({k}{': ' + g if g else ''})" for a, k, g in
-                      zip(df["analysis"], df["group_kind"], df["group"])], fontsize=7)
-    ax.set_xlabel("statistic value (similarity or classifier accuracy)")
-    ax.set_title("How well narrations separate groups")
-    _legend_below(ax)
-    fig.supxlabel("error bars: 95% CI", fontsize=7, color="0.35")
+    stat = df["analysis"].astype(str).str.split(":").str[0]
+    parts = [(name, df[stat == name].reset_index(drop=True)) for name in dict.fromkeys(stat)]
+    fig = _new(fig, (6.5, 1.0 + sum(0.9 + 0.25 * len(p) for _, p in parts)))
+    axes = fig.subplots(len(parts), 1, squeeze=False, height_ratios=[0.9 + 0.25 * len(p) for _, p in parts])[:, 0]
+    for ax, (name, part) in zip(axes, parts):
+        y = np.arange(len(part))[::-1]
+        ax.barh(y, part["value"], xerr=_ci(part["value"], part["ci_lo"], part["ci_hi"]), capsize=2,
+                color=[KIND_COLOURS.get(k, "tab:gray") for k in part["group_kind"]], height=0.7)
+        ch = part["chance_level"].astype(float)
+        ax.scatter(ch[np.isfinite(ch)], y[np.isfinite(ch)], marker="|", s=120, color="black", zorder=3)
+        ax.set_yticks(y, [_separation_label(a, k, g) for a, k, g in
+                          zip(part["analysis"], part["group_kind"], part["group"])], fontsize=7)
+        ax.set_xlabel(name.replace("_", " "))
+    fig.suptitle("How well narrations separate groups", fontsize=10)
+    fig.supxlabel("black ticks: chance (matched pools); error bars: 95% CI; each panel has its own scale", fontsize=7,
+                  color="0.35")
     return fig
+
+
+def _separation_label(analysis: str, kind: str, group: str) -> str:
+    """``"region: VISp"``, ``"cell_type"``, ``"region (preferred stimulus)"`` for one separation row."""
+    label = f"{kind}: {group}" if group else str(kind)
+    _, _, variant = str(analysis).partition(":")
+    return f"{label} ({variant.replace('_', ' ')})" if variant else label
 
 
 def fig_png(fig, *, dpi: int = 130) -> bytes:

@@ -7,6 +7,7 @@ but a browser. Each section renders from whatever containers the file holds and 
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 from collections import Counter
@@ -21,11 +22,15 @@ from neurrator.errors import MAX_SHOWN_CHARS, NeurratorError, escape_controls, s
 from neurrator.io.folders import check_output_file
 from neurrator.report.concept_cards import concept_cards_context
 from neurrator.report.data import DerivedFile, read_derived
+from neurrator.report.tables import unit_id_tables
 from neurrator.nwb.derived import temporary_name
 
-__all__ = ["EXAMPLE_KINDS", "FIG_METRICS", "build_context", "fmt", "fmt_ci", "render_context", "render_report", "write_report"]
+__all__ = ["EXAMPLE_KINDS", "FIG_METRICS", "MAX_CARDS", "card_order", "build_context", "fmt", "fmt_ci", "render_context", "render_report", "write_report"]
 
-FIG_METRICS = ("top1", "within_1s", "narration_similarity")
+#: The report's figures lead with the headline (centred patch cosine, frame identification), narration beside.
+FIG_METRICS = ("centred_patch_cosine", "top1", "narration_similarity")
+#: Unit cards shown on the page (the interesting units first); the full table is embedded as a CSV download.
+MAX_CARDS = 24
 #: The provenance record is shown whole up to this many characters (it quotes the run's configuration).
 MAX_PROVENANCE_CHARS = 100_000
 EXAMPLE_KINDS = ("all", "region", "cell_type", "local_population", "single_unit", "random")
@@ -166,14 +171,39 @@ def _examples(data: DerivedFile, *, n_examples: int = 4) -> list[dict]:
     return out
 
 
-def _neuron_cards(data: DerivedFile) -> list[dict]:
+def card_order(un: pd.DataFrame) -> np.ndarray:
+    """Row positions of ``un`` (a UnitNeurrationTable), the interesting units first: visually driven with a
+    significant concept (q < 0.05), a significant drive probe (q, else p < 0.05) or a significant
+    leave-one-out loss (p < 0.05) lead, by reliability; then the other driven units, then the rest."""
+    def col(name: str, default: float = np.nan) -> np.ndarray:
+        return un[name].astype(float).to_numpy() if name in un else np.full(len(un), default)
+
+    driven = un["visually_driven"].astype(bool).to_numpy() if "visually_driven" in un else np.zeros(len(un), bool)
+    drive = col("drive_q") if "drive_q" in un else col("drive_p")
+    found = (col("top_concept_q") < 0.05) | (drive < 0.05) | ((col("loo_p") < 0.05) & (col("loo_delta") > 0))
+    tier = np.where(driven & found, 0, np.where(driven, 1, 2))
+    return np.lexsort((-np.nan_to_num(col("reliability"), nan=-np.inf), tier))
+
+
+def _cards_csv(data: DerivedFile) -> str | None:
+    """The whole per-unit table (by unit id) as a CSV data URI, for the page's download link."""
+    if data.unit_neurration is None:
+        return None
+    table = unit_id_tables(data)["unit_neurration"]
+    csv = table.to_csv(index=True).encode("utf-8")
+    return "data:text/csv;base64," + base64.b64encode(csv).decode("ascii")
+
+
+def _neuron_cards(data: DerivedFile, *, limit: int | None = None) -> list[dict]:
+    """Cards of the first `MAX_CARDS` units in `card_order` (``limit`` overrides)."""
     un = data.unit_neurration
     if un is None:
         return []
+    limit = MAX_CARDS if limit is None else limit
     units = data.units
     tuning = data.concept_tuning
     cards, thumbs = [], {}
-    for _, r in un.iterrows():
+    for _, r in un.iloc[card_order(un)[:limit]].iterrows():
         row = int(r["unit"])
         uid = int(units.index[row]) if units is not None and 0 <= row < len(units) else row
         region = str(units["_region"].iloc[row]) if units is not None and 0 <= row < len(units) else "unknown"
@@ -248,7 +278,7 @@ def _shown(value: Any, key: str = "") -> Any:
     if isinstance(value, (list, tuple)):
         return type(value)(_shown(v, key) for v in value)
     if isinstance(value, str):
-        if value.startswith("data:image/png;base64,"):
+        if value.startswith(("data:image/png;base64,", "data:text/csv;base64,")):
             return value
         if key == "provenance_json":
             return escape_controls(shorten(value, MAX_PROVENANCE_CHARS), keep_newlines=True)
@@ -285,6 +315,7 @@ def _context(data: DerivedFile) -> dict:
                               "Narration separation of groups; error bars: 95% CI; black ticks: chance."),
     }
     cards = _neuron_cards(data)
+    n_units = 0 if data.unit_neurration is None else len(data.unit_neurration)
     return {
         "title": f"neurrator report: {data.session['file']}",
         "session": _session(data),
@@ -298,6 +329,9 @@ def _context(data: DerivedFile) -> dict:
         "examples": _examples(data),
         "has_thumbnails": bool(data.thumbnails),
         "cards": cards,
+        "cards_total": n_units,
+        "cards_csv": _cards_csv(data),
+        "cards_file": Path(str(data.session["file"])).stem + "_units.csv",
         "card_regions": sorted({c["region"] for c in cards}),
         "card_cell_types": sorted({c["cell_type"] for c in cards}),
         "single_units": _single_unit_fallback(data) if not cards else [],
