@@ -66,7 +66,7 @@ class Session:
     stimulus: str
     units: Units
     presentations: Presentations
-    frames: np.ndarray | None
+    frames: np.ndarray | None  # (F, H, W) uint8, or (F, H, W, 3) for a colour template (colour kept)
     frame_rate: float
     captions: list[str] | None
     opto: dict | None

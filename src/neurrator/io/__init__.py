@@ -36,7 +36,7 @@ _WHERE = {
         "frames_from_template", "register_movie", "require_frames", "resolve_frames",
     ),
     "movie_files": (
-        "IMAGE_SUFFIXES", "load_movie_file", "read_movie_file", "to_gray_uint8",
+        "IMAGE_SUFFIXES", "load_movie_file", "read_movie_file", "to_gray_uint8", "to_uint8",
     ),
     "video_files": (
         "VIDEO_SUFFIXES", "VideoFrames", "read_video",

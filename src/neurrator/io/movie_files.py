@@ -26,7 +26,7 @@ from neurrator.io.h5safety import check_hdf5_file
 from neurrator.io.limits import check_array_size, memory_guard
 from neurrator.io.video_files import VIDEO_SUFFIXES, read_video
 
-__all__ = ["IMAGE_SUFFIXES", "load_movie_file", "read_movie_file", "to_gray_uint8"]
+__all__ = ["IMAGE_SUFFIXES", "load_movie_file", "read_movie_file", "to_gray_uint8", "to_uint8"]
 
 #: Images read from a movie folder.
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
@@ -42,11 +42,23 @@ def to_gray_uint8(frames: np.ndarray, *, label: str) -> np.ndarray:
     Colour is converted with ITU-R 601 luma weights; floats in [0, 1] are scaled by 255, other floats
     and integers wider than 8 bits must already lie in [0, 255].
     """
+    return to_uint8(frames, label=label, colour=False)
+
+
+def to_uint8(frames: np.ndarray, *, label: str, colour: bool = True) -> np.ndarray:
+    """(F, H, W) or (F, H, W, 3|4) frames of any numeric type -> (F, H, W) or, with ``colour``, (F, H, W, 3)
+    uint8 for colour frames (alpha dropped; every backbone reads colour, grey frames are repeated over RGB).
+
+    Examples
+    --------
+    >>> to_uint8(np.ones((1, 2, 2, 4)), label="x").shape, to_uint8(np.ones((1, 2, 2, 3)), label="x", colour=False).shape
+    ((1, 2, 2, 3), (1, 2, 2))
+    """
     a = np.asarray(frames)
     with memory_guard(label, "the movie frames"):
         if a.ndim == 4 and a.shape[-1] in (3, 4):
-            a = a[..., :3].astype(np.float32) @ np.asarray([0.299, 0.587, 0.114], np.float32)
-        if a.ndim != 3:
+            a = a[..., :3] if colour else a[..., :3].astype(np.float32) @ np.asarray([0.299, 0.587, 0.114], np.float32)
+        if a.ndim != 3 and not (colour and a.ndim == 4 and a.shape[-1] == 3):
             raise NeurratorError(label, f"movie frames must be (F, H, W) or (F, H, W, 3), got shape {a.shape}")
         if a.dtype == np.uint8:
             return a

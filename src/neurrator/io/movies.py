@@ -33,7 +33,7 @@ from neurrator.io.checksums import sha256_file
 from neurrator.io.allen_warehouse import movie_download_url
 from neurrator.io.httpfile import DEFAULT_TIMEOUT_S, is_timeout, timeout_message
 from neurrator.io.limits import check_array_size, memory_guard
-from neurrator.io.movie_files import load_movie_file, read_movie_file, to_gray_uint8
+from neurrator.io.movie_files import load_movie_file, read_movie_file, to_gray_uint8, to_uint8
 
 __all__ = [
     "FRAME_RATE_TOLERANCE",
@@ -181,7 +181,7 @@ def frames_from_template(nwbfile, stimulus: str, *, label: str) -> tuple[np.ndar
         return None, None
     check_array_size(data.shape, np.dtype(data.dtype).itemsize, label=label, what=f"stimulus/templates/{stimulus}")
     with memory_guard(label, f"stimulus/templates/{stimulus}"):
-        frames = to_gray_uint8(np.asarray(data[:]), label=f"{label} (stimulus/templates/{stimulus})")
+        frames = to_uint8(np.asarray(data[:]), label=f"{label} (stimulus/templates/{stimulus})")  # colour kept
     rate = getattr(ts, "rate", None)
     return frames, (float(rate) if rate else None)
 

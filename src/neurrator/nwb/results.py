@@ -410,8 +410,9 @@ def add_frame_thumbnails_to_nwbfile(nwbfile, frames: np.ndarray, frame_ids: Sequ
     from pynwb.image import GrayscaleImage, RGBImage
 
     ids = sorted({int(f) for f in frame_ids if 0 <= int(f) < len(frames)})
-    images = [GrayscaleImage(name=f"frame_{f}", data=thumbnail(frames[f], height=height),
-                             description=f"movie frame {f}, shrunk by block means")
+    kind = RGBImage if np.ndim(frames[0]) == 3 else GrayscaleImage  # colour frames keep their colour
+    images = [kind(name=f"frame_{f}", data=thumbnail(frames[f], height=height),
+                   description=f"stimulus frame {f}, shrunk by block means")
               for f in ids]
     container = Images(name="frame_thumbnails", images=images,
                        description="stimulus frames referred to by the results, shrunk for the report")
