@@ -91,16 +91,17 @@ def references() -> dict[int, str]:
 
 def fake_subset_result(label: str, kind: str, unit_idx, *, group: str = "", p: float = 0.5, value: float = 0.5,
                        chance: float = 0.1, lo: float = 0.2, hi: float = 0.8, narration_p: float = 0.5,
-                       cosine_p: float = float("nan")):
+                       cosine_p: float = float("nan"), beats_constant: bool = True):
     """A `SubsetResult` with every rank metric's p at ``p``, the cosines' at ``cosine_p`` (NaN: no shift
-    null, as for flashed images) and the narration's null at ``narration_p``."""
+    null, as for flashed images), the narration's null at ``narration_p`` and whether its narrations beat
+    the constant narration."""
     from neurrator.decode.decoding import EVAL_METRICS, Metric, SubsetResult
     from neurrator.decode.subsets import UnitSubset
 
     subset = UnitSubset(label, kind, np.asarray(unit_idx, dtype=np.int64), group=group)
     metrics = {m: Metric(value, chance, lo, hi, p if m in ("top1", "top5", "within_1s") else cosine_p)
                for m in EVAL_METRICS}
-    scores = SimpleNamespace(null_mean=0.1, ci_lo=0.3, ci_hi=0.7, p_value=narration_p)
+    scores = SimpleNamespace(null_mean=0.1, ci_lo=0.3, ci_hi=0.7, p_value=narration_p, beats_constant=beats_constant)
     k = 3
     return SubsetResult(subset=subset, metrics=metrics, presentations=np.arange(k), frames=np.arange(k),
                         narrations=["a scene"] * k, references=["a scene"] * k, similarity=np.full(k, 0.5),

@@ -105,6 +105,15 @@ def test_fdr_is_across_subsets_with_hand_computed_q_values():
     assert alone[0].q["top1"] == pytest.approx(0.04) and alone[0].beats_null["top1"]
 
 
+def test_a_narration_beats_its_null_only_when_it_also_beats_the_constant_narration():
+    """Issue 31: a narration far above its paired null but not above one constant sentence is no finding."""
+    results = [fake_subset_result("all", "all", [0], narration_p=0.001),
+               fake_subset_result("region:VISp", "region", [1], narration_p=0.001, beats_constant=False)]
+    apply_fdr(results)
+    assert [r.q["narration_similarity"] for r in results] == pytest.approx([0.001, 0.001])
+    assert [r.beats_null["narration_similarity"] for r in results] == [True, False]
+
+
 def test_cosines_beat_chance_only_when_their_ci_is_above_it():
     above = fake_subset_result("all", "all", [0], chance=0.1, lo=0.15)
     touching = fake_subset_result("region:VISp", "region", [1], chance=0.1, lo=0.05)

@@ -144,6 +144,7 @@ def test_matched_narrations_beat_the_null_with_a_ci(embedder):
     assert summ["p_value"] == s.p_value and summ["ci_hi"] == s.ci_hi
     # the single shuffled pairing never pairs a narration with its own block
     assert np.all(s.blocks[s.shuffle_index] != s.blocks)
+    assert s.beats_constant  # perfect narrations beat the generic constant sentence too
 
 
 def test_a_constant_narrator_does_not_beat_the_paired_null(embedder):
@@ -156,6 +157,7 @@ def test_a_constant_narrator_does_not_beat_the_paired_null(embedder):
     # the constant control is exactly that narrator
     np.testing.assert_allclose(s.constant, s.matched, atol=1e-6)
     assert s.summary()["matched_minus_constant_mean"] == pytest.approx(0.0, abs=1e-6)
+    assert not s.beats_constant
 
 
 def test_constant_control_scores_the_most_frequent_training_reference(embedder):

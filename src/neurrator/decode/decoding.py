@@ -188,7 +188,8 @@ def apply_fdr(results: Sequence[SubsetResult], *, alpha: float = 0.05) -> None:
     p (flashed images, independent items) a cosine beats chance when its CI's lower end exceeds it.
 
     A value at or below its chance level (or below its null's mean) never beats the null, whatever its q:
-    a one-sided test that a run of lucky shifts makes "significant" below chance is not a finding."""
+    a one-sided test that a run of lucky shifts makes "significant" below chance is not a finding; nor
+    does a narration that does not beat the constant narration (`NarrationScores.beats_constant`)."""
     for name in (*NULL_TESTED, "narration_similarity"):
         if name != "narration_similarity" and any(name not in r.metrics for r in results):
             continue  # not reported for this stimulus kind (MOVIE_ONLY)
@@ -201,6 +202,8 @@ def apply_fdr(results: Sequence[SubsetResult], *, alpha: float = 0.05) -> None:
             m = r.narration_metric() if name == "narration_similarity" else r.metrics[name]
             above = m.value > m.chance if np.isfinite(m.chance) else True
             above = above and (m.value > m.null_mean if np.isfinite(m.null_mean) else True)
+            if name == "narration_similarity" and r.scores is not None:  # and above the constant narration
+                above = above and r.scores.beats_constant
             r.q[name], r.beats_null[name] = float(qi), bool(fi and above)
     for name in EVAL_METRICS:
         if name in NULL_TESTED or any(name not in r.metrics for r in results):

@@ -25,7 +25,8 @@ Uncertainty and significance (issue 13):
   what a narrator that ignores the brain and always says the same thing gets. The pipeline should pass
   the most frequent TRAINING reference (`most_frequent_text`; the best prior-only narrator it could
   learn without test labels); without one, the fixed `GENERIC_NARRATION` is used.
-* FDR across subsets happens once all subsets are scored: `beats_null` (Benjamini-Hochberg).
+* FDR across subsets happens once all subsets are scored: `beats_null` (Benjamini-Hochberg); a subset's
+  narration beats its null only when it also beats the constant narration (`NarrationScores.beats_constant`).
 
 Examples
 --------
@@ -126,6 +127,14 @@ class NarrationScores:
     n_boot: int = 0
     blocks: np.ndarray | None = None
     intervals: dict[str, stats.Estimate] = field(default_factory=dict)
+
+    @property
+    def beats_constant(self) -> bool:
+        """Whether the narrations beat the constant-narration control: the block-bootstrap CI of the paired
+        difference (matched minus constant, per narration) lies wholly above 0. A subset's narration counts
+        as beating its null only when this holds too (`neurrator.decode.decoding.apply_fdr`)."""
+        est = self.intervals.get("matched_minus_constant")
+        return bool(est is not None and np.isfinite(est.lo) and est.lo > 0)
 
     def summary(self) -> dict[str, float]:
         """Mean and standard deviation of each score (``matched_mean``, ``matched_std``, ...), plus the

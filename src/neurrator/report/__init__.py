@@ -22,7 +22,7 @@ _WHERE = {
         "write_report",
     ),
     "summary": (
-        "format_summary",
+        "format_summary", "narration_counts",
     ),
     "tables": (
         "NARRATION_COLUMNS", "to_pynapple", "unit_id_tables",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["format_summary"]
+__all__ = ["format_summary", "narration_counts"]
 
 
 def format_summary(result, *, examples: int = 3) -> str:
@@ -45,12 +45,10 @@ def format_summary(result, *, examples: int = 3) -> str:
         c, t1, w = metrics["centred_patch_cosine"], metrics["top1"], metrics.get("within_1s")
         lines.append(f"  baseline {name:<19.19s} {'':5s}  {c.value:6.3f} [{c.lo:6.3f},{c.hi:6.3f}]  "
                      f"{t1.value:5.3f} ({t1.chance:.3f})" + (f"        {w.value:5.3f} ({w.chance:.3f})" if w else ""))
-    n_sig = sum(bool(r.beats_null.get("narration_similarity")) for r in result.subsets)
     lines.append(f"* beats its permutation null after FDR (q < 0.05) across subsets and lies above chance (never a "
                  f"control); identification: {getattr(best, 'rank_null', 'a permutation null')}, its "
                  f"mean shown beside the analytic chance; cosines: the same shift for a movie (CI above chance for "
-                 f"flashed images). Narration beats its paired permutation null in "
-                 f"{n_sig} of {len(result.subsets)} subsets.")
+                 f"flashed images). {narration_counts(result.subsets)}")
     lines.extend(_neurration_lines(getattr(result, "neurration", None)))
     if result.skipped:
         shown = ", ".join(f"{lab} ({n})" for lab, n, _ in result.skipped[:8])
@@ -62,6 +60,18 @@ def format_summary(result, *, examples: int = 3) -> str:
     if getattr(result, "report", None):
         lines.append(f"wrote {result.report} (open it in a browser)")
     return "\n".join(lines)
+
+
+def narration_counts(subsets) -> str:
+    """How many subsets' narrations beat each control: the paired permutation null (FDR, above its mean) and
+    the constant narration (paired CI above 0); only both together earn the '*'."""
+    n = len(subsets)
+    null = [r.q.get("narration_similarity", np.nan) < 0.05 and r.narration_metric().value > r.narration_metric().chance
+            if r.scores is not None else False for r in subsets]
+    const = [bool(r.scores is not None and r.scores.beats_constant) for r in subsets]
+    both = sum(bool(r.beats_null.get("narration_similarity")) for r in subsets)
+    return (f"Narration beats its paired permutation null (shuffled references) in {sum(null)} of {n} subsets, the "
+            f"constant narration in {sum(const)} of {n}, and both ('*') in {both} of {n}.")
 
 
 def _neurration_lines(neur) -> list[str]:
