@@ -143,7 +143,8 @@ def _react_to_sigint() -> None:
 def main(ctx: click.Context, debug: bool, quiet: bool) -> None:
     """neurrator: narrate in plain language what neurons in visual cortex encode.
 
-    Progress bars appear only when stderr is a terminal (never in log files).
+    Progress bars appear only when stderr is a terminal (never in log files); a log file gets a heartbeat
+    line every 30 s of a long loop, with the time left, and a line as each stage ends.
     """
     ctx.obj = {"debug": debug, "quiet": quiet}
 
@@ -317,7 +318,11 @@ def demo(out: str, seed: int, progress: bool) -> None:
 @click.option("--plot", type=click.Path(), default=None, help="Also save fidelity vs population size as this PNG.")
 @common
 def show(file: str, show_all: bool, plot: str | None, progress: bool) -> None:
-    """Print the narrations, subsets, fidelity and validation scores of an annotated file."""
+    """Print an annotated file: fidelity per subset (headline first), narrations, units by id.
+
+    The fidelity table leads with the centred patch cosine and frame identification (top-1, top-5, within
+    1 s), then narration similarity; the raw patch cosine comes last. Single units are named by unit id.
+    """
     from neurrator.report.text import format_file, plot_fidelity
 
     click.echo(format_file(Path(file), show_all=show_all))
