@@ -41,6 +41,14 @@ def test_a_window_longer_than_the_inter_onset_interval_is_refused_in_one_line(fl
     assert sha256(flashes) == before and not out.exists()
 
 
+def test_stimulus_kind_overrides_the_layout(flashes, tmp_path):
+    """Forced to a movie, the table's blank rows (-1) are refused in one line that names the kind to use."""
+    proc = run_cli("narrate", str(flashes), "--out", str(tmp_path / "out"), "--stimulus", "flashes",
+                   "--stimulus-kind", "movie", "--device", "cpu", "--quiet")
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "negative frame indices (-1)" in proc.stderr and "--stimulus-kind flashed_images" in proc.stderr
+
+
 @pytest.mark.slow
 def test_any_table_name_one_showing_per_image_gets_the_analyses_without_within_1s(flashes, tmp_path):
     config = NarrateConfig.from_options(cache_dir=str(tmp_path / "cache"), stimulus="flashes", **FAST)
@@ -57,3 +65,8 @@ def test_any_table_name_one_showing_per_image_gets_the_analyses_without_within_1
         metrics = {m.decode() if isinstance(m, bytes) else m for m in f["processing/neurrator/decoding_fidelity/metric"][:]}
     assert not any("within_1s" in m for m in metrics) and "top1" in metrics
     assert "within_1s" not in result.summary()
+    from nwbinspector import Importance, inspect_nwbfile, load_config
+
+    messages = list(inspect_nwbfile(nwbfile_path=str(result.output), config=load_config("dandi")))
+    bad = [m for m in messages if m.importance in (Importance.ERROR, Importance.CRITICAL)]
+    assert bad == [], [m.message[:300] for m in bad]

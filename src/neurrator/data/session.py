@@ -157,7 +157,9 @@ def read_presentations(nwbfile, *, stimulus: str, label: str, kind: str | None =
     stim_kind = stimulus_kind(stimulus, kind=kind, frame=frame_f, start=start)
     negative = (frame_f < 0) & ~np.isin(frame_f, stim_kind.blank_values)
     if np.any(negative):
-        raise NeurratorError(label, f"{tname}.{fcol} has negative frame indices ({int(frame_f[negative].min())})")
+        hint = ("; -1 marks the blanks of flashed images: --stimulus-kind flashed_images"
+                if np.all(frame_f[negative] == -1) else "")
+        raise NeurratorError(label, f"{tname}.{fcol} has negative frame indices ({int(frame_f[negative].min())}){hint}")
     # the stimulus kind owns blanks, what a repeat is and the order (neurrator.data.stimuli)
     return stim_kind.presentations(start, stop, frame_f.astype(np.int64), rep, label=label), tname
 
