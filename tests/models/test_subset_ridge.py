@@ -72,3 +72,21 @@ def test_blend_never_below_ridge_on_validation(data):
     units = torch.arange(N)
     y = m.blend_output(torch.zeros(4, 16, 8), x, units, beta=0.0, gamma=0.0)
     torch.testing.assert_close(y, m.ridge_tokens(x, units))  # beta 0: the closed-form ridge itself
+
+
+def test_blend_grid_equals_scoring_each_output(data):
+    from neurrator.models.readout import _grid, _scores
+
+    binned, targets, split = data
+    m = _train(binned, targets, split).model
+    x = torch.from_numpy(binned.counts[: 24 * 20].astype(np.float32)).view(24, 20, N)
+    units = torch.arange(N)
+    frame = torch.arange(24)
+    T = torch.from_numpy(targets)
+    m.blend_beta.fill_(1.0)
+    m.blend_gamma.fill_(0.0)
+    y = m(x, units)
+    grid = _grid(y, m.ridge_tokens(x, units), frame, T, m.target_mean, m.bank, (0.0, 0.5, 1.0))
+    for beta, gamma, tau in ((0.0, 0.0, 0.001), (0.5, 0.5, 0.003), (1.0, 1.0, 0.03), (0.5, 1.0, 0.01)):
+        direct = _scores(m.blend_output(y, x, units, beta=beta, gamma=gamma, tau=tau), frame, T, m.target_mean)
+        assert grid[(beta, gamma, tau)] == pytest.approx(direct, abs=1e-4)

@@ -19,8 +19,6 @@ buffers, so every caller (subsets, checkpoints, the pipeline) decodes through it
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -55,6 +53,52 @@ def _scores(pred: torch.Tensor, frame: torch.Tensor, targets: torch.Tensor, mean
     return ccos, float(sum((rank < k).float().mean() for k in (1, 5, 30)) / 3)
 
 
+def _ranks(sim: torch.Tensor, frame: torch.Tensor) -> torch.Tensor:
+    return (sim > sim.gather(1, frame[:, None])).sum(1)
+
+
+def _ident(rank: torch.Tensor) -> float:
+    return float(sum((rank < k).float().mean() for k in (1, 5, 30)) / 3)
+
+
+def _grid(y, r, frame, targets, mean, bank, betas) -> dict:
+    """`_scores` of every candidate (beta, gamma, tau), from inner products: a candidate's centred output is a
+    combination of the centred encoder output, ridge and retrieval, so its similarity to every frame and its
+    per-patch cosines follow from a few matrix products (a row's scale does not change its ranks)."""
+    Yc, Rc, t = y - mean, r - mean, targets[frame] - mean  # (P, n_p, d)
+    cand = F.normalize((targets - mean).flatten(1), dim=1)  # (F, D)
+    YC, RC = Yc.flatten(1) @ cand.T, Rc.flatten(1) @ cand.T
+    tt = (t * t).sum(-1)
+
+    def ccos(num, den2):
+        return float((num / (den2 * tt).clamp_min(1e-16).sqrt()).mean())
+
+    results = {}
+    if bank is not None:
+        Bc = (bank - mean).flatten(1)  # (F', D)
+        Bn, BcC = F.normalize(Bc, dim=1), Bc @ cand.T
+        YB, RB = Yc.flatten(1) @ Bn.T, Rc.flatten(1) @ Bn.T
+    for beta in betas:
+        base = (1 - beta) * Rc + beta * Yc
+        baseC = (1 - beta) * RC + beta * YC
+        bt, bb = (base * t).sum(-1), (base * base).sum(-1)
+        results[(beta, 0.0, TAUS[0])] = (ccos(bt, bb), _ident(_ranks(baseC, frame)))
+        if bank is None:
+            continue
+        norm = base.flatten(1).norm(dim=1, keepdim=True).clamp_min(1e-12)
+        baseB = ((1 - beta) * RB + beta * YB) / norm
+        for tau in TAUS:
+            w = torch.softmax(baseB / tau, dim=1)  # (P, F')
+            S = (w @ Bc).view_as(base)  # retrieval output, centred
+            SC = w @ BcC
+            st, ss, sb = (S * t).sum(-1), (S * S).sum(-1), (S * base).sum(-1)
+            for gamma in GAMMAS[1:]:
+                num = (1 - gamma) * bt + gamma * st
+                den2 = (1 - gamma) ** 2 * bb + 2 * gamma * (1 - gamma) * sb + gamma ** 2 * ss
+                results[(beta, gamma, tau)] = (ccos(num, den2), _ident(_ranks((1 - gamma) * baseC + gamma * SC, frame)))
+    return results
+
+
 @torch.no_grad()
 def fit_blend(model, windows, frame: torch.Tensor, targets: torch.Tensor, bank: torch.Tensor | None) -> dict:
     """Choose and set the blend (model buffers ``blend_beta``, ``blend_gamma``, ``blend_tau``, ``bank``).
@@ -87,20 +131,13 @@ def fit_blend(model, windows, frame: torch.Tensor, targets: torch.Tensor, bank: 
     keep = torch.linspace(0, len(frame) - 1, min(len(frame), MAX_WINDOWS), device=frame.device).round().long()
     frame = frame[keep]
     P = len(frame)
-    ys, xs = [], []
+    ys, rs = [], []
     for i in range(0, P, 256):
         x, units = windows(keep[i : i + 256])
         ys.append(model(x, units).float())
-        xs.append((x, units))
-    y = torch.cat(ys)
-    mean = model.target_mean
-    results = {}
-    for beta, gamma, tau in itertools.product(betas, gammas, TAUS):
-        if gamma == 0 and tau != TAUS[0]:
-            continue
-        pred = torch.cat([model.blend_output(y[i : i + len(x)], x, u, beta=beta, gamma=gamma, tau=tau)
-                          for (x, u), i in zip(xs, range(0, P, 256))])
-        results[(beta, gamma, tau)] = _scores(pred, frame, targets, mean)
+        rs.append(model.ridge_tokens(x, units).float() if betas != (1.0,) else ys[-1])
+    results = _grid(torch.cat(ys), torch.cat(rs), frame, targets.float(), model.target_mean.float(),
+                    bank.float() if len(gammas) > 1 else None, betas)
     floor = results[(0.0, 0.0, TAUS[0])][0] if (0.0, 0.0, TAUS[0]) in results else -np.inf
     ok = {k: v for k, v in results.items() if v[0] >= floor - 1e-9}
     best = max(ok, key=lambda k: (ok[k][1], ok[k][0]))
