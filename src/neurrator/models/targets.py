@@ -112,7 +112,7 @@ def compute_targets(
     order = np.asarray(order_list, dtype=np.int64)
     out = np.empty((len(first), spec.n_patches, spec.dim), dtype=np.float32)
     starts = progress_iter(range(0, len(order), batch_size), desc=f"targets ({spec.backbone_id})", bars=progress,
-                           unit="batch")
+                           unit="batches")
     for s in starts:
         out[s : s + batch_size] = backbone.embed(frames[order[s : s + batch_size]])
     targets = out[inverse]

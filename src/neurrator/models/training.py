@@ -404,7 +404,7 @@ def _fit(model, data, tr, va, N, tstd, cfg: TrainConfig, device, seed, progress,
     bad = 0
     running = None
     t0 = time.perf_counter()
-    bar = Progress(total, desc="encoder", bars=progress, unit="step")
+    bar = Progress(total, desc="encoder", bars=progress, unit="steps")
     step = 0
     stop = False
     for epoch in range(cfg.max_epochs):
