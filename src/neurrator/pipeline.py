@@ -32,8 +32,8 @@ from neurrator.decode.subsets import build_subsets
 from neurrator.errors import NeurratorError
 from neurrator.io.folders import CreatedDirs, path_inside
 from neurrator.io.movies import require_frames
+from neurrator.io.progress import format_seconds, progress_iter
 from neurrator.io.sources import open_source, source_label
-from neurrator.io.progress import format_seconds, library_bars, progress_iter
 from neurrator.models.loading import Models, check_encoder_session, load_models
 from neurrator.models.narrators import load_narrator
 from neurrator.models.targets import compute_targets
@@ -155,8 +155,7 @@ def _read(source: str, *, config: NarrateConfig, device: str, clock: _Clock, mod
         kind.check_window(outline.onsets, latency_s=config.image_latency_s, window_s=config.image_window_s,
                           allow_overlap=config.allow_overlap, label=label)
         if models is None:
-            with library_bars(config.progress):  # transformers' "Loading weights" bar obeys progress=False
-                models = load_models(config, device=device, needs_reference=not outline.has_captions)
+            models = load_models(config, device=device, needs_reference=not outline.has_captions)
             clock.lap("models")
         log.info("reading %s", source)
         session = read_session(nwbfile, source=source, path_label=label, stimulus=config.stimulus,

@@ -124,6 +124,21 @@ def test_default_config_without_captions_is_refused_before_loading_llava(no_llav
         load_models(config, device="cpu", needs_reference=None)
 
 
+def test_progress_false_loads_every_model_without_a_bar(no_llava, capfd, monkeypatch):
+    """Issue 31.4: from Python, progress=False silences transformers' "Loading weights" bar too (the sentence
+    embedder loads through from_pretrained); progress=True leaves it drawn."""
+    from transformers.utils import logging as tf_logging
+
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    tf_logging.enable_progress_bar()
+    load_models(NarrateConfig(device="cpu", progress=False), device="cpu", needs_reference=False)
+    quiet = capfd.readouterr().err
+    assert "Loading weights" not in quiet and "%|" not in quiet, quiet
+    assert tf_logging.is_progress_bar_enabled()  # given back afterwards
+    load_models(NarrateConfig(device="cpu", progress=True), device="cpu", needs_reference=False)
+    assert "Loading weights" in capfd.readouterr().err
+
+
 def test_default_config_with_captions_loads_no_narrator(no_llava):
     models = load_models(NarrateConfig(device="cpu"), device="cpu", needs_reference=False)
     assert models.backbone.spec.dim == 64

@@ -29,6 +29,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from neurrator.io.progress import library_bars
 from neurrator.errors import NeurratorError
 from neurrator.models.backbones import DEFAULT_LLAVA, TINY_VISION, load_backbone
 from neurrator.models.checkpoint import load_checkpoint, load_encoder_nwb
@@ -223,7 +224,15 @@ def load_models(config, *, device: str, needs_reference: bool | None) -> Models:
         A missing or corrupt checkpoint, one trained on other targets, unknown model ids, missing
         weights, or a narrator / reference narrator whose projector does not read the backbone's tokens
         (the message names the option and the value to use).
+
+    With ``config.progress`` False no library draws a bar meanwhile (transformers' "Loading weights",
+    huggingface_hub's downloads: `neurrator.io.progress.library_bars`).
     """
+    with library_bars(config.progress):
+        return _load_all(config, device=device, needs_reference=needs_reference)
+
+
+def _load_all(config, *, device: str, needs_reference: bool | None) -> Models:
     trained = load_encoder(config.encoder, device=device) if config.encoder else None
     backbone = load_backbone(config.backbone, preprocessing=config.preprocessing, device=device, seed=config.seed)
     spec = backbone.spec
