@@ -33,11 +33,11 @@ NULL_TESTED = ("top1", "top5", "within_1s")
 #: image index"): not reported for them.
 MOVIE_ONLY = ("within_1s",)
 NULL_KINDS = {
-    "rank": "frame labels circularly shifted against the predictions within each test repeat (lag >= 1 s)",
+    "rank": "frame labels circularly shifted against the predictions within each test repeat (any lag: exact)",
     "rank_items": "test windows paired with true frames of other images (permutation of independent items)",
     "narration": "references permuted across 1-s scene blocks (block permutation)",
     "ci": "no permutation null: beats_null means the CI's lower end exceeds the chance level",
-    "cosine": "targets circularly shifted against the predictions within each test repeat (lag >= 1 s); BH across subsets",
+    "cosine": "targets circularly shifted against the predictions within each test repeat (any lag: exact); BH across subsets",
 }
 
 
