@@ -225,8 +225,18 @@ def test_group_analyses_cover_groups_of_min_units_and_kinds_with_two_subsets(tin
 # ------------------------------------------------------------------------------ the whole session
 
 
-def test_neurrate_session_runs_the_three_parts_on_the_configured_windows(tiny):
-    out = neurrate_session(tiny.inputs, config=CONFIG, min_units=5, device="cpu", seed=0)
+def test_neurrate_session_runs_the_three_parts_on_the_configured_windows(tiny, monkeypatch, caplog):
+    import logging
+
+    from neurrator.io import progress
+
+    monkeypatch.setattr(progress, "HEARTBEAT_S", 0.0)  # a heartbeat line at every step (30 s on a real run)
+    with caplog.at_level(logging.INFO, logger="neurrator"):
+        out = neurrate_session(tiny.inputs, config=CONFIG, min_units=5, device="cpu", seed=0)
+    beats = [r.getMessage() for r in caplog.records if r.name == "neurrator.progress"]
+    assert [b.split(" (")[0] for b in beats if b.startswith("neurration: ")][:3] == [
+        "neurration: 1/3 parts", "neurration: 2/3 parts", "neurration: 3/3 parts"]
+    assert any(b.startswith("scaling: 1/3 regions") and "left" in b for b in beats), beats
     assert out.concept_names == ["bright", "dark", "edge"]
     assert out.notes["eval_windows"] == 24 and out.notes["probe_windows"] == 12
     assert out.notes["n_perm"] == CONFIG.n_perm and out.notes["scaling_draws"] == CONFIG.scaling_draws

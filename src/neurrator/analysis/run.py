@@ -28,6 +28,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from neurrator.io.progress import Progress, progress_iter
 from neurrator.component_config import AnalysisConfig
 from neurrator.analysis import contribution, groups, scaling, separation
 from neurrator.analysis.concept_cards import ConceptCards, concept_cards
@@ -365,7 +366,7 @@ def scaling_analyses(inputs: AnalysisInputs, *, config: AnalysisConfig, cache: P
     ref_emb = (np.asarray(embed([inputs.references[int(f)] for f in nar_frames]), dtype=np.float64)
                if len(narrated) else np.zeros((0, 1)))
     curves = []
-    for region, idx in regions.items():
+    for region, idx in progress_iter(regions.items(), desc="scaling", bars=False, unit="regions"):
         sizes = [s for s in config.scaling_sizes if s <= len(idx)]
         if not sizes:
             continue
@@ -428,14 +429,19 @@ def neurrate_session(inputs: AnalysisInputs, *, config: AnalysisConfig, min_unit
     if len(names) == 0:
         skipped = {"concept_tuning": UNNAMED_REASON, "concept_enrichment": UNNAMED_REASON}
         log.warning("%s; the other analyses run", UNNAMED_REASON)
+    beat = Progress(3, desc="neurration", bars=False, unit="parts (units, groups, scaling)")  # log lines, time left
     neur, unit_table = unit_analyses(inputs, config=config, cache=cache, windows=windows, regions=regions, acts=acts,
                                      names=names, device=device, seed=seed)
+    beat.update()
     cards = concept_cards(lat, inputs.concepts.names, inputs.concepts.methods, mean_response=inputs.responses.mean,
                           frames=inputs.responses.frames, min_separation=inputs.block_frames)
     result = NeurrationResult(units=unit_table, tuning=neur.tuning_rows(), concept_names=names, notes=notes,
                               cards=cards, skipped=skipped)
     group_analyses(inputs, result, config=config, cache=cache, windows=windows, regions=regions,
                    tuning_r=neur.tuning.r, min_units=min_units, device=device, seed=seed)
+    beat.update()
     result.scaling.extend(scaling_analyses(inputs, config=config, cache=cache, windows=windows, regions=regions,
                                            device=device, seed=seed))
+    beat.update()
+    beat.close()
     return result
