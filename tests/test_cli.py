@@ -152,6 +152,7 @@ def test_output_folder_not_writable(small_sim, tmp_path):
     assert "not writable" in line
 
 
+@pytest.mark.slow
 def test_corrupt_encoder_checkpoint_folder(small_sim, tmp_path):
     ckpt = tmp_path / "ckpt"
     ckpt.mkdir()
@@ -229,6 +230,7 @@ def test_encoder_from_another_session_or_seed_is_refused_before_any_work(small_s
     assert not (tmp_path / "o").exists() or not list((tmp_path / "o").rglob("*.nwb"))
 
 
+@pytest.mark.slow
 def test_disk_full_while_writing_leaves_nothing(small_sim, tmp_path, monkeypatch):
     """ENOSPC during the write: one-line error, no output file, no temporary file left."""
     import pynwb

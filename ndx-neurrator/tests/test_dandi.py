@@ -59,6 +59,7 @@ def _dandi_executable() -> str:
     return found
 
 
+@pytest.mark.slow
 def test_dandi_validate_in_a_dandiset_layout(all_types_file, tmp_path):
     """`dandi validate` on a dandiset folder: our file has no errors; a control file lacking subject metadata does.
 

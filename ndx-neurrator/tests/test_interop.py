@@ -138,6 +138,7 @@ def readers(derived_file, tmp_path_factory):
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_pynapple_reads_narrations_per_subset_and_units(readers):
     got = readers["pynapple"]
     assert got["types"]["units"] == "TsGroup"

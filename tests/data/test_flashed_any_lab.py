@@ -29,6 +29,7 @@ def flashes(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 def test_a_window_longer_than_the_inter_onset_interval_is_refused_in_one_line(flashes, tmp_path):
     before = sha256(flashes)
     out = tmp_path / "out"
@@ -41,6 +42,7 @@ def test_a_window_longer_than_the_inter_onset_interval_is_refused_in_one_line(fl
     assert sha256(flashes) == before and not out.exists()
 
 
+@pytest.mark.slow
 def test_stimulus_kind_overrides_the_layout(flashes, tmp_path):
     """Forced to a movie, the table's blank rows (-1) are refused in one line that names the kind to use."""
     proc = run_cli("narrate", str(flashes), "--out", str(tmp_path / "out"), "--stimulus", "flashes",
