@@ -23,7 +23,7 @@ def _photo(path: Path) -> np.ndarray:
 
     if not path.is_file():
         pytest.skip(f"sample photograph {path} is not installed")
-    return np.asarray(Image.open(path).convert("RGB"))
+    return np.array(Image.open(path).convert("RGB"))
 
 
 def _samples() -> dict[tuple[str, ...], np.ndarray]:
