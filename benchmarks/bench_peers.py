@@ -28,6 +28,7 @@ What runs
     - ridge: `neurrator.decode.baselines.ridge_baseline`, bins pooled by 4 (its best setting).
     - kNN: `knn_baseline` on the windows' time course (bins pooled by 4).
     - pv-kNN: `knn_baseline` on population vectors (the window summed).
+    - encoder-plain: the same trained encoder with its output blend switched off (what the blend adds).
 
     Per metric: mean over sessions with a 95% t interval, and the paired difference encoder - peer with
     its t interval and the number of sessions where the encoder is ahead. Training time per method.
@@ -120,6 +121,21 @@ def cebra_predict(X: np.ndarray, frame: np.ndarray, run: np.ndarray, split, targ
     return pred, time.perf_counter() - t0
 
 
+def plain(trained, binned, te):
+    """The same trained encoder without its output blend (beta 1, gamma 0): what the blend adds."""
+    m = trained.model
+    if not trained.encoder_config.blend:
+        return predict(trained, binned, te)
+    saved = (float(m.blend_beta), float(m.blend_gamma))
+    m.blend_beta.fill_(1.0)
+    m.blend_gamma.fill_(0.0)
+    try:
+        return predict(trained, binned, te)
+    finally:
+        m.blend_beta.fill_(saved[0])
+        m.blend_gamma.fill_(saved[1])
+
+
 def timed(fn, *a, **kw):
     t0 = time.perf_counter()
     out = fn(*a, **kw)
@@ -150,6 +166,8 @@ def movie_session(seed: int, args, bb) -> dict:
     tr, times["encoder"] = timed(train_encoder, binned, targets, split, config=cfg, encoder=enc, seed=seed,
                                  progress=False)
     res["encoder"] = sc(predict(tr, binned, te))
+    res["encoder-plain"] = sc(plain(tr, binned, te))
+    times["encoder-plain"] = times["encoder"]
     kw = dict(window_bins=cfg.window_bins, offset_bins=cfg.offset_bins)
     (p, _), times["ridge"] = timed(ridge_baseline, binned, targets, split, temporal_pool=4, **kw)
     res["ridge"] = sc(p)
@@ -225,6 +243,8 @@ def v4_split(binned, seed, args, bb_data):
     tr, times["encoder"] = timed(train_encoder, binned, targets, split, config=cfg, encoder=enc, seed=seed,
                                  progress=False)
     res["encoder"] = sc(predict(tr, binned, te))
+    res["encoder-plain"] = sc(plain(tr, binned, te))
+    times["encoder-plain"] = times["encoder"]
     kw = dict(window_bins=1, offset_bins=0)
     (p, _), times["ridge"] = timed(ridge_baseline, binned, targets, split, **kw)
     res["ridge"] = sc(p)
@@ -245,33 +265,37 @@ def v4_split(binned, seed, args, bb_data):
 
 
 def real_dims(args) -> list[str]:
-    """Seconds per training window of one `train_encoder` run at real dimensions (2,000 units, 576 x 1024
-    targets, the pipeline's linear rank cap), on random counts and targets, extrapolated to a session."""
+    """Seconds per training window of `train_encoder` at real dimensions (2,000 units, 576 x 1024 targets,
+    the pipeline's linear rank cap), on random counts and targets: one epoch at F and at 2F frames, the
+    difference is the cost of the extra F x 3 windows (set-up and validation excluded), extrapolated."""
     from neurrator.component_config import linear_rank_for
 
     rng = np.random.default_rng(0)
-    N, F, R, P_, D_ = 2000, args.real_frames, 4, 576, 1024
-    counts = rng.poisson(0.2, size=(F * R * 4, N)).astype(np.uint16)
-    binned = Binned(counts=counts, frame=np.tile(np.arange(F), R), repeat=np.repeat(np.arange(R), F),
-                    bins_per_frame=4, unit_ids=np.arange(N, dtype=np.int64))
-    targets = rng.standard_normal((F, P_, D_), dtype=np.float32)
-    split = split_repeats(binned.repeat, n_val=1, n_test=0, seed=0)
-    cfg = TrainConfig(max_epochs=1, val_subsets=tuple(args.val_subsets))
-    enc = EncoderConfig(linear_rank=linear_rank_for(256, n_patches=P_, dim=D_, n_frames=F)).for_data(
-        n_units=N, n_patches=P_, dim=D_)
-    t0 = time.perf_counter()
-    tr = train_encoder(binned, targets, split, config=cfg, encoder=enc, seed=0, progress=False)
-    wall = time.perf_counter() - t0
-    n = len(split.train)
-    per = wall / n
-    full = 18 * 900
-    return [f"Real dimensions (d): one `train_encoder` epoch on random counts of 2,000 units and random 576 x 1024 "
-            f"targets, {F} frames x {R - 1} train repeats ({n} windows) + 1 validation repeat, library defaults "
-            f"(d_model 128, 32 latents, depth 2, linear rank {enc.linear_rank}, val_subsets {cfg.val_subsets}; "
-            f"Gram kept: {tr.model.has_subset_ridge}; retrieval bank kept: {bool(tr.encoder_config.bank_frames)}), "
-            f"{tr.model.n_parameters() / 1e6:.1f} M parameters: {wall:.0f} s including set-up and validation = "
-            f"{per:.3f} s per training window; a session of 18 train repeats x 900 frames would take ~"
-            f"{per * full / 60:.0f} min per epoch on this CPU (the pipeline trains up to 3 epochs)."]
+    N, R, P_, D_ = 2000, 4, 576, 1024
+    walls, rows = {}, []
+    for F in (args.real_frames, 2 * args.real_frames):
+        counts = rng.poisson(0.2, size=(F * R * 4, N)).astype(np.uint16)
+        binned = Binned(counts=counts, frame=np.tile(np.arange(F), R), repeat=np.repeat(np.arange(R), F),
+                        bins_per_frame=4, unit_ids=np.arange(N, dtype=np.int64))
+        targets = rng.standard_normal((F, P_, D_), dtype=np.float32)
+        split = split_repeats(binned.repeat, n_val=1, n_test=0, seed=0)
+        cfg = TrainConfig(max_epochs=1, val_subsets=tuple(args.val_subsets))
+        enc = EncoderConfig(linear_rank=linear_rank_for(256, n_patches=P_, dim=D_, n_frames=900)).for_data(
+            n_units=N, n_patches=P_, dim=D_)
+        t0 = time.perf_counter()
+        tr = train_encoder(binned, targets, split, config=cfg, encoder=enc, seed=0, progress=False)
+        walls[F] = (time.perf_counter() - t0, len(split.train))
+        print(f"real dims, {F} frames: {walls[F][0]:.0f} s for {walls[F][1]} training windows", flush=True)
+    (w1, n1), (w2, n2) = walls.values()
+    per = (w2 - w1) / max(1, n2 - n1)
+    return [f"Real dimensions (d): `train_encoder`, one epoch on random counts of 2,000 units and random 576 x 1024 "
+            f"targets, 3 train repeats + 1 validation repeat of {args.real_frames} and of {2 * args.real_frames} "
+            f"frames: {w1:.0f} s ({n1} windows) and {w2:.0f} s ({n2} windows), set-up and validation included; "
+            f"library defaults (d_model 128, 32 latents, depth 2, linear rank {enc.linear_rank}, val_subsets "
+            f"{cfg.val_subsets}; Gram kept: {tr.model.has_subset_ridge}; retrieval bank kept: "
+            f"{bool(tr.encoder_config.bank_frames)}; {tr.model.n_parameters() / 1e6:.1f} M parameters). Marginal "
+            f"cost {per:.2f} s per training window: a session of 18 train repeats x 900 frames would take ~"
+            f"{per * 18 * 900 / 60:.0f} min per epoch on this CPU under this load (the pipeline trains up to 3 epochs)."]
 
 
 # ------------------------------------------------------------------------------------------ tables
@@ -326,7 +350,7 @@ def main() -> None:
     ap.add_argument("--cebra-iters", type=int, default=500)
     ap.add_argument("--cebra-dim", type=int, default=32)
     ap.add_argument("--no-cebra", action="store_true")
-    ap.add_argument("--subset-seeds", type=int, default=3)
+    ap.add_argument("--subset-seeds", type=int, default=2)
     ap.add_argument("--subset-sizes", type=int, nargs="+", default=[10, 30, 60])
     ap.add_argument("--draws", type=int, default=2)
     ap.add_argument("--v4-splits", type=int, default=5)
