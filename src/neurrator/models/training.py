@@ -234,9 +234,9 @@ def _init_linear(model: SpikeEncoder, data: _DeviceData, tr: torch.Tensor, va: t
     _, alpha, W = best
     model.lin_weight.copy_(W.reshape(N, T, K).float())
     model.lin_bias.copy_(ym.float())
-    return float(alpha) / n
     if model.has_subset_ridge:
         model.set_subset_ridge((X.T @ X).float(), (X.T @ Y).float(), alpha)
+    return float(alpha) / n
 
 
 def _lr_at(step: int, total: int, cfg: TrainConfig) -> float:
@@ -391,11 +391,11 @@ def _fit(model, data, tr, va, N, tstd, cfg: TrainConfig, device, seed, progress,
     kmax = N if cfg.max_units is None else min(N, cfg.max_units)
     kmin = min(cfg.min_units, kmax)
     all_units = torch.arange(N, device=device)
-    history: list[dict[str, float]] = []
     # early stopping reads all units and one fixed random draw per size of cfg.val_subsets
     vgen = torch.Generator().manual_seed(seed + 7919)
     val_sets = [all_units] + [torch.randperm(N, generator=vgen)[:k].sort().values.to(device)
                               for k in cfg.val_subsets if k < N]
+    history: list[dict[str, float]] = []
     # the starting point (the closed-form linear path) is a candidate too
     val_loss, val_cos = _validate(model, data, va, val_sets, tstd, cfg, device)
     history.append({"step": 0, "epoch": -1, "val_loss": val_loss, "val_cosine": val_cos,
