@@ -90,3 +90,25 @@ def test_blend_grid_equals_scoring_each_output(data):
     for beta, gamma, tau in ((0.0, 0.0, 0.001), (0.5, 0.5, 0.003), (1.0, 1.0, 0.03), (0.5, 1.0, 0.01)):
         direct = _scores(m.blend_output(y, x, units, beta=beta, gamma=gamma, tau=tau), frame, T, m.target_mean)
         assert grid[(beta, gamma, tau)] == pytest.approx(direct, abs=1e-4)
+
+
+def test_soft_retrieval_reuses_its_bank_until_the_bank_changes(data):
+    """The centred, normalised retrieval bank is computed once per state of ``bank`` and ``target_mean``
+    (speed); a changed bank (a loaded checkpoint, an in-place copy) is never served stale."""
+    import torch.nn.functional as F
+
+    binned, targets, split = data
+    m = _train(binned, targets, split).model
+    x = torch.from_numpy(binned.counts[:80].astype(np.float32)).view(4, 20, N)
+    units, y0 = torch.arange(N), torch.randn(4, 16, 8, generator=torch.Generator().manual_seed(0))
+
+    def by_hand():
+        bank = (m.bank - m.target_mean).flatten(1)
+        sim = F.normalize((y0 - m.target_mean).flatten(1), dim=1) @ F.normalize(bank, dim=1).T
+        return (torch.softmax(sim / 0.01, dim=1) @ bank).view_as(y0) + m.target_mean
+
+    for _ in range(2):  # computed, then served from the cache
+        torch.testing.assert_close(m.blend_output(y0, x, units, beta=1.0, gamma=1.0, tau=0.01), by_hand())
+    with torch.no_grad():
+        m.bank.mul_(-1.0)  # in place: same storage, new version
+    torch.testing.assert_close(m.blend_output(y0, x, units, beta=1.0, gamma=1.0, tau=0.01), by_hand())
