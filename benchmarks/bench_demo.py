@@ -100,8 +100,9 @@ def _parse(stdout: str) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
     narration and CI / null / constant / floor) and the ridge row of the run summary."""
     num = r"(-?[\d.]+)"
     stages = re.search(r"time per stage: (.*)", stdout)
-    all_row = re.search(rf"^  all +(\d+) +{num}\*?\[ *{num}, *{num}\] +{num}\*?\({num}\) +{num}\*?\({num}\) +"
-                        rf"{num}\*?\[{num},{num}\] / {num} / {num} / {num}", stdout, re.M)
+    null = r"(?:\|[-\d.na]+)?"  # the identification null's mean beside the chance (since issue 26)
+    all_row = re.search(rf"^  all +(\d+) +{num}\*?\[ *{num}, *{num}\] +{num}\*?\({num}{null}\) +{num}\*?\({num}{null}\) +"
+                        rf"{num}\*? ?\[{num},{num}\] / {num} / {num} / {num}", stdout, re.M)
     ridge = re.search(rf"baseline ridge +{num} \[ *{num}, *{num}\] +{num}", stdout)
     if not (stages and all_row and ridge):
         sys.exit(f"could not read the run's summary (has its format changed?):\n{stdout}")
