@@ -58,7 +58,7 @@ def test_report_loads_in_headless_chromium(tmp_path: Path):
     thumbs = [k for k in probe["imgs"] if k.startswith("thumb-")]
     assert thumbs and all(probe["imgs"][k][1] == 12 and probe["imgs"][k][2] == 8 for k in thumbs)
     assert sorted(probe["all"]) == ["VISl", "VISp", "VISp"] and probe["visl"] == ["VISl"]
-    assert probe["count"] == "1 of 3 units"
+    assert probe["count"] == "1 of 3 cards shown"
     assert probe["width"] <= 1280  # nothing wider than the window
     from matplotlib.image import imread
 
