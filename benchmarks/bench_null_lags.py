@@ -34,8 +34,11 @@ import numpy as np
 from _hardware import append_results, hardware
 
 from neurrator.data.binning import bin_session
+from neurrator.decode.chance import shift_pairings
+from neurrator.decode.fidelity import cosine_shift_null, patch_cosines
 from neurrator.data.session import load_session
 from neurrator.simulate import global_null_session, write_simulated_session
+from neurrator.stats.resampling import permutation_pvalue
 
 WINDOW = 6  # frames of counts after each frame's onset
 
@@ -44,11 +47,6 @@ def _features(session):
     b = bin_session(session, bins_per_frame=4)
     counts = b.counts.reshape(b.n_presentations, 4, -1).sum(1).astype(np.float64)
     return np.concatenate([np.roll(counts, -k, axis=0) for k in range(WINDOW)], axis=1), b.frame, b.repeat
-
-
-def _centred_cosine(pred, target):
-    p, g = pred - pred.mean(0), target - target.mean(0)
-    return float(np.mean((p * g).sum(1) / (np.linalg.norm(p, axis=1) * np.linalg.norm(g, axis=1) + 1e-12)))
 
 
 def decode_and_test(session, targets, *, lam: float = 1e3):
@@ -61,10 +59,13 @@ def decode_and_test(session, targets, *, lam: float = 1e3):
     y_mean = y[train].mean(0)
     w = np.linalg.solve(xs[train].T @ xs[train] + lam * np.eye(xs.shape[1]), xs[train].T @ (y[train] - y_mean))
     pred, truth = xs[test] @ w, y[test] - y_mean
-    observed = _centred_cosine(pred, truth)
-    n = len(truth)
-    null = np.array([_centred_cosine(pred, np.roll(truth, lag, axis=0)) for lag in range(1, n)])  # every lag
-    p = (1 + np.sum(null >= observed)) / (1 + null.size)
+    # the centred cosine as one "patch" per frame, against the pipeline's own whole-circle shift null
+    pred, truth = (pred - pred.mean(0))[:, None], (truth - truth.mean(0))[:, None]
+    observed = float(patch_cosines(pred, truth).mean())
+    reps = np.zeros(len(truth), dtype=np.int64)
+    partners, _ = shift_pairings(reps, min_lag=0, n_perm=len(truth))  # every lag but 0: exact
+    null = cosine_shift_null(pred, truth, partners, reps)
+    p = permutation_pvalue(observed, null)
     return observed, float(p), float((observed - null.mean()) / null.std())
 
 
