@@ -28,7 +28,8 @@ What runs
     - ridge: `neurrator.decode.baselines.ridge_baseline`, bins pooled by 4 (its best setting).
     - kNN: `knn_baseline` on the windows' time course (bins pooled by 4).
     - pv-kNN: `knn_baseline` on population vectors (the window summed).
-    - encoder-plain: the same trained encoder with its output blend switched off (what the blend adds).
+    - encoder-plain: the same trained encoder with its output blend (ridge mix, soft retrieval, kNN over
+      training windows, per subset size) switched off (what the blend adds).
 
     Per metric: mean over sessions with a 95% t interval, and the paired difference encoder - peer with
     its t interval and the number of sessions where the encoder is ahead. Training time per method.
@@ -126,14 +127,16 @@ def plain(trained, binned, te):
     m = trained.model
     if not trained.encoder_config.blend:
         return predict(trained, binned, te)
-    saved = (float(m.blend_beta), float(m.blend_gamma))
+    saved = {k: v.clone() for k, v in m.state_dict().items() if k.startswith("blend_")}
     m.blend_beta.fill_(1.0)
     m.blend_gamma.fill_(0.0)
+    if m.has_window_bank:  # the per-size table: beta 1, gamma 0, no kNN in every row
+        m.blend_table[:, 1:] = torch.tensor([1.0, 0.0, 0.01, 0.0, 0.0])
     try:
         return predict(trained, binned, te)
     finally:
-        m.blend_beta.fill_(saved[0])
-        m.blend_gamma.fill_(saved[1])
+        for k, v in saved.items():
+            getattr(m, k).copy_(v)
 
 
 def timed(fn, *a, **kw):
@@ -144,6 +147,7 @@ def timed(fn, *a, **kw):
 
 def encoder_configs(args, n_units, targets, window_bins=20, **enc_kw):
     cfg = TrainConfig(max_epochs=args.epochs, window_bins=window_bins, val_subsets=tuple(args.val_subsets))
+    enc_kw.setdefault("window_knn", not args.no_window_knn)
     enc = EncoderConfig(**{k: v for k, v in args.enc.items()}, **enc_kw).for_data(
         n_units=n_units, n_patches=targets.shape[1], dim=targets.shape[2], window_bins=window_bins)
     return cfg, enc
@@ -347,12 +351,14 @@ def main() -> None:
     ap.add_argument("--depth", type=int, default=1)
     ap.add_argument("--val-subsets", type=int, nargs="*", default=[10, 30, 100],
                     help="TrainConfig.val_subsets of the encoder (issue 28.1)")
+    ap.add_argument("--no-window-knn", action="store_true",
+                    help="the encoder without EncoderConfig.window_knn (the blend's kNN and per-size choice)")
     ap.add_argument("--cebra-iters", type=int, default=500)
     ap.add_argument("--cebra-dim", type=int, default=32)
     ap.add_argument("--no-cebra", action="store_true")
-    ap.add_argument("--subset-seeds", type=int, default=2)
-    ap.add_argument("--subset-sizes", type=int, nargs="+", default=[10, 30, 60])
-    ap.add_argument("--draws", type=int, default=2)
+    ap.add_argument("--subset-seeds", type=int, default=3)
+    ap.add_argument("--subset-sizes", type=int, nargs="+", default=[10, 30, 60, 100])
+    ap.add_argument("--draws", type=int, default=3)
     ap.add_argument("--v4-splits", type=int, default=5)
     ap.add_argument("--no-v4", action="store_true")
     ap.add_argument("--real-dims", action="store_true", help="only (d): time training at real dimensions")
@@ -399,7 +405,8 @@ def main() -> None:
            f"Simulated sessions (a): {args.seeds} x `simulate_session(n_units={args.units}, n_repeats={args.repeats}, "
            f"n_frames={args.frames}, seed=s, movie_seed=s)`, `tiny` targets, 4 train / 2 val / 2 test repeats. "
            f"Encoder: library defaults except d_model {args.d_model}, {args.latents} latents, depth {args.depth}, "
-           f"max {args.epochs} epochs, val_subsets {tuple(args.val_subsets)}, output blend on (EncoderConfig.blend). CEBRA: " + (f"offset10-model, frame index as continuous label (time_delta), "
+           f"max {args.epochs} epochs, val_subsets {tuple(args.val_subsets)}, output blend on (EncoderConfig.blend), "
+           f"window_knn {not args.no_window_knn}. CEBRA: " + (f"offset10-model, frame index as continuous label (time_delta), "
            f"output dim {args.cebra_dim}, batch 512, {args.cebra_iters} iterations (capped; documented default "
            "10,000), kNN decoder in the embedding." if args.cebra_ok else "not run (not installed)"), "",
            "Mean over sessions [95% t interval]; frame errors in movie frames (30 fps):", ""]

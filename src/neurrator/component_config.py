@@ -184,11 +184,23 @@ class EncoderConfig:
     """After training, choose on the validation repeats an output blend (`neurrator.models.readout`):
     ``ridge + beta (encoder - ridge)`` (ridge: the closed-form ridge of the same units, needs
     ``subset_ridge``), then a share ``gamma`` of a soft retrieval over the training frames' maps
-    (``bank_frames``); the choice keeps the validation centred patch cosine at least ridge's and maximises
+    (``bank_frames``), then a share of a kNN over the training windows (``window_knn``), chosen per subset
+    size; the choice keeps the validation centred patch cosine at least ridge's and maximises
     identification (mean of top-1, top-5, top-30) under that; beta = 1, gamma = 0 is the plain encoder."""
     bank_frames: int = 0
     """Training frames whose target maps the encoder keeps for the blend's soft retrieval (filled by
     training when they fit `neurrator.models.readout.MAX_BANK_BYTES`; 0: no retrieval)."""
+    window_knn: bool = False
+    """With ``blend``, keep the training windows (``window_bank``) so the blend adds a kNN over input windows
+    and is chosen per subset size (`neurrator.models.readout`). Off by default: it wins every decoding
+    metric in benchmarks/bench_peers.py, but on the test suite's global-null session one local population's
+    narration beat its block-permutation null after FDR with it (q 0.028; 0 of 19 on a second null seed),
+    which is not yet understood (RESULTS.md, issue 28)."""
+    window_bank: int = 0
+    """Training windows whose pooled counts (int16, as the linear path pools them) the encoder keeps for the
+    blend's kNN over input windows: the k training windows most similar (cosine of z-scored features, on
+    the units given) vote with their frames' maps (filled by training when they fit
+    `neurrator.models.readout.MAX_BANK_BYTES` and ``bank_frames`` is kept; 0: no kNN)."""
 
     def __post_init__(self) -> None:
         for name in ("n_units", "n_patches", "dim", "window_bins", "n_sessions", "d_model", "n_heads", "n_latents"):
@@ -208,8 +220,8 @@ class EncoderConfig:
             raise ValueError(f"linear_rank must be >= 0, not {self.linear_rank}")
         if self.linear_pool < 1:
             raise ValueError(f"linear_pool must be >= 1, not {self.linear_pool}")
-        if self.bank_frames < 0:
-            raise ValueError(f"bank_frames must be >= 0, not {self.bank_frames}")
+        if self.bank_frames < 0 or self.window_bank < 0:
+            raise ValueError(f"bank_frames and window_bank must be >= 0, not {self.bank_frames}, {self.window_bank}")
         if self.subset_ridge < 0:
             raise ValueError(f"subset_ridge must be >= 0, not {self.subset_ridge}")
         if self.out_components is not None and self.dim is not None and not 1 <= self.out_components <= self.dim:

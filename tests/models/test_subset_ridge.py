@@ -70,7 +70,7 @@ def test_blend_never_below_ridge_on_validation(data):
     m = tr.model
     x = torch.from_numpy(binned.counts[:80].astype(np.float32)).view(4, 20, N)
     units = torch.arange(N)
-    y = m.blend_output(torch.zeros(4, 16, 8), x, units, beta=0.0, gamma=0.0)
+    y = m.blend_output(torch.zeros(4, 16, 8), x, units, beta=0.0, gamma=0.0, knn_w=0.0)
     torch.testing.assert_close(y, m.ridge_tokens(x, units))  # beta 0: the closed-form ridge itself
 
 
@@ -83,12 +83,12 @@ def test_blend_grid_equals_scoring_each_output(data):
     units = torch.arange(N)
     frame = torch.arange(24)
     T = torch.from_numpy(targets)
-    m.blend_beta.fill_(1.0)
-    m.blend_gamma.fill_(0.0)
-    y = m(x, units)
+    with torch.no_grad():
+        y = m(x, units, blend=False)
     grid = _grid(y, m.ridge_tokens(x, units), frame, T, m.target_mean, m.bank, (0.0, 0.5, 1.0))
     for beta, gamma, tau in ((0.0, 0.0, 0.001), (0.5, 0.5, 0.003), (1.0, 1.0, 0.03), (0.5, 1.0, 0.01)):
-        direct = _scores(m.blend_output(y, x, units, beta=beta, gamma=gamma, tau=tau), frame, T, m.target_mean)
+        direct = _scores(m.blend_output(y, x, units, beta=beta, gamma=gamma, tau=tau, knn_w=0.0), frame, T,
+                         m.target_mean)
         assert grid[(beta, gamma, tau)] == pytest.approx(direct, abs=1e-4)
 
 
@@ -108,7 +108,74 @@ def test_soft_retrieval_reuses_its_bank_until_the_bank_changes(data):
         return (torch.softmax(sim / 0.01, dim=1) @ bank).view_as(y0) + m.target_mean
 
     for _ in range(2):  # computed, then served from the cache
-        torch.testing.assert_close(m.blend_output(y0, x, units, beta=1.0, gamma=1.0, tau=0.01), by_hand())
+        torch.testing.assert_close(m.blend_output(y0, x, units, beta=1.0, gamma=1.0, tau=0.01, knn_w=0.0), by_hand())
     with torch.no_grad():
         m.bank.mul_(-1.0)  # in place: same storage, new version
-    torch.testing.assert_close(m.blend_output(y0, x, units, beta=1.0, gamma=1.0, tau=0.01), by_hand())
+    torch.testing.assert_close(m.blend_output(y0, x, units, beta=1.0, gamma=1.0, tau=0.01, knn_w=0.0), by_hand())
+
+
+@pytest.fixture(scope="module")
+def wide():
+    """40 units: the per-size blend table has distinct rows for 10, 30 and all units."""
+    rng = np.random.default_rng(1)
+    n = 40
+    drive = rng.normal(size=(F, n))
+    rate = np.exp(0.5 * np.repeat(drive, 4, axis=0))
+    counts = rng.poisson(np.tile(rate, (R, 1))).astype(np.uint16)
+    binned = Binned(counts=counts, frame=np.tile(np.arange(F), R), repeat=np.repeat(np.arange(R), F),
+                    bins_per_frame=4, unit_ids=np.arange(n, dtype=np.int64))
+    targets = (drive @ rng.normal(size=(n, 16 * 8)) / 4).reshape(F, 16, 8).astype(np.float32)
+    split = split_repeats(binned.repeat, n_val=1, n_test=1, seed=0)
+    return binned, targets, split, _train(binned, targets, split, window_knn=True)
+
+
+def test_window_knn_votes_with_the_nearest_training_windows_on_the_units_given(wide):
+    """`window_knn` on a subset = by hand: log1p of the windows' 4-bin sums, z-scored with the training
+    windows' statistics of those units only, cosine to every training window, mean map of the k nearest."""
+    from neurrator.decode.baselines import window_features
+
+    binned, targets, split, tr = wide
+    m = tr.model
+    assert m.has_window_bank and m.win_counts.shape == (len(split.train), 40, 5)
+    cols = np.array([1, 4, 7, 20, 33])
+    te = np.asarray(split.test)
+    feats = lambda idx: window_features(binned, idx, window_bins=20, temporal_pool=4, unit_idx=cols).reshape(
+        len(idx), 5, len(cols)).transpose(0, 2, 1)  # (P, n, T)
+    mu, sd = m.lin_mean[cols].numpy(), m.lin_std[cols].numpy()
+    z = lambda f: (f - mu) / sd
+    q, keys = z(feats(te)).reshape(len(te), -1), z(feats(np.asarray(split.train))).reshape(len(split.train), -1)
+    cos = (q / np.linalg.norm(q, axis=1, keepdims=True)) @ (keys / np.linalg.norm(keys, axis=1, keepdims=True)).T
+    near = np.argsort(-cos, axis=1)[:, :3]
+    expected = targets[binned.frame[np.asarray(split.train)][near]].mean(1)
+    from neurrator.models.training import _DeviceData
+
+    d = _DeviceData(binned.counts, binned.frame, binned.repeat, 4, targets, window_bins=20, offset_bins=0,
+                    device=torch.device("cpu"))
+    sub = torch.from_numpy(cols)
+    got = m.window_knn(d.windows(torch.from_numpy(te), sub), sub, 3)
+    np.testing.assert_allclose(got.numpy(), expected, atol=1e-5)
+
+
+def test_each_subset_size_decodes_through_its_own_blend(wide):
+    binned, targets, split, tr = wide
+    m = tr.model
+    by_size = tr.extra["blend"]["by_size"]
+    assert set(by_size) == {"10", "30", "40"}
+    for choice in by_size.values():  # every per-size choice keeps at least ridge's validation cosine
+        assert choice["centred_patch_cosine"] >= choice["ridge"][0] - 1e-6
+    assert [m.blend_row(n) for n in (1, 10, 17, 18, 30, 34, 35, 40)] == [0, 0, 0, 1, 1, 1, 2, 2]
+    x = torch.from_numpy(np.asarray(binned.counts)[:80].astype(np.float32)).view(4, 20, 40)
+    sub = torch.arange(0, 40, 4)  # 10 units: row 0
+    beta, gamma, tau, k, w = (float(v) for v in m.blend_table[0, 1:])
+    raw = m(x[..., sub], sub, blend=False)
+    want = m.blend_output(raw, x[..., sub], sub, beta=beta, gamma=gamma, tau=tau, knn_k=int(k), knn_w=w)
+    torch.testing.assert_close(m(x[..., sub], sub), want)
+    assert (beta, gamma, tau, int(k), w) == pytest.approx(tuple(by_size["10"][key] for key in
+                                                                ("beta", "gamma", "tau", "knn_k", "knn_w")))
+
+
+def test_without_window_knn_the_blend_is_one_choice_for_every_subset(data):
+    binned, targets, split = data
+    tr = _train(binned, targets, split, window_knn=False)
+    assert not tr.model.has_window_bank and tr.encoder_config.window_bank == 0
+    assert "by_size" not in tr.extra["blend"] and tr.extra["blend"]["knn_w"] == 0.0

@@ -29,7 +29,10 @@ from torch import nn
 
 from neurrator.component_config import EncoderConfig
 
-__all__ = ["EncoderConfig", "SpikeEncoder"]
+__all__ = ["BLEND_SIZES", "EncoderConfig", "SpikeEncoder"]
+
+#: Subset sizes (besides all units) the blend is chosen for when the encoder keeps its training windows.
+BLEND_SIZES = (10, 30, 100)
 
 
 class _MLP(nn.Module):
@@ -135,6 +138,16 @@ class SpikeEncoder(nn.Module):
             self.register_buffer("blend_tau", torch.full((), 0.01))
             if c.bank_frames:
                 self.register_buffer("bank", torch.zeros(c.bank_frames, c.n_patches, c.dim))
+            if c.bank_frames and c.window_bank and c.linear_rank:
+                # kNN over the training windows (`window_knn`): their pooled counts and their frames' bank rows
+                T = -(-c.window_bins // c.linear_pool)
+                self.register_buffer("win_counts", torch.zeros(c.window_bank, c.n_units, T, dtype=torch.int16))
+                self.register_buffer("win_row", torch.zeros(c.window_bank, dtype=torch.long))
+                # the blend chosen per subset size (`BLEND_SIZES` and all units): rows of (log n, beta, gamma,
+                # tau, knn_k, knn_w); a subset decodes through the row nearest its size in log n
+                sizes = [min(k, c.n_units) for k in BLEND_SIZES] + [c.n_units]
+                table = torch.tensor([[math.log(n), 1.0, 0.0, 0.01, 0.0, 0.0] for n in sizes])
+                self.register_buffer("blend_table", table)
         if c.out_components is not None:
             self.register_buffer("out_basis", torch.eye(c.out_components, c.dim))
             self.register_buffer("out_scale", torch.ones(c.out_components))
@@ -224,16 +237,19 @@ class SpikeEncoder(nn.Module):
         self.lin_mean.copy_(mean)
         self.lin_std.copy_(std.clamp_min(1e-3))
 
-    def linear_features(self, counts: torch.Tensor) -> torch.Tensor:
-        """(B, W, n) counts -> (B, n, W / linear_pool) log1p of counts summed in groups (not z-scored)."""
+    def pooled_counts(self, counts: torch.Tensor) -> torch.Tensor:
+        """(B, W, n) counts -> (B, n, W / linear_pool) counts summed in groups of ``linear_pool`` bins."""
         B, W, n = counts.shape
         p = self.config.linear_pool
         T = -(-W // p)
         x = counts.float().clamp_min(0)
         if T * p != W:
             x = F.pad(x, (0, 0, 0, T * p - W))
-        x = x.reshape(B, T, p, n).sum(2)
-        return torch.log1p(x).transpose(1, 2)
+        return x.reshape(B, T, p, n).sum(2).transpose(1, 2)
+
+    def linear_features(self, counts: torch.Tensor) -> torch.Tensor:
+        """(B, W, n) counts -> (B, n, W / linear_pool) log1p of counts summed in groups (not z-scored)."""
+        return torch.log1p(self.pooled_counts(counts))
 
     def _linear(self, counts: torch.Tensor, unit_idx: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """(B, W, n) counts -> (B, n_patches, dim) standardised tokens."""
@@ -256,7 +272,8 @@ class SpikeEncoder(nn.Module):
         return flat.view(B, self.config.n_patches, self.config.dim)
 
     # ---------------------------------------------------------------------------------- forward
-    def forward(self, counts: torch.Tensor, unit_idx: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, counts: torch.Tensor, unit_idx: torch.Tensor, mask: torch.Tensor | None = None,
+                blend: bool = True) -> torch.Tensor:
         """Predict patch tokens.
 
         Parameters
@@ -268,6 +285,8 @@ class SpikeEncoder(nn.Module):
         mask
             Optional (B, n) bool, True for real units, False for padding (only needed when the
             samples of a batch have different numbers of units).
+        blend
+            False: the encoder's own output, without the output blend (`blend_output`).
 
         Returns
         -------
@@ -296,7 +315,7 @@ class SpikeEncoder(nn.Module):
             y = (out * self.out_scale) @ self.out_basis + lin * self.target_std + self.target_mean
         else:
             y = (out + lin) * self.target_std + self.target_mean
-        if self.config.blend and unit_idx.dim() == 1 and mask is None:
+        if blend and self.config.blend and unit_idx.dim() == 1 and mask is None:
             y = self.blend_output(y, counts, unit_idx)
         return y
 
@@ -325,14 +344,58 @@ class SpikeEncoder(nn.Module):
             self._bank_cache = cached
         return cached[1], cached[2]
 
+    @property
+    def has_window_bank(self) -> bool:
+        """True when this encoder keeps its training windows for the blend's kNN (`EncoderConfig.window_bank`)."""
+        return hasattr(self, "win_counts")
+
+    @torch.no_grad()
+    def set_window_bank(self, pooled: torch.Tensor, rows: torch.Tensor) -> None:
+        """(window_bank, n_units, T) pooled counts of the training windows (`pooled_counts`) and (window_bank,)
+        the row of ``bank`` (their frame's map) of each."""
+        self.win_counts.copy_(pooled.round().clamp(0, 32767).to(torch.int16))
+        self.win_row.copy_(rows)
+        self._knn_cache = None
+
+    def _window_keys(self, unit_idx: torch.Tensor) -> torch.Tensor:
+        """(window_bank, n * T) unit-norm z-scored features of the kept training windows on these units (cached
+        for the last subset and state of the bank)."""
+        key = (self.win_counts._version, self.lin_mean._version, self.lin_std._version, self.win_counts.device)
+        c = getattr(self, "_knn_cache", None)
+        if (c is not None and c[0] == key and c[1].shape == unit_idx.shape and c[1].device == unit_idx.device
+                and torch.equal(c[1], unit_idx)):
+            return c[2]
+        x = torch.log1p(self.win_counts.index_select(1, unit_idx).float())
+        keys = F.normalize(((x - self.lin_mean[unit_idx]) / self.lin_std[unit_idx]).flatten(1), dim=1)
+        self._knn_cache = (key, unit_idx.detach().clone(), keys)
+        return keys
+
+    def window_knn(self, counts: torch.Tensor, unit_idx: torch.Tensor, k: int) -> torch.Tensor:
+        """(B, W, n) counts of the units ``unit_idx`` (n,) -> (B, n_patches, dim): the mean map of the frames of
+        the ``k`` kept training windows nearest by cosine of z-scored features on exactly these units."""
+        x = (self.linear_features(counts) - self.lin_mean[unit_idx]) / self.lin_std[unit_idx]
+        keys = self._window_keys(unit_idx)
+        near = (F.normalize(x.flatten(1).float(), dim=1) @ keys.T).topk(min(int(k), len(keys)), dim=1).indices
+        return self.bank[self.win_row[near]].mean(1)
+
     def blend_output(self, y: torch.Tensor, counts: torch.Tensor, unit_idx: torch.Tensor,
-                     beta: float | None = None, gamma: float | None = None, tau: float | None = None) -> torch.Tensor:
+                     beta: float | None = None, gamma: float | None = None, tau: float | None = None,
+                     knn_k: int | None = None, knn_w: float | None = None) -> torch.Tensor:
         """The blended output: ``r + beta (y - r)`` (r: `ridge_tokens` of the same units), then a share
         ``gamma`` of the soft retrieval ``softmax(cos(. - mean, bank - mean) / tau) @ bank`` over the training
-        frames' maps. Arguments default to the fitted buffers (`neurrator.models.readout.fit_blend`)."""
-        beta = float(self.blend_beta) if beta is None else beta
-        gamma = float(self.blend_gamma) if gamma is None else gamma
-        tau = float(self.blend_tau) if tau is None else tau
+        frames' maps, then a share ``knn_w`` of `window_knn` with ``knn_k`` neighbours. Arguments default to the
+        fitted buffers (`neurrator.models.readout.fit_blend`): with a window bank the ``blend_table`` row of
+        this subset's size (`blend_row`), else the scalars ``blend_beta`` / ``blend_gamma`` / ``blend_tau``."""
+        if self.has_window_bank:
+            row = self.blend_row(len(unit_idx))
+            b0, g0, t0, k0, w0 = (float(v) for v in self.blend_table[row, 1:])
+        else:
+            b0, g0, t0, k0, w0 = float(self.blend_beta), float(self.blend_gamma), float(self.blend_tau), 0, 0.0
+        beta = b0 if beta is None else beta
+        gamma = g0 if gamma is None else gamma
+        tau = t0 if tau is None else tau
+        knn_k = int(k0) if knn_k is None else knn_k
+        knn_w = w0 if knn_w is None else knn_w
         if beta != 1.0 and self.has_subset_ridge and float(self.lin_alpha) > 0:
             r = self.ridge_tokens(counts, unit_idx).to(y.dtype)
             y = r + beta * (y - r)
@@ -341,7 +404,13 @@ class SpikeEncoder(nn.Module):
             sim = F.normalize((y - self.target_mean).flatten(1).float(), dim=1) @ bank_unit.T
             soft = (torch.softmax(sim / tau, dim=1) @ bank).view_as(y) + self.target_mean
             y = (1 - gamma) * y + gamma * soft.to(y.dtype)
+        if knn_k > 0 and knn_w > 0 and self.has_window_bank:
+            y = (1 - knn_w) * y + knn_w * self.window_knn(counts, unit_idx, knn_k).to(y.dtype)
         return y
+
+    def blend_row(self, n: int) -> int:
+        """The row of ``blend_table`` a subset of ``n`` units decodes through (nearest in log n)."""
+        return int((self.blend_table[:, 0] - math.log(max(int(n), 1))).abs().argmin())
 
     def n_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -11,23 +11,42 @@ units), each a function of the trained encoder's output y and the closed-form ri
   ``softmax(cos(output - mean map, map - mean map) / tau)``, tau in `TAUS` (the encoder's similarity to
   the frames it was trained on, as CEBRA's or any kNN decoder reads an embedding).
 
+- when the encoder keeps its training windows (`EncoderConfig.window_bank`), then a share w in
+  `KNN_WEIGHTS` of the kNN over them (`SpikeEncoder.window_knn`: the k in `KNN_KS` training windows
+  nearest by cosine of z-scored 4-bin features on exactly the units given vote with their frames' maps),
+  chosen after the first three on the same validation windows.
+
 The chosen blend has a validation centred patch cosine at least ridge's (beta = 0, gamma = 0 always
 qualifies, so the blend cannot make validation worse than ridge on either criterion) and, among those,
-the best identification (the mean of top-1, top-5 and top-30 among all frames, centred maps). The choice sits in the model's
-buffers, so every caller (subsets, checkpoints, the pipeline) decodes through it.
+the best identification (the mean of top-1, top-5 and top-30 among all frames but held-out ones,
+centred maps). With a window bank the choice is made once per subset size (`BLEND_SIZES` and all
+units, each on `BLEND_DRAWS` random draws of that size taking turns over the validation windows) into
+``blend_table``, and a subset decodes through the row nearest its size in log n: on fewer units the
+attention path and the ridge are weaker and the kNN relatively stronger, so one all-unit choice left a
+subset gap (issue 28.1).
+The choice sits in the model's buffers, so every caller (subsets, checkpoints, the pipeline) decodes
+through it.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["BETAS", "GAMMAS", "MAX_BANK_BYTES", "MAX_WINDOWS", "TAUS", "bank_fits", "fit_blend"]
+__all__ = ["BETAS", "BLEND_DRAWS", "GAMMAS", "KNN_KS", "KNN_WEIGHTS", "MAX_BANK_BYTES", "MAX_WINDOWS", "TAUS",
+           "bank_fits", "fit_blend"]
 
 BETAS = (0.0, 0.25, 0.5, 0.75, 1.0)
 GAMMAS = (0.0, 0.5, 1.0)
 TAUS = (0.001, 0.003, 0.01, 0.03)
+#: Neighbours and shares of the kNN over training windows (`SpikeEncoder.window_knn`), the blend's last stage.
+KNN_KS = (1, 5, 10, 20)
+KNN_WEIGHTS = (0.25, 0.5, 0.75, 1.0)
+#: Random draws of each subset size the per-size blend is chosen on (the validation windows take turns).
+BLEND_DRAWS = 3
 #: Validation windows the blend is chosen on (evenly spaced when there are more).
 MAX_WINDOWS = 1024
 #: Largest retrieval bank (training frames x n_patches x dim float32) an encoder keeps (and stores).
@@ -100,8 +119,10 @@ def _grid(y, r, frame, targets, mean, bank, betas) -> dict:
 
 
 @torch.no_grad()
-def fit_blend(model, windows, frame: torch.Tensor, targets: torch.Tensor, bank: torch.Tensor | None) -> dict:
-    """Choose and set the blend (model buffers ``blend_beta``, ``blend_gamma``, ``blend_tau``, ``bank``).
+def fit_blend(model, windows, frame: torch.Tensor, targets: torch.Tensor, bank: torch.Tensor | None,
+              seed: int = 0) -> dict:
+    """Choose and set the blend (model buffers ``blend_beta``, ``blend_gamma``, ``blend_tau``, ``bank``, and
+    with a window bank ``blend_table``: one choice per subset size, on `BLEND_DRAWS` random draws of it).
 
     Parameters
     ----------
@@ -116,36 +137,96 @@ def fit_blend(model, windows, frame: torch.Tensor, targets: torch.Tensor, bank: 
         (F, n_patches, dim) float32 target maps of all frames (the identification candidates).
     bank
         (F', n_patches, dim) training frames' maps for the retrieval (None: no retrieval).
+    seed
+        Draws the subsets of the per-size choices.
 
     Returns
     -------
-    dict with the chosen ``beta``, ``gamma``, ``tau`` and validation ``centred_patch_cosine`` /
-    ``identification`` of the choice, of ridge and of the plain encoder.
+    dict with the chosen ``beta``, ``gamma``, ``tau``, ``knn_k``, ``knn_w`` (all units) and validation
+    ``centred_patch_cosine`` / ``identification`` of the choice, of ridge and of the plain encoder; with a
+    window bank also ``by_size``: {str(n units): the same dict}.
     """
     if bank is not None and model.config.bank_frames:
         model.bank.copy_(bank)
-    gammas = GAMMAS if (bank is not None and model.config.bank_frames) else (0.0,)
-    betas = BETAS if (model.has_subset_ridge and float(model.lin_alpha) > 0) else (1.0,)
     model.blend_beta.fill_(1.0)
     model.blend_gamma.fill_(0.0)
     keep = torch.linspace(0, len(frame) - 1, min(len(frame), MAX_WINDOWS), device=frame.device).round().long()
-    frame = frame[keep]
-    P = len(frame)
-    ys, rs = [], []
-    for i in range(0, P, 256):
-        x, units = windows(keep[i : i + 256])
-        ys.append(model(x, units).float())
+    if not model.has_window_bank:
+        out = _fit_one(model, windows, keep, frame[keep], targets.float(), bank, [None])
+        model.blend_beta.fill_(out["beta"])
+        model.blend_gamma.fill_(out["gamma"])
+        model.blend_tau.fill_(out["tau"])
+        return out
+    table = model.blend_table
+    table[:, 1:] = torch.tensor([1.0, 0.0, 0.01, 0.0, 0.0], dtype=table.dtype, device=table.device)
+    gen = torch.Generator().manual_seed(int(seed) + 104729)
+    N = model.config.n_units
+    by_size = {}
+    for row in range(len(table)):
+        n = int(round(math.exp(float(table[row, 0]))))
+        subs = [None] if n >= N else [torch.randperm(N, generator=gen)[:n].sort().values
+                                      for _ in range(BLEND_DRAWS)]
+        res = by_size[str(n)] = _fit_one(model, windows, keep, frame[keep], targets.float(), bank, subs)
+        table[row, 1:] = torch.tensor([res["beta"], res["gamma"], res["tau"], res["knn_k"], res["knn_w"]],
+                                      dtype=table.dtype)
+    out = dict(by_size[str(N)])
+    model.blend_beta.fill_(out["beta"])
+    model.blend_gamma.fill_(out["gamma"])
+    model.blend_tau.fill_(out["tau"])
+    out["by_size"] = by_size
+    return out
+
+
+def _fit_one(model, windows, keep, frame, targets, bank, subs: list) -> dict:
+    """One blend choice on the validation windows ``keep``; blocks of 128 windows in turn read the unit
+    subsets ``subs`` (None: all units), so one choice serves several draws of a size."""
+    gammas = GAMMAS if (bank is not None and model.config.bank_frames) else (0.0,)
+    betas = BETAS if (model.has_subset_ridge and float(model.lin_alpha) > 0) else (1.0,)
+    ys, rs, chunks = [], [], []
+    for c, i in enumerate(range(0, len(keep), 128)):
+        x, units = windows(keep[i : i + 128])
+        sub = subs[c % len(subs)]
+        if sub is not None:
+            x, units = x[..., sub.to(x.device)], units[sub.to(units.device)]
+        ys.append(model(x, units, blend=False).float())
         rs.append(model.ridge_tokens(x, units).float() if betas != (1.0,) else ys[-1])
-    results = _grid(torch.cat(ys), torch.cat(rs), frame, targets.float(), model.target_mean.float(),
-                    bank.float() if len(gammas) > 1 else None, betas)
+        chunks.append((x, units))
+    mean = model.target_mean.float()
+    results = _grid(torch.cat(ys), torch.cat(rs), frame, targets, mean, bank.float() if len(gammas) > 1 else None,
+                    betas)
     floor = results[(0.0, 0.0, TAUS[0])][0] if (0.0, 0.0, TAUS[0]) in results else -np.inf
     ok = {k: v for k, v in results.items() if v[0] >= floor - 1e-9}
     best = max(ok, key=lambda k: (ok[k][1], ok[k][0]))
-    model.blend_beta.fill_(best[0])
-    model.blend_gamma.fill_(best[1])
-    model.blend_tau.fill_(best[2])
     plain = results.get((1.0, 0.0, TAUS[0]))
     ridge = results.get((0.0, 0.0, TAUS[0]))
-    return {"beta": best[0], "gamma": best[1], "tau": best[2], "centred_patch_cosine": results[best][0],
-            "identification": results[best][1],
-            "encoder": None if plain is None else list(plain), "ridge": None if ridge is None else list(ridge)}
+    out = {"beta": best[0], "gamma": best[1], "tau": best[2], "knn_k": 0, "knn_w": 0.0,
+           "centred_patch_cosine": results[best][0], "identification": results[best][1],
+           "encoder": None if plain is None else list(plain), "ridge": None if ridge is None else list(ridge)}
+    if model.has_window_bank and len(gammas) > 1:
+        out.update(_fit_knn(model, chunks, torch.cat(ys), frame, targets, mean, floor, results[best], best))
+    return out
+
+
+def _fit_knn(model, chunks, y, frame, targets, mean, floor: float, chosen: tuple[float, float], params) -> dict:
+    """Second stage: a share ``w`` in `KNN_WEIGHTS` of `SpikeEncoder.window_knn` with k in `KNN_KS` on top of the
+    chosen blend ``params`` (beta, gamma, tau), kept where it beats the blend's identification with the cosine
+    still at least ridge's."""
+    blended, near = [], {k: [] for k in KNN_KS}
+    j = 0
+    beta, gamma, tau = params
+    for x, units in chunks:
+        blended.append(model.blend_output(y[j : j + len(x)], x, units, beta=beta, gamma=gamma, tau=tau,
+                                          knn_w=0.0).float())
+        for k in KNN_KS:
+            near[k].append(model.window_knn(x, units, k).float())
+        j += len(x)
+    b = torch.cat(blended)
+    best, best_score = (0, 0.0), chosen
+    for k in KNN_KS:
+        nk = torch.cat(near[k])
+        for w in KNN_WEIGHTS:
+            sc = _scores((1 - w) * b + w * nk, frame, targets, mean)
+            if sc[0] >= floor - 1e-9 and (sc[1], sc[0]) > (best_score[1], best_score[0]):
+                best, best_score = (k, w), sc
+    return {"knn_k": best[0], "knn_w": best[1], "centred_patch_cosine": best_score[0],
+            "identification": best_score[1]}
