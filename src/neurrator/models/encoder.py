@@ -370,13 +370,17 @@ class SpikeEncoder(nn.Module):
         self._knn_cache = (key, unit_idx.detach().clone(), keys)
         return keys
 
-    def window_knn(self, counts: torch.Tensor, unit_idx: torch.Tensor, k: int) -> torch.Tensor:
-        """(B, W, n) counts of the units ``unit_idx`` (n,) -> (B, n_patches, dim): the mean map of the frames of
-        the ``k`` kept training windows nearest by cosine of z-scored features on exactly these units."""
+    def window_neighbours(self, counts: torch.Tensor, unit_idx: torch.Tensor, k: int) -> torch.Tensor:
+        """(B, W, n) counts of the units ``unit_idx`` (n,) -> (B, k) rows of the ``k`` kept training windows
+        nearest by cosine of z-scored features on exactly these units, nearest first."""
         x = (self.linear_features(counts) - self.lin_mean[unit_idx]) / self.lin_std[unit_idx]
         keys = self._window_keys(unit_idx)
-        near = (F.normalize(x.flatten(1).float(), dim=1) @ keys.T).topk(min(int(k), len(keys)), dim=1).indices
-        return self.bank[self.win_row[near]].mean(1)
+        return (F.normalize(x.flatten(1).float(), dim=1) @ keys.T).topk(min(int(k), len(keys)), dim=1).indices
+
+    def window_knn(self, counts: torch.Tensor, unit_idx: torch.Tensor, k: int) -> torch.Tensor:
+        """(B, W, n) counts of the units ``unit_idx`` (n,) -> (B, n_patches, dim): the mean map of the frames of
+        the ``k`` nearest kept training windows (`window_neighbours`)."""
+        return self.bank[self.win_row[self.window_neighbours(counts, unit_idx, k)]].mean(1)
 
     def blend_output(self, y: torch.Tensor, counts: torch.Tensor, unit_idx: torch.Tensor,
                      beta: float | None = None, gamma: float | None = None, tau: float | None = None,

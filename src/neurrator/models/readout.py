@@ -217,8 +217,9 @@ def _fit_knn(model, chunks, y, frame, targets, mean, floor: float, chosen: tuple
     for x, units in chunks:
         blended.append(model.blend_output(y[j : j + len(x)], x, units, beta=beta, gamma=gamma, tau=tau,
                                           knn_w=0.0).float())
+        rows = model.win_row[model.window_neighbours(x, units, max(KNN_KS))]  # one search serves every k
         for k in KNN_KS:
-            near[k].append(model.window_knn(x, units, k).float())
+            near[k].append(model.bank[rows[:, :k]].mean(1).float())
         j += len(x)
     b = torch.cat(blended)
     best, best_score = (0, 0.0), chosen
