@@ -39,7 +39,7 @@ def demo_run(tmp_path_factory):
 def test_demo_prints_narrations_scores_and_path(demo_run):
     out, file, stdout = demo_run
     assert "narration:" in stdout and "reference:" in stdout
-    assert "narration [95% CI] / null / constant / floor" in stdout and "beats its paired permutation null" in stdout
+    assert "narration [95% CI] / null / constant / floor" in stdout and "beats its paired null (narrations rotated round the movie)" in stdout
     assert "visually driven" in stdout and "beats the shuffled baseline" in stdout
     assert str(file) in stdout
     assert file.with_suffix(".html").is_file(), "the report is written next to the derived file"

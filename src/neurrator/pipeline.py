@@ -338,7 +338,7 @@ def analyse(session: Session, binned: Binned, *, config: NarrateConfig, device: 
                                      unit_ids=units.ids, plan=config.subsets,
                                      reliability=None if reliability is None else
                                      np.where(reliability.driven, reliability.value, np.nan))
-    narrated = narrated_presentations(binned, split, config.narrations_per_subset)
+    narrated = narrated_presentations(binned, split, config.narrations_per_subset, spread=kind.continuous)
     train_frames = np.unique(binned.frame[split.train])
     references = session_references(session, targets, train_frames, binned.frame[narrated],
                                     generator=models.generator or models.reference)
@@ -362,7 +362,8 @@ def analyse(session: Session, binned: Binned, *, config: NarrateConfig, device: 
         seed=config.seed)
     clock.lap("sae")
     validation, validation_stats = validate_results(results, targets, sae=sae, concepts=concepts, device=device,
-                                                    block_frames=context.block_frames, seed=config.seed)
+                                                    block_frames=context.block_frames, seed=config.seed,
+                                                    rotate=binned.repeat[narrated] if kind.continuous else None)
     clock.lap("validate")
 
     neurration = None

@@ -26,7 +26,7 @@ from neurrator.models.prediction import predict
 
 
 def test_narrated_windows_are_spread_over_the_first_test_repeat_only():
-    b = SimpleNamespace(repeat=np.repeat([0, 1, 2], 10))
+    b = SimpleNamespace(repeat=np.repeat([0, 1, 2], 10), frame=np.tile(np.arange(10), 3))
     split = SimpleNamespace(test=np.arange(10, 30))  # repeats 1 and 2 are test
     # linspace(0, 9, 3) = 0, 4.5, 9 -> rounded to even: 0, 4, 9 of repeat 1 (presentations 10..19)
     assert narrated_presentations(b, split, 3).tolist() == [10, 14, 19]
@@ -36,9 +36,23 @@ def test_narrated_windows_are_spread_over_the_first_test_repeat_only():
 
 
 def test_narrated_windows_follow_the_test_repeat_not_repeat_zero():
-    b = SimpleNamespace(repeat=np.array([0, 0, 0, 1, 1, 1, 2, 2, 2, 2]))
+    b = SimpleNamespace(repeat=np.array([0, 0, 0, 1, 1, 1, 2, 2, 2, 2]), frame=np.array([0, 1, 2] * 2 + [0, 1, 2, 3]))
     assert narrated_presentations(b, SimpleNamespace(test=np.array([6, 7, 8, 9])), 2).tolist() == [6, 9]
     assert narrated_presentations(b, SimpleNamespace(test=np.array([0, 1, 2])), 2).tolist() == [0, 2]
+
+
+def test_spread_narrations_sit_evenly_round_the_movie_in_every_test_repeat():
+    b = SimpleNamespace(repeat=np.repeat([0, 1, 2], 12), frame=np.tile(np.arange(12), 3))
+    split = SimpleNamespace(test=np.arange(12, 36))  # repeats 1 and 2 are test
+    got = narrated_presentations(b, split, 6, spread=True)
+    # frames m * 12 / 6 = 0, 2, 4, ..., 10 taking turns: repeat 1 gets 0, 4, 8 and repeat 2 gets 2, 6, 10,
+    # each evenly round the 12-frame circle (spacing 4 across the wrap too), as the rotation null needs
+    assert b.repeat[got].tolist() == [1, 1, 1, 2, 2, 2] and b.frame[got].tolist() == [0, 4, 8, 2, 6, 10]
+    # k rounded down to a multiple of the test repeats
+    assert len(narrated_presentations(b, split, 7, spread=True)) == 6
+    # more than a repeat holds: every frame once, half in each repeat
+    many = narrated_presentations(b, split, 100, spread=True)
+    assert sorted(b.frame[many].tolist()) == list(range(12)) and np.sum(b.repeat[many] == 1) == 6
 
 
 # ------------------------------------------------------------------------------- scoring context

@@ -216,3 +216,43 @@ def test_sentence_embedder_embeds_each_distinct_text_once():
     b = emb.encode(["c", "dddd"])
     assert a[:, 0].tolist() == [2, 1, 2] and b[:, 0].tolist() == [1, 4]
     assert model.seen == ["ab", "c", "dddd"]
+
+
+def _rotated_movie_p_values(embedder, null: str) -> np.ndarray:
+    """p of narrations that follow the movie at every lag L != 0: a decoder with no stimulus information
+    that tracks the movie at an unknown lag (issue 28's null-session failure). The movie: 60 frames of
+    5-frame scenes, the six scene types in a fixed order and again; 12 narrations evenly round it."""
+    movie = [SCENES[(f // 5) % 6] for f in range(60)]
+    frames = np.arange(0, 60, 5)
+    ps = []
+    for lag in range(1, 60):
+        nar = [movie[(f + lag) % 60] for f in frames]
+        refs = [movie[f] for f in frames]
+        s = score_narrations(nar, refs, embedder=embedder, seed=lag, frame_ids=frames, block_frames=5, n_perm=500,
+                             n_boot=10, rotate=np.zeros(12, int) if null == "shift" else None)
+        ps.append(s.p_value)
+    return np.array(ps)
+
+
+def test_the_circular_shift_null_is_calibrated_for_a_movie_followed_at_a_lag(embedder):
+    shift = _rotated_movie_p_values(embedder, "shift")
+    blocks = _rotated_movie_p_values(embedder, "blocks")
+    # 12 rotations, so p >= 1/12 and never <= 0.05: at worst 0.05 of the lags may reach 1/12
+    assert np.sum(shift <= 1 / 12 + 1e-9) <= 0.05 * 59 + 1, np.sort(shift)[:5]
+    # the block permutation treats the narrations as exchangeable and claims far more: the failure fixed
+    assert np.sum(blocks <= 0.05) >= 8, np.sort(blocks)[:10]
+
+
+def test_the_circular_shift_null_still_finds_matched_narrations(embedder):
+    from neurrator.decode.scoring import NULL_BLOCKS, NULL_SHIFT
+
+    refs = SCENES * 4  # 24 narrations, 12 in each of 2 test repeats: 144 alignments, all enumerated
+    frames = np.tile(np.arange(0, 60, 5), 2)
+    s = score_narrations(refs, refs, embedder=embedder, seed=0, frame_ids=frames, block_frames=5, n_perm=500,
+                         rotate=np.repeat([3, 4], 12))
+    assert s.null_kind == NULL_SHIFT and s.n_perm == 143
+    # lags that are multiples of the 6-scene period line every narration up again: 3 alignments tie
+    assert s.p_value == pytest.approx(4 / 144) and s.null_mean < 0.6
+    assert score_narrations(refs, refs, embedder=embedder, seed=0, n_perm=50).null_kind == NULL_BLOCKS
+    with pytest.raises(ValueError, match="rotate has 3 entries"):
+        score_narrations(refs, refs, embedder=embedder, seed=0, rotate=[0, 0, 0])

@@ -174,6 +174,23 @@ def test_each_subset_size_decodes_through_its_own_blend(wide):
                                                                 ("beta", "gamma", "tau", "knn_k", "knn_w")))
 
 
+def test_blends_that_ignore_the_encoder_output_skip_it_with_the_same_numbers(wide):
+    """A pure kNN row (share 1) or a ridge-only row (beta 0) never reads the attention path's output, so
+    `forward` skips it; the result must equal the full blend of the raw output exactly."""
+    binned, targets, split, tr = wide
+    m = tr.model
+    x = torch.from_numpy(np.asarray(binned.counts)[:80].astype(np.float32)).view(4, 20, 40)
+    sub = torch.arange(0, 40, 4)
+    saved = m.blend_table.clone()
+    try:
+        for beta, gamma, k, w in ((0.5, 0.5, 5, 1.0), (0.0, 0.5, 5, 0.5), (0.0, 0.0, 0, 0.0), (0.25, 0.5, 5, 0.5)):
+            m.blend_table[0, 1:] = torch.tensor([beta, gamma, 0.01, k, w])
+            want = m.blend_output(m(x[..., sub], sub, blend=False), x[..., sub], sub)
+            torch.testing.assert_close(m(x[..., sub], sub), want, rtol=0, atol=0)
+    finally:
+        m.blend_table.copy_(saved)
+
+
 def test_without_window_knn_the_blend_is_one_choice_for_every_subset(data):
     binned, targets, split = data
     tr = _train(binned, targets, split, window_knn=False)

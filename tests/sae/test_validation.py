@@ -158,3 +158,26 @@ def test_summary_pairs_agree_with_the_rows(axis_sae):
     assert math.isnan(ca[4])
     assert summ[0]["concept_agreement"]["mean"] == pytest.approx(np.nanmean(ca)) and summ[0]["concept_agreement"]["n"] == 4
     assert summ[0]["latent_profile_similarity"]["mean"] == pytest.approx(np.mean([r.latent_profile_similarity for r in rows]))
+
+
+def test_summary_with_rotate_uses_the_circular_shift_of_the_partners(axis_sae):
+    """A movie's narrated windows (12 evenly round one repeat): the null pairs each prediction with the
+    narration / true frame of the window ``lag`` places later, every lag enumerated. The concepts repeat
+    every 3 windows, so lags 3, 6 and 9 match as well as the truth: p = 4 / 12, however many
+    permutations the block null would have claimed beaten."""
+    from neurrator.sae.validation import validation_summary
+
+    axes = np.arange(12) % 3
+    pred = np.stack([_one_concept(a) for a in axes])
+    words = ["a dog", "grass", "on the left"]
+    kw = dict(sae=axis_sae, frame_ids=np.arange(12) * 30, n_perm=500, n_boot=50)
+    _, rot = validation_summary([words[a] for a in axes], pred, pred, rotate=np.zeros(12, int), **kw)
+    _, blk = validation_summary([words[a] for a in axes], pred, pred, **kw)
+    for score in ("concept_agreement", "latent_profile_similarity"):
+        r = rot[0][score]
+        assert r["n_perm"] == 11 and r["p_value"] == pytest.approx(4 / 12)
+        assert r["chance"] == pytest.approx(3 / 11)  # 3 of the 11 lags line the concepts up
+        assert blk[0][score]["p_value"] < 0.01
+    # two repeats rotate independently: 6 x 6 - 1 alignments
+    _, two = validation_summary([words[a] for a in axes], pred, pred, rotate=np.repeat([1, 2], 6), **kw)
+    assert two[0]["concept_agreement"]["n_perm"] == 35

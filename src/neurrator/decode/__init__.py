@@ -28,7 +28,8 @@ _WHERE = {
         "session_references",
     ),
     "scoring": (
-        "GENERIC_NARRATION", "N_BOOT", "N_PERM", "NarrationScores", "WORD_SALAD", "clip_cosines",
+        "GENERIC_NARRATION", "N_BOOT", "N_PERM", "NULL_BLOCKS", "NULL_SHIFT", "NarrationScores",
+        "WORD_SALAD", "clip_cosines",
         "clip_scores", "most_frequent_text", "score_narrations", "shuffled_index",
     ),
     "subsets": (

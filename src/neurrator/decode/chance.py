@@ -147,6 +147,9 @@ def window_chance(groups: np.ndarray, true_frame: np.ndarray, *, half: int) -> n
     return np.array([per_frame[int(f)] for f in true_frame], dtype=np.float64)
 
 
+_SHIFT_CACHE: dict[tuple, tuple[np.ndarray, bool]] = {}
+
+
 def shift_pairings(repeats: np.ndarray, *, min_lag: int = 0, n_perm: int, seed: int = 0) -> tuple[np.ndarray, bool]:
     """Repeat of each prediction -> ``(n, P)`` partners under circular shifts of the labels within repeats.
 
@@ -187,6 +190,8 @@ def shift_pairings(repeats: np.ndarray, *, min_lag: int = 0, n_perm: int, seed: 
     exact : bool
         True when the rows are every combination of lags (but the identity).
 
+    The result is read-only and cached per (repeats, min_lag, n_perm, seed).
+
     Examples
     --------
     >>> pairs, exact = shift_pairings(np.zeros(3, int), min_lag=0, n_perm=10)
@@ -197,6 +202,9 @@ def shift_pairings(repeats: np.ndarray, *, min_lag: int = 0, n_perm: int, seed: 
     ([[2, 3, 4, 0, 1], [3, 4, 0, 1, 2]], True)
     """
     repeats = np.asarray(repeats)
+    key = (repeats.dtype.str, repeats.tobytes(), int(min_lag), int(n_perm), int(seed))
+    if key in _SHIFT_CACHE:  # every subset of a run is scored on the same windows: draw the lags once
+        return _SHIFT_CACHE[key]
     segments = [np.flatnonzero(repeats == r) for r in dict.fromkeys(repeats.tolist())]
     options = []
     for seg in segments:
@@ -220,6 +228,10 @@ def shift_pairings(repeats: np.ndarray, *, min_lag: int = 0, n_perm: int, seed: 
     for s, seg in enumerate(segments):
         pos = (np.arange(len(seg))[None, :] + lags[:, s][:, None]) % len(seg)
         out[:, seg] = seg[pos]
+    out.flags.writeable = False
+    if len(_SHIFT_CACHE) >= 8:
+        _SHIFT_CACHE.clear()
+    _SHIFT_CACHE[key] = (out, bool(exact))
     return out, bool(exact)
 
 

@@ -18,7 +18,7 @@ from neurrator.decode import fidelity as evaluation
 from neurrator.decode.baselines import knn_baseline, ridge_baseline
 from neurrator.decode.chance import duplicate_groups
 from neurrator.decode.fidelity import score_predictions, shuffled_control, training_mean_map
-from neurrator.decode.scoring import most_frequent_text, score_narrations
+from neurrator.decode.scoring import NULL_BLOCKS, NULL_SHIFT, most_frequent_text, score_narrations
 from neurrator.models.prediction import predict
 from neurrator.stats.nulls import beats_null
 
@@ -35,7 +35,8 @@ MOVIE_ONLY = ("within_1s",)
 NULL_KINDS = {
     "rank": "frame labels circularly shifted against the predictions within each test repeat (any lag: exact)",
     "rank_items": "test windows paired with true frames of other images (permutation of independent items)",
-    "narration": "references permuted across 1-s scene blocks (block permutation)",
+    "narration": NULL_SHIFT,
+    "narration_items": NULL_BLOCKS,
     "ci": "no permutation null: beats_null means the CI's lower end exceeds the chance level",
     "cosine": "targets circularly shifted against the predictions within each test repeat (any lag: exact); BH across subsets",
 }
@@ -128,21 +129,36 @@ def scoring_context(targets: np.ndarray, train_frames: np.ndarray, *, bank_texts
                           continuous=continuous)
 
 
-def narrated_presentations(binned, split, k: int) -> np.ndarray:
-    """``k`` presentations spread evenly over the first test repeat.
+def narrated_presentations(binned, split, k: int, *, spread: bool = False) -> np.ndarray:
+    """``k`` test presentations to narrate.
+
+    Default (flashed images): spread evenly over the first test repeat, its first and last included.
+    ``spread`` (a movie): the k frames ``m * n / k`` (m = 0 .. k-1, n frames in a repeat) taking turns over
+    the test repeats, so that each repeat's narrations sit evenly round the whole movie, as the
+    narrations' circular-shift null needs (`neurrator.decode.scoring.score_narrations`, ``rotate``), and
+    two repeats give it 1 / (k/2)^2 resolution instead of 1 / k. ``k`` is rounded down to a multiple of
+    the number of test repeats (at least one narration per repeat).
 
     Examples
     --------
     >>> from types import SimpleNamespace
-    >>> b = SimpleNamespace(repeat=np.repeat([0, 1, 2], 10))
+    >>> b = SimpleNamespace(repeat=np.repeat([0, 1, 2], 10), frame=np.tile(np.arange(10), 3))
     >>> narrated_presentations(b, SimpleNamespace(test=np.arange(20, 30)), 3).tolist()
     [20, 24, 29]
+    >>> narrated_presentations(b, SimpleNamespace(test=np.arange(10, 30)), 4, spread=True).tolist()
+    [10, 15, 22, 27]
     """
-    test = split.test
-    first = binned.repeat[test[0]]
-    in_repeat = test[binned.repeat[test] == first]
-    pick = np.unique(np.linspace(0, len(in_repeat) - 1, num=min(k, len(in_repeat))).round().astype(int))
-    return in_repeat[pick]
+    test = np.asarray(split.test)
+    reps = list(dict.fromkeys(binned.repeat[test].tolist()))
+    first = test[binned.repeat[test] == reps[0]]
+    if not spread:
+        return first[np.unique(np.linspace(0, len(first) - 1, num=min(k, len(first))).round().astype(int))]
+    per = max(1, min(k // len(reps), len(first) // len(reps)))
+    out = []
+    for m in range(per * len(reps)):
+        in_r = test[binned.repeat[test] == reps[m % len(reps)]]
+        out.append(in_r[min(len(in_r) - 1, (m * len(in_r)) // (per * len(reps)))])
+    return np.unique(np.asarray(out, dtype=np.int64))
 
 
 def metric_pairs(scores: dict[str, Any]) -> dict[str, Metric]:
@@ -267,7 +283,9 @@ def decode_subsets(subsets: Sequence, *, trained, binned, split, targets: np.nda
     trained, binned, split, targets
         The encoder, the binned counts with their split, and ``(F, n_patches, dim)`` true tokens.
     narrated
-        ``(k,)`` test presentation indices (sorted, inside ``split.test``) that are narrated per subset.
+        ``(k,)`` test presentation indices (sorted, inside ``split.test``) that are narrated per subset; for
+        a movie (``context.continuous``) each repeat's must sit evenly round it (`narrated_presentations`
+        with ``spread``): their narrations are tested with the circular-shift null.
     narrate
         ``(k, n_patches, dim) -> k`` texts (the narrator).
     references
@@ -295,6 +313,7 @@ def decode_subsets(subsets: Sequence, *, trained, binned, split, targets: np.nda
     narrated_frames = binned.frame[narrated]
     pos = np.searchsorted(split.test, narrated)
     refs = [references[int(f)] for f in narrated_frames]
+    rotate = binned.repeat[narrated] if context.continuous else None  # a movie: the circular-shift null
     for subset in progress(subsets):
         pred = predict(trained, binned, split.test, unit_idx=subset.unit_idx, device=device)
         fid = evaluation.score_predictions(pred, test_frames, targets, fps=fps, device=device,
@@ -309,7 +328,7 @@ def decode_subsets(subsets: Sequence, *, trained, binned, split, targets: np.nda
         texts = narrate(pred[pos])
         scores = score_narrations(texts, refs, embedder=embedder, seed=seed, frame_ids=narrated_frames,
                                   constant=context.constant, block_frames=context.block_frames,
-                                  n_perm=max(context.n_perm, 1000), n_boot=context.n_boot)
+                                  n_perm=max(context.n_perm, 1000), n_boot=context.n_boot, rotate=rotate)
         results.append(SubsetResult(subset, metrics, narrated, narrated_frames, list(texts), list(refs),
                                     scores.matched, scores.shuffled, scores.floor, pred[pos].copy(), scores,
                                     rank_null=NULL_KINDS["rank" if context.continuous else "rank_items"]))

@@ -17,7 +17,21 @@ Uncertainty and significance (issue 13):
   permuted across scene blocks (`neurrator.stats.resampling.block_permutation`: every narration is paired with the
   reference of an item in another block) ``n_perm`` times; only the ``(B, B)`` cosine matrix between
   narration and reference embeddings is permuted, so thousands of permutations cost milliseconds.
-  ``p_value`` = ``(1 + #null >= observed) / (1 + n_perm)``; ``null_mean`` is the null's mean.
+  ``p_value`` = ``(1 + #null >= observed) / (1 + n_perm)``; ``null_mean`` is the null's mean. This null
+  treats the narrations as exchangeable across blocks, which holds for flashed images shown in random
+  order but NOT for a movie: a decoder without stimulus information can still follow the movie at some
+  unknown lag (a unit whose lags in the test and a training repeat happen to agree), and a rotated copy
+  of the movie beats random pairings far more often than alpha (issue 28: with the window kNN on,
+  and the window kNN of issue 28 on or off, 5 of 10 global-null sessions each had a narration q <= 0.01).
+* Circular-shift null (movies; ``rotate``). The narrated windows of each test repeat sit evenly round
+  the movie (`neurrator.decode.decoding.narrated_presentations`), so rotating the test repeat's spikes by
+  one spacing moves every narration to the next narrated frame. The null pairs each repeat's narrations
+  with its own references rotated by a lag drawn uniformly from every position (lag 0 included), one lag
+  per repeat (`neurrator.decode.chance.shift_pairings`). When the narrations carry no stimulus
+  information their law does not change under a rotation, so the observed alignment is exchangeable with
+  every rotated one: the p-value is exact (up to rounding of the spacing), with the same narrations and
+  the same references in every pairing. Its resolution is 1 / (items per repeat)^(test repeats): 15
+  narrations in each of 2 repeats give 225 alignments (p >= 0.0044).
 * Block bootstrap CI of the mean matched cosine (`neurrator.stats.resampling.block_bootstrap`, whole blocks
   resampled): ``ci_lo``, ``ci_hi``; intervals of the other scores and of the paired differences are in
   ``intervals``.
@@ -43,9 +57,10 @@ import numpy as np
 
 from neurrator.stats import resampling as stats
 from neurrator.models.embedder import SentenceEmbedder
-from neurrator.stats.nulls import block_permutations, item_blocks, off_block_mean, paired_null
+from neurrator.decode.chance import shift_pairings
+from neurrator.stats.nulls import NULL_BLOCKS, NULL_SHIFT, block_permutations, item_blocks, off_block_mean, paired_null
 
-__all__ = ["GENERIC_NARRATION", "N_BOOT", "N_PERM", "NarrationScores", "WORD_SALAD", "clip_cosines", "clip_scores", "most_frequent_text", "score_narrations", "shuffled_index"]
+__all__ = ["GENERIC_NARRATION", "N_BOOT", "N_PERM", "NULL_BLOCKS", "NULL_SHIFT", "NarrationScores", "WORD_SALAD", "clip_cosines", "clip_scores", "most_frequent_text", "score_narrations", "shuffled_index"]
 
 #: The floor: sentences of random words with no scene content. Fixed so the floor is comparable
 #: between runs; each narration's floor score is its mean cosine to all of them.
@@ -69,6 +84,7 @@ GENERIC_NARRATION = "A scene with some objects in front of a background."
 #: Default number of permutations of the paired null and of bootstrap resamples.
 N_PERM = 5000
 N_BOOT = 1000
+
 
 
 @dataclass(frozen=True)
@@ -104,6 +120,8 @@ class NarrationScores:
         Permutations and bootstrap resamples used.
     blocks
         (B,) int64 scene block of each narration.
+    null_kind
+        `NULL_SHIFT` (with ``rotate``) or `NULL_BLOCKS`.
     intervals
         Score name -> `neurrator.stats.resampling.Estimate` (mean and block-bootstrap CI) for ``matched``,
         ``shuffled``, ``constant``, ``floor``, ``matched_minus_null`` (per item: matched minus the mean
@@ -127,6 +145,7 @@ class NarrationScores:
     n_boot: int = 0
     blocks: np.ndarray | None = None
     intervals: dict[str, stats.Estimate] = field(default_factory=dict)
+    null_kind: str = NULL_BLOCKS
 
     @property
     def beats_constant(self) -> bool:
@@ -193,7 +212,7 @@ def score_narrations(narrations: Sequence[str], references: Sequence[str], *, em
                      salad: Sequence[str] = WORD_SALAD, clip_score: np.ndarray | None = None,
                      constant: str | None = None, blocks: Sequence[int] | np.ndarray | None = None,
                      block_frames: int = 30, n_perm: int = N_PERM, n_boot: int = N_BOOT,
-                     level: float = 0.95) -> NarrationScores:
+                     level: float = 0.95, rotate: Sequence[int] | np.ndarray | None = None) -> NarrationScores:
     """Score narrations against their frames' references, with a paired null, CIs and controls.
 
     Parameters
@@ -220,7 +239,11 @@ def score_narrations(narrations: Sequence[str], references: Sequence[str], *, em
     block_frames
         Block length in movie frames when blocks come from ``frame_ids`` (30 = 1 s at 30 Hz).
     n_perm, n_boot, level
-        Permutations of the paired null, block-bootstrap resamples, and the CI's coverage.
+        Permutations (or rotations) of the paired null, block-bootstrap resamples, and the CI's coverage.
+    rotate
+        (B,) test repeat of each narration, for a movie whose narrated windows sit evenly round it in
+        each repeat, in time order: the p-value is then against the circular shift (exact). None: the
+        block permutation (flashed images, or items without a movie).
 
     Returns
     -------
@@ -257,7 +280,15 @@ def score_narrations(narrations: Sequence[str], references: Sequence[str], *, em
     const = ref @ con
     kw = dict(n_boot=n_boot, seed=seed, level=level)
     n_blocks = len(np.unique(blk))
-    if n >= 2 and n_blocks >= 2 and n_perm >= 1:
+    null_kind = NULL_BLOCKS
+    if rotate is not None and n >= 2 and n_perm >= 1:
+        if len(rotate) != n:
+            raise ValueError(f"rotate has {len(rotate)} entries for {n} narrations")
+        partners, _ = shift_pairings(np.asarray(rotate), min_lag=0, n_perm=n_perm, seed=seed)
+        null, null_kind = M[np.arange(n)[None, :], partners].mean(axis=1), NULL_SHIFT
+        p = float(stats.permutation_pvalue(float(matched.mean()), null, alternative="greater"))
+        null_mean, null_std, n_perm = float(np.mean(null)), float(np.std(null)), len(null)
+    elif n >= 2 and n_blocks >= 2 and n_perm >= 1:
         null = paired_null(M, blk, perms=perms)
         p = float(stats.permutation_pvalue(float(matched.mean()), null, alternative="greater"))
         null_mean, null_std = float(np.mean(null)), float(np.std(null))
@@ -277,7 +308,7 @@ def score_narrations(narrations: Sequence[str], references: Sequence[str], *, em
                            shuffle_index=perm, clip_score=clip_score, model_id=embedder.model_id,
                            constant=const.astype(f32), constant_text=constant, null_mean=null_mean,
                            null_std=null_std, p_value=p, ci_lo=m.lo, ci_hi=m.hi, n_perm=int(n_perm),
-                           n_boot=m.n_boot, blocks=blk, intervals=intervals)
+                           n_boot=m.n_boot, blocks=blk, intervals=intervals, null_kind=null_kind)
 
 
 def clip_scores(images: np.ndarray, texts: Sequence[str], *, model: Any, tokenizer: Any, device: str,

@@ -219,7 +219,7 @@ def _fit_knn(model, chunks, y, frame, targets, mean, floor: float, chosen: tuple
                                           knn_w=0.0).float())
         rows = model.win_row[model.window_neighbours(x, units, max(KNN_KS))]  # one search serves every k
         for k in KNN_KS:
-            near[k].append(model.bank[rows[:, :k]].mean(1).float())
+            near[k].append(model.bank_mean(rows[:, :k]).float())
         j += len(x)
     b = torch.cat(blended)
     best, best_score = (0, 0.0), chosen

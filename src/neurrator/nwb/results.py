@@ -263,7 +263,8 @@ def add_fidelity_to_nwbfile(nwbfile, results: Sequence, baselines: dict[str, dic
                 kind=getattr(r, "rank_null", NULL_KINDS["rank"]) if name in NULL_TESTED else
                 NULL_KINDS["cosine"] if np.isfinite(r.metrics[name].p) else NULL_KINDS["ci"])
         add(i, r, "narration_similarity", r.narration_metric(), q=r.q.get("narration_similarity", nan),
-            beats=r.beats_null.get("narration_similarity", False), kind=NULL_KINDS["narration"])
+            beats=r.beats_null.get("narration_similarity", False),
+            kind=getattr(r.scores, "null_kind", NULL_KINDS["narration"]))
         iv = r.scores.intervals if r.scores is not None else {}
         for control, key in (("narration_shuffled", "shuffled"), ("narration_constant", "constant"),
                              ("narration_floor", "floor")):

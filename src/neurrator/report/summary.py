@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from neurrator.stats.nulls import NULL_BLOCKS, NULL_SHIFT
+
 __all__ = ["format_summary", "narration_counts"]
 
 
@@ -63,14 +65,17 @@ def format_summary(result, *, examples: int = 3) -> str:
 
 
 def narration_counts(subsets) -> str:
-    """How many subsets' narrations beat each control: the paired permutation null (FDR, above its mean) and
+    """How many subsets' narrations beat each control: the paired null (FDR, above its mean; a movie's is the
+    circular shift, flashed images' the block permutation) and
     the constant narration (paired CI above 0); only both together earn the '*'."""
     n = len(subsets)
     null = [r.q.get("narration_similarity", np.nan) < 0.05 and r.narration_metric().value > r.narration_metric().chance
             if r.scores is not None else False for r in subsets]
     const = [bool(r.scores is not None and r.scores.beats_constant) for r in subsets]
     both = sum(bool(r.beats_null.get("narration_similarity")) for r in subsets)
-    return (f"Narration beats its paired permutation null (shuffled references) in {sum(null)} of {n} subsets, the "
+    kinds = {getattr(r.scores, "null_kind", NULL_BLOCKS) for r in subsets if r.scores is not None}
+    what = "narrations rotated round the movie" if kinds == {NULL_SHIFT} else "shuffled references"
+    return (f"Narration beats its paired null ({what}) in {sum(null)} of {n} subsets, the "
             f"constant narration in {sum(const)} of {n}, and both ('*') in {both} of {n}.")
 
 

@@ -35,6 +35,7 @@ import numpy as np
 
 from neurrator.stats import resampling as stats
 from neurrator.sae.concepts import Concepts, content_words
+from neurrator.decode.chance import shift_pairings
 from neurrator.stats.nulls import item_blocks, off_block_mean, paired_null
 from neurrator.sae.autoencoder import SparseAutoencoder
 from neurrator.sae.autoencoder import frame_latents
@@ -215,8 +216,15 @@ def validation_summary(narrations: Sequence[str], predicted: np.ndarray, true: n
                        sae: SparseAutoencoder, concepts: Concepts | None = None, top_concepts: int = 8,
                        device: str = "cpu", frame_ids: np.ndarray | None = None, blocks: np.ndarray | None = None,
                        groups: np.ndarray | None = None, block_frames: int = 30, n_perm: int = 2000,
-                       n_boot: int = 1000, seed: int = 0) -> tuple[list[ValidationRow], dict[int, dict[str, dict]]]:
+                       n_boot: int = 1000, seed: int = 0, rotate: np.ndarray | None = None,
+                       ) -> tuple[list[ValidationRow], dict[int, dict[str, dict]]]:
     """`validate_narrations` plus, per group and paired score, the mean with its null and CI.
+
+    ``rotate``: (B,) test repeat of each narration of a movie whose narrated windows sit evenly round it in
+    each repeat (`neurrator.decode.decoding.narrated_presentations` with ``spread``). The null is then the
+    circular shift of the partners within each repeat of each group (exact, as the narration score's;
+    `neurrator.decode.chance.shift_pairings`), rows without a score left out of each mean. None: the block
+    permutation (flashed images; items exchangeable).
 
     Returns
     -------
@@ -242,7 +250,19 @@ def validation_summary(narrations: Sequence[str], predicted: np.ndarray, true: n
             entry = {"mean": float(np.mean(diag[ok])) if ok.any() else nan, "chance": nan, "p_value": nan,
                      "ci_lo": nan, "ci_hi": nan, "n": int(ok.sum()), "n_perm": 0}
             b = blk[idx][ok]
-            if ok.sum() >= 2 and len(np.unique(b)) >= 2:
+            if rotate is not None and ok.sum() >= 1 and len(idx) >= 2:
+                partners, _ = shift_pairings(np.asarray(rotate)[idx], min_lag=0, n_perm=n_perm, seed=seed)
+                vals = sub[np.arange(len(idx))[None, :], partners]
+                with np.errstate(all="ignore"):  # a row with no finite partner score is left out
+                    null = np.nanmean(np.where(np.isfinite(vals), vals, np.nan), axis=1)
+                null = null[np.isfinite(null)]
+                if len(null):
+                    entry.update(chance=float(np.mean(null)), n_perm=int(len(null)),
+                                 p_value=float(stats.permutation_pvalue(entry["mean"], null)))
+                if len(np.unique(b)) >= 2:
+                    est = stats.block_bootstrap(diag[ok], b, n_boot=n_boot, seed=seed)
+                    entry.update(ci_lo=est.lo, ci_hi=est.hi)
+            elif ok.sum() >= 2 and len(np.unique(b)) >= 2:
                 null = paired_null(sub[np.ix_(ok, ok)], b, n_perm=n_perm, seed=seed)
                 null = null[np.isfinite(null)]
                 if len(null):
@@ -273,12 +293,16 @@ __all__ = ["PAIRED_SCORES", "ValidationRow", "mentions", "validate_narrations", 
 
 
 def validate_results(results: Sequence, targets: np.ndarray, *, sae: SparseAutoencoder, concepts: Concepts,
-                     device: str, block_frames: int, seed: int) -> tuple[dict[str, list], dict]:
+                     device: str, block_frames: int, seed: int,
+                     rotate: np.ndarray | None = None) -> tuple[dict[str, list], dict]:
     """Validate every narration of every subset result (`neurrator.decode.decoding.SubsetResult`) against its
-    predicted and true patches: the file's columns and, per subset, each score against its paired null."""
+    predicted and true patches: the file's columns and, per subset, each score against its paired null
+    (``rotate``: the test repeat of each narrated window of a movie, the same for every subset: the
+    circular-shift null; None: the block permutation)."""
     frames = np.concatenate([r.frames for r in results])
     rows, summary = validation_summary(
         [t for r in results for t in r.narrations], np.concatenate([r.predicted for r in results]), targets[frames],
         sae=sae, concepts=concepts, device=device, frame_ids=frames, block_frames=block_frames,
-        groups=np.repeat(np.arange(len(results)), [len(r.frames) for r in results]), seed=seed)
+        groups=np.repeat(np.arange(len(results)), [len(r.frames) for r in results]), seed=seed,
+        rotate=None if rotate is None else np.concatenate([np.asarray(rotate)] * len(results)))
     return validation_columns(rows), summary

@@ -8,7 +8,8 @@ from neurrator._lazy import lazy_face
 
 _WHERE = {
     "nulls": (
-        "beats_null", "block_permutations", "item_blocks", "off_block_mean", "paired_null",
+        "NULL_BLOCKS", "NULL_SHIFT", "beats_null", "block_permutations", "item_blocks", "off_block_mean",
+        "paired_null",
     ),
     "pools": (
         "fidelity_adjusted_pvalue", "incomplete_beta", "pool_pvalue", "t_sf",

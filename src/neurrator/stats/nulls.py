@@ -16,7 +16,13 @@ import numpy as np
 
 from neurrator.stats import resampling as stats
 
-__all__ = ["beats_null", "block_permutations", "item_blocks", "off_block_mean", "paired_null"]
+__all__ = ["NULL_BLOCKS", "NULL_SHIFT", "beats_null", "block_permutations", "item_blocks", "off_block_mean",
+           "paired_null"]
+
+#: What each narration null is, as recorded next to its p-value (`neurrator.decode.scoring.score_narrations`).
+NULL_SHIFT = ("narrations rotated against their references round the movie, one uniform lag per test repeat "
+              "(circular shift, exact)")
+NULL_BLOCKS = "references permuted across 1-s scene blocks (block permutation)"
 
 _PERM_CACHE: dict[tuple[bytes, int, int], np.ndarray] = {}
 
