@@ -47,7 +47,9 @@ CRE = ("SST", "PV", "VIP")
 #: (session size, pipeline options) of the full run and of --quick
 CONFIGS = {
     "full": (dict(n_units=100, n_repeats=6, n_frames=300),
-             dict(epochs=3, narrations_per_subset=8, n_val_repeats=1, n_test_repeats=1, population_sizes=(5, 20),
+             # 12 narrations in each of 2 test repeats: the narrations' rotation null (issue 28) resolves
+             # p >= 1/144 (8 narrations in one repeat could never go below 1/8, on the real sessions too)
+             dict(epochs=3, narrations_per_subset=24, n_val_repeats=1, n_test_repeats=2, population_sizes=(5, 20),
                   draws_per_size=1, single_units=2, sae_latents=64, sae_k=4, min_units=6, eval_windows=100,
                   null_pools=10, scaling_draws=1)),
     "quick": (dict(n_units=80, n_repeats=6, n_frames=300),
