@@ -273,7 +273,20 @@ def real_dims(args) -> list[str]:
     the pipeline's linear rank cap), on random counts and targets: one epoch at F and at 2F frames, the
     difference is the cost of the extra F x 3 windows (set-up and validation excluded), extrapolated."""
     from neurrator.component_config import linear_rank_for
+    from neurrator.models import training
+    from neurrator.models.readout import MAX_GRID_BYTES, MAX_WINDOWS
 
+    blend_secs = []
+    fit = training.fit_blend
+
+    def timed_fit(*a, **kw):  # the blend's choice, timed apart from the epoch
+        t0 = time.perf_counter()
+        try:
+            return fit(*a, **kw)
+        finally:
+            blend_secs.append(time.perf_counter() - t0)
+
+    training.fit_blend = timed_fit
     rng = np.random.default_rng(0)
     N, R, P_, D_ = 2000, 4, 576, 1024
     walls, rows = {}, []
@@ -290,16 +303,31 @@ def real_dims(args) -> list[str]:
         tr = train_encoder(binned, targets, split, config=cfg, encoder=enc, seed=0, progress=False)
         walls[F] = (time.perf_counter() - t0, len(split.train))
         print(f"real dims, {F} frames: {walls[F][0]:.0f} s for {walls[F][1]} training windows", flush=True)
+    training.fit_blend = fit
+    units = torch.arange(N)
+    x = torch.from_numpy(rng.poisson(0.2, size=(64, 20, N)).astype(np.float32))
+    with torch.no_grad():
+        decode = [timed(tr.model, x, units, blend=b)[1] for b in (False, True, False, True)][2:]
     (w1, n1), (w2, n2) = walls.values()
-    per = (w2 - w1) / max(1, n2 - n1)
+    e = tr.encoder_config
+    per = ((w2 - blend_secs[1]) - (w1 - blend_secs[0])) / max(1, n2 - n1)  # training alone
     return [f"Real dimensions (d): `train_encoder`, one epoch on random counts of 2,000 units and random 576 x 1024 "
             f"targets, 3 train repeats + 1 validation repeat of {args.real_frames} and of {2 * args.real_frames} "
-            f"frames: {w1:.0f} s ({n1} windows) and {w2:.0f} s ({n2} windows), set-up and validation included; "
+            f"frames: {w1:.0f} s ({n1} windows) and {w2:.0f} s ({n2} windows), set-up, validation and the blend's "
+            f"choice included; "
             f"library defaults (d_model 128, 32 latents, depth 2, linear rank {enc.linear_rank}, val_subsets "
-            f"{cfg.val_subsets}; Gram kept: {tr.model.has_subset_ridge}; retrieval bank kept: "
-            f"{bool(tr.encoder_config.bank_frames)}; {tr.model.n_parameters() / 1e6:.1f} M parameters). Marginal "
-            f"cost {per:.2f} s per training window: a session of 18 train repeats x 900 frames would take ~"
-            f"{per * 18 * 900 / 60:.0f} min per epoch on this CPU under this load (the pipeline trains up to 3 epochs)."]
+            f"{cfg.val_subsets}; Gram kept: {tr.model.has_subset_ridge}; blend bank: {e.bank_frames} frames as "
+            f"{e.bank_rank or 'full maps'}{' coefficients' if e.bank_rank else ''}, {e.window_bank} training windows "
+            f"for the kNN; {tr.model.n_parameters() / 1e6:.1f} M parameters). Marginal "
+            f"cost of training, the blend's choice left out: {per:.2f} s per training window: a session of 18 train repeats x 900 frames would take ~"
+            f"{per * 18 * 900 / 60:.0f} min per epoch on this CPU under this load (the pipeline trains up to 3 epochs).",
+            "",
+            f"The blend's choice (`fit_blend`, included above): {blend_secs[0]:.0f} s and {blend_secs[1]:.0f} s "
+            f"(on at most {min(MAX_WINDOWS, MAX_GRID_BYTES // (4 * P_ * D_))} validation windows whatever the session's "
+            f"length, 4 subset sizes). Decoding 64 windows of all units at real dimensions: {decode[0]:.1f} s "
+            f"without the blend, {decode[1]:.1f} s with it (chosen blend, all units: beta "
+            f"{tr.extra['blend']['beta']}, gamma {tr.extra['blend']['gamma']}, kNN k {tr.extra['blend']['knn_k']} "
+            f"share {tr.extra['blend']['knn_w']}; on random targets the choice itself means nothing)."]
 
 
 # ------------------------------------------------------------------------------------------ tables

@@ -190,6 +190,13 @@ class EncoderConfig:
     bank_frames: int = 0
     """Training frames whose target maps the encoder keeps for the blend's soft retrieval (filled by
     training when they fit `neurrator.models.readout.MAX_BANK_BYTES`; 0: no retrieval)."""
+    bank_rank: int = 0
+    """0: ``bank_frames`` full target maps. Otherwise the bank holds each frame's first ``bank_rank``
+    coefficients in the linear path's basis (`neurrator.models.encoder.SpikeEncoder.set_bank`; at most
+    ``linear_rank``): what training chooses when the full maps exceed
+    `neurrator.models.readout.MAX_BANK_BYTES` (900 frames of CLIP ViT-L/14-336's 576 x 1024 are 2.1 GB;
+    rank 64 of them, 230 kB), so the blend's retrieval and kNN run at real dimensions on the maps'
+    projections onto that basis, the space the ridge path predicts in."""
     window_knn: bool = True
     """With ``blend``, keep the training windows (``window_bank``) so the blend adds a kNN over input windows
     and is chosen per subset size (`neurrator.models.readout`); it wins every decoding metric against ridge
@@ -198,8 +205,9 @@ class EncoderConfig:
     window_bank: int = 0
     """Training windows whose pooled counts (int16, as the linear path pools them) the encoder keeps for the
     blend's kNN over input windows: the k training windows most similar (cosine of z-scored features, on
-    the units given) vote with their frames' maps (filled by training when they fit
-    `neurrator.models.readout.MAX_BANK_BYTES` and ``bank_frames`` is kept; 0: no kNN)."""
+    the units given) vote with their frames' maps (filled by training when ``bank_frames`` is kept: every
+    training window, or as many evenly spaced ones as fit `neurrator.models.readout.MAX_BANK_BYTES`; 0: no
+    kNN)."""
 
     def __post_init__(self) -> None:
         for name in ("n_units", "n_patches", "dim", "window_bins", "n_sessions", "d_model", "n_heads", "n_latents"):
@@ -221,6 +229,8 @@ class EncoderConfig:
             raise ValueError(f"linear_pool must be >= 1, not {self.linear_pool}")
         if self.bank_frames < 0 or self.window_bank < 0:
             raise ValueError(f"bank_frames and window_bank must be >= 0, not {self.bank_frames}, {self.window_bank}")
+        if self.bank_rank < 0 or (self.bank_rank and self.bank_rank > self.linear_rank):
+            raise ValueError(f"bank_rank must be in 0..linear_rank ({self.linear_rank}), not {self.bank_rank}")
         if self.subset_ridge < 0:
             raise ValueError(f"subset_ridge must be >= 0, not {self.subset_ridge}")
         if self.out_components is not None and self.dim is not None and not 1 <= self.out_components <= self.dim:

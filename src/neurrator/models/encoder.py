@@ -136,8 +136,9 @@ class SpikeEncoder(nn.Module):
             self.register_buffer("blend_beta", torch.ones(()))
             self.register_buffer("blend_gamma", torch.zeros(()))
             self.register_buffer("blend_tau", torch.full((), 0.01))
-            if c.bank_frames:
-                self.register_buffer("bank", torch.zeros(c.bank_frames, c.n_patches, c.dim))
+            if c.bank_frames:  # full maps, or their coefficients in the linear basis (`set_bank`)
+                shape = (c.bank_frames, c.bank_rank) if c.bank_rank else (c.bank_frames, c.n_patches, c.dim)
+                self.register_buffer("bank", torch.zeros(shape))
             if c.bank_frames and c.window_bank and c.linear_rank:
                 # kNN over the training windows (`window_knn`): their pooled counts and their frames' bank rows
                 T = -(-c.window_bins // c.linear_pool)
@@ -338,18 +339,61 @@ class SpikeEncoder(nn.Module):
         ridge regression on exactly these units (from the kept Gram matrix; `set_subset_ridge`)."""
         return self._ridge(counts, unit_idx) * self.target_std + self.target_mean
 
+    @torch.no_grad()
+    def set_bank(self, maps: torch.Tensor) -> None:
+        """Keep (bank_frames, n_patches, dim) training frames' target maps for the blend: as they are, or with
+        ``bank_rank`` their coefficients in the linear path's basis (`set_linear_basis`; set that and
+        `set_target_stats` first): ``c = ((map - mean) / std) @ basis[:bank_rank].T``, the best rank-r
+        approximation of the standardised maps when the basis is their principal components."""
+        r = self.config.bank_rank
+        if not r:
+            self.bank.copy_(maps)
+            return
+        z = ((maps.to(self.target_mean) - self.target_mean) / self.target_std).flatten(1)
+        self.bank.copy_(z @ self.lin_basis[:r].T)
+
+    def _expand(self, coef: torch.Tensor) -> torch.Tensor:
+        """(B, bank_rank) coefficients -> (B, n_patches, dim) centred maps (without ``target_mean``)."""
+        flat = coef.to(self.lin_basis.dtype) @ self.lin_basis[: self.config.bank_rank]
+        return flat.view(len(coef), self.config.n_patches, self.config.dim) * self.target_std
+
+    def bank_maps(self) -> torch.Tensor:
+        """(bank_frames, n_patches, dim) maps the blend retrieves: ``bank`` itself, or the maps its
+        coefficients stand for (``bank_rank``)."""
+        if not self.config.bank_rank:
+            return self.bank
+        return self._expand(self.bank) + self.target_mean
+
     def _centred_bank(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The retrieval bank centred on the mean map, flattened, and its unit-norm rows; computed once per
-        state of ``bank`` and ``target_mean`` (every forward pass used to recompute them: a third of the
-        soft retrieval's time, ~18 s of the demo)."""
+        """(values, keys) of the soft retrieval: full maps, the bank centred on the mean map and flattened, and
+        its unit-norm rows; coefficients (``bank_rank``), the coefficients and the same rows divided by the
+        norms of the centred maps they stand for (so that a query projected as in `_soft_retrieval` meets
+        them with the same cosine). Computed once per state of ``bank`` and ``target_mean`` (every forward
+        pass used to recompute them: a third of the soft retrieval's time, ~18 s of the demo)."""
         key = (self.bank.data_ptr(), self.bank._version, self.target_mean.data_ptr(), self.target_mean._version,
-               self.bank.device, self.bank.dtype)
+               self.target_std._version, self.bank.device, self.bank.dtype)
         cached = getattr(self, "_bank_cache", None)
         if cached is None or cached[0] != key:
-            centred = (self.bank - self.target_mean).flatten(1)
-            cached = (key, centred, F.normalize(centred, dim=1))
+            if self.config.bank_rank:
+                b = self.lin_basis[: self.config.bank_rank].view(-1, self.config.n_patches, self.config.dim)
+                b = (b * self.target_std).flatten(1)
+                norms = ((self.bank @ (b @ b.T)) * self.bank).sum(1).clamp_min(1e-24).sqrt()
+                cached = (key, self.bank, self.bank / norms[:, None])
+            else:
+                centred = (self.bank - self.target_mean).flatten(1)
+                cached = (key, centred, F.normalize(centred, dim=1))
             self._bank_cache = cached
         return cached[1], cached[2]
+
+    def _soft_retrieval(self, y: torch.Tensor, tau: float) -> torch.Tensor:
+        """(B, n_patches, dim) outputs -> ``softmax(cos(y - mean, bank - mean) / tau) @ bank``, float32."""
+        values, keys = self._centred_bank()
+        q = F.normalize((y - self.target_mean).flatten(1).float(), dim=1)
+        if self.config.bank_rank:  # cos with a map c @ basis * std: project q * std onto the basis
+            r = self.config.bank_rank
+            q = (q.view_as(y) * self.target_std).flatten(1) @ self.lin_basis[:r].T
+            return self._expand(torch.softmax((q @ keys.T) / tau, dim=1) @ values) + self.target_mean
+        return (torch.softmax((q @ keys.T) / tau, dim=1) @ values).view_as(y) + self.target_mean
 
     @property
     def has_window_bank(self) -> bool:
@@ -399,8 +443,10 @@ class SpikeEncoder(nn.Module):
     def bank_mean(self, rows: torch.Tensor) -> torch.Tensor:
         """(B, k) rows of ``bank`` -> (B, n_patches, dim) the mean of their maps (an embedding bag: the (B, k)
         maps are never materialised, 15x faster than gathering them in the demo)."""
-        flat = self.bank.flatten(1)
-        return F.embedding_bag(rows, flat, mode="mean").view(len(rows), *self.bank.shape[1:]).to(self.bank.dtype)
+        mean = F.embedding_bag(rows, self.bank.flatten(1), mode="mean")
+        if self.config.bank_rank:
+            return self._expand(mean) + self.target_mean
+        return mean.view(len(rows), *self.bank.shape[1:]).to(self.bank.dtype)
 
     def blend_output(self, y: torch.Tensor, counts: torch.Tensor, unit_idx: torch.Tensor,
                      beta: float | None = None, gamma: float | None = None, tau: float | None = None,
@@ -420,10 +466,7 @@ class SpikeEncoder(nn.Module):
             r = self.ridge_tokens(counts, unit_idx).to(y.dtype)
             y = r + beta * (y - r)
         if gamma > 0 and self.config.bank_frames:
-            bank, bank_unit = self._centred_bank()
-            sim = F.normalize((y - self.target_mean).flatten(1).float(), dim=1) @ bank_unit.T
-            soft = (torch.softmax(sim / tau, dim=1) @ bank).view_as(y) + self.target_mean
-            y = (1 - gamma) * y + gamma * soft.to(y.dtype)
+            y = (1 - gamma) * y + gamma * self._soft_retrieval(y, tau).to(y.dtype)
         if knn_k > 0 and knn_w > 0 and self.has_window_bank:
             y = (1 - knn_w) * y + knn_w * self.window_knn(counts, unit_idx, knn_k).to(y.dtype)
         return y

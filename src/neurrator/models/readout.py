@@ -36,8 +36,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["BETAS", "BLEND_DRAWS", "GAMMAS", "KNN_KS", "KNN_WEIGHTS", "MAX_BANK_BYTES", "MAX_WINDOWS", "TAUS",
-           "bank_fits", "fit_blend"]
+__all__ = ["BETAS", "BLEND_DRAWS", "GAMMAS", "KNN_KS", "KNN_WEIGHTS", "MAX_BANK_BYTES", "MAX_GRID_BYTES",
+           "MAX_WINDOWS", "MIN_WINDOW_BANK", "TAUS", "bank_fits", "bank_plan", "fit_blend"]
 
 BETAS = (0.0, 0.25, 0.5, 0.75, 1.0)
 GAMMAS = (0.0, 0.5, 1.0)
@@ -49,6 +49,9 @@ KNN_WEIGHTS = (0.25, 0.5, 0.75, 1.0)
 BLEND_DRAWS = 3
 #: Validation windows the blend is chosen on (evenly spaced when there are more).
 MAX_WINDOWS = 1024
+#: Fewer validation windows when their (windows, n_patches, dim) float32 outputs would exceed this (the choice
+#: holds several such arrays at once: 227 windows at CLIP ViT-L/14-336's 576 x 1024, all 1024 below 128 x 1024).
+MAX_GRID_BYTES = 512 * 2**20
 #: Largest retrieval bank (training frames x n_patches x dim float32) an encoder keeps (and stores).
 MAX_BANK_BYTES = 64 * 2**20
 
@@ -60,6 +63,30 @@ def bank_fits(n_frames: int, n_patches: int, dim: int) -> bool:
     (True, False)
     """
     return 0 < 4 * int(n_frames) * int(n_patches) * int(dim) <= MAX_BANK_BYTES
+
+
+#: Fewest training windows worth a kNN over them (fewer fit `MAX_BANK_BYTES`: no window bank).
+MIN_WINDOW_BANK = 256
+
+
+def bank_plan(n_frames: int, n_patches: int, dim: int, linear_rank: int, n_windows: int, n_features: int,
+              knn: bool = True) -> tuple[int, int, int]:
+    """(bank_frames, bank_rank, window_bank) a blend keeps within `MAX_BANK_BYTES` each: the ``n_frames``
+    training maps in full when they fit, else their ``linear_rank`` coefficients in the linear basis
+    (``bank_rank``); with ``knn``, the ``n_windows`` training windows' int16 pooled counts (``n_features``
+    = units x pooled bins each), or as many evenly spaced ones as fit (at least `MIN_WINDOW_BANK`).
+
+    >>> bank_plan(900, 16, 64, 256, 9000, 480), bank_plan(900, 576, 1024, 64, 9000, 2000 * 5)
+    ((900, 0, 9000), (900, 64, 3355))
+    """
+    if bank_fits(n_frames, n_patches, dim):
+        frames, rank = int(n_frames), 0
+    elif linear_rank and 0 < 4 * int(n_frames) * int(linear_rank) <= MAX_BANK_BYTES:
+        frames, rank = int(n_frames), int(linear_rank)
+    else:
+        return 0, 0, 0
+    wins = min(int(n_windows), MAX_BANK_BYTES // max(1, 2 * int(n_features))) if (knn and linear_rank) else 0
+    return frames, rank, (wins if wins >= min(MIN_WINDOW_BANK, int(n_windows)) else 0)
 
 
 def _scores(pred: torch.Tensor, frame: torch.Tensor, targets: torch.Tensor, mean: torch.Tensor) -> tuple[float, float]:
@@ -130,13 +157,14 @@ def fit_blend(model, windows, frame: torch.Tensor, targets: torch.Tensor, bank: 
         A trained `SpikeEncoder` with ``config.blend`` (eval mode).
     windows
         Callable ``(rows (B,) long) -> (counts (B, W, N), unit_idx (N,))``: those validation windows, all units
-        (at most `MAX_WINDOWS`, evenly spaced, are used).
+        (at most `MAX_WINDOWS`, and within `MAX_GRID_BYTES`, evenly spaced, are used).
     frame
         (P,) long movie frame of each validation window.
     targets
         (F, n_patches, dim) float32 target maps of all frames (the identification candidates).
     bank
-        (F', n_patches, dim) training frames' maps for the retrieval (None: no retrieval).
+        (F', n_patches, dim) training frames' maps for the retrieval (None: no retrieval); kept by
+        `SpikeEncoder.set_bank` (as coefficients when the model has ``bank_rank``).
     seed
         Draws the subsets of the per-size choices.
 
@@ -147,10 +175,12 @@ def fit_blend(model, windows, frame: torch.Tensor, targets: torch.Tensor, bank: 
     window bank also ``by_size``: {str(n units): the same dict}.
     """
     if bank is not None and model.config.bank_frames:
-        model.bank.copy_(bank)
+        model.set_bank(bank)
+        bank = model.bank_maps()  # choose on the maps the blend will retrieve (projections with bank_rank)
     model.blend_beta.fill_(1.0)
     model.blend_gamma.fill_(0.0)
-    keep = torch.linspace(0, len(frame) - 1, min(len(frame), MAX_WINDOWS), device=frame.device).round().long()
+    n_keep = min(len(frame), MAX_WINDOWS, max(64, MAX_GRID_BYTES // (4 * targets[0].numel())))
+    keep = torch.linspace(0, len(frame) - 1, n_keep, device=frame.device).round().long()
     if not model.has_window_bank:
         out = _fit_one(model, windows, keep, frame[keep], targets.float(), bank, [None])
         model.blend_beta.fill_(out["beta"])

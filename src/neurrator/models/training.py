@@ -28,7 +28,7 @@ from neurrator.models.encoder import SpikeEncoder
 from neurrator.errors import NeurratorError
 from neurrator.data.binning import window_index
 from neurrator.models.targets import fit_pca
-from neurrator.models.readout import MAX_BANK_BYTES, bank_fits, fit_blend
+from neurrator.models.readout import bank_plan, fit_blend
 from neurrator.io.progress import Progress
 
 __all__ = ["TrainConfig", "TrainedEncoder", "patch_loss", "train_encoder"]
@@ -330,11 +330,10 @@ def train_encoder(
     train_frames = np.unique(binned.frame[train_idx])
 
     if encoder.blend:
-        bank = len(train_frames) if bank_fits(len(train_frames), n_patches, dim) else 0
         T = -(-config.window_bins // encoder.linear_pool)
-        wins = len(train_idx) if (bank and encoder.window_knn and encoder.linear_rank
-                                  and 2 * len(train_idx) * N * T <= MAX_BANK_BYTES) else 0
-        encoder = replace(encoder, bank_frames=bank, window_bank=wins)
+        bank, rank, wins = bank_plan(len(train_frames), n_patches, dim, encoder.linear_rank, len(train_idx), N * T,
+                                     knn=encoder.window_knn)
+        encoder = replace(encoder, bank_frames=bank, bank_rank=rank, window_bank=wins)
     fork_devices = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=fork_devices):
         torch.manual_seed(seed)
@@ -371,11 +370,12 @@ def train_encoder(
     extra = {}
     if encoder.blend:
         units = torch.arange(N, device=device)
-        if model.has_window_bank:
+        if model.has_window_bank:  # every training window, or evenly spaced ones (`bank_plan`)
+            kept = tr[torch.linspace(0, len(tr) - 1, encoder.window_bank, device=tr.device).round().long()]
             with torch.no_grad():
-                pooled = torch.cat([model.pooled_counts(data.windows(tr[i : i + 256], units))
-                                    for i in range(0, len(tr), 256)])
-            model.set_window_bank(pooled, torch.searchsorted(tf, data.frame[tr]))
+                pooled = torch.cat([model.pooled_counts(data.windows(kept[i : i + 256], units))
+                                    for i in range(0, len(kept), 256)])
+            model.set_window_bank(pooled, torch.searchsorted(tf, data.frame[kept]))
         # identification candidates: every frame but the held-out ones (their maps never inform the model)
         cand = torch.from_numpy(np.setdiff1d(np.arange(F_), holdout)).to(device)
         extra["blend"] = fit_blend(model, lambda rows: (data.windows(va[rows], units), units),

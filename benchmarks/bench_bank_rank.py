@@ -1,0 +1,143 @@
+"""What the blend loses when its bank is kept as coefficients (issue 28, real dimensions).
+
+At CLIP ViT-L/14-336's 576 x 1024 the training frames' maps (2.1 GB for 900 frames) exceed the bank's cap
+(`neurrator.models.readout.MAX_BANK_BYTES`), so training keeps their coefficients in the linear path's basis
+(``EncoderConfig.bank_rank``: rank 64, the pipeline's cap at those dimensions) and, when the training windows
+do not fit either, evenly spaced ones (`neurrator.models.readout.bank_plan`). This benchmark reproduces both
+fall-backs on the simulated sessions of bench_peers.py (300 frames, so rank 64 is lossy as 64 of 900 is) by
+forcing them, and scores the test repeats under five configurations trained with the same seed:
+
+- ``rank 256, maps``: the library default at these dimensions (linear rank 256, full-map bank, every window);
+- ``rank 64, maps``: the linear rank of real dimensions, full-map bank (what a larger cap would keep);
+- ``rank 64, coefficients``: the bank as rank-64 coefficients, every training window;
+- ``rank 64, coefficients, windows cut 4.7x``: also only 1 in 4.7 training windows, as at real dimensions
+  (3,355 of 16,200 for 2,000 units and 18 training repeats; run with ``--repeats 20`` for as many windows per
+  frame as there: 3.4; with the default 8 repeats 255 windows are left, under `MIN_WINDOW_BANK`: none kept);
+- ``rank 64, no bank``: no retrieval and no kNN, what real dimensions got before (blend: encoder only).
+
+All units and native subsets of 10 and 30 units (3 draws each); paired differences over sessions.
+
+    .venv/bin/python benchmarks/bench_bank_rank.py                         # 5 sessions, appends RESULTS.md
+    .venv/bin/python benchmarks/bench_bank_rank.py --repeats 20 --seeds 3  # windows per frame as at real size
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _hardware import append_results, hardware  # noqa: E402
+from bench_encoder import simulated, t_interval  # noqa: E402
+from bench_peers import encoder_configs, score  # noqa: E402
+
+from neurrator.data.splits import split_repeats  # noqa: E402
+from neurrator.decode.chance import duplicate_groups  # noqa: E402
+from neurrator.models import readout  # noqa: E402
+from neurrator.models.backbones import load_backbone  # noqa: E402
+from neurrator.models.prediction import predict  # noqa: E402
+from neurrator.models.targets import compute_targets  # noqa: E402
+from neurrator.models.training import train_encoder  # noqa: E402
+
+#: name -> (linear rank, maps kept as coefficients, bank cap in bytes given (training windows, bytes per window);
+#: None = the library's)
+CONDITIONS = {
+    "rank 256, maps": (256, False, None),
+    "rank 64, maps": (64, False, None),
+    "rank 64, coefficients": (64, True, None),
+    "rank 64, coefficients, windows cut 4.7x": (64, True, lambda n, b: int(n / 4.7) * b),
+    "rank 64, no bank": (64, True, lambda n, b: 1024),
+}
+METRICS = ("top1", "top5", "within_1s", "centred_patch_cosine", "w1s_30", "w1s_10")
+
+
+def session(seed: int, args, bb) -> dict:
+    sim, binned = simulated(args.units, args.repeats, args.frames, seed, movie_seed=seed)
+    targets = compute_targets(sim.frames, bb, batch_size=64)
+    split = split_repeats(binned.repeat, n_val=2, n_test=2, seed=seed)
+    te = np.asarray(split.test)
+    train_frames = np.unique(binned.frame[np.asarray(split.train)])
+    groups = duplicate_groups(targets)
+    sc = lambda p: score(p, binned.frame[te], targets, train_frames, groups, 30.0)  # noqa: E731
+    rng = np.random.default_rng(1000 + seed)
+    subsets = {k: [np.sort(rng.choice(binned.n_units, k, replace=False)) for _ in range(3)] for k in (30, 10)}
+    out = {}
+    for name, (rank, coef, cap) in CONDITIONS.items():
+        cfg, enc = encoder_configs(args, binned.n_units, targets, linear_rank=rank)
+        saved = readout.MAX_BANK_BYTES, readout.bank_fits
+        if cap is not None:
+            readout.MAX_BANK_BYTES = cap(len(split.train), 2 * binned.n_units * 5)
+        if coef:  # as at 576 x 1024: the full maps do not fit (bank_plan reads bank_fits)
+            readout.bank_fits = lambda *a: False
+        try:
+            t0 = time.perf_counter()
+            tr = train_encoder(binned, targets, split, config=cfg, encoder=enc, seed=seed, progress=False)
+            secs = time.perf_counter() - t0
+        finally:
+            readout.MAX_BANK_BYTES, readout.bank_fits = saved
+        e = tr.encoder_config
+        r = {k: v for k, v in sc(predict(tr, binned, te)).items() if k in METRICS}
+        for k, draws in subsets.items():
+            r[f"w1s_{k}"] = float(np.mean([sc(predict(tr, binned, te, unit_idx=c))["within_1s"] for c in draws]))
+        r["kept"] = f"bank {e.bank_frames} x {e.bank_rank or 'map'}, {e.window_bank} windows"
+        r["secs"] = secs
+        out[name] = r
+        print(f"session {seed} {name}: " + ", ".join(f"{m} {r[m]:.3f}" for m in METRICS) + f" ({r['kept']}, "
+              f"{secs:.0f} s)", flush=True)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--units", type=int, default=120)
+    ap.add_argument("--frames", type=int, default=300)
+    ap.add_argument("--repeats", type=int, default=8)
+    ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--no-append", action="store_true")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    # bench_peers.py's encoder: library defaults except these (encoder_configs reads them)
+    args.enc, args.val_subsets, args.no_window_knn = dict(d_model=64, n_latents=16, depth=1), [10, 30, 100], False
+    t_all = time.perf_counter()
+    bb = load_backbone("tiny", seed=0)
+    runs = [session(s, args, bb) for s in range(args.seeds)]
+    names = list(CONDITIONS)
+    now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    out = [f"\n## Blend bank as basis coefficients (bench_bank_rank.py, {now})\n",
+           f"`python benchmarks/bench_bank_rank.py {' '.join(sys.argv[1:])}`, {time.perf_counter() - t_all:.0f} s. "
+           f"Hardware: {hardware('cpu')}.", "",
+           f"{args.seeds} x `simulate_session(n_units={args.units}, n_repeats={args.repeats}, n_frames={args.frames}, "
+           f"seed=s, movie_seed=s)`, `tiny` targets (64 x 64), {args.repeats - 4} train / 2 val / 2 test repeats, "
+           "bench_peers.py's "
+           f"encoder (d_model 64, 16 latents, depth 1, max {args.epochs} epochs), same seed in every configuration. "
+           "Test repeats; w1s_k: within 1 s of native k-unit subsets (mean of 3 draws). Kept: "
+           + "; ".join(f"{n}: {runs[0][n]['kept']}" for n in names) + " (session 0).", "",
+           "| configuration | " + " | ".join(METRICS) + " | train s |", "|---" * (len(METRICS) + 2) + "|"]
+    for n in names:
+        cells = [f"{m:.3f} [{lo:.3f}, {hi:.3f}]" for m, lo, hi in (t_interval([r[n][k] for r in runs]) for k in METRICS)]
+        out.append(f"| {n} | " + " | ".join(cells) + f" | {np.mean([r[n]['secs'] for r in runs]):.1f} |")
+    out += ["", "Paired difference, mean [95% t interval over sessions], sessions ahead:", "",
+            "| comparison | " + " | ".join(METRICS) + " |", "|---" * (len(METRICS) + 1) + "|"]
+    for a, b in ((names[2], names[1]), (names[3], names[2]), (names[3], names[4]), (names[2], names[4]),
+                 (names[1], names[0])):
+        cells = []
+        for k in METRICS:
+            d = np.array([r[a][k] - r[b][k] for r in runs])
+            m, lo, hi = t_interval(d)
+            cells.append(f"{m:+.3f} [{lo:+.3f}, {hi:+.3f}], {int(np.sum(d > 0))}/{len(d)}")
+        out.append(f"| {a} - {b} | " + " | ".join(cells) + " |")
+    text = "\n".join(out) + "\n"
+    print(text)
+    if not args.no_append:
+        append_results(text)
+
+
+if __name__ == "__main__":
+    main()
