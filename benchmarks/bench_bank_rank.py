@@ -19,6 +19,7 @@ All units and native subsets of 10 and 30 units (3 draws each); paired differenc
 
     .venv/bin/python benchmarks/bench_bank_rank.py                         # 5 sessions, appends RESULTS.md
     .venv/bin/python benchmarks/bench_bank_rank.py --repeats 20 --seeds 3  # windows per frame as at real size
+    .venv/bin/python benchmarks/bench_bank_rank.py --real-dims             # time fit_blend at full size
 """
 
 from __future__ import annotations
@@ -93,6 +94,57 @@ def session(seed: int, args, bb) -> dict:
     return out
 
 
+def real_dims(args) -> list[str]:
+    """`fit_blend` at full size: 2,000 units, 900 bank frames of 576 x 1024 kept as rank-64 coefficients, as many
+    training windows as fit, the validation windows capped by `MAX_GRID_BYTES`; random weights and data (the
+    choice means nothing, its time and memory are what is measured)."""
+    import psutil
+
+    from neurrator.models.encoder import EncoderConfig, SpikeEncoder
+
+    N, F_, P_, D_, T = 2000, 900, 576, 1024, 5
+    g = torch.Generator().manual_seed(0)
+    frames, rank, wins = readout.bank_plan(F_, P_, D_, 64, 18 * F_, N * T)
+    enc = EncoderConfig(linear_rank=64, bank_frames=frames, bank_rank=rank, window_bank=wins).for_data(
+        n_units=N, n_patches=P_, dim=D_)
+    model = SpikeEncoder(config=enc).eval()
+    basis = torch.linalg.qr(torch.randn(P_ * D_, 64, generator=g))[0].T.contiguous()
+    model.set_linear_basis(basis, torch.ones(64))
+    with torch.no_grad():
+        model.lin_weight.normal_(0, 0.05, generator=g)
+        model.set_window_bank(torch.poisson(torch.full((wins, N, T), 0.8), generator=g),
+                              torch.randint(0, F_, (wins,), generator=g))
+    targets = torch.randn(F_, P_, D_, generator=g)
+    n_val = F_ * 2
+    frame = torch.arange(n_val) % F_
+    counts = torch.poisson(torch.full((256, 20, N), 0.2), generator=g)  # validation windows, reused in turn
+    units = torch.arange(N)
+    proc, peak, done = psutil.Process(), [0], [False]
+
+    def sample():
+        while not done[0]:
+            peak[0] = max(peak[0], proc.memory_info().rss)
+            time.sleep(0.05)
+
+    import threading
+
+    th = threading.Thread(target=sample, daemon=True)
+    th.start()
+    rss0 = proc.memory_info().rss
+    t0 = time.perf_counter()
+    out = readout.fit_blend(model, lambda rows: (counts[rows % len(counts)], units), frame, targets, targets)
+    secs = time.perf_counter() - t0
+    done[0] = True
+    th.join()
+    n_keep = min(n_val, readout.MAX_WINDOWS, max(64, readout.MAX_GRID_BYTES // (4 * P_ * D_)))
+    return [f"Full size: `fit_blend` with 2,000 units, a bank of {frames} frames of {P_} x {D_} as {rank} coefficients "
+            f"({4 * frames * rank / 1e3:.0f} kB), {wins} training windows, {n_keep} of {n_val} validation windows "
+            f"(`MAX_GRID_BYTES`), {len(model.blend_table)} subset sizes, 900 identification candidates, no Gram "
+            f"matrix (2,000 x 5 features): {secs:.0f} s, peak resident memory {peak[0] / 2**30:.1f} GiB "
+            f"({rss0 / 2**30:.1f} GiB before: model, targets and windows). Random weights and data; choice "
+            f"(all units) beta {out['beta']}, gamma {out['gamma']}, kNN k {out['knn_k']} share {out['knn_w']}."]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seeds", type=int, default=5)
@@ -100,9 +152,18 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=300)
     ap.add_argument("--repeats", type=int, default=8)
     ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--real-dims", action="store_true", help="only time fit_blend at full size (~12 GB of memory)")
     ap.add_argument("--no-append", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(1)
+    if args.real_dims:
+        now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        text = "\n".join([f"\n## The blend's choice at full size (bench_bank_rank.py --real-dims, {now})\n",
+                          f"Hardware: {hardware('cpu')}.", ""] + real_dims(args)) + "\n"
+        print(text)
+        if not args.no_append:
+            append_results(text)
+        return
     # bench_peers.py's encoder: library defaults except these (encoder_configs reads them)
     args.enc, args.val_subsets, args.no_window_knn = dict(d_model=64, n_latents=16, depth=1), [10, 30, 100], False
     t_all = time.perf_counter()

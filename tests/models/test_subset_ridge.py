@@ -196,3 +196,23 @@ def test_without_window_knn_the_blend_is_one_choice_for_every_subset(data):
     tr = _train(binned, targets, split, window_knn=False)
     assert not tr.model.has_window_bank and tr.encoder_config.window_bank == 0
     assert "by_size" not in tr.extra["blend"] and tr.extra["blend"]["knn_w"] == 0.0
+
+
+def test_mixed_scores_from_inner_products_equal_scoring_each_mixture():
+    """`_mix` (the blend grid's and the kNN stage's shortcut) = `_scores` of every mixture computed in full."""
+    import torch.nn.functional as F
+
+    from neurrator.models.readout import _mix, _scores
+
+    g = torch.Generator().manual_seed(5)
+    targets, mean = torch.randn(30, 6, 4, generator=g), torch.randn(6, 4, generator=g)
+    frame = torch.randint(0, 30, (50,), generator=g)
+    a = targets[frame] + 0.8 * torch.randn(50, 6, 4, generator=g)  # two noisy predictions of the frames
+    b = targets[frame] + 1.5 * torch.randn(50, 6, 4, generator=g)
+    cand = F.normalize((targets - mean).flatten(1), dim=1)
+    t = targets[frame] - mean
+    ac, bc = a - mean, b - mean
+    got = _mix(ac, bc, t, (t * t).sum(-1), ac.flatten(1) @ cand.T, bc.flatten(1) @ cand.T, frame, (0.0, 0.3, 0.75, 1.0))
+    for s, sc in got.items():
+        assert sc == pytest.approx(_scores((1 - s) * a + s * b, frame, targets, mean), abs=1e-5)
+    assert len({v for v in got.values()}) > 1  # the shares give different scores: the comparison has teeth

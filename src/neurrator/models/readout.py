@@ -107,18 +107,28 @@ def _ident(rank: torch.Tensor) -> float:
     return float(sum((rank < k).float().mean() for k in (1, 5, 30)) / 3)
 
 
+def _mix(a, b, t, tt, aC, bC, frame, shares) -> dict:
+    """share s -> `_scores` of the centred output ``(1 - s) a + s b``, from inner products: a, b (P, n_p, d)
+    centred outputs, t their frames' centred maps and tt = (t * t).sum(-1); aC, bC (P, F) products of a and b
+    with the unit-norm centred candidates (a row's scale does not change its ranks)."""
+    at, aa = (a * t).sum(-1), (a * a).sum(-1)
+    bt, bb, ab = (b * t).sum(-1), (b * b).sum(-1), (a * b).sum(-1)
+    out = {}
+    for s in shares:
+        num = (1 - s) * at + s * bt
+        den2 = (1 - s) ** 2 * aa + 2 * s * (1 - s) * ab + s ** 2 * bb
+        out[s] = (float((num / (den2 * tt).clamp_min(1e-16).sqrt()).mean()), _ident(_ranks((1 - s) * aC + s * bC, frame)))
+    return out
+
+
 def _grid(y, r, frame, targets, mean, bank, betas) -> dict:
     """`_scores` of every candidate (beta, gamma, tau), from inner products: a candidate's centred output is a
     combination of the centred encoder output, ridge and retrieval, so its similarity to every frame and its
-    per-patch cosines follow from a few matrix products (a row's scale does not change its ranks)."""
+    per-patch cosines follow from a few matrix products (`_mix`)."""
     Yc, Rc, t = y - mean, r - mean, targets[frame] - mean  # (P, n_p, d)
     cand = F.normalize((targets - mean).flatten(1), dim=1)  # (F, D)
     YC, RC = Yc.flatten(1) @ cand.T, Rc.flatten(1) @ cand.T
     tt = (t * t).sum(-1)
-
-    def ccos(num, den2):
-        return float((num / (den2 * tt).clamp_min(1e-16).sqrt()).mean())
-
     results = {}
     if bank is not None:
         Bc = (bank - mean).flatten(1)  # (F', D)
@@ -127,8 +137,7 @@ def _grid(y, r, frame, targets, mean, bank, betas) -> dict:
     for beta in betas:
         base = (1 - beta) * Rc + beta * Yc
         baseC = (1 - beta) * RC + beta * YC
-        bt, bb = (base * t).sum(-1), (base * base).sum(-1)
-        results[(beta, 0.0, TAUS[0])] = (ccos(bt, bb), _ident(_ranks(baseC, frame)))
+        results[(beta, 0.0, TAUS[0])] = _mix(base, base, t, tt, baseC, baseC, frame, (0.0,))[0.0]
         if bank is None:
             continue
         norm = base.flatten(1).norm(dim=1, keepdim=True).clamp_min(1e-12)
@@ -136,12 +145,8 @@ def _grid(y, r, frame, targets, mean, bank, betas) -> dict:
         for tau in TAUS:
             w = torch.softmax(baseB / tau, dim=1)  # (P, F')
             S = (w @ Bc).view_as(base)  # retrieval output, centred
-            SC = w @ BcC
-            st, ss, sb = (S * t).sum(-1), (S * S).sum(-1), (S * base).sum(-1)
-            for gamma in GAMMAS[1:]:
-                num = (1 - gamma) * bt + gamma * st
-                den2 = (1 - gamma) ** 2 * bb + 2 * gamma * (1 - gamma) * sb + gamma ** 2 * ss
-                results[(beta, gamma, tau)] = (ccos(num, den2), _ident(_ranks((1 - gamma) * baseC + gamma * SC, frame)))
+            for gamma, sc in _mix(base, S, t, tt, baseC, w @ BcC, frame, GAMMAS[1:]).items():
+                results[(beta, gamma, tau)] = sc
     return results
 
 
@@ -251,12 +256,13 @@ def _fit_knn(model, chunks, y, frame, targets, mean, floor: float, chosen: tuple
         for k in KNN_KS:
             near[k].append(model.bank_mean(rows[:, :k]).float())
         j += len(x)
-    b = torch.cat(blended)
+    b, t = torch.cat(blended) - mean, targets[frame] - mean  # centred
+    cand = F.normalize((targets - mean).flatten(1), dim=1)
+    bC, tt = b.flatten(1) @ cand.T, (t * t).sum(-1)
     best, best_score = (0, 0.0), chosen
     for k in KNN_KS:
-        nk = torch.cat(near[k])
-        for w in KNN_WEIGHTS:
-            sc = _scores((1 - w) * b + w * nk, frame, targets, mean)
+        nk = torch.cat(near[k]) - mean
+        for w, sc in _mix(b, nk, t, tt, bC, nk.flatten(1) @ cand.T, frame, KNN_WEIGHTS).items():
             if sc[0] >= floor - 1e-9 and (sc[1], sc[0]) > (best_score[1], best_score[0]):
                 best, best_score = (k, w), sc
     return {"knn_k": best[0], "knn_w": best[1], "centred_patch_cosine": best_score[0],
