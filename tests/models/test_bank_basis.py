@@ -133,3 +133,26 @@ def test_a_basis_spanning_the_frames_decodes_as_the_full_maps(data):
         for sub in (torch.arange(N), torch.arange(0, N, 4), torch.arange(0, N, 2)):
             x = d.windows(te, sub)
             torch.testing.assert_close(basis.model(x, sub), full.model(x, sub), atol=2e-4, rtol=1e-4)
+
+
+def test_blend_grid_on_coefficients_equals_the_grid_on_the_maps_they_stand_for(coef, data):
+    """The choice's grid never expands a coefficient bank (at 576 x 1024 the maps and their normalised copy
+    would be 2 x 2.1 GB); its scores equal those of the expanded maps."""
+    from neurrator.models.readout import _grid
+
+    binned, targets, split = data
+    m = coef.model
+    d = _DeviceData(binned.counts, binned.frame, binned.repeat, 4, targets, window_bins=20, offset_bins=0,
+                    device=torch.device("cpu"))
+    va = torch.from_numpy(np.asarray(split.val))
+    units = torch.arange(N)
+    x = d.windows(va, units)
+    with torch.no_grad():
+        y = m(x, units, blend=False)
+        r = m.ridge_tokens(x, units)
+    T, frame = torch.from_numpy(targets), torch.from_numpy(binned.frame[np.asarray(split.val)])
+    maps = _grid(y, r, frame, T, m.target_mean, m.bank_maps(), (0.0, 0.5, 1.0))
+    coefs = _grid(y, r, frame, T, m.target_mean, m.bank, (0.0, 0.5, 1.0), basis=m.bank_basis())
+    assert maps.keys() == coefs.keys() and len(maps) == 3 * (1 + 2 * 4)
+    for key, sc in maps.items():
+        assert coefs[key] == pytest.approx(sc, abs=1e-5), key

@@ -357,6 +357,12 @@ class SpikeEncoder(nn.Module):
         flat = coef.to(self.lin_basis.dtype) @ self.lin_basis[: self.config.bank_rank]
         return flat.view(len(coef), self.config.n_patches, self.config.dim) * self.target_std
 
+    def bank_basis(self) -> torch.Tensor:
+        """(bank_rank, n_patches * dim) rows whose combination ``coef @ rows`` is the centred map a row of
+        coefficients stands for (the linear basis rescaled by the targets' std)."""
+        r, c = self.config.bank_rank, self.config
+        return (self.lin_basis[:r].view(r, c.n_patches, c.dim) * self.target_std).flatten(1)
+
     def bank_maps(self) -> torch.Tensor:
         """(bank_frames, n_patches, dim) maps the blend retrieves: ``bank`` itself, or the maps its
         coefficients stand for (``bank_rank``)."""
@@ -375,8 +381,7 @@ class SpikeEncoder(nn.Module):
         cached = getattr(self, "_bank_cache", None)
         if cached is None or cached[0] != key:
             if self.config.bank_rank:
-                b = self.lin_basis[: self.config.bank_rank].view(-1, self.config.n_patches, self.config.dim)
-                b = (b * self.target_std).flatten(1)
+                b = self.bank_basis()
                 norms = ((self.bank @ (b @ b.T)) * self.bank).sum(1).clamp_min(1e-24).sqrt()
                 cached = (key, self.bank, self.bank / norms[:, None])
             else:

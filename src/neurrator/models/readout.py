@@ -121,19 +121,25 @@ def _mix(a, b, t, tt, aC, bC, frame, shares) -> dict:
     return out
 
 
-def _grid(y, r, frame, targets, mean, bank, betas) -> dict:
+def _grid(y, r, frame, targets, mean, bank, betas, basis=None) -> dict:
     """`_scores` of every candidate (beta, gamma, tau), from inner products: a candidate's centred output is a
     combination of the centred encoder output, ridge and retrieval, so its similarity to every frame and its
-    per-patch cosines follow from a few matrix products (`_mix`)."""
+    per-patch cosines follow from a few matrix products (`_mix`). ``bank``: (F', n_patches, dim) maps, or with
+    ``basis`` (r, n_patches * dim) (F', r) coefficients of the centred maps ``bank @ basis``, which are then
+    never materialised (at 576 x 1024 they and their normalised copy would be 2 x 2.1 GB)."""
     Yc, Rc, t = y - mean, r - mean, targets[frame] - mean  # (P, n_p, d)
     cand = F.normalize((targets - mean).flatten(1), dim=1)  # (F, D)
     YC, RC = Yc.flatten(1) @ cand.T, Rc.flatten(1) @ cand.T
     tt = (t * t).sum(-1)
     results = {}
-    if bank is not None:
+    if bank is not None and basis is None:
         Bc = (bank - mean).flatten(1)  # (F', D)
         Bn, BcC = F.normalize(Bc, dim=1), Bc @ cand.T
         YB, RB = Yc.flatten(1) @ Bn.T, Rc.flatten(1) @ Bn.T
+    elif bank is not None:  # coefficients: Bc and Bn hold (F', r) rows, a map's norm from the basis's Gram
+        Bc, BcC = bank, bank @ (basis @ cand.T)
+        Bn = bank / ((bank @ (basis @ basis.T)) * bank).sum(1).clamp_min(1e-24).sqrt()[:, None]
+        YB, RB = (Yc.flatten(1) @ basis.T) @ Bn.T, (Rc.flatten(1) @ basis.T) @ Bn.T
     for beta in betas:
         base = (1 - beta) * Rc + beta * Yc
         baseC = (1 - beta) * RC + beta * YC
@@ -144,7 +150,7 @@ def _grid(y, r, frame, targets, mean, bank, betas) -> dict:
         baseB = ((1 - beta) * RB + beta * YB) / norm
         for tau in TAUS:
             w = torch.softmax(baseB / tau, dim=1)  # (P, F')
-            S = (w @ Bc).view_as(base)  # retrieval output, centred
+            S = (w @ Bc if basis is None else (w @ Bc) @ basis).view_as(base)  # retrieval output, centred
             for gamma, sc in _mix(base, S, t, tt, baseC, w @ BcC, frame, GAMMAS[1:]).items():
                 results[(beta, gamma, tau)] = sc
     return results
@@ -181,7 +187,7 @@ def fit_blend(model, windows, frame: torch.Tensor, targets: torch.Tensor, bank: 
     """
     if bank is not None and model.config.bank_frames:
         model.set_bank(bank)
-        bank = model.bank_maps()  # choose on the maps the blend will retrieve (projections with bank_rank)
+        bank = model.bank  # choose on what the blend will retrieve: with bank_rank the maps' projections
     model.blend_beta.fill_(1.0)
     model.blend_gamma.fill_(0.0)
     n_keep = min(len(frame), MAX_WINDOWS, max(64, MAX_GRID_BYTES // (4 * targets[0].numel())))
@@ -228,7 +234,7 @@ def _fit_one(model, windows, keep, frame, targets, bank, subs: list) -> dict:
         chunks.append((x, units))
     mean = model.target_mean.float()
     results = _grid(torch.cat(ys), torch.cat(rs), frame, targets, mean, bank.float() if len(gammas) > 1 else None,
-                    betas)
+                    betas, model.bank_basis().float() if model.config.bank_rank else None)
     floor = results[(0.0, 0.0, TAUS[0])][0] if (0.0, 0.0, TAUS[0]) in results else -np.inf
     ok = {k: v for k, v in results.items() if v[0] >= floor - 1e-9}
     best = max(ok, key=lambda k: (ok[k][1], ok[k][0]))
