@@ -38,3 +38,16 @@ def append_results(text: str) -> None:
         RESULTS.write_text("# Benchmarks\n")
     with RESULTS.open("a") as fh:
         fh.write(text)
+
+
+def publish(title: str, lines: list[str], append: bool = True) -> str:
+    """A RESULTS.md section: ``## title (UTC now)``, the hardware line, then ``lines``; printed, and appended
+    when ``append``."""
+    from datetime import datetime, timezone
+
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    text = "\n".join([f"\n## {title} ({now})\n", f"Hardware: {hardware('cpu')}.", ""] + list(lines)) + "\n"
+    print(text)
+    if append:
+        append_results(text)
+    return text

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _hardware import append_results, hardware  # noqa: E402
+from _hardware import append_results, hardware, publish  # noqa: E402
 from bench_encoder import simulated, t_interval  # noqa: E402
 from bench_peers import encoder_configs, score  # noqa: E402
 
@@ -157,12 +157,8 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     if args.real_dims:
-        now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-        text = "\n".join([f"\n## The blend's choice at full size (bench_bank_rank.py --real-dims, {now})\n",
-                          f"Hardware: {hardware('cpu')}.", ""] + real_dims(args)) + "\n"
-        print(text)
-        if not args.no_append:
-            append_results(text)
+        publish("The blend's choice at full size (bench_bank_rank.py --real-dims)", real_dims(args),
+                append=not args.no_append)
         return
     # bench_peers.py's encoder: library defaults except these (encoder_configs reads them)
     args.enc, args.val_subsets, args.no_window_knn = dict(d_model=64, n_latents=16, depth=1), [10, 30, 100], False

@@ -61,7 +61,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _hardware import append_results, hardware  # noqa: E402
+from _hardware import append_results, hardware, publish  # noqa: E402
 from bench_encoder import simulated, t_interval  # noqa: E402
 
 from neurrator.data.binning import Binned  # noqa: E402
@@ -404,12 +404,8 @@ def main() -> None:
         args.cebra_ok = False
         print("cebra is not installed (.venv/bin/pip install cebra): CEBRA skipped", flush=True)
     if args.real_dims:
-        now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-        text = "\n".join([f"\n## Encoder training at real dimensions on CPU (bench_peers.py --real-dims, {now})\n",
-                          f"Hardware: {hardware('cpu')}.", ""] + real_dims(args)) + "\n"
-        print(text)
-        if not args.no_append:
-            append_results(text)
+        publish("Encoder training at real dimensions on CPU (bench_peers.py --real-dims)", real_dims(args),
+                append=not args.no_append)
         return
     t_all = time.perf_counter()
     bb = load_backbone("tiny", seed=0)

@@ -116,6 +116,19 @@ def test_coefficient_bank_survives_a_checkpoint(coef, data, tmp_path):
     with torch.no_grad():
         for sub in (torch.arange(N), torch.arange(0, N, 4)):
             torch.testing.assert_close(back.model(x[..., sub], sub), coef.model(x[..., sub], sub), rtol=0, atol=0)
+    # a config whose bank rank the weights do not hold: one line naming the folder and the bank, no traceback
+    import json
+
+    from neurrator.errors import NeurratorError
+
+    folder = tmp_path / "ckpt"
+    config = json.loads((folder / "config.json").read_text())
+    config["encoder"]["bank_rank"] = 8
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(NeurratorError) as ei:
+        load_checkpoint(folder)
+    msg = str(ei.value)
+    assert msg.startswith(str(folder)) and "bank" in msg and "\n" not in msg, msg
 
 
 def test_a_basis_spanning_the_frames_decodes_as_the_full_maps(data):

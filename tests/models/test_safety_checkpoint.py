@@ -325,3 +325,12 @@ def test_cli_refuses_a_hostile_encoder_folder_in_one_line(folder, tmp_path, smal
     assert_one_line_error(proc, f"Error: {folder / 'metadata.json'}: is a FIFO")
     assert "internal error" not in proc.stderr
     assert sha256(small_sim) == before and not (out.exists() and any(out.rglob("*")))
+
+
+
+def test_bank_rank_beyond_the_linear_rank_is_refused(folder, no_tensor_load):
+    """``bank_rank`` (issue 28: a blend bank kept as basis coefficients) is checked like every size."""
+    config = json.loads((folder / "config.json").read_text())
+    config["encoder"]["bank_rank"] = config["encoder"]["linear_rank"] + 1
+    _rewrite(folder, config=config)
+    refused(folder, "config.json", "bank_rank must be in 0..linear_rank")

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from neurrator.component_config import EncoderConfig
+from neurrator.models.readout import retrieval_keys
 
 __all__ = ["BLEND_SIZES", "EncoderConfig", "SpikeEncoder"]
 
@@ -371,23 +372,16 @@ class SpikeEncoder(nn.Module):
         return self._expand(self.bank) + self.target_mean
 
     def _centred_bank(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(values, keys) of the soft retrieval: full maps, the bank centred on the mean map and flattened, and
-        its unit-norm rows; coefficients (``bank_rank``), the coefficients and the same rows divided by the
-        norms of the centred maps they stand for (so that a query projected as in `_soft_retrieval` meets
-        them with the same cosine). Computed once per state of ``bank`` and ``target_mean`` (every forward
-        pass used to recompute them: a third of the soft retrieval's time, ~18 s of the demo)."""
+        """(values, keys) of the soft retrieval over ``bank`` (`neurrator.models.readout.retrieval_keys`; with
+        ``bank_rank`` in coefficient space, met by a query projected as in `_soft_retrieval`). Computed once per
+        state of ``bank`` and the target statistics (every forward pass used to recompute them: a third of the
+        soft retrieval's time, ~18 s of the demo)."""
         key = (self.bank.data_ptr(), self.bank._version, self.target_mean.data_ptr(), self.target_mean._version,
                self.target_std._version, self.bank.device, self.bank.dtype)
         cached = getattr(self, "_bank_cache", None)
         if cached is None or cached[0] != key:
-            if self.config.bank_rank:
-                b = self.bank_basis()
-                norms = ((self.bank @ (b @ b.T)) * self.bank).sum(1).clamp_min(1e-24).sqrt()
-                cached = (key, self.bank, self.bank / norms[:, None])
-            else:
-                centred = (self.bank - self.target_mean).flatten(1)
-                cached = (key, centred, F.normalize(centred, dim=1))
-            self._bank_cache = cached
+            cached = self._bank_cache = (key, *retrieval_keys(self.bank, self.target_mean,
+                                                              self.bank_basis() if self.config.bank_rank else None))
         return cached[1], cached[2]
 
     def _soft_retrieval(self, y: torch.Tensor, tau: float) -> torch.Tensor:

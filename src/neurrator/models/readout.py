@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 
 __all__ = ["BETAS", "BLEND_DRAWS", "GAMMAS", "KNN_KS", "KNN_WEIGHTS", "MAX_BANK_BYTES", "MAX_GRID_BYTES",
-           "MAX_WINDOWS", "MIN_WINDOW_BANK", "TAUS", "bank_fits", "bank_plan", "fit_blend"]
+           "MAX_WINDOWS", "MIN_WINDOW_BANK", "TAUS", "bank_fits", "bank_plan", "fit_blend", "retrieval_keys"]
 
 BETAS = (0.0, 0.25, 0.5, 0.75, 1.0)
 GAMMAS = (0.0, 0.5, 1.0)
@@ -89,12 +89,29 @@ def bank_plan(n_frames: int, n_patches: int, dim: int, linear_rank: int, n_windo
     return frames, rank, (wins if wins >= min(MIN_WINDOW_BANK, int(n_windows)) else 0)
 
 
+def retrieval_keys(bank: torch.Tensor, mean: torch.Tensor, basis: torch.Tensor | None = None):
+    """(values, keys) of a soft retrieval over a bank: for (F', n_patches, dim) maps, the maps centred on
+    ``mean`` and flattened, and their unit-norm rows; for (F', r) coefficients of the centred maps
+    ``bank @ basis`` (``basis`` (r, n_patches * dim)), the coefficients and the same rows divided by the norms
+    of the maps they stand for (from the basis's Gram matrix), so that a query projected onto ``basis`` meets
+    them with the maps' cosine."""
+    if basis is None:
+        centred = (bank - mean).flatten(1)
+        return centred, F.normalize(centred, dim=1)
+    norms = ((bank @ (basis @ basis.T)) * bank).sum(1).clamp_min(1e-24).sqrt()
+    return bank, bank / norms[:, None]
+
+
+def _candidates(targets: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
+    """(F, n_patches * dim) unit-norm centred maps of the identification candidates."""
+    return F.normalize((targets - mean).flatten(1), dim=1)
+
+
 def _scores(pred: torch.Tensor, frame: torch.Tensor, targets: torch.Tensor, mean: torch.Tensor) -> tuple[float, float]:
     """(centred patch cosine, identification: mean of top-1, top-5 and top-30) of (P, n_patches, dim)
     predictions of frames ``frame``, ranked among all frames by the cosine of centred maps."""
     ccos = float(F.cosine_similarity(pred - mean, targets[frame] - mean, dim=-1).mean())
-    cand = F.normalize((targets - mean).flatten(1), dim=1)
-    sim = F.normalize((pred - mean).flatten(1), dim=1) @ cand.T  # (P, F)
+    sim = F.normalize((pred - mean).flatten(1), dim=1) @ _candidates(targets, mean).T  # (P, F)
     rank = (sim > sim.gather(1, frame[:, None])).sum(1)
     return ccos, float(sum((rank < k).float().mean() for k in (1, 5, 30)) / 3)
 
@@ -121,25 +138,23 @@ def _mix(a, b, t, tt, aC, bC, frame, shares) -> dict:
     return out
 
 
-def _grid(y, r, frame, targets, mean, bank, betas, basis=None) -> dict:
+def _grid(y, r, frame, targets, mean, bank, betas, basis=None, cand=None) -> dict:
     """`_scores` of every candidate (beta, gamma, tau), from inner products: a candidate's centred output is a
     combination of the centred encoder output, ridge and retrieval, so its similarity to every frame and its
     per-patch cosines follow from a few matrix products (`_mix`). ``bank``: (F', n_patches, dim) maps, or with
     ``basis`` (r, n_patches * dim) (F', r) coefficients of the centred maps ``bank @ basis``, which are then
-    never materialised (at 576 x 1024 they and their normalised copy would be 2 x 2.1 GB)."""
+    never materialised (at 576 x 1024 they and their normalised copy would be 2 x 2.1 GB). ``cand``: the
+    unit-norm centred candidates (`_candidates`), when the caller has them."""
     Yc, Rc, t = y - mean, r - mean, targets[frame] - mean  # (P, n_p, d)
-    cand = F.normalize((targets - mean).flatten(1), dim=1)  # (F, D)
+    cand = _candidates(targets, mean) if cand is None else cand  # (F, D)
     YC, RC = Yc.flatten(1) @ cand.T, Rc.flatten(1) @ cand.T
     tt = (t * t).sum(-1)
     results = {}
-    if bank is not None and basis is None:
-        Bc = (bank - mean).flatten(1)  # (F', D)
-        Bn, BcC = F.normalize(Bc, dim=1), Bc @ cand.T
-        YB, RB = Yc.flatten(1) @ Bn.T, Rc.flatten(1) @ Bn.T
-    elif bank is not None:  # coefficients: Bc and Bn hold (F', r) rows, a map's norm from the basis's Gram
-        Bc, BcC = bank, bank @ (basis @ cand.T)
-        Bn = bank / ((bank @ (basis @ basis.T)) * bank).sum(1).clamp_min(1e-24).sqrt()[:, None]
-        YB, RB = (Yc.flatten(1) @ basis.T) @ Bn.T, (Rc.flatten(1) @ basis.T) @ Bn.T
+    if bank is not None:  # with a basis, Bc and Bn hold (F', r) coefficient rows
+        Bc, Bn = retrieval_keys(bank, mean, basis)
+        Yq, Rq = (Yc.flatten(1), Rc.flatten(1)) if basis is None else (Yc.flatten(1) @ basis.T, Rc.flatten(1) @ basis.T)
+        BcC = Bc @ cand.T if basis is None else Bc @ (basis @ cand.T)
+        YB, RB = Yq @ Bn.T, Rq @ Bn.T
     for beta in betas:
         base = (1 - beta) * Rc + beta * Yc
         baseC = (1 - beta) * RC + beta * YC
@@ -192,8 +207,12 @@ def fit_blend(model, windows, frame: torch.Tensor, targets: torch.Tensor, bank: 
     model.blend_gamma.fill_(0.0)
     n_keep = min(len(frame), MAX_WINDOWS, max(64, MAX_GRID_BYTES // (4 * targets[0].numel())))
     keep = torch.linspace(0, len(frame) - 1, n_keep, device=frame.device).round().long()
+    # computed once for every choice: the candidates (2.1 GB at 576 x 1024) and a coefficient bank's basis
+    targets = targets.float()
+    ref = (targets, _candidates(targets, model.target_mean.float()), bank,
+           model.bank_basis().float() if (bank is not None and model.config.bank_rank) else None)
     if not model.has_window_bank:
-        out = _fit_one(model, windows, keep, frame[keep], targets.float(), bank, [None])
+        out = _fit_one(model, windows, keep, frame[keep], ref, [None])
         model.blend_beta.fill_(out["beta"])
         model.blend_gamma.fill_(out["gamma"])
         model.blend_tau.fill_(out["tau"])
@@ -207,7 +226,7 @@ def fit_blend(model, windows, frame: torch.Tensor, targets: torch.Tensor, bank: 
         n = int(round(math.exp(float(table[row, 0]))))
         subs = [None] if n >= N else [torch.randperm(N, generator=gen)[:n].sort().values
                                       for _ in range(BLEND_DRAWS)]
-        res = by_size[str(n)] = _fit_one(model, windows, keep, frame[keep], targets.float(), bank, subs)
+        res = by_size[str(n)] = _fit_one(model, windows, keep, frame[keep], ref, subs)
         table[row, 1:] = torch.tensor([res["beta"], res["gamma"], res["tau"], res["knn_k"], res["knn_w"]],
                                       dtype=table.dtype)
     out = dict(by_size[str(N)])
@@ -218,9 +237,11 @@ def fit_blend(model, windows, frame: torch.Tensor, targets: torch.Tensor, bank: 
     return out
 
 
-def _fit_one(model, windows, keep, frame, targets, bank, subs: list) -> dict:
+def _fit_one(model, windows, keep, frame, ref: tuple, subs: list) -> dict:
     """One blend choice on the validation windows ``keep``; blocks of 128 windows in turn read the unit
-    subsets ``subs`` (None: all units), so one choice serves several draws of a size."""
+    subsets ``subs`` (None: all units), so one choice serves several draws of a size. ``ref``: (targets,
+    their unit-norm centred rows, the bank as kept, its basis or None)."""
+    targets, cand, bank, basis = ref
     gammas = GAMMAS if (bank is not None and model.config.bank_frames) else (0.0,)
     betas = BETAS if (model.has_subset_ridge and float(model.lin_alpha) > 0) else (1.0,)
     ys, rs, chunks = [], [], []
@@ -234,7 +255,7 @@ def _fit_one(model, windows, keep, frame, targets, bank, subs: list) -> dict:
         chunks.append((x, units))
     mean = model.target_mean.float()
     results = _grid(torch.cat(ys), torch.cat(rs), frame, targets, mean, bank.float() if len(gammas) > 1 else None,
-                    betas, model.bank_basis().float() if model.config.bank_rank else None)
+                    betas, basis, cand)
     floor = results[(0.0, 0.0, TAUS[0])][0] if (0.0, 0.0, TAUS[0]) in results else -np.inf
     ok = {k: v for k, v in results.items() if v[0] >= floor - 1e-9}
     best = max(ok, key=lambda k: (ok[k][1], ok[k][0]))
@@ -244,14 +265,15 @@ def _fit_one(model, windows, keep, frame, targets, bank, subs: list) -> dict:
            "centred_patch_cosine": results[best][0], "identification": results[best][1],
            "encoder": None if plain is None else list(plain), "ridge": None if ridge is None else list(ridge)}
     if model.has_window_bank and len(gammas) > 1:
-        out.update(_fit_knn(model, chunks, torch.cat(ys), frame, targets, mean, floor, results[best], best))
+        out.update(_fit_knn(model, chunks, torch.cat(ys), frame, (targets, cand), mean, floor, results[best], best))
     return out
 
 
-def _fit_knn(model, chunks, y, frame, targets, mean, floor: float, chosen: tuple[float, float], params) -> dict:
+def _fit_knn(model, chunks, y, frame, ref: tuple, mean, floor: float, chosen: tuple[float, float], params) -> dict:
     """Second stage: a share ``w`` in `KNN_WEIGHTS` of `SpikeEncoder.window_knn` with k in `KNN_KS` on top of the
     chosen blend ``params`` (beta, gamma, tau), kept where it beats the blend's identification with the cosine
-    still at least ridge's."""
+    still at least ridge's. ``ref``: (targets, their unit-norm centred rows)."""
+    targets, cand = ref
     blended, near = [], {k: [] for k in KNN_KS}
     j = 0
     beta, gamma, tau = params
@@ -263,7 +285,6 @@ def _fit_knn(model, chunks, y, frame, targets, mean, floor: float, chosen: tuple
             near[k].append(model.bank_mean(rows[:, :k]).float())
         j += len(x)
     b, t = torch.cat(blended) - mean, targets[frame] - mean  # centred
-    cand = F.normalize((targets - mean).flatten(1), dim=1)
     bC, tt = b.flatten(1) @ cand.T, (t * t).sum(-1)
     best, best_score = (0, 0.0), chosen
     for k in KNN_KS:
