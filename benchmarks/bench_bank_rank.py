@@ -44,6 +44,7 @@ from neurrator.models import readout  # noqa: E402
 from neurrator.models.backbones import load_backbone  # noqa: E402
 from neurrator.models.prediction import predict  # noqa: E402
 from neurrator.models.targets import compute_targets  # noqa: E402
+from neurrator.models.subset_ridge import FactoredGram, gram_rank_plan  # noqa: E402
 from neurrator.models.training import train_encoder  # noqa: E402
 
 #: name -> (linear rank, maps kept as coefficients, bank cap in bytes given (training windows, bytes per window);
@@ -58,7 +59,9 @@ CONDITIONS = {
 METRICS = ("top1", "top5", "within_1s", "centred_patch_cosine", "w1s_30", "w1s_10")
 
 
-def session(seed: int, args, bb) -> dict:
+def scored_conditions(seed: int, args, bb, conditions: dict, train) -> dict:
+    """One simulated session: ``train(value, binned, targets, split)`` -> TrainedEncoder for each condition
+    (name -> value), scored on the test repeats with all units and native 10- and 30-unit subsets (3 draws)."""
     sim, binned = simulated(args.units, args.repeats, args.frames, seed, movie_seed=seed)
     targets = compute_targets(sim.frames, bb, batch_size=64)
     split = split_repeats(binned.repeat, n_val=2, n_test=2, seed=seed)
@@ -69,7 +72,26 @@ def session(seed: int, args, bb) -> dict:
     rng = np.random.default_rng(1000 + seed)
     subsets = {k: [np.sort(rng.choice(binned.n_units, k, replace=False)) for _ in range(3)] for k in (30, 10)}
     out = {}
-    for name, (rank, coef, cap) in CONDITIONS.items():
+    for name, value in conditions.items():
+        t0 = time.perf_counter()
+        tr = train(value, binned, targets, split)
+        secs = time.perf_counter() - t0
+        e = tr.encoder_config
+        r = {k: v for k, v in sc(predict(tr, binned, te)).items() if k in METRICS}
+        for k, draws in subsets.items():
+            r[f"w1s_{k}"] = float(np.mean([sc(predict(tr, binned, te, unit_idx=c))["within_1s"] for c in draws]))
+        r["kept"] = (f"bank {e.bank_frames} x {e.bank_rank or 'map'}, {e.window_bank} windows, Gram "
+                     + (f"rank {e.gram_rank}" if e.gram_rank else "full" if tr.model.has_subset_ridge else "none"))
+        r["secs"] = secs
+        out[name] = r
+        print(f"session {seed} {name}: " + ", ".join(f"{m} {r[m]:.3f}" for m in METRICS) + f" ({r['kept']}, "
+              f"{secs:.0f} s)", flush=True)
+    return out
+
+
+def session(seed: int, args, bb) -> dict:
+    def train(cond, binned, targets, split):
+        rank, coef, cap = cond
         cfg, enc = encoder_configs(args, binned.n_units, targets, linear_rank=rank)
         saved = readout.MAX_BANK_BYTES, readout.bank_fits
         if cap is not None:
@@ -77,21 +99,60 @@ def session(seed: int, args, bb) -> dict:
         if coef:  # as at 576 x 1024: the full maps do not fit (bank_plan reads bank_fits)
             readout.bank_fits = lambda *a: False
         try:
-            t0 = time.perf_counter()
-            tr = train_encoder(binned, targets, split, config=cfg, encoder=enc, seed=seed, progress=False)
-            secs = time.perf_counter() - t0
+            return train_encoder(binned, targets, split, config=cfg, encoder=enc, seed=seed, progress=False)
         finally:
             readout.MAX_BANK_BYTES, readout.bank_fits = saved
-        e = tr.encoder_config
-        r = {k: v for k, v in sc(predict(tr, binned, te)).items() if k in METRICS}
-        for k, draws in subsets.items():
-            r[f"w1s_{k}"] = float(np.mean([sc(predict(tr, binned, te, unit_idx=c))["within_1s"] for c in draws]))
-        r["kept"] = f"bank {e.bank_frames} x {e.bank_rank or 'map'}, {e.window_bank} windows"
-        r["secs"] = secs
-        out[name] = r
-        print(f"session {seed} {name}: " + ", ".join(f"{m} {r[m]:.3f}" for m in METRICS) + f" ({r['kept']}, "
-              f"{secs:.0f} s)", flush=True)
+
+    return scored_conditions(seed, args, bb, CONDITIONS, train)
+
+
+def tables(runs: list[dict], pairs) -> list[str]:
+    """Mean [95% t] per condition over sessions, then the paired differences ``(a, b)`` of ``pairs``."""
+    names = list(runs[0])
+    out = ["| configuration | " + " | ".join(METRICS) + " | train s |", "|---" * (len(METRICS) + 2) + "|"]
+    for n in names:
+        cells = [f"{m:.3f} [{lo:.3f}, {hi:.3f}]" for m, lo, hi in (t_interval([r[n][k] for r in runs]) for k in METRICS)]
+        out.append(f"| {n} | " + " | ".join(cells) + f" | {np.mean([r[n]['secs'] for r in runs]):.1f} |")
+    out += ["", "Paired difference, mean [95% t interval over sessions], sessions ahead:", "",
+            "| comparison | " + " | ".join(METRICS) + " |", "|---" * (len(METRICS) + 1) + "|"]
+    for a, b in pairs:
+        cells = []
+        for k in METRICS:
+            d = np.array([r[a][k] - r[b][k] for r in runs])
+            m, lo, hi = t_interval(d)
+            cells.append(f"{m:+.3f} [{lo:+.3f}, {hi:+.3f}], {int(np.sum(d > 0))}/{len(d)}")
+        out.append(f"| {a} - {b} | " + " | ".join(cells) + " |")
     return out
+
+
+def setup(args) -> None:
+    """bench_peers.py's encoder: library defaults except these (encoder_configs reads them); 1 torch thread."""
+    torch.set_num_threads(1)
+    args.enc, args.val_subsets, args.no_window_knn = dict(d_model=64, n_latents=16, depth=1), [10, 30, 100], False
+
+
+def header(title: str, args, runs: list[dict], secs: float) -> list[str]:
+    now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    script = Path(sys.argv[0]).name
+    return [f"\n## {title} ({script}, {now})\n",
+            f"`python benchmarks/{script} {' '.join(sys.argv[1:])}`, {secs:.0f} s. Hardware: {hardware('cpu')}.", "",
+            f"{args.seeds} x `simulate_session(n_units={args.units}, n_repeats={args.repeats}, n_frames={args.frames}, "
+            f"seed=s, movie_seed=s)`, `tiny` targets (64 x 64), {args.repeats - 4} train / 2 val / 2 test repeats, "
+            "bench_peers.py's "
+            f"encoder (d_model 64, 16 latents, depth 1, max {args.epochs} epochs), same seed in every configuration. "
+            "Test repeats; w1s_k: within 1 s of native k-unit subsets (mean of 3 draws). Kept: "
+            + "; ".join(f"{n}: {runs[0][n]['kept']}" for n in runs[0]) + " (session 0).", ""]
+
+
+def arguments(doc: str) -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--units", type=int, default=120)
+    ap.add_argument("--frames", type=int, default=300)
+    ap.add_argument("--repeats", type=int, default=8)
+    ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--no-append", action="store_true")
+    return ap
 
 
 def real_dims(args) -> list[str]:
@@ -105,7 +166,8 @@ def real_dims(args) -> list[str]:
     N, F_, P_, D_, T = 2000, 900, 576, 1024, 5
     g = torch.Generator().manual_seed(0)
     frames, rank, wins = readout.bank_plan(F_, P_, D_, 64, 18 * F_, N * T)
-    enc = EncoderConfig(linear_rank=64, bank_frames=frames, bank_rank=rank, window_bank=wins).for_data(
+    g_rank = gram_rank_plan(N * T, 18 * F_, 4096)  # the factored Gram training keeps (subset ridge, blend floor)
+    enc = EncoderConfig(linear_rank=64, bank_frames=frames, bank_rank=rank, window_bank=wins, gram_rank=g_rank).for_data(
         n_units=N, n_patches=P_, dim=D_)
     model = SpikeEncoder(config=enc).eval()
     basis = torch.linalg.qr(torch.randn(P_ * D_, 64, generator=g))[0].T.contiguous()
@@ -114,6 +176,10 @@ def real_dims(args) -> list[str]:
         model.lin_weight.normal_(0, 0.05, generator=g)
         model.set_window_bank(torch.poisson(torch.full((wins, N, T), 0.8), generator=g),
                               torch.randint(0, F_, (wins,), generator=g))
+        xty = torch.randn(N * T, 64, generator=g)
+        model.set_subset_ridge(FactoredGram(torch.linalg.qr(torch.randn(N * T, g_rank, generator=g))[0],
+                                            torch.rand(g_rank, generator=g) * 1e4, torch.eye(T).expand(N, T, T) * 50,
+                                            xty * 1e-3), xty, 100.0)
     targets = torch.randn(F_, P_, D_, generator=g)
     n_val = F_ * 2
     frame = torch.arange(n_val) % F_
@@ -139,62 +205,36 @@ def real_dims(args) -> list[str]:
     n_keep = min(n_val, readout.MAX_WINDOWS, max(64, readout.MAX_GRID_BYTES // (4 * P_ * D_)))
     return [f"Full size: `fit_blend` with 2,000 units, a bank of {frames} frames of {P_} x {D_} as {rank} coefficients "
             f"({4 * frames * rank / 1e3:.0f} kB), {wins} training windows, {n_keep} of {n_val} validation windows "
-            f"(`MAX_GRID_BYTES`), {len(model.blend_table)} subset sizes, 900 identification candidates, no Gram "
-            f"matrix (2,000 x 5 features): {secs:.0f} s, peak resident memory {peak[0] / 2**30:.1f} GiB "
+            f"(`MAX_GRID_BYTES`), {len(model.blend_table)} subset sizes, 900 identification candidates, the Gram "
+            f"matrix of 2,000 x 5 features factored at rank {g_rank} (so the grid has every beta): {secs:.0f} s, peak resident memory {peak[0] / 2**30:.1f} GiB "
             f"({rss0 / 2**30:.1f} GiB before: model, targets and windows). Random weights and data; choice "
             f"(all units) beta {out['beta']}, gamma {out['gamma']}, kNN k {out['knn_k']} share {out['knn_w']}."]
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--seeds", type=int, default=5)
-    ap.add_argument("--units", type=int, default=120)
-    ap.add_argument("--frames", type=int, default=300)
-    ap.add_argument("--repeats", type=int, default=8)
-    ap.add_argument("--epochs", type=int, default=8)
-    ap.add_argument("--real-dims", action="store_true", help="only time fit_blend at full size (~12 GB of memory)")
-    ap.add_argument("--no-append", action="store_true")
+def run(doc: str, title: str, session, pairs, real_dims, real_title: str, real_help: str) -> None:
+    """A conditions benchmark's command line: ``--real-dims`` publishes ``real_dims(args)`` under ``real_title``;
+    otherwise every
+    session's conditions (``session(seed, args, backbone)``), the tables with the paired differences ``pairs``
+    (of condition indices) and, unless ``--no-append``, RESULTS.md."""
+    ap = arguments(doc)
+    ap.add_argument("--real-dims", action="store_true", help=real_help)
     args = ap.parse_args()
-    torch.set_num_threads(1)
+    setup(args)
+    script = Path(sys.argv[0]).name
     if args.real_dims:
-        publish("The blend's choice at full size (bench_bank_rank.py --real-dims)", real_dims(args),
-                append=not args.no_append)
+        publish(f"{real_title} ({script} --real-dims)", real_dims(args), append=not args.no_append)
         return
-    # bench_peers.py's encoder: library defaults except these (encoder_configs reads them)
-    args.enc, args.val_subsets, args.no_window_knn = dict(d_model=64, n_latents=16, depth=1), [10, 30, 100], False
     t_all = time.perf_counter()
     bb = load_backbone("tiny", seed=0)
     runs = [session(s, args, bb) for s in range(args.seeds)]
-    names = list(CONDITIONS)
-    now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    out = [f"\n## Blend bank as basis coefficients (bench_bank_rank.py, {now})\n",
-           f"`python benchmarks/bench_bank_rank.py {' '.join(sys.argv[1:])}`, {time.perf_counter() - t_all:.0f} s. "
-           f"Hardware: {hardware('cpu')}.", "",
-           f"{args.seeds} x `simulate_session(n_units={args.units}, n_repeats={args.repeats}, n_frames={args.frames}, "
-           f"seed=s, movie_seed=s)`, `tiny` targets (64 x 64), {args.repeats - 4} train / 2 val / 2 test repeats, "
-           "bench_peers.py's "
-           f"encoder (d_model 64, 16 latents, depth 1, max {args.epochs} epochs), same seed in every configuration. "
-           "Test repeats; w1s_k: within 1 s of native k-unit subsets (mean of 3 draws). Kept: "
-           + "; ".join(f"{n}: {runs[0][n]['kept']}" for n in names) + " (session 0).", "",
-           "| configuration | " + " | ".join(METRICS) + " | train s |", "|---" * (len(METRICS) + 2) + "|"]
-    for n in names:
-        cells = [f"{m:.3f} [{lo:.3f}, {hi:.3f}]" for m, lo, hi in (t_interval([r[n][k] for r in runs]) for k in METRICS)]
-        out.append(f"| {n} | " + " | ".join(cells) + f" | {np.mean([r[n]['secs'] for r in runs]):.1f} |")
-    out += ["", "Paired difference, mean [95% t interval over sessions], sessions ahead:", "",
-            "| comparison | " + " | ".join(METRICS) + " |", "|---" * (len(METRICS) + 1) + "|"]
-    for a, b in ((names[2], names[1]), (names[3], names[2]), (names[3], names[4]), (names[2], names[4]),
-                 (names[1], names[0])):
-        cells = []
-        for k in METRICS:
-            d = np.array([r[a][k] - r[b][k] for r in runs])
-            m, lo, hi = t_interval(d)
-            cells.append(f"{m:+.3f} [{lo:+.3f}, {hi:+.3f}], {int(np.sum(d > 0))}/{len(d)}")
-        out.append(f"| {a} - {b} | " + " | ".join(cells) + " |")
-    text = "\n".join(out) + "\n"
+    names = list(runs[0])
+    text = "\n".join(header(title, args, runs, time.perf_counter() - t_all)
+                     + tables(runs, [(names[a], names[b]) for a, b in pairs])) + "\n"
     print(text)
     if not args.no_append:
         append_results(text)
 
 
 if __name__ == "__main__":
-    main()
+    run(__doc__, "Blend bank as basis coefficients", session, ((2, 1), (3, 2), (3, 4), (2, 4), (1, 0)), real_dims,
+        "The blend's choice at full size", "only time fit_blend at full size (~12 GB of memory)")

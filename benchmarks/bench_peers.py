@@ -316,7 +316,7 @@ def real_dims(args) -> list[str]:
             f"frames: {w1:.0f} s ({n1} windows) and {w2:.0f} s ({n2} windows), set-up, validation and the blend's "
             f"choice included; "
             f"library defaults (d_model 128, 32 latents, depth 2, linear rank {enc.linear_rank}, val_subsets "
-            f"{cfg.val_subsets}; Gram kept: {tr.model.has_subset_ridge}; blend bank: {e.bank_frames} frames as "
+            f"{cfg.val_subsets}; Gram kept: {f'factored, rank {e.gram_rank}' if e.gram_rank else tr.model.has_subset_ridge}; blend bank: {e.bank_frames} frames as "
             f"{e.bank_rank or 'full maps'}{' coefficients' if e.bank_rank else ''}, {e.window_bank} training windows "
             f"for the kNN; {tr.model.n_parameters() / 1e6:.1f} M parameters). Marginal "
             f"cost of training, the blend's choice left out: {per:.2f} s per training window: a session of 18 train repeats x 900 frames would take ~"

@@ -180,6 +180,12 @@ class EncoderConfig:
     the weights), so that a strict subset of the units decodes through its own closed-form ridge solution
     (`neurrator.models.encoder.SpikeEncoder.set_subset_ridge`) instead of the all-unit weights rescaled;
     0 never keeps it."""
+    gram_rank: int = 0
+    """0: a strict subset's ridge needs the full Gram matrix (``subset_ridge``). Otherwise, when the features
+    exceed ``subset_ridge``, the encoder keeps a factored Gram instead: its top ``gram_rank`` eigenvectors and
+    each unit's exact residual block (`neurrator.models.subset_ridge`), in about the same bytes, so that
+    subsets decode through a near-exact ridge at real sizes (2,000 units x 5 pooled bins: 10,000 features,
+    400 MB in full); training chooses it (`neurrator.models.subset_ridge.gram_rank_plan`)."""
     blend: bool = True
     """After training, choose on the validation repeats an output blend (`neurrator.models.readout`):
     ``ridge + beta (encoder - ridge)`` (ridge: the closed-form ridge of the same units, needs
@@ -233,6 +239,9 @@ class EncoderConfig:
             raise ValueError(f"bank_rank must be in 0..linear_rank ({self.linear_rank}), not {self.bank_rank}")
         if self.subset_ridge < 0:
             raise ValueError(f"subset_ridge must be >= 0, not {self.subset_ridge}")
+        T = -(-self.window_bins // self.linear_pool)
+        if self.gram_rank < 0 or (self.gram_rank and self.n_units is not None and self.gram_rank > self.n_units * T):
+            raise ValueError(f"gram_rank must be in 0..n_units * window_bins / linear_pool, not {self.gram_rank}")
         if self.out_components is not None and self.dim is not None and not 1 <= self.out_components <= self.dim:
             raise ValueError(f"out_components must be in 1..dim ({self.dim}), not {self.out_components}")
 

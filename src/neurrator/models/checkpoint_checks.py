@@ -33,7 +33,7 @@ CONFIG_BOUNDS: dict[str, int] = {
     "n_units": 300_000, "n_patches": 16_384, "dim": 16_384, "window_bins": 10_000, "n_sessions": 100_000,
     "d_model": 16_384, "n_heads": 1_024, "n_latents": 16_384, "depth": 256, "out_components": 16_384,
     "linear_rank": 65_536, "linear_pool": 10_000, "subset_ridge": 65_536, "bank_frames": 1_000_000,
-    "bank_rank": 65_536,
+    "bank_rank": 65_536, "gram_rank": 65_536,
     "window_bank": 100_000_000,
 }
 _DTYPES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}

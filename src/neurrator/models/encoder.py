@@ -29,6 +29,7 @@ from torch import nn
 
 from neurrator.component_config import EncoderConfig
 from neurrator.models.readout import retrieval_keys
+from neurrator.models.subset_ridge import FactoredGram, subset_weights
 
 __all__ = ["BLEND_SIZES", "EncoderConfig", "SpikeEncoder"]
 
@@ -129,6 +130,12 @@ class SpikeEncoder(nn.Module):
             if c.subset_ridge and c.n_units * T <= c.subset_ridge:
                 # the closed-form ridge's sufficient statistics: a unit subset gets its own ridge solution
                 self.register_buffer("lin_gram", torch.zeros(c.n_units * T, c.n_units * T))
+            elif c.subset_ridge and c.gram_rank:  # too many features: the factored Gram (`subset_ridge`)
+                self.register_buffer("lin_gvec", torch.zeros(c.n_units * T, c.gram_rank))
+                self.register_buffer("lin_gval", torch.zeros(c.gram_rank))
+                self.register_buffer("lin_gblock", torch.zeros(c.n_units, T, T))
+                self.register_buffer("lin_gwhole", torch.zeros(c.n_units * T, c.linear_rank))
+            if c.subset_ridge and (c.n_units * T <= c.subset_ridge or c.gram_rank):
                 self.register_buffer("lin_xty", torch.zeros(c.n_units * T, c.linear_rank))
                 self.register_buffer("lin_alpha", torch.zeros(()))
         self._subset_cache: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -198,20 +205,26 @@ class SpikeEncoder(nn.Module):
 
     @property
     def has_subset_ridge(self) -> bool:
-        """True when this encoder keeps the linear path's Gram matrix (`EncoderConfig.subset_ridge`)."""
-        return hasattr(self, "lin_gram")
+        """True when this encoder keeps the linear path's Gram matrix, full or factored
+        (`EncoderConfig.subset_ridge`, `EncoderConfig.gram_rank`)."""
+        return hasattr(self, "lin_xty")
 
     @torch.no_grad()
-    def set_subset_ridge(self, gram: torch.Tensor, xty: torch.Tensor, alpha: float) -> None:
+    def set_subset_ridge(self, gram: torch.Tensor | FactoredGram, xty: torch.Tensor, alpha: float) -> None:
         """Training statistics of the linear path's z-scored features X (n, n_units * T), unit-major:
-        ``gram`` = X'X, ``xty`` = X'Y (Y: centred basis coefficients, (n, k <= linear_rank)) and the ridge
-        penalty ``alpha``; a subset S of units then decodes through ``(X_S'X_S + alpha I)^-1 X_S'Y``,
-        exactly the ridge a retraining on S would start from."""
+        ``gram`` = X'X (or, with ``gram_rank``, its `neurrator.models.subset_ridge.FactoredGram`), ``xty`` =
+        X'Y (Y: centred basis coefficients, (n, k <= linear_rank)) and the ridge penalty ``alpha``; a subset
+        S of units then decodes through ``(X_S'X_S + alpha I)^-1 X_S'Y``, exactly (full Gram) or nearly
+        (factored) the ridge a retraining on S would start from."""
         if not self.has_subset_ridge:
             raise ValueError("this encoder keeps no Gram matrix (EncoderConfig.subset_ridge)")
-        self.lin_gram.copy_(gram)
-        self.lin_xty.zero_()
-        self.lin_xty[:, : xty.shape[1]].copy_(xty)
+        if hasattr(self, "lin_gram") != (not isinstance(gram, FactoredGram)):
+            raise ValueError("a full Gram matrix needs gram_rank 0, a factored one gram_rank > 0")
+        bufs = (self.lin_gvec, self.lin_gval, self.lin_gblock, self.lin_gwhole, self.lin_xty) \
+            if isinstance(gram, FactoredGram) else (self.lin_gram, self.lin_xty)
+        for buf, t in zip(bufs, (*gram, xty) if isinstance(gram, FactoredGram) else (gram, xty)):
+            buf.zero_()
+            buf[..., : t.shape[-1]].copy_(t)  # zero-padded along the last axis (rank, coefficients)
         self.lin_alpha.fill_(float(alpha))
         self._subset_cache = None
 
@@ -219,17 +232,11 @@ class SpikeEncoder(nn.Module):
         """(n,) unit rows -> (n * T, K) closed-form ridge weights of that subset (cached for the last subset)."""
         c = self._subset_cache
         if (c is not None and c[0].shape == unit_idx.shape and c[0].device == unit_idx.device
-                and c[1].device == self.lin_gram.device and torch.equal(c[0], unit_idx)):
+                and c[1].device == self.lin_xty.device and torch.equal(c[0], unit_idx)):
             return c[1]
-        T = self.lin_mean.shape[1]
-        idx = (unit_idx[:, None] * T + torch.arange(T, device=unit_idx.device)).reshape(-1)
-        with torch.no_grad():
-            g = self.lin_gram.index_select(0, idx).index_select(1, idx).double()
-            g.diagonal().add_(self.lin_alpha.double())
-            L, info = torch.linalg.cholesky_ex(g)
-            rhs = self.lin_xty.index_select(0, idx).double()
-            w = torch.cholesky_solve(rhs, L) if int(info) == 0 else torch.linalg.lstsq(g, rhs).solution
-        w = w.float()
+        gram = (self.lin_gram if hasattr(self, "lin_gram")
+                else FactoredGram(self.lin_gvec, self.lin_gval, self.lin_gblock, self.lin_gwhole))
+        w = subset_weights(unit_idx, self.lin_mean.shape[1], self.lin_xty, float(self.lin_alpha), gram)
         self._subset_cache = (unit_idx.detach().clone(), w)
         return w
 

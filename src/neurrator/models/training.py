@@ -29,6 +29,7 @@ from neurrator.errors import NeurratorError
 from neurrator.data.binning import window_index
 from neurrator.models.targets import fit_pca
 from neurrator.models.readout import bank_plan, fit_blend
+from neurrator.models.subset_ridge import factor_gram, gram_rank_plan
 from neurrator.io.progress import Progress
 
 __all__ = ["TrainConfig", "TrainedEncoder", "patch_loss", "train_encoder"]
@@ -235,7 +236,8 @@ def _init_linear(model: SpikeEncoder, data: _DeviceData, tr: torch.Tensor, va: t
     model.lin_weight.copy_(W.reshape(N, T, K).float())
     model.lin_bias.copy_(ym.float())
     if model.has_subset_ridge:
-        model.set_subset_ridge((X.T @ X).float(), (X.T @ Y).float(), alpha)
+        r = model.lin_gvec.shape[1] if hasattr(model, "lin_gvec") else 0
+        model.set_subset_ridge(factor_gram(X, T, r, (s, U), W) if r else (X.T @ X).float(), (X.T @ Y).float(), alpha)
     return float(alpha) / n
 
 
@@ -329,8 +331,10 @@ def train_encoder(
         raise ValueError("the split leaves no training or no validation presentations")
     train_frames = np.unique(binned.frame[train_idx])
 
+    T = -(-config.window_bins // encoder.linear_pool)
+    if encoder.linear_rank and not encoder.gram_rank:  # too many features for the full Gram: factor it
+        encoder = replace(encoder, gram_rank=gram_rank_plan(N * T, len(train_idx), encoder.subset_ridge))
     if encoder.blend:
-        T = -(-config.window_bins // encoder.linear_pool)
         bank, rank, wins = bank_plan(len(train_frames), n_patches, dim, encoder.linear_rank, len(train_idx), N * T,
                                      knn=encoder.window_knn)
         encoder = replace(encoder, bank_frames=bank, bank_rank=rank, window_bank=wins)
