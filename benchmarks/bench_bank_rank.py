@@ -5,14 +5,17 @@ At CLIP ViT-L/14-336's 576 x 1024 the training frames' maps (2.1 GB for 900 fram
 (``EncoderConfig.bank_rank``: rank 64, the pipeline's cap at those dimensions) and, when the training windows
 do not fit either, evenly spaced ones (`neurrator.models.readout.bank_plan`). This benchmark reproduces both
 fall-backs on the simulated sessions of bench_peers.py (300 frames, so rank 64 is lossy as 64 of 900 is) by
-forcing them, and scores the test repeats under five configurations trained with the same seed:
+forcing them, and scores the test repeats under six configurations trained with the same seed:
 
 - ``rank 256, maps``: the library default at these dimensions (linear rank 256, full-map bank, every window);
 - ``rank 64, maps``: the linear rank of real dimensions, full-map bank (what a larger cap would keep);
 - ``rank 64, coefficients``: the bank as rank-64 coefficients, every training window;
-- ``rank 64, coefficients, windows cut 4.7x``: also only 1 in 4.7 training windows, as at real dimensions
-  (3,355 of 16,200 for 2,000 units and 18 training repeats; run with ``--repeats 20`` for as many windows per
-  frame as there: 3.4; with the default 8 repeats 255 windows are left, under `MIN_WINDOW_BANK`: none kept);
+- ``rank 64, coefficients, windows cut 2.4x``: also only 1 in 2.4 training windows, as at real dimensions with
+  uint8 counts (`EncoderConfig.window_dtype`: 6,710 of 16,200 for 2,000 units and 18 training repeats; run
+  with ``--repeats 20`` for as many windows per frame as there: 7.5);
+- ``rank 64, coefficients, windows cut 4.7x``: 1 in 4.7, as at real dimensions with the int16 counts kept
+  before (3,355 of 16,200: 3.4 windows per frame at ``--repeats 20``; with the default 8 repeats 255 windows
+  are left, under `MIN_WINDOW_BANK`: none kept);
 - ``rank 64, no bank``: no retrieval and no kNN, what real dimensions got before (blend: encoder only).
 
 All units and native subsets of 10 and 30 units (3 draws each); paired differences over sessions.
@@ -53,6 +56,7 @@ CONDITIONS = {
     "rank 256, maps": (256, False, None),
     "rank 64, maps": (64, False, None),
     "rank 64, coefficients": (64, True, None),
+    "rank 64, coefficients, windows cut 2.4x": (64, True, lambda n, b: int(n / 2.4) * b),
     "rank 64, coefficients, windows cut 4.7x": (64, True, lambda n, b: int(n / 4.7) * b),
     "rank 64, no bank": (64, True, lambda n, b: 1024),
 }
@@ -95,7 +99,7 @@ def session(seed: int, args, bb) -> dict:
         cfg, enc = encoder_configs(args, binned.n_units, targets, linear_rank=rank)
         saved = readout.MAX_BANK_BYTES, readout.bank_fits
         if cap is not None:
-            readout.MAX_BANK_BYTES = cap(len(split.train), 2 * binned.n_units * 5)
+            readout.MAX_BANK_BYTES = cap(len(split.train), binned.n_units * 5)  # uint8 counts (all < 64 here)
         if coef:  # as at 576 x 1024: the full maps do not fit (bank_plan reads bank_fits)
             readout.bank_fits = lambda *a: False
         try:
@@ -236,5 +240,6 @@ def run(doc: str, title: str, session, pairs, real_dims, real_title: str, real_h
 
 
 if __name__ == "__main__":
-    run(__doc__, "Blend bank as basis coefficients", session, ((2, 1), (3, 2), (3, 4), (2, 4), (1, 0)), real_dims,
+    run(__doc__, "Blend bank as basis coefficients", session, ((2, 1), (3, 2), (4, 2), (3, 4), (3, 5), (1, 0)),
+        real_dims,
         "The blend's choice at full size", "only time fit_blend at full size (~12 GB of memory)")

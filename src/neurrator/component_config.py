@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 PRECISIONS = ("float32", "bfloat16")
+#: How the blend's window bank may store pooled counts, and each one's largest count.
+WINDOW_DTYPES = {"uint8": 255, "int16": 32767}
 
 
 @dataclass(frozen=True)
@@ -209,11 +211,15 @@ class EncoderConfig:
     and kNN, and top-1, top-5 and the cosine against CEBRA, in benchmarks/bench_peers.py (RESULTS.md, issue
     28). False: the blend without it (one choice for every subset size)."""
     window_bank: int = 0
-    """Training windows whose pooled counts (int16, as the linear path pools them) the encoder keeps for the
-    blend's kNN over input windows: the k training windows most similar (cosine of z-scored features, on
-    the units given) vote with their frames' maps (filled by training when ``bank_frames`` is kept: every
-    training window, or as many evenly spaced ones as fit `neurrator.models.readout.MAX_BANK_BYTES`; 0: no
-    kNN)."""
+    """Training windows whose pooled counts (``window_dtype``, as the linear path pools them) the encoder
+    keeps for the blend's kNN over input windows: the k training windows most similar (cosine of z-scored
+    features, on the units given) vote with their frames' maps (filled by training when ``bank_frames`` is
+    kept: every training window, or as many evenly spaced ones as fit
+    `neurrator.models.readout.MAX_BANK_BYTES`; 0: no kNN)."""
+    window_dtype: str = "uint8"
+    """How the window bank stores its pooled counts: ``"uint8"`` (one byte, twice the windows in the same bytes;
+    what training picks when no pooled count can exceed 255: the largest bin count times ``linear_pool``) or
+    ``"int16"`` (what every checkpoint written before this field holds)."""
 
     def __post_init__(self) -> None:
         for name in ("n_units", "n_patches", "dim", "window_bins", "n_sessions", "d_model", "n_heads", "n_latents"):
@@ -237,6 +243,8 @@ class EncoderConfig:
             raise ValueError(f"bank_frames and window_bank must be >= 0, not {self.bank_frames}, {self.window_bank}")
         if self.bank_rank < 0 or (self.bank_rank and self.bank_rank > self.linear_rank):
             raise ValueError(f"bank_rank must be in 0..linear_rank ({self.linear_rank}), not {self.bank_rank}")
+        if self.window_dtype not in WINDOW_DTYPES:
+            raise ValueError(f"window_dtype must be one of {', '.join(WINDOW_DTYPES)}, not {self.window_dtype!r}")
         if self.subset_ridge < 0:
             raise ValueError(f"subset_ridge must be >= 0, not {self.subset_ridge}")
         T = -(-self.window_bins // self.linear_pool)

@@ -41,7 +41,7 @@ def _train(data, rank: int, cap: int | None, min_windows: int | None = None):
     enc = EncoderConfig(n_units=N, n_patches=NP, dim=D, window_bins=20, d_model=16, n_heads=2, n_latents=4, depth=1,
                         linear_rank=rank)
     with pytest.MonkeyPatch.context() as mp:
-        if cap is not None:  # full maps: 24 x 16 x 32 x 4 = 48 kB; training windows: 72 x 40 x 5 x 2 = 28.8 kB
+        if cap is not None:  # full maps: 24 x 16 x 32 x 4 = 48 kB; training windows: 72 x 40 x 5 x 1 = 14.4 kB
             mp.setattr(readout, "MAX_BANK_BYTES", cap)
         if min_windows is not None:
             mp.setattr(readout, "MIN_WINDOW_BANK", min_windows)
@@ -51,16 +51,17 @@ def _train(data, rank: int, cap: int | None, min_windows: int | None = None):
 
 @pytest.fixture(scope="module")
 def coef(data):
-    """Rank 16 < 24 training frames (the maps are projected, as at real dimensions) and a cap of 16 kB:
-    the maps are kept as coefficients and 40 of the 72 training windows, evenly spaced."""
-    return _train(data, 16, 16 * 1024, min_windows=8)
+    """Rank 16 < 24 training frames (the maps are projected, as at real dimensions) and a cap of 8 kB:
+    the maps are kept as coefficients and 40 of the 72 training windows (uint8 counts), evenly spaced."""
+    return _train(data, 16, 8 * 1024, min_windows=8)
 
 
 def test_bank_plan_falls_back_to_coefficients_then_to_evenly_spaced_windows(coef, data):
     binned, targets, split = data
     m, cfg = coef.model, coef.encoder_config
-    assert (cfg.bank_frames, cfg.bank_rank, cfg.window_bank) == (NF, 16, 16 * 1024 // (2 * N * 5))
+    assert (cfg.bank_frames, cfg.bank_rank, cfg.window_bank) == (NF, 16, 8 * 1024 // (N * 5))
     assert m.bank.shape == (NF, 16) and m.win_counts.shape == (40, N, 5)
+    assert cfg.window_dtype == "uint8" and m.win_counts.dtype == torch.uint8  # counts <= 255 / 4 per bin here
     train = np.asarray(split.train)
     kept = train[np.linspace(0, len(train) - 1, 40).round().astype(int)]
     np.testing.assert_array_equal(m.win_row.numpy(), binned.frame[kept])  # all 24 frames train: row = frame
@@ -169,3 +170,29 @@ def test_blend_grid_on_coefficients_equals_the_grid_on_the_maps_they_stand_for(c
     assert maps.keys() == coefs.keys() and len(maps) == 3 * (1 + 2 * 4)
     for key, sc in maps.items():
         assert coefs[key] == pytest.approx(sc, abs=1e-5), key
+
+
+def test_wide_counts_keep_int16_windows_and_checkpoints_without_window_dtype_load_as_int16(data, tmp_path):
+    """uint8 window counts only when no pooled count can exceed 255; a checkpoint written before
+    ``window_dtype`` existed (its config has no such key, its bank is int16) loads and decodes unchanged."""
+    import json
+
+    from neurrator.models.checkpoint import load_checkpoint, save_checkpoint
+
+    binned, targets, split = data
+    counts = binned.counts.copy()
+    counts[:, 3] += 64  # >= 64 x 4 pooled bins = 256: uint8 would saturate
+    wide = dataclasses.replace(binned, counts=counts)
+    tr = _train((wide, targets, split), 16, None)
+    assert tr.encoder_config.window_dtype == "int16" and tr.model.win_counts.dtype == torch.int16
+    assert int(tr.model.win_counts.max()) >= 256  # kept exactly, not clamped at 255
+    folder = save_checkpoint(tr, tmp_path / "old")
+    config = json.loads((folder / "config.json").read_text())
+    del config["encoder"]["window_dtype"]
+    (folder / "config.json").write_text(json.dumps(config))
+    back = load_checkpoint(folder)
+    assert back.encoder_config.window_dtype == "int16"
+    x = torch.from_numpy(counts[:160].astype(np.float32)).view(8, 20, N)
+    with torch.no_grad():
+        for sub in (torch.arange(N), torch.arange(0, N, 4)):
+            torch.testing.assert_close(back.model(x[..., sub], sub), tr.model(x[..., sub], sub), rtol=0, atol=0)

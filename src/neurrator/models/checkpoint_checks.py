@@ -93,7 +93,7 @@ def check_encoder_config(config: Any, *, source: str):
         raise NeurratorError(source, "encoder config is not {'architecture', 'encoder': {...}, 'train': {...}}")
     _sizes(config["encoder"], source)
     # fields added after a checkpoint was written: their old behaviour (no extra buffers)
-    for key, old_default in (("subset_ridge", 0), ("blend", False)):
+    for key, old_default in (("subset_ridge", 0), ("blend", False), ("window_dtype", "int16")):
         config["encoder"].setdefault(key, old_default)
     try:
         enc = EncoderConfig(**config["encoder"])

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from neurrator.component_config import EncoderConfig
+from neurrator.component_config import WINDOW_DTYPES, EncoderConfig
 from neurrator.models.readout import retrieval_keys
 from neurrator.models.subset_ridge import FactoredGram, subset_weights
 
@@ -150,7 +150,8 @@ class SpikeEncoder(nn.Module):
             if c.bank_frames and c.window_bank and c.linear_rank:
                 # kNN over the training windows (`window_knn`): their pooled counts and their frames' bank rows
                 T = -(-c.window_bins // c.linear_pool)
-                self.register_buffer("win_counts", torch.zeros(c.window_bank, c.n_units, T, dtype=torch.int16))
+                self.register_buffer("win_counts", torch.zeros(c.window_bank, c.n_units, T,
+                                                               dtype=getattr(torch, c.window_dtype)))
                 self.register_buffer("win_row", torch.zeros(c.window_bank, dtype=torch.long))
                 # the blend chosen per subset size (`BLEND_SIZES` and all units): rows of (log n, beta, gamma,
                 # tau, knn_k, knn_w); a subset decodes through the row nearest its size in log n
@@ -410,7 +411,7 @@ class SpikeEncoder(nn.Module):
     def set_window_bank(self, pooled: torch.Tensor, rows: torch.Tensor) -> None:
         """(window_bank, n_units, T) pooled counts of the training windows (`pooled_counts`) and (window_bank,)
         the row of ``bank`` (their frame's map) of each."""
-        self.win_counts.copy_(pooled.round().clamp(0, 32767).to(torch.int16))
+        self.win_counts.copy_(pooled.round().clamp(0, WINDOW_DTYPES[self.config.window_dtype]))
         self.win_row.copy_(rows)
         self._knn_cache = self._knn_full = None
 

@@ -70,14 +70,15 @@ MIN_WINDOW_BANK = 256
 
 
 def bank_plan(n_frames: int, n_patches: int, dim: int, linear_rank: int, n_windows: int, n_features: int,
-              knn: bool = True) -> tuple[int, int, int]:
+              knn: bool = True, count_bytes: int = 1) -> tuple[int, int, int]:
     """(bank_frames, bank_rank, window_bank) a blend keeps within `MAX_BANK_BYTES` each: the ``n_frames``
     training maps in full when they fit, else their ``linear_rank`` coefficients in the linear basis
-    (``bank_rank``); with ``knn``, the ``n_windows`` training windows' int16 pooled counts (``n_features``
-    = units x pooled bins each), or as many evenly spaced ones as fit (at least `MIN_WINDOW_BANK`).
+    (``bank_rank``); with ``knn``, the ``n_windows`` training windows' pooled counts (``n_features`` = units x
+    pooled bins each, ``count_bytes`` each: `EncoderConfig.window_dtype`), or as many evenly spaced ones as fit
+    (at least `MIN_WINDOW_BANK`).
 
-    >>> bank_plan(900, 16, 64, 256, 9000, 480), bank_plan(900, 576, 1024, 64, 9000, 2000 * 5)
-    ((900, 0, 9000), (900, 64, 3355))
+    >>> bank_plan(900, 16, 64, 256, 9000, 480), bank_plan(900, 576, 1024, 64, 18 * 900, 2000 * 5)
+    ((900, 0, 9000), (900, 64, 6710))
     """
     if bank_fits(n_frames, n_patches, dim):
         frames, rank = int(n_frames), 0
@@ -85,7 +86,7 @@ def bank_plan(n_frames: int, n_patches: int, dim: int, linear_rank: int, n_windo
         frames, rank = int(n_frames), int(linear_rank)
     else:
         return 0, 0, 0
-    wins = min(int(n_windows), MAX_BANK_BYTES // max(1, 2 * int(n_features))) if (knn and linear_rank) else 0
+    wins = min(int(n_windows), MAX_BANK_BYTES // max(1, count_bytes * int(n_features))) if (knn and linear_rank) else 0
     return frames, rank, (wins if wins >= min(MIN_WINDOW_BANK, int(n_windows)) else 0)
 
 

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from neurrator.models.backbones import TargetSpec
-from neurrator.component_config import EncoderConfig, TrainConfig
+from neurrator.component_config import WINDOW_DTYPES, EncoderConfig, TrainConfig
 from neurrator.models.encoder import SpikeEncoder
 from neurrator.errors import NeurratorError
 from neurrator.data.binning import window_index
@@ -334,10 +334,12 @@ def train_encoder(
     T = -(-config.window_bins // encoder.linear_pool)
     if encoder.linear_rank and not encoder.gram_rank:  # too many features for the full Gram: factor it
         encoder = replace(encoder, gram_rank=gram_rank_plan(N * T, len(train_idx), encoder.subset_ridge))
-    if encoder.blend:
+    if encoder.blend:  # uint8 window counts when no pooled count can exceed 255 (lossless), else int16
+        wide = int(binned.counts.max(initial=0)) * encoder.linear_pool > WINDOW_DTYPES["uint8"]
         bank, rank, wins = bank_plan(len(train_frames), n_patches, dim, encoder.linear_rank, len(train_idx), N * T,
-                                     knn=encoder.window_knn)
-        encoder = replace(encoder, bank_frames=bank, bank_rank=rank, window_bank=wins)
+                                     knn=encoder.window_knn, count_bytes=2 if wide else 1)
+        encoder = replace(encoder, bank_frames=bank, bank_rank=rank, window_bank=wins,
+                          window_dtype="int16" if wide else "uint8")
     fork_devices = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=fork_devices):
         torch.manual_seed(seed)
