@@ -75,3 +75,20 @@ def tiny_open_clip_visual(seed: int):
             if name.endswith("bias") or "ln" in name:
                 p.add_(0.1 * torch.randn_like(p))
     return visual.eval()
+
+
+def driven_session(n_frames: int, n_repeats: int, n_units: int, gain: float, rng):
+    """A tiny movie session for encoder tests: each unit's rate is exp(gain x its drive) in the frame on
+    screen (4 bins a frame), counts are Poisson in every repeat. Returns (binned, drive (n_frames, n_units));
+    ``rng`` (a numpy Generator) goes on to draw whatever targets the test builds from the drive."""
+    import numpy as np
+
+    from neurrator.data.binning import Binned
+
+    drive = rng.normal(size=(n_frames, n_units))
+    rate = np.exp(gain * np.repeat(drive, 4, axis=0))  # (n_frames * 4, n_units) per bin
+    counts = rng.poisson(np.tile(rate, (n_repeats, 1))).astype(np.uint16)
+    binned = Binned(counts=counts, frame=np.tile(np.arange(n_frames), n_repeats),
+                    repeat=np.repeat(np.arange(n_repeats), n_frames), bins_per_frame=4,
+                    unit_ids=np.arange(n_units, dtype=np.int64))
+    return binned, drive

@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from neurrator.data.binning import Binned
+from _helpers import driven_session
 from neurrator.data.splits import split_repeats
 from neurrator.models import readout
 from neurrator.models.backbones import load_backbone
@@ -27,11 +27,7 @@ SPEC = dataclasses.replace(load_backbone("tiny").spec, n_patches=NP, dim=D)  # w
 @pytest.fixture(scope="module")
 def data():
     rng = np.random.default_rng(3)
-    drive = rng.normal(size=(NF, N))
-    rate = np.exp(0.5 * np.repeat(drive, 4, axis=0))
-    counts = rng.poisson(np.tile(rate, (R, 1))).astype(np.uint16)
-    binned = Binned(counts=counts, frame=np.tile(np.arange(NF), R), repeat=np.repeat(np.arange(R), NF),
-                    bins_per_frame=4, unit_ids=np.arange(N, dtype=np.int64))
+    binned, drive = driven_session(NF, R, N, 0.5, rng)
     targets = (drive @ rng.normal(size=(N, NP * D)) / 4).reshape(NF, NP, D).astype(np.float32)
     return binned, targets, split_repeats(binned.repeat, n_val=1, n_test=1, seed=0)
 

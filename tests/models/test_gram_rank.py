@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from neurrator.data.binning import Binned
+from _helpers import driven_session
 from neurrator.data.splits import split_repeats
 from neurrator.errors import NeurratorError
 from neurrator.models.backbones import load_backbone
@@ -73,11 +73,7 @@ def test_full_rank_factoring_is_the_exact_ridge_and_one_unit_is_exact_at_any_ran
 @pytest.fixture(scope="module")
 def data():
     rng = np.random.default_rng(5)
-    drive = rng.normal(size=(NF, N))
-    rate = np.exp(0.6 * np.repeat(drive, 4, axis=0))
-    counts = rng.poisson(np.tile(rate, (R, 1))).astype(np.uint16)
-    binned = Binned(counts=counts, frame=np.tile(np.arange(NF), R), repeat=np.repeat(np.arange(R), NF),
-                    bins_per_frame=4, unit_ids=np.arange(N, dtype=np.int64))
+    binned, drive = driven_session(NF, R, N, 0.6, rng)
     targets = (drive @ rng.normal(size=(N, 16 * 8))).reshape(NF, 16, 8).astype(np.float32)
     return binned, targets, split_repeats(binned.repeat, n_val=1, n_test=1, seed=0)
 

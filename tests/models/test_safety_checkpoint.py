@@ -334,3 +334,13 @@ def test_bank_rank_beyond_the_linear_rank_is_refused(folder, no_tensor_load):
     config["encoder"]["bank_rank"] = config["encoder"]["linear_rank"] + 1
     _rewrite(folder, config=config)
     refused(folder, "config.json", "bank_rank must be in 0..linear_rank")
+
+
+@pytest.mark.parametrize("key, value, words", [("gram_rank", 10**9, "gram_rank=1000000000 is outside"),
+                                               ("window_dtype", "float64", "window_dtype must be one of")])
+def test_a_bad_gram_rank_or_window_dtype_is_refused(folder, no_tensor_load, key, value, words):
+    """The factored Gram's rank and the window bank's dtype (issue 28) are checked like every field."""
+    config = json.loads((folder / "config.json").read_text())
+    config["encoder"][key] = value
+    _rewrite(folder, config=config)
+    refused(folder, "config.json", words)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from neurrator.data.binning import Binned
+from _helpers import driven_session
 from neurrator.data.splits import split_repeats
 from neurrator.models.encoder import EncoderConfig
 from neurrator.models.training import TrainConfig, train_encoder
@@ -20,11 +20,7 @@ F, R, N = 24, 5, 10
 @pytest.fixture(scope="module")
 def data():
     rng = np.random.default_rng(0)
-    drive = rng.normal(size=(F, N))
-    rate = np.exp(0.8 * np.repeat(drive, 4, axis=0))  # (F*4, N) per bin
-    counts = rng.poisson(np.tile(rate, (R, 1))).astype(np.uint16)
-    binned = Binned(counts=counts, frame=np.tile(np.arange(F), R), repeat=np.repeat(np.arange(R), F),
-                    bins_per_frame=4, unit_ids=np.arange(N, dtype=np.int64))
+    binned, drive = driven_session(F, R, N, 0.8, rng)
     targets = (drive @ rng.normal(size=(N, 16 * 8))).reshape(F, 16, 8).astype(np.float32)
     split = split_repeats(binned.repeat, n_val=1, n_test=1, seed=0)
     return binned, targets, split
@@ -119,11 +115,7 @@ def wide():
     """40 units: the per-size blend table has distinct rows for 10, 30 and all units."""
     rng = np.random.default_rng(1)
     n = 40
-    drive = rng.normal(size=(F, n))
-    rate = np.exp(0.5 * np.repeat(drive, 4, axis=0))
-    counts = rng.poisson(np.tile(rate, (R, 1))).astype(np.uint16)
-    binned = Binned(counts=counts, frame=np.tile(np.arange(F), R), repeat=np.repeat(np.arange(R), F),
-                    bins_per_frame=4, unit_ids=np.arange(n, dtype=np.int64))
+    binned, drive = driven_session(F, R, n, 0.5, rng)
     targets = (drive @ rng.normal(size=(n, 16 * 8)) / 4).reshape(F, 16, 8).astype(np.float32)
     split = split_repeats(binned.repeat, n_val=1, n_test=1, seed=0)
     return binned, targets, split, _train(binned, targets, split, window_knn=True)

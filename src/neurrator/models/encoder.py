@@ -221,9 +221,9 @@ class SpikeEncoder(nn.Module):
             raise ValueError("this encoder keeps no Gram matrix (EncoderConfig.subset_ridge)")
         if hasattr(self, "lin_gram") != (not isinstance(gram, FactoredGram)):
             raise ValueError("a full Gram matrix needs gram_rank 0, a factored one gram_rank > 0")
-        bufs = (self.lin_gvec, self.lin_gval, self.lin_gblock, self.lin_gwhole, self.lin_xty) \
-            if isinstance(gram, FactoredGram) else (self.lin_gram, self.lin_xty)
-        for buf, t in zip(bufs, (*gram, xty) if isinstance(gram, FactoredGram) else (gram, xty)):
+        kept = (zip((self.lin_gvec, self.lin_gval, self.lin_gblock, self.lin_gwhole), gram)
+                if isinstance(gram, FactoredGram) else [(self.lin_gram, gram)])
+        for buf, t in [*kept, (self.lin_xty, xty)]:
             buf.zero_()
             buf[..., : t.shape[-1]].copy_(t)  # zero-padded along the last axis (rank, coefficients)
         self.lin_alpha.fill_(float(alpha))

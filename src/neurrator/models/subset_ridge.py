@@ -78,9 +78,9 @@ def subset_weights(units: torch.Tensor, T: int, xty: torch.Tensor, alpha: float,
     """(n,) unit rows -> (n T, K) float32 ridge weights ``(G_S + alpha I)^-1 (X'Y)_S`` of that subset, from the
     full Gram (N T, N T) or a `FactoredGram`; computed in float64."""
     idx = (units[:, None] * T + torch.arange(T, device=units.device)).reshape(-1)
-    rhs = xty.index_select(0, idx).double()
-    if isinstance(gram, FactoredGram) and len(units) * T == len(gram.whole) and len(torch.unique(units)) == len(units):
+    if isinstance(gram, FactoredGram) and len(idx) == len(gram.whole) and len(torch.unique(units)) == len(units):
         return gram.whole.view(len(units), T, -1)[units].reshape(len(idx), -1)  # all units: their exact ridge
+    rhs = xty.index_select(0, idx).double()
     if isinstance(gram, FactoredGram):
         D = gram.blocks.index_select(0, units).double()
         D = D + alpha * torch.eye(T, dtype=D.dtype, device=D.device)
