@@ -35,7 +35,9 @@ What runs
     its t interval and the number of sessions where the encoder is ahead. Training time per method.
 (b) The subset curve (issue 28.1) on the first ``--subset-seeds`` sessions: the encoder trained once on
     all units, fed ``--draws`` random k-unit subsets, against the same architecture and training
-    retrained on each subset (within 1 s on the test repeats; ridge on the subset for scale).
+    retrained on each subset (within 1 s on the test repeats; ridge on the subset for scale); and the
+    same trained encoder with its blend chosen for exactly those units on the validation repeats
+    (`neurrator.models.subset_blend.calibrate_blend`), with the seconds that choice takes.
 (c) Real V4 (``../shared/fixtures/real/v4_cowley_210325``; Cowley et al. 2023, GPL-3.0; skipped with a
     reason when absent): 50 neurons x 640 natural images x up to 10 repeats of spike counts in a 100-ms
     window, each shown repeat one presentation (one bin, ``window_bins=1``). ``--v4-splits`` splits by
@@ -72,6 +74,7 @@ from neurrator.decode.fidelity import score_predictions, training_mean_map  # no
 from neurrator.models.backbones import load_backbone  # noqa: E402
 from neurrator.models.encoder import EncoderConfig  # noqa: E402
 from neurrator.models.prediction import predict  # noqa: E402
+from neurrator.models.subset_blend import calibrate_blend  # noqa: E402
 from neurrator.models.targets import compute_targets  # noqa: E402
 from neurrator.models.training import TrainConfig, train_encoder  # noqa: E402
 
@@ -202,14 +205,17 @@ def subset_curve(seed, args, binned, targets, split, trained, cfg, sc):
         for d in range(args.draws):
             cols = np.sort(rng.choice(binned.n_units, k, replace=False))
             native = sc(predict(trained, binned, te, unit_idx=cols))["within_1s"]
+            (choice, t_cal) = timed(calibrate_blend, trained, binned, targets, split.val, unit_idx=cols)
+            calibrated = sc(predict(trained, binned, te, unit_idx=cols, blend=choice))["within_1s"]
             sub = dataclasses.replace(binned, counts=np.asarray(binned.counts)[:, cols], unit_ids=binned.unit_ids[cols])
             _, enc = encoder_configs(args, k, targets)
             re = train_encoder(sub, targets, split, config=dataclasses.replace(cfg, val_subsets=()), encoder=enc,
                                seed=seed, progress=False)
             retrained = sc(predict(re, sub, te))["within_1s"]
             ridge = sc(ridge_baseline(binned, targets, split, temporal_pool=4, unit_idx=cols)[0])["within_1s"]
-            rows.append((k, native, retrained, ridge))
-            print(f"  subset k={k} draw {d}: native {native:.3f} retrained {retrained:.3f} ridge {ridge:.3f}", flush=True)
+            rows.append((k, native, retrained, ridge, calibrated, t_cal))
+            print(f"  subset k={k} draw {d}: native {native:.3f} blend per subset {calibrated:.3f} ({t_cal:.1f} s) "
+                  f"retrained {retrained:.3f} ridge {ridge:.3f}", flush=True)
     return rows
 
 
@@ -357,13 +363,17 @@ def tables(runs: list[dict], metrics: tuple[str, ...]) -> list[str]:
 
 
 def curve_table(rows) -> list[str]:
+    """Rows (k, native, retrained, ridge, native with the blend chosen for the subset, seconds to choose it)."""
     out = ["| k units | draws | native within 1 s | retrained within 1 s | gap native - retrained [95% t] | "
-           "ridge on the subset |", "|---|---|---|---|---|---|"]
+           "native, blend per subset | its gap [95% t], draws ahead of native | s to choose | ridge on the subset |",
+           "|---|---|---|---|---|---|---|---|---|"]
     for k in sorted({r[0] for r in rows}):
         rr = np.array([r[1:] for r in rows if r[0] == k])
         mean, lo, hi = t_interval(rr[:, 0] - rr[:, 1])
+        cm, clo, chi = t_interval(rr[:, 3] - rr[:, 1])
         out.append(f"| {k} | {len(rr)} | {rr[:, 0].mean():.3f} | {rr[:, 1].mean():.3f} | {mean:+.3f} "
-                   f"[{lo:+.3f}, {hi:+.3f}] | {rr[:, 2].mean():.3f} |")
+                   f"[{lo:+.3f}, {hi:+.3f}] | {rr[:, 3].mean():.3f} | {cm:+.3f} [{clo:+.3f}, {chi:+.3f}], "
+                   f"{int((rr[:, 3] > rr[:, 0]).sum())}/{len(rr)} | {rr[:, 4].mean():.1f} | {rr[:, 2].mean():.3f} |")
     return out
 
 
@@ -438,7 +448,8 @@ def main() -> None:
     curve = [row for r in runs for row in r["curve"]]
     if curve:
         out += ["", f"Subset curve (b): encoder trained once on all {args.units} units and fed k random units "
-                f"(native) vs the same configuration retrained on those k units; within 1 s on the test repeats, "
+                f"(native; and native with the blend chosen for exactly those units on the validation repeats, "
+                f"`calibrate_blend`) vs the same configuration retrained on those k units; within 1 s on the test repeats, "
                 f"{args.draws} draws x {min(args.subset_seeds, args.seeds)} sessions per k:", ""]
         out += curve_table(curve)
     if v4:

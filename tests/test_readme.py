@@ -30,7 +30,7 @@ def marked_blocks(text: str) -> list[str]:
 def test_the_section_marks_its_python_blocks_as_tested():
     text = section(README.read_text(), TITLE)
     blocks = marked_blocks(text)
-    assert len(blocks) == 3, "the section's three examples are marked <!-- tested -->"
+    assert len(blocks) == 4, "the section's four examples are marked <!-- tested -->"
     assert len(re.findall(r"^```python", text, flags=re.M)) == len(blocks), "an untested python block"
     for block in blocks:
         compile(block, "README.md", "exec")
@@ -58,7 +58,7 @@ def ran(tmp_path_factory):
 
 @pytest.mark.slow
 def test_the_session_and_the_run_are_what_the_section_says(ran):
-    folder, ns, (out1, _, _), text = ran
+    folder, ns, (out1, *_), text = ran
     claim = re.search(r"# (\d+) simulated units \((\d+) pass the quality filter\), (\d+) repeats of a (\d+)-frame",
                       text)
     assert claim, "the first block states the session's size"
@@ -78,7 +78,7 @@ def test_the_session_and_the_run_are_what_the_section_says(ran):
 
 @pytest.mark.slow
 def test_the_steps_give_the_numbers_in_the_file(ran):
-    folder, ns, (_, out2, out3), text = ran
+    folder, ns, (_, out2, out3, _), text = ran
     analysis, binned, derived = ns["analysis"], ns["binned"], ns["derived"]
     assert binned.counts.shape == (4 * len(binned.frame), len(ns["session"].units))
     kinds = {r.subset.kind for r in analysis.results}
@@ -95,3 +95,19 @@ def test_the_steps_give_the_numbers_in_the_file(ran):
     assert list(derived)[: len(head)] == head and list(derived)[len(derived) - len(tail):] == tail
     assert str(list(derived)) in out3
     assert "chance_level" in out3 and "q_value" in out3
+
+
+@pytest.mark.slow
+def test_a_subset_decodes_through_the_blend_chosen_for_it(ran):
+    """Block 4: the targets it computes are the maps training used (the all-unit choice is training's), and
+    the subset's choice decodes the test repeats."""
+    from neurrator.models import calibrate_blend
+
+    folder, ns, (*_, out4), text = ran
+    analysis, binned, choice, tokens = ns["analysis"], ns["binned"], ns["choice"], ns["tokens"]
+    assert choice.n_units == 10 and repr(choice) in out4
+    assert tokens.shape == (len(analysis.split.test), *ns["targets"].shape[1:])
+    m = analysis.trained.model
+    whole = calibrate_blend(analysis.trained, binned, ns["targets"], analysis.split.val)
+    row = [float(v) for v in m.blend_table[m.blend_row(binned.counts.shape[1]), 1:]]
+    assert [whole.beta, whole.gamma, whole.tau, whole.knn_k, whole.knn_w] == pytest.approx(row)

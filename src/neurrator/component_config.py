@@ -83,7 +83,7 @@ class TrainConfig:
     predictions are always expanded back to full tokens. None: full tokens."""
     linear_init: bool = True
     """Start the encoder's linear path (`EncoderConfig.linear_rank`) at the closed-form ridge solution on
-    all units (alpha chosen by validation MSE from `neurrator.models.training.RIDGE_ALPHAS`), so training
+    all units (alpha chosen by validation MSE from `neurrator.models.linear_init.RIDGE_ALPHAS`), so training
     starts from ridge and the attention path learns what is left."""
     linear_l2: float | None = None
     """Ridge penalty on the linear path during training, as ridge's alpha per training window:

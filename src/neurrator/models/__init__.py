@@ -48,7 +48,10 @@ _WHERE = {
         "predict", "predict_windows",
     ),
     "readout": (
-        "BETAS", "GAMMAS", "MAX_BANK_BYTES", "MAX_WINDOWS", "TAUS", "bank_fits", "fit_blend",
+        "BETAS", "GAMMAS", "MAX_BANK_BYTES", "MAX_WINDOWS", "TAUS", "bank_fits", "fit_blend", "fit_subset_blend",
+    ),
+    "subset_blend": (
+        "BlendChoice", "calibrate_blend",
     ),
     "preprocessing": (
         "CLIP_MEAN", "CLIP_STD", "PREPROCESSING_MODES", "preprocess_images", "preprocessing_string",

@@ -9,7 +9,44 @@ import torch
 from neurrator.models.training import TrainedEncoder, autocast
 from neurrator.data.binning import window_index
 
-__all__ = ["predict", "predict_windows"]
+__all__ = ["PresentationWindows", "columns", "predict", "predict_windows"]
+
+
+class PresentationWindows:
+    """The count windows of some presentations on some columns of ``binned.counts``, on the device: only the
+    count rows the windows read, and only the chosen columns, travel there (a window leaving its repeat reads
+    zeros). ``self(rows)`` -> (len(rows), window_bins, n) float32 counts of those presentations (positions in
+    ``presentation_idx``); ``unit_rows`` (n,) long, the encoder's row of each column."""
+
+    def __init__(self, trained: TrainedEncoder, binned, presentation_idx: np.ndarray, cols: np.ndarray,
+                 device: torch.device) -> None:
+        cfg = trained.train_config
+        self.unit_rows = torch.from_numpy(trained.unit_rows(np.asarray(binned.unit_ids)[cols])).to(device)
+        pres_idx = np.asarray(presentation_idx, dtype=np.int64)
+        widx = window_index(binned.frame, binned.repeat, bins_per_frame=binned.bins_per_frame,
+                            window_bins=cfg.window_bins, offset_bins=cfg.offset_bins)[pres_idx]  # (P', W)
+        need = np.unique(widx[widx >= 0])
+        sub = np.zeros((len(need) + 1, cols.size), dtype=np.float32)  # last row: zeros, read outside a repeat
+        sub[: len(need)] = np.asarray(binned.counts)[need][:, cols]
+        local_rows = np.where(widx >= 0, np.searchsorted(need, np.maximum(widx, 0)), len(need))
+        self.counts = torch.from_numpy(sub).to(device)
+        self.rows = torch.from_numpy(local_rows).to(device)
+        self.shape = (cfg.window_bins, cols.size)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __call__(self, rows: torch.Tensor) -> torch.Tensor:
+        r = self.rows[rows]
+        return self.counts.index_select(0, r.reshape(-1)).view(len(r), *self.shape)
+
+
+def columns(binned, unit_idx: np.ndarray | None) -> np.ndarray:
+    """(n,) int64 columns of ``binned.counts`` (default all); refuses an empty subset."""
+    cols = np.arange(binned.counts.shape[1]) if unit_idx is None else np.asarray(unit_idx, dtype=np.int64).ravel()
+    if cols.size == 0:
+        raise ValueError("unit_idx is empty: decode from at least one unit")
+    return cols
 
 
 @torch.no_grad()
@@ -21,6 +58,7 @@ def predict(
     unit_idx: np.ndarray | None = None,
     device: str | torch.device = "cpu",
     batch_size: int = 256,
+    blend=None,
 ) -> np.ndarray:
     """Predicted patch tokens of the given presentations from the given units.
 
@@ -35,37 +73,31 @@ def predict(
     unit_idx
         (n,) int64 columns of ``binned.counts`` to decode from (default: all); n >= 1.
     device, batch_size
+    blend
+        None: the blend the encoder chose for subsets of this size (`neurrator.models.readout.fit_blend`);
+        or a `neurrator.models.subset_blend.BlendChoice` (e.g. `calibrate_blend` of these very units).
 
     Returns
     -------
     tokens : (P', n_patches, dim) float32
     """
     device = torch.device(device)
-    cols = np.arange(binned.counts.shape[1]) if unit_idx is None else np.asarray(unit_idx, dtype=np.int64).ravel()
-    if cols.size == 0:
-        raise ValueError("unit_idx is empty: decode from at least one unit")
-    rows = trained.unit_rows(np.asarray(binned.unit_ids)[cols])
+    cols = columns(binned, unit_idx)
     model = trained.model.to(device).eval()
-    cfg = trained.train_config
-    # only the count rows of the requested windows, and only the chosen columns, travel to the device
-
-    pres_idx = np.asarray(presentation_idx, dtype=np.int64)
-    widx = window_index(binned.frame, binned.repeat, bins_per_frame=binned.bins_per_frame,
-                        window_bins=cfg.window_bins, offset_bins=cfg.offset_bins)[pres_idx]  # (P', W)
-    need = np.unique(widx[widx >= 0])
-    sub = np.zeros((len(need) + 1, cols.size), dtype=np.float32)  # last row: zeros, read outside a repeat
-    sub[: len(need)] = np.asarray(binned.counts)[need][:, cols]
-    local_rows = np.where(widx >= 0, np.searchsorted(need, np.maximum(widx, 0)), len(need))
-    counts = torch.from_numpy(sub).to(device)
-    rows_t = torch.from_numpy(local_rows).to(device)
-    table = torch.from_numpy(rows).to(device)
-    out = np.empty((len(pres_idx), trained.encoder_config.n_patches, trained.encoder_config.dim), dtype=np.float32)
-    for i in range(0, len(pres_idx), batch_size):
-        r = rows_t[i : i + batch_size]
-        x = counts.index_select(0, r.reshape(-1)).view(len(r), cfg.window_bins, cols.size)
-        with autocast(device, cfg.precision):
-            pred = model(x, table)
-        out[i : i + len(r)] = pred.float().cpu().numpy()
+    wins = PresentationWindows(trained, binned, presentation_idx, cols, device)
+    params = None if blend is None else blend.params()
+    if params is not None and not trained.encoder_config.blend:
+        raise ValueError("blend was given, but this encoder was trained without the output blend")
+    out = np.empty((len(wins), trained.encoder_config.n_patches, trained.encoder_config.dim), dtype=np.float32)
+    for i in range(0, len(wins), batch_size):
+        rows = torch.arange(i, min(i + batch_size, len(wins)), device=device)
+        x = wins(rows)
+        with autocast(device, trained.train_config.precision):
+            if params is None:
+                pred = model(x, wins.unit_rows)
+            else:
+                pred = model.blend_output(model(x, wins.unit_rows, blend=False), x, wins.unit_rows, **params)
+        out[i : i + len(rows)] = pred.float().cpu().numpy()
     return out
 
 

@@ -37,7 +37,8 @@ import torch
 import torch.nn.functional as F
 
 __all__ = ["BETAS", "BLEND_DRAWS", "GAMMAS", "KNN_KS", "KNN_WEIGHTS", "MAX_BANK_BYTES", "MAX_GRID_BYTES",
-           "MAX_WINDOWS", "MIN_WINDOW_BANK", "TAUS", "bank_fits", "bank_plan", "fit_blend", "retrieval_keys"]
+           "MAX_WINDOWS", "MIN_WINDOW_BANK", "TAUS", "bank_fits", "bank_plan", "fit_blend", "fit_subset_blend",
+           "retrieval_keys"]
 
 BETAS = (0.0, 0.25, 0.5, 0.75, 1.0)
 GAMMAS = (0.0, 0.5, 1.0)
@@ -206,12 +207,7 @@ def fit_blend(model, windows, frame: torch.Tensor, targets: torch.Tensor, bank: 
         bank = model.bank  # choose on what the blend will retrieve: with bank_rank the maps' projections
     model.blend_beta.fill_(1.0)
     model.blend_gamma.fill_(0.0)
-    n_keep = min(len(frame), MAX_WINDOWS, max(64, MAX_GRID_BYTES // (4 * targets[0].numel())))
-    keep = torch.linspace(0, len(frame) - 1, n_keep, device=frame.device).round().long()
-    # computed once for every choice: the candidates (2.1 GB at 576 x 1024) and a coefficient bank's basis
-    targets = targets.float()
-    ref = (targets, _candidates(targets, model.target_mean.float()), bank,
-           model.bank_basis().float() if (bank is not None and model.config.bank_rank) else None)
+    keep, ref = _choice_data(model, frame, targets, bank)
     if not model.has_window_bank:
         out = _fit_one(model, windows, keep, frame[keep], ref, [None])
         model.blend_beta.fill_(out["beta"])
@@ -236,6 +232,30 @@ def fit_blend(model, windows, frame: torch.Tensor, targets: torch.Tensor, bank: 
     model.blend_tau.fill_(out["tau"])
     out["by_size"] = by_size
     return out
+
+
+def _choice_data(model, frame: torch.Tensor, targets: torch.Tensor, bank: torch.Tensor | None) -> tuple:
+    """The validation windows a choice reads (at most `MAX_WINDOWS` and within `MAX_GRID_BYTES`, evenly spaced)
+    and what every choice shares: the targets, the candidates' unit-norm centred rows (2.1 GB at 576 x 1024),
+    the bank as kept and a coefficient bank's basis."""
+    n_keep = min(len(frame), MAX_WINDOWS, max(64, MAX_GRID_BYTES // (4 * targets[0].numel())))
+    keep = torch.linspace(0, len(frame) - 1, n_keep, device=frame.device).round().long()
+    targets = targets.float()
+    return keep, (targets, _candidates(targets, model.target_mean.float()), bank,
+                  model.bank_basis().float() if (bank is not None and model.config.bank_rank) else None)
+
+
+@torch.no_grad()
+def fit_subset_blend(model, windows, frame: torch.Tensor, targets: torch.Tensor) -> dict:
+    """`fit_blend`'s choice made for one unit subset (the units ``windows`` returns), on validation windows of
+    exactly these units, with the bank the model keeps; sets nothing (`neurrator.models.subset_blend`).
+
+    ``windows``: callable ``(rows (B,) long) -> (counts (B, W, n), unit_idx (n,))``; ``frame``, ``targets`` as
+    in `fit_blend`. Returns the same dict as `fit_blend` for one size (without ``by_size``), with the
+    ``n_windows`` read."""
+    bank = model.bank if model.config.bank_frames else None
+    keep, ref = _choice_data(model, frame, targets, bank)
+    return {**_fit_one(model, windows, keep, frame[keep], ref, [None]), "n_windows": len(keep)}
 
 
 def _fit_one(model, windows, keep, frame, ref: tuple, subs: list) -> dict:

@@ -29,7 +29,8 @@ from neurrator.errors import NeurratorError
 from neurrator.data.binning import window_index
 from neurrator.models.targets import fit_pca
 from neurrator.models.readout import bank_plan, fit_blend
-from neurrator.models.subset_ridge import factor_gram, gram_rank_plan
+from neurrator.models.linear_init import flat_pca, init_linear, linear_penalty
+from neurrator.models.subset_ridge import gram_rank_plan
 from neurrator.io.progress import Progress
 
 __all__ = ["TrainConfig", "TrainedEncoder", "patch_loss", "train_encoder"]
@@ -165,82 +166,6 @@ def _unit_stats(data: _DeviceData, pres: torch.Tensor, b: int) -> tuple[torch.Te
     return mean.float(), std.float().clamp_min(0.05)
 
 
-def _flat_pca(y: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(F, n_patches, dim) centred maps -> top-k principal directions of the flattened maps (k', D)
-    and the std of each coefficient (k',), via the (F x F) Gram matrix; k' = min(k, F - 1)."""
-    Y = y.reshape(len(y), -1).double()
-    k = max(1, min(k, len(Y) - 1))
-    evals, evecs = torch.linalg.eigh(Y @ Y.T)
-    top = torch.argsort(evals, descending=True)[:k]
-    ev = evals[top].clamp_min(1e-12)
-    V = (Y.T @ evecs[:, top]) / ev.sqrt()  # (D, k) orthonormal columns
-    return V.T.float().contiguous(), (ev / max(1, len(Y))).sqrt().float()
-
-
-def _linear_penalty(model: SpikeEncoder, cfg: TrainConfig, l2: float) -> torch.Tensor:
-    w2 = model.lin_weight.pow(2).sum((0, 1))  # (K,)
-    return cfg.mse_weight * l2 * (w2 * model.lin_scale.pow(2)).sum() / model.lin_basis.shape[1]
-
-
-RIDGE_ALPHAS = (1e-1, 1e0, 1e1, 1e2, 1e3, 1e4, 1e5)
-
-
-@torch.no_grad()
-def _init_linear(model: SpikeEncoder, data: _DeviceData, tr: torch.Tensor, va: torch.Tensor,
-                 cfg: TrainConfig, chunk: int = 1024) -> float:
-    """Feature statistics of the linear path and (``cfg.linear_init``) its closed-form ridge solution
-    on all units. Returns the ridge penalty per training window to keep while training (alpha / n)."""
-    N = data.counts.shape[1]
-    units = torch.arange(N, device=tr.device)
-
-    def feats(pres):
-        return torch.cat([model.linear_features(data.windows(pres[i : i + chunk], units)).double()
-                          for i in range(0, len(pres), chunk)])  # (P', N, T)
-
-    X = feats(tr)
-    mu, sd = X.mean(0), X.std(0).clamp_min(1e-3)
-    model.set_linear_stats(mu.float(), sd.float())
-    if not cfg.linear_init:
-        return 1.0
-    T, K = X.shape[2], model.config.linear_rank
-    X = ((X - mu) / sd).reshape(len(X), -1)
-    Xv = ((feats(va) - mu) / sd).reshape(len(va), -1)
-    basis, scale = model.lin_basis.double(), model.lin_scale.double()
-    tmean, tstd = model.target_mean.double(), model.target_std.double()
-
-    def coef(pres):  # (P', K) coefficients the linear path must output for these presentations
-        y = ((data.targets[data.frame[pres]].double() - tmean) / tstd).flatten(1)
-        return (y @ basis.T) / scale
-
-    Y = torch.cat([coef(tr[i : i + chunk]) for i in range(0, len(tr), chunk)])
-    Yv = torch.cat([coef(va[i : i + chunk]) for i in range(0, len(va), chunk)])
-    ym = Y.mean(0)
-    Y = Y - ym
-    n, d = X.shape
-    w2 = scale.pow(2) * (basis.abs().sum(1) > 0)  # error weight of each coefficient in token space
-    if d <= n:
-        s, U = torch.linalg.eigh(X.T @ X)
-        UtXtY = U.T @ (X.T @ Y)
-        solve = lambda a: U @ (UtXtY / (s + a)[:, None])  # noqa: E731
-    else:
-        s, U = torch.linalg.eigh(X @ X.T)
-        UtY = U.T @ Y
-        solve = lambda a: X.T @ (U @ (UtY / (s + a)[:, None]))  # noqa: E731
-    best = None
-    for a in RIDGE_ALPHAS:
-        W = solve(a)
-        err = float((((Xv @ W + ym - Yv) ** 2) * w2).sum(1).mean())
-        if best is None or err < best[0]:
-            best = (err, a, W)
-    _, alpha, W = best
-    model.lin_weight.copy_(W.reshape(N, T, K).float())
-    model.lin_bias.copy_(ym.float())
-    if model.has_subset_ridge:
-        r = model.lin_gvec.shape[1] if hasattr(model, "lin_gvec") else 0
-        model.set_subset_ridge(factor_gram(X, T, r, (s, U), W) if r else (X.T @ X).float(), (X.T @ Y).float(), alpha)
-    return float(alpha) / n
-
-
 def _lr_at(step: int, total: int, cfg: TrainConfig) -> float:
     warm = min(cfg.warmup_steps, max(1, total // 10))
     if step < warm:
@@ -355,8 +280,8 @@ def train_encoder(
         tstd = (data.targets[tf] - tmean).reshape(-1, dim).std(0)
         model.set_target_stats(tmean, tstd)
         if encoder.linear_rank:
-            model.set_linear_basis(*_flat_pca((data.targets[tf] - tmean) / tstd.clamp_min(1e-6), encoder.linear_rank))
-            lin_l2 = _init_linear(model, data, tr, va, config)
+            model.set_linear_basis(*flat_pca((data.targets[tf] - tmean) / tstd.clamp_min(1e-6), encoder.linear_rank))
+            lin_l2 = init_linear(model, data, tr, va, config)
         else:
             lin_l2 = 0.0
         if config.linear_l2 is not None:
@@ -443,7 +368,7 @@ def _fit(model, data, tr, va, N, tstd, cfg: TrainConfig, device, seed, progress,
                 pred = model(x, units)
             loss, _ = patch_loss(pred, y, target_std=tstd, config=cfg, frame=frame, target_mean=model.target_mean)
             if lin_l2 and model.config.linear_rank:
-                loss = loss + _linear_penalty(model, cfg, lin_l2)
+                loss = loss + linear_penalty(model, cfg, lin_l2)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip:

@@ -1,0 +1,94 @@
+"""The output blend chosen for one unit subset (issue 28.1).
+
+After training, `neurrator.models.readout.fit_blend` chooses the blend (ridge + beta (encoder - ridge), soft
+retrieval, kNN over the training windows) once per subset size, on a few random draws of that size. A
+subset decoded later goes through its size's row. `calibrate_blend` makes the same choice for exactly the
+units to be decoded, on validation presentations of the session: the same grid, rule and windows, no
+gradient step, about 2 s at 120 units x 600 windows on one CPU core. `predict(..., blend=choice)` decodes
+with it.
+
+The presentations must be ones the encoder did not train on and that will not be scored: the split's
+validation repeats (``split.val``), as in training. Frames the encoder held out (``holdout_frames``) are
+left out, as in training.
+
+Measured (benchmarks/RESULTS.md, bench_peers.py's subset curve): within 1 s of a 10-unit subset +0.010
+over the size's row (15 draws, 12 ahead), closer to the same encoder retrained on those units.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from neurrator.models.prediction import PresentationWindows, columns
+from neurrator.models.readout import fit_subset_blend
+
+__all__ = ["BlendChoice", "calibrate_blend"]
+
+
+@dataclass(frozen=True)
+class BlendChoice:
+    """One blend: ``beta`` (share of the encoder against the subset's ridge), ``gamma`` and ``tau`` (share and
+    temperature of the soft retrieval), ``knn_k`` and ``knn_w`` (neighbours and share of the windows' kNN);
+    with the number of units and validation windows it was chosen on, its validation scores (centred patch
+    cosine; identification: the mean of top-1, top-5 and top-30) and the subset's ridge's cosine there (the
+    floor of the rule)."""
+
+    beta: float
+    gamma: float
+    tau: float
+    knn_k: int
+    knn_w: float
+    n_units: int = 0
+    n_windows: int = 0
+    centred_patch_cosine: float = float("nan")
+    identification: float = float("nan")
+    ridge_centred_patch_cosine: float = float("nan")
+
+    def params(self) -> dict:
+        """Keyword arguments of `neurrator.models.encoder.SpikeEncoder.blend_output`."""
+        d = asdict(self)
+        return {k: d[k] for k in ("beta", "gamma", "tau", "knn_k", "knn_w")}
+
+
+@torch.no_grad()
+def calibrate_blend(trained, binned, targets: np.ndarray, presentation_idx: np.ndarray, *,
+                    unit_idx: np.ndarray | None = None, device: str | torch.device = "cpu") -> BlendChoice:
+    """The blend for exactly the units ``unit_idx`` (columns of ``binned.counts``, default all), chosen on the
+    validation presentations ``presentation_idx`` by `fit_blend`'s rule (identification, with the centred
+    patch cosine at least the subset's ridge's).
+
+    Parameters
+    ----------
+    trained
+        A `TrainedEncoder` trained with the output blend (``EncoderConfig.blend``).
+    binned
+        The session's binned counts (the encoder must know the chosen units).
+    targets
+        (F, n_patches, dim) the movie's target maps (the identification candidates).
+    presentation_idx
+        Validation presentations (not trained on, not scored).
+    """
+    if not trained.encoder_config.blend:
+        raise ValueError("this encoder was trained without the output blend: there is no blend to choose")
+    device = torch.device(device)
+    cols = columns(binned, unit_idx)
+    pres = np.asarray(presentation_idx, dtype=np.int64).ravel()
+    holdout = np.asarray(trained.holdout_frames, dtype=np.int64)
+    pres = pres[~np.isin(np.asarray(binned.frame)[pres], holdout)]
+    if pres.size == 0:
+        raise ValueError("no validation presentations to choose the blend on (none given, or all of held-out frames)")
+    targets = np.asarray(targets)
+    cand = np.setdiff1d(np.arange(len(targets)), holdout)  # the candidates training ranked among
+    wins = PresentationWindows(trained, binned, pres, cols, device)
+    model = trained.model.to(device).eval()
+    frame = torch.from_numpy(np.searchsorted(cand, np.asarray(binned.frame)[pres])).to(device)
+    out = fit_subset_blend(model, lambda rows: (wins(rows), wins.unit_rows), frame,
+                           torch.from_numpy(np.ascontiguousarray(targets[cand], np.float32)).to(device))
+    return BlendChoice(beta=float(out["beta"]), gamma=float(out["gamma"]), tau=float(out["tau"]),
+                       knn_k=int(out["knn_k"]), knn_w=float(out["knn_w"]), n_units=int(cols.size),
+                       n_windows=int(out["n_windows"]), centred_patch_cosine=float(out["centred_patch_cosine"]),
+                       identification=float(out["identification"]),
+                       ridge_centred_patch_cosine=float("nan") if out["ridge"] is None else float(out["ridge"][0]))
