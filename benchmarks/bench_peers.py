@@ -169,7 +169,7 @@ def movie_session(seed: int, args, bb) -> dict:
     frames = binned.frame[te]
     sc = lambda p: score(p, frames, targets, train_frames, groups, 30.0)  # noqa: E731
     res, times = {}, {}
-    cfg, enc = encoder_configs(args, binned.n_units, targets)
+    cfg, enc = encoder_configs(args, binned.n_units, targets, window_bins=args.window_bins)
     tr, times["encoder"] = timed(train_encoder, binned, targets, split, config=cfg, encoder=enc, seed=seed,
                                  progress=False)
     res["encoder"] = sc(predict(tr, binned, te))
@@ -208,7 +208,7 @@ def subset_curve(seed, args, binned, targets, split, trained, cfg, sc):
             (choice, t_cal) = timed(calibrate_blend, trained, binned, targets, split.val, unit_idx=cols)
             calibrated = sc(predict(trained, binned, te, unit_idx=cols, blend=choice))["within_1s"]
             sub = dataclasses.replace(binned, counts=np.asarray(binned.counts)[:, cols], unit_ids=binned.unit_ids[cols])
-            _, enc = encoder_configs(args, k, targets)
+            _, enc = encoder_configs(args, k, targets, window_bins=args.window_bins)
             re = train_encoder(sub, targets, split, config=dataclasses.replace(cfg, val_subsets=()), encoder=enc,
                                seed=seed, progress=False)
             retrained = sc(predict(re, sub, te))["within_1s"]
@@ -397,6 +397,9 @@ def main() -> None:
     ap.add_argument("--subset-seeds", type=int, default=3)
     ap.add_argument("--subset-sizes", type=int, nargs="+", default=[10, 30, 60, 100])
     ap.add_argument("--draws", type=int, default=3)
+    ap.add_argument("--window-bins", type=int, default=20,
+                    help="the encoder's window on the movie sessions, and the ridge and kNN baselines' (bins of 1/120 s; "
+                         "40 = CEBRA offset10's 333 ms of context)")
     ap.add_argument("--v4-splits", type=int, default=5)
     ap.add_argument("--no-v4", action="store_true")
     ap.add_argument("--real-dims", action="store_true", help="only (d): time training at real dimensions")
@@ -439,7 +442,8 @@ def main() -> None:
            f"Simulated sessions (a): {args.seeds} x `simulate_session(n_units={args.units}, n_repeats={args.repeats}, "
            f"n_frames={args.frames}, seed=s, movie_seed=s)`, `tiny` targets, 4 train / 2 val / 2 test repeats. "
            f"Encoder: library defaults except d_model {args.d_model}, {args.latents} latents, depth {args.depth}, "
-           f"max {args.epochs} epochs, val_subsets {tuple(args.val_subsets)}, output blend on (EncoderConfig.blend), "
+           f"max {args.epochs} epochs, window {args.window_bins} bins ({args.window_bins / 120 * 1000:.0f} ms; the ridge and kNN "
+           f"baselines read the same), val_subsets {tuple(args.val_subsets)}, output blend on (EncoderConfig.blend), "
            f"window_knn {not args.no_window_knn}. CEBRA: " + (f"offset10-model, frame index as continuous label (time_delta), "
            f"output dim {args.cebra_dim}, batch 512, {args.cebra_iters} iterations (capped; documented default "
            "10,000), kNN decoder in the embedding." if args.cebra_ok else "not run (not installed)"), "",

@@ -11,8 +11,11 @@ The presentations must be ones the encoder did not train on and that will not be
 validation repeats (``split.val``), as in training. Frames the encoder held out (``holdout_frames``) are
 left out, as in training.
 
-Measured (benchmarks/RESULTS.md, bench_peers.py's subset curve): within 1 s of a 10-unit subset +0.010
-over the size's row (15 draws, 12 ahead), closer to the same encoder retrained on those units.
+Measured (benchmarks/RESULTS.md, bench_peers.py's subset curve, 5 simulated sessions x 3 draws): against
+the same encoder retrained on the subset, within 1 s -0.007 / -0.004 at 10 / 30 of 120 units (the size's
+row: -0.017 / -0.014), but -0.010 / -0.009 at 60 / 100 (the row: +0.000 / -0.007), where one subset's
+validation windows choose less reliably than the row's pooled draws. Hence an option for small
+populations, not the default decode.
 """
 
 from __future__ import annotations
