@@ -90,6 +90,10 @@ def test_refusals(data):
     binned, targets, split, trained = data
     with pytest.raises(ValueError, match="unit_idx is empty"):
         calibrate_blend(trained, binned, targets, split.val, unit_idx=np.array([], np.int64))
+    with pytest.raises(ValueError, match="are not the maps of this session's frames"):
+        calibrate_blend(trained, binned, targets[:, :, :4], split.val)
+    with pytest.raises(ValueError, match="are not the maps of this session's frames"):
+        calibrate_blend(trained, binned, targets[:5], split.val)
     with pytest.raises(ValueError, match="no validation presentations"):
         calibrate_blend(trained, binned, targets, np.array([], np.int64))
     plain = train_encoder(binned, targets, split, config=TrainConfig(max_epochs=1, batch_size=32),

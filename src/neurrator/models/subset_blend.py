@@ -84,6 +84,10 @@ def calibrate_blend(trained, binned, targets: np.ndarray, presentation_idx: np.n
     if pres.size == 0:
         raise ValueError("no validation presentations to choose the blend on (none given, or all of held-out frames)")
     targets = np.asarray(targets)
+    c, last = trained.encoder_config, int(np.max(np.asarray(binned.frame)[pres]))
+    if targets.ndim != 3 or targets.shape[1:] != (c.n_patches, c.dim) or len(targets) <= last:
+        raise ValueError(f"targets {targets.shape} are not the maps of this session's frames: need "
+                         f"(> {last}, {c.n_patches}, {c.dim})")
     cand = np.setdiff1d(np.arange(len(targets)), holdout)  # the candidates training ranked among
     wins = PresentationWindows(trained, binned, pres, cols, device)
     model = trained.model.to(device).eval()
