@@ -333,35 +333,3 @@ def test_compact_predictions_in_the_encoder_readout_store_no_basis(small_run, sm
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     np.testing.assert_allclose(np.load(tmp_path / "x.npy"), got, rtol=1e-4, atol=1e-4)
-
-
-def test_small_subsets_decode_through_their_own_blend_when_asked(small_run, small_sim, tmp_path):
-    """--subset-blend N (issue 28.1): subsets of at most N units (not all units) decode through the blend chosen
-    for exactly their units on the validation repeats; the choices are in the file's provenance; every other
-    subset decodes as before (same stored encoder)."""
-    import dataclasses
-
-    from pynwb import NWBHDF5IO
-
-    from neurrator.nwb.derived import read_provenance
-
-    first, config = small_run
-    again = narrate_session(small_sim, out=tmp_path / "blend.nwb",
-                            config=dataclasses.replace(config, encoder=str(first.output), subset_blend=10))
-    before = {r.subset.label: r for r in first.subsets}
-    chosen = {}
-    for r in again.subsets:
-        if r.subset.kind != "all" and r.subset.n_units <= 10:
-            assert r.blend is not None and r.blend["n_units"] == r.subset.n_units, r.subset.label
-            assert r.blend["centred_patch_cosine"] >= r.blend["ridge_centred_patch_cosine"] - 1e-9
-            chosen[r.subset.label] = r.blend
-        else:
-            assert r.blend is None
-            np.testing.assert_allclose(r.predicted, before[r.subset.label].predicted, rtol=1e-5, atol=1e-5)
-    assert chosen, "the small run has subsets of at most 10 units"
-    with NWBHDF5IO(str(again.output), "r") as io:
-        prov = read_provenance(io.read())
-    assert prov["config"]["subset_blend"] == 10
-    assert prov["subset_blend"] == json.loads(json.dumps(chosen))
-    with pytest.raises(ValueError, match="subset_blend must be >= 0"):
-        dataclasses.replace(config, subset_blend=-1)

@@ -242,10 +242,6 @@ def narrate_options(func: Callable[..., Any]) -> Callable[..., Any]:
                      "window's error stored; auto: compact above 256 MB."),
         click.option("--predictions-rank", type=_POSITIVE, default=_D.predictions_rank, show_default=True,
                      help="Rank of the compact-pca predictions' basis."),
-        click.option("--subset-blend", type=click.IntRange(min=0), default=_D.subset_blend, show_default=True,
-                     help="Unit subsets (not all units) of at most this many units decode through the output blend "
-                     "chosen for exactly their units on the validation repeats (~2 s each; helps at 10-30 units), "
-                     "not their size's; 0: none."),
         click.option("--cache-dir", type=click.Path(), default=None, help="Cache for targets and streamed files."),
         timeout_option,
     ]

@@ -172,13 +172,6 @@ class NarrateConfig:
     predictions_rank: int = 64
     """Rank of the PCA basis of ``predictions="compact-pca"`` (2.4 MB of stored basis per rank at
     576 x 1024)."""
-    subset_blend: int = 0
-    """Unit subsets of the decoding table (not all units) with at most this many units decode through the
-    output blend chosen for exactly their units on the validation repeats
-    (`neurrator.models.subset_blend.calibrate_blend`, ~2 s a subset at 120 units), not their size's; the
-    choices are kept in the derived file's provenance. 0 (default): every subset through its size's choice.
-    On simulated sessions the choice per subset helps at 10 and 30 units and not from 60 on
-    (benchmarks/RESULTS.md); the scaling and neurration analyses always decode through the size's choice."""
     progress: bool = True
     """Show progress bars."""
 
@@ -200,8 +193,6 @@ class NarrateConfig:
             raise ValueError("image_window_s must be > 0 and image_latency_s >= 0")
         if self.predictions not in PREDICTION_STORAGE:
             raise ValueError(f"predictions must be one of {', '.join(PREDICTION_STORAGE)}, not {self.predictions!r}")
-        if self.subset_blend < 0:
-            raise ValueError(f"subset_blend must be >= 0 units, not {self.subset_blend}")
         if self.predictions_rank < 1:
             raise ValueError(f"predictions_rank must be >= 1, not {self.predictions_rank}")
         if not self.timeout > 0:

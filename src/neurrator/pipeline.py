@@ -352,8 +352,7 @@ def analyse(session: Session, binned: Binned, *, config: NarrateConfig, device: 
     results, baselines = decode_subsets(
         subsets, trained=trained, binned=binned, split=split, targets=targets, narrated=narrated,
         narrate=narrator.narrate, references=references.by_frame, embedder=embedder, fps=fps, device=device,
-        seed=config.seed, context=context, progress=lambda items: _progress(items, "subsets", config.progress),
-        subset_blend=config.subset_blend)
+        seed=config.seed, context=context, progress=lambda items: _progress(items, "subsets", config.progress))
     clock.lap("decode+narrate")
 
     log.info("training the SAE (%d tokens)", targets.shape[0] * targets.shape[1])
@@ -387,10 +386,8 @@ def analyse(session: Session, binned: Binned, *, config: NarrateConfig, device: 
 
 def _write(session: Session, a: SessionAnalysis, *, config: NarrateConfig, output: Path,
            units_resolution: float | None, extra_provenance: dict | None = None) -> None:
-    chosen = {r.subset.label: r.blend for r in a.results if r.blend is not None}
     provenance = run_provenance(session, config_json=config.to_json(),
-                                extra={"references": a.references_kind, **({"subset_blend": chosen} if chosen else {}),
-                                       **(extra_provenance or {})})
+                                extra={"references": a.references_kind, **(extra_provenance or {})})
     nwbfile = nwb_results.build_derived_nwbfile(
         session, provenance=provenance, trained=a.trained, results=a.results, baselines=a.baselines, sae=a.sae,
         concepts=a.concepts, naming_split=a.naming_split, validation=a.validation, neurration=a.neurration,

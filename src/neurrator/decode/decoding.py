@@ -8,7 +8,6 @@ with all units. Plain objects in, plain results out; nothing here opens a file.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable, NamedTuple, Sequence
@@ -21,7 +20,6 @@ from neurrator.decode.chance import duplicate_groups
 from neurrator.decode.fidelity import score_predictions, shuffled_control, training_mean_map
 from neurrator.decode.scoring import NULL_BLOCKS, NULL_SHIFT, most_frequent_text, score_narrations
 from neurrator.models.prediction import predict
-from neurrator.models.subset_blend import calibrate_blend
 from neurrator.stats.nulls import beats_null
 
 log = logging.getLogger(__name__)
@@ -74,7 +72,6 @@ class SubsetResult:
     q: dict[str, float] = field(default_factory=dict)  # metric -> FDR q across subsets
     beats_null: dict[str, bool] = field(default_factory=dict)  # metric -> significant after FDR
     rank_null: str = NULL_KINDS["rank"]  # what the identification metrics' null is (NULL_KINDS)
-    blend: dict | None = None  # the blend chosen for exactly these units (`calibrate_blend`), None: its size's
 
     def narration_metric(self) -> Metric:
         """Mean matched narration similarity against its paired null."""
@@ -276,7 +273,7 @@ def baseline_metrics(binned, targets: np.ndarray, split, trained, pred_all: np.n
 def decode_subsets(subsets: Sequence, *, trained, binned, split, targets: np.ndarray, narrated: np.ndarray,
                    narrate: Callable[[np.ndarray], list[str]], references: dict[int, str], embedder, fps: float,
                    device: str, seed: int, context: ScoringContext, progress: Callable = lambda items: items,
-                   subset_blend: int = 0) -> tuple[list[SubsetResult], dict[str, dict[str, Metric]]]:
+                   ) -> tuple[list[SubsetResult], dict[str, dict[str, Metric]]]:
     """Decode, score and narrate every subset; baselines come with the ``all`` subset.
 
     Parameters
@@ -299,10 +296,6 @@ def decode_subsets(subsets: Sequence, *, trained, binned, split, targets: np.nda
         The run's `ScoringContext` (training mean map, duplicate groups, constant control, blocks).
     progress
         Wraps the subset iterable (e.g. a tqdm bar).
-    subset_blend
-        Subsets (not ``all``) of at most this many units decode through the blend chosen for exactly their
-        units on ``split.val`` (`neurrator.models.subset_blend.calibrate_blend`; kept in ``SubsetResult.blend``);
-        0: every subset through its size's choice.
 
     Returns
     -------
@@ -322,10 +315,7 @@ def decode_subsets(subsets: Sequence, *, trained, binned, split, targets: np.nda
     refs = [references[int(f)] for f in narrated_frames]
     rotate = binned.repeat[narrated] if context.continuous else None  # a movie: the circular-shift null
     for subset in progress(subsets):
-        choice = None
-        if subset.kind != "all" and 0 < subset.n_units <= subset_blend and trained.encoder_config.blend:
-            choice = calibrate_blend(trained, binned, targets, split.val, unit_idx=subset.unit_idx, device=device)
-        pred = predict(trained, binned, split.test, unit_idx=subset.unit_idx, device=device, blend=choice)
+        pred = predict(trained, binned, split.test, unit_idx=subset.unit_idx, device=device)
         fid = evaluation.score_predictions(pred, test_frames, targets, fps=fps, device=device,
                                            repeats=test_repeats, **context.kwargs(seed))
         metrics = _reported(metric_pairs(fid), context)
@@ -341,9 +331,7 @@ def decode_subsets(subsets: Sequence, *, trained, binned, split, targets: np.nda
                                   n_perm=max(context.n_perm, 1000), n_boot=context.n_boot, rotate=rotate)
         results.append(SubsetResult(subset, metrics, narrated, narrated_frames, list(texts), list(refs),
                                     scores.matched, scores.shuffled, scores.floor, pred[pos].copy(), scores,
-                                    rank_null=NULL_KINDS["rank" if context.continuous else "rank_items"],
-                                    blend=None if choice is None else {k: None if v != v else v  # NaN: JSON null
-                                                                       for k, v in dataclasses.asdict(choice).items()}))
+                                    rank_null=NULL_KINDS["rank" if context.continuous else "rank_items"]))
         del pred
     apply_fdr(results)
     return results, baselines
