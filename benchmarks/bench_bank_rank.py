@@ -22,7 +22,8 @@ All units and native subsets of 10 and 30 units (3 draws each); paired differenc
 
     .venv/bin/python benchmarks/bench_bank_rank.py                         # 5 sessions, appends RESULTS.md
     .venv/bin/python benchmarks/bench_bank_rank.py --repeats 20 --seeds 3  # windows per frame as at real size
-    .venv/bin/python benchmarks/bench_bank_rank.py --real-dims             # time fit_blend at full size
+    .venv/bin/python benchmarks/bench_bank_rank.py --real-dims             # time fit_blend at full size, and
+                                                                           # one 30-unit subset's choice
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _hardware import append_results, hardware, publish  # noqa: E402
+from _hardware import PeakRSS, append_results, hardware, publish  # noqa: E402
 from bench_encoder import simulated, t_interval  # noqa: E402
 from bench_peers import encoder_configs, score  # noqa: E402
 
@@ -189,30 +190,34 @@ def real_dims(args) -> list[str]:
     frame = torch.arange(n_val) % F_
     counts = torch.poisson(torch.full((256, 20, N), 0.2), generator=g)  # validation windows, reused in turn
     units = torch.arange(N)
-    proc, peak, done = psutil.Process(), [0], [False]
-
-    def sample():
-        while not done[0]:
-            peak[0] = max(peak[0], proc.memory_info().rss)
-            time.sleep(0.05)
-
-    import threading
-
-    th = threading.Thread(target=sample, daemon=True)
-    th.start()
-    rss0 = proc.memory_info().rss
-    t0 = time.perf_counter()
-    out = readout.fit_blend(model, lambda rows: (counts[rows % len(counts)], units), frame, targets, targets)
-    secs = time.perf_counter() - t0
-    done[0] = True
-    th.join()
+    rss0 = psutil.Process().memory_info().rss
+    with torch.no_grad():
+        model.set_bank(targets)  # as after training (fit_blend sets it again, inside its time)
+    sub = torch.arange(0, N, N // 30)[:30]  # one 30-unit subset: `calibrate_blend`'s choice, as one row of fit_blend
+    one, sub_secs, sub_peak = _timed(lambda: readout.fit_subset_blend(  # first, so that its peak is its own
+        model, lambda rows: (counts[rows % len(counts)][..., sub], sub), frame, targets))
+    out, secs, peak = _timed(lambda: readout.fit_blend(model, lambda rows: (counts[rows % len(counts)], units), frame,
+                                                       targets, targets))
     n_keep = min(n_val, readout.MAX_WINDOWS, max(64, readout.MAX_GRID_BYTES // (4 * P_ * D_)))
     return [f"Full size: `fit_blend` with 2,000 units, a bank of {frames} frames of {P_} x {D_} as {rank} coefficients "
             f"({4 * frames * rank / 1e3:.0f} kB), {wins} training windows, {n_keep} of {n_val} validation windows "
             f"(`MAX_GRID_BYTES`), {len(model.blend_table)} subset sizes, 900 identification candidates, the Gram "
-            f"matrix of 2,000 x 5 features factored at rank {g_rank} (so the grid has every beta): {secs:.0f} s, peak resident memory {peak[0] / 2**30:.1f} GiB "
+            f"matrix of 2,000 x 5 features factored at rank {g_rank} (so the grid has every beta): {secs:.0f} s, peak resident memory {peak / 2**30:.1f} GiB "
             f"({rss0 / 2**30:.1f} GiB before: model, targets and windows). Random weights and data; choice "
-            f"(all units) beta {out['beta']}, gamma {out['gamma']}, kNN k {out['knn_k']} share {out['knn_w']}."]
+            f"(all units) beta {out['beta']}, gamma {out['gamma']}, kNN k {out['knn_k']} share {out['knn_w']}.",
+            "",
+            f"One 30-unit subset's choice (`fit_subset_blend`, what `calibrate_blend` runs; run first), same model and "
+            f"windows ({one['n_windows']} validation windows): {sub_secs:.0f} s, peak resident memory "
+            f"{sub_peak / 2**30:.1f} GiB; "
+            f"choice beta {one['beta']}, gamma {one['gamma']}, kNN k {one['knn_k']} share {one['knn_w']}."]
+
+
+def _timed(fn):
+    """(fn(), seconds, peak resident bytes while it ran)."""
+    with PeakRSS() as mem:
+        t0 = time.perf_counter()
+        out = fn()
+    return out, time.perf_counter() - t0, mem.peak
 
 
 def run(doc: str, title: str, session, pairs, real_dims, real_title: str, real_help: str) -> None:

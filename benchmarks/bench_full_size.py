@@ -22,43 +22,16 @@ from __future__ import annotations
 
 import argparse
 import gc
-import threading
 import time
 from datetime import datetime, timezone
 
 import numpy as np
-import psutil
-from _hardware import append_results, hardware
+from _hardware import PeakRSS, append_results, hardware
 
 GB = 1024**3
 BUDGET_GB = 24.0
 FULL = {"units": 2000, "repeats": 20, "frames": 900, "bins": 4, "patches": 576, "dim": 1024, "subsets": 32,
         "test_repeats": 2, "narrations": 30}
-
-
-class PeakRSS:
-    """Peak resident set size of this process during a `with` block (sampled every 20 ms)."""
-
-    def __init__(self) -> None:
-        self.proc = psutil.Process()
-        self.peak = 0
-        self._stop = threading.Event()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.proc.memory_info().rss)
-            time.sleep(0.02)
-
-    def __enter__(self) -> PeakRSS:
-        self.peak = self.proc.memory_info().rss
-        self._t = threading.Thread(target=self._run, daemon=True)
-        self._t.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._t.join()
-        self.peak = max(self.peak, self.proc.memory_info().rss)
 
 
 def vit_l14_336(seed: int):

@@ -206,6 +206,9 @@ def test_huge_json_is_refused_before_reading(folder, monkeypatch):
     (lambda m: m["target_spec"].update(weights=7), ("weights", "not a string")),
     (lambda m: m["target_spec"].pop("preprocessing"), ("preprocessing",)),
     (lambda m: m.update(stimulus={"x": 1}), ("stimulus",)),
+    (lambda m: m["extra"].update(repeats="0,1"), ("extra.repeats",)),
+    (lambda m: m["extra"].update(repeats={"train": [0, -1], "val": [2]}), ("extra.repeats",)),
+    (lambda m: m["extra"].update(repeats={"train": [0, 1]}), ("extra.repeats",)),
 ])
 def test_lying_metadata_is_refused(folder, change, words, no_tensor_load):
     meta = json.loads((folder / "metadata.json").read_text())

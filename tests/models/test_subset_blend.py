@@ -12,7 +12,7 @@ from _helpers import driven_session
 from neurrator.data.splits import split_repeats
 from neurrator.models import readout
 from neurrator.models.encoder import EncoderConfig
-from neurrator.models.prediction import predict
+from neurrator.models.prediction import PresentationWindows, predict
 from neurrator.models.subset_blend import BlendChoice, calibrate_blend
 from neurrator.models.training import TrainConfig, train_encoder
 
@@ -86,6 +86,29 @@ def test_a_subset_choice_is_on_the_grid_keeps_the_ridge_floor_and_decodes_throug
         assert not np.allclose(mine, other)
 
 
+@pytest.mark.parametrize("numbers", [(0.5, 0.5, readout.TAUS[0], readout.KNN_KS[0], 0.5),  # reads every part
+                                     (0.0, 0.5, readout.TAUS[0], readout.KNN_KS[0], 0.5),  # ridge, no encoder
+                                     (1.0, 0.0, readout.TAUS[0], readout.KNN_KS[0], 1.0)])  # kNN alone
+def test_a_choice_decodes_as_blend_output_and_skips_the_encoder_it_does_not_read(data, numbers):
+    """`predict(..., blend=choice)` passes the choice into the forward pass: the same numbers as `blend_output`
+    of the encoder's own output, and (like the size's row) the encoder's own pass only when the choice reads it."""
+    binned, targets, split, trained = data
+    cols, choice, m = np.arange(2, N, 3), BlendChoice(*numbers), trained.model.eval()
+    calls = []
+    hook = m.head.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        got = predict(trained, binned, split.test, unit_idx=cols, blend=choice)
+    finally:
+        hook.remove()
+    wins = PresentationWindows(trained, binned, split.test, cols, torch.device("cpu"))
+    x = wins(torch.arange(len(wins)))
+    with torch.no_grad():
+        want = m.blend_output(m(x, wins.unit_rows, blend=False), x, wins.unit_rows, **choice.params())
+    np.testing.assert_allclose(got, want.numpy(), rtol=1e-5, atol=1e-5)
+    reads_encoder = choice.beta != 0.0 and choice.knn_w < 1.0
+    assert bool(calls) == reads_encoder
+
+
 def test_refusals(data):
     binned, targets, split, trained = data
     with pytest.raises(ValueError, match="unit_idx is empty"):
@@ -94,6 +117,8 @@ def test_refusals(data):
         calibrate_blend(trained, binned, targets[:, :, :4], split.val)
     with pytest.raises(ValueError, match="are not the maps of this session's frames"):
         calibrate_blend(trained, binned, targets[:5], split.val)
+    with pytest.raises(ValueError, match="repeats the encoder trained on"):
+        calibrate_blend(trained, binned, targets, split.train[:50])
     with pytest.raises(ValueError, match="no validation presentations"):
         calibrate_blend(trained, binned, targets, np.array([], np.int64))
     plain = train_encoder(binned, targets, split, config=TrainConfig(max_epochs=1, batch_size=32),
@@ -104,3 +129,11 @@ def test_refusals(data):
         calibrate_blend(plain, binned, targets, split.val)
     with pytest.raises(ValueError, match="without the output blend"):
         predict(plain, binned, split.test, blend=BlendChoice(0.0, 0.0, 0.01, 0, 0.0))
+    with pytest.raises(ValueError, match="without the output blend"):
+        plain.model(torch.zeros(2, 20, N), torch.arange(N), blend=BlendChoice(0.0, 0.0, 0.01, 0, 0.0).params())
+
+
+def test_the_candidates_are_every_frame_but_the_held_out_ones():
+    """Training's choice and `calibrate_blend` rank among the same frames: all but the held-out ones."""
+    cand, pos = readout.candidate_rows(6, [1, 4], torch.tensor([0, 2, 5, 3]))
+    assert cand.tolist() == [0, 2, 3, 5] and pos.tolist() == [0, 1, 3, 2]

@@ -204,8 +204,7 @@ def check_metadata(meta: Any, enc, *, source: str) -> None:
     if len(set(ids)) != len(ids):
         raise NeurratorError(source, "metadata unit_ids has duplicates")
     _check_target_spec(meta.get("target_spec"), enc, source=source)
-    hold = meta.get("holdout_frames", [])
-    if not isinstance(hold, list) or not all(isinstance(f, int) and not isinstance(f, bool) and f >= 0 for f in hold):
+    if not _counts(meta.get("holdout_frames", [])):
         raise NeurratorError(source, "metadata holdout_frames is not a list of non-negative integers")
     for key in ("seed", "best_step"):
         v = meta.get(key, 0)
@@ -216,3 +215,11 @@ def check_metadata(meta: Any, enc, *, source: str) -> None:
         raise NeurratorError(source, f"metadata stimulus={stim!r} is not a string")
     if not isinstance(meta.get("history", []), list) or not isinstance(meta.get("extra", {}), dict):
         raise NeurratorError(source, "metadata history must be a list and extra an object")
+    reps = meta.get("extra", {}).get("repeats", {"train": [], "val": []})  # read by `calibrate_blend`
+    if not (isinstance(reps, dict) and _counts(reps.get("train")) and _counts(reps.get("val"))):
+        raise NeurratorError(source, "metadata extra.repeats is not {train, val} lists of non-negative integers")
+
+
+def _counts(v: Any) -> bool:
+    """True for a list of non-negative integers (not booleans)."""
+    return isinstance(v, list) and all(isinstance(f, int) and not isinstance(f, bool) and f >= 0 for f in v)

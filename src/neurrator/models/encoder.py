@@ -31,10 +31,12 @@ from neurrator.component_config import WINDOW_DTYPES, EncoderConfig
 from neurrator.models.readout import retrieval_keys
 from neurrator.models.subset_ridge import FactoredGram, subset_weights
 
-__all__ = ["BLEND_SIZES", "EncoderConfig", "SpikeEncoder"]
+__all__ = ["BLEND_KEYS", "BLEND_SIZES", "EncoderConfig", "SpikeEncoder"]
 
 #: Subset sizes (besides all units) the blend is chosen for when the encoder keeps its training windows.
 BLEND_SIZES = (10, 30, 100)
+#: The blend's parameters (`SpikeEncoder.blend_output`), in `SpikeEncoder.blend_params`'s order.
+BLEND_KEYS = ("beta", "gamma", "tau", "knn_k", "knn_w")
 
 
 class _MLP(nn.Module):
@@ -283,7 +285,7 @@ class SpikeEncoder(nn.Module):
 
     # ---------------------------------------------------------------------------------- forward
     def forward(self, counts: torch.Tensor, unit_idx: torch.Tensor, mask: torch.Tensor | None = None,
-                blend: bool = True) -> torch.Tensor:
+                blend: bool | dict = True) -> torch.Tensor:
         """Predict patch tokens.
 
         Parameters
@@ -296,7 +298,9 @@ class SpikeEncoder(nn.Module):
             Optional (B, n) bool, True for real units, False for padding (only needed when the
             samples of a batch have different numbers of units).
         blend
-            False: the encoder's own output, without the output blend (`blend_output`).
+            False: the encoder's own output, without the output blend (`blend_output`); True: through the
+            fitted blend of this subset's size; a dict (``beta``, ``gamma``, ``tau``, ``knn_k``, ``knn_w``, e.g.
+            `neurrator.models.subset_blend.BlendChoice.params`): through that blend.
 
         Returns
         -------
@@ -307,13 +311,15 @@ class SpikeEncoder(nn.Module):
             raise ValueError(f"counts have {W} bins per window, the encoder expects {self.config.window_bins}")
         if unit_idx.shape[-1] != n:
             raise ValueError(f"unit_idx has {unit_idx.shape[-1]} units, counts have {n}")
-        blend = bool(blend and self.config.blend and unit_idx.dim() == 1 and mask is None)
-        if blend:  # blends that do not read the encoder's own output skip computing it (same numbers)
-            beta, _, _, knn_k, knn_w = self.blend_params(n)
-            if knn_k > 0 and knn_w >= 1.0 and self.has_window_bank:
-                return self.window_knn(counts, unit_idx, knn_k)
-            if beta == 0.0 and self.has_subset_ridge and float(self.lin_alpha) > 0:
-                return self.blend_output(self.ridge_tokens(counts, unit_idx), counts, unit_idx, beta=1.0)
+        if isinstance(blend, dict) and not self.config.blend:
+            raise ValueError("a blend was given, but this encoder was trained without the output blend")
+        use = bool(blend) and self.config.blend and unit_idx.dim() == 1 and mask is None  # one subset for the batch
+        params = (blend if isinstance(blend, dict) else dict(zip(BLEND_KEYS, self.blend_params(n)))) if use else None
+        if use:  # blends that do not read the encoder's own output skip computing it (same numbers)
+            if params["knn_k"] > 0 and params["knn_w"] >= 1.0 and self.has_window_bank:
+                return self.window_knn(counts, unit_idx, int(params["knn_k"]))
+            if params["beta"] == 0.0 and self.has_subset_ridge and float(self.lin_alpha) > 0:
+                return self.blend_output(self.ridge_tokens(counts, unit_idx), counts, unit_idx, **{**params, "beta": 1.0})
         x = torch.log1p(counts.float().clamp_min(0)).transpose(1, 2)  # (B, n, W)
         mu, sd = self.count_mean[unit_idx], self.count_std[unit_idx]  # (n,) or (B, n)
         x = (x - mu.unsqueeze(-1)) / sd.unsqueeze(-1)
@@ -332,8 +338,8 @@ class SpikeEncoder(nn.Module):
             y = (out * self.out_scale) @ self.out_basis + lin * self.target_std + self.target_mean
         else:
             y = (out + lin) * self.target_std + self.target_mean
-        if blend:
-            y = self.blend_output(y, counts, unit_idx)
+        if use:
+            y = self.blend_output(y, counts, unit_idx, **params)
         return y
 
     def _ridge(self, counts: torch.Tensor, unit_idx: torch.Tensor) -> torch.Tensor:
@@ -463,12 +469,8 @@ class SpikeEncoder(nn.Module):
         frames' maps, then a share ``knn_w`` of `window_knn` with ``knn_k`` neighbours. Arguments default to the
         fitted buffers (`neurrator.models.readout.fit_blend`): with a window bank the ``blend_table`` row of
         this subset's size (`blend_row`), else the scalars ``blend_beta`` / ``blend_gamma`` / ``blend_tau``."""
-        b0, g0, t0, k0, w0 = self.blend_params(len(unit_idx))
-        beta = b0 if beta is None else beta
-        gamma = g0 if gamma is None else gamma
-        tau = t0 if tau is None else tau
-        knn_k = int(k0) if knn_k is None else knn_k
-        knn_w = w0 if knn_w is None else knn_w
+        given, fitted = (beta, gamma, tau, knn_k, knn_w), self.blend_params(len(unit_idx))
+        beta, gamma, tau, knn_k, knn_w = (f if v is None else v for v, f in zip(given, fitted))
         if beta != 1.0 and self.has_subset_ridge and float(self.lin_alpha) > 0:
             r = self.ridge_tokens(counts, unit_idx).to(y.dtype)
             y = r + beta * (y - r)

@@ -85,18 +85,15 @@ def predict(
     cols = columns(binned, unit_idx)
     model = trained.model.to(device).eval()
     wins = PresentationWindows(trained, binned, presentation_idx, cols, device)
-    params = None if blend is None else blend.params()
-    if params is not None and not trained.encoder_config.blend:
+    choice = True if blend is None else blend.params()
+    if blend is not None and not trained.encoder_config.blend:
         raise ValueError("blend was given, but this encoder was trained without the output blend")
     out = np.empty((len(wins), trained.encoder_config.n_patches, trained.encoder_config.dim), dtype=np.float32)
     for i in range(0, len(wins), batch_size):
         rows = torch.arange(i, min(i + batch_size, len(wins)), device=device)
         x = wins(rows)
         with autocast(device, trained.train_config.precision):
-            if params is None:
-                pred = model(x, wins.unit_rows)
-            else:
-                pred = model.blend_output(model(x, wins.unit_rows, blend=False), x, wins.unit_rows, **params)
+            pred = model(x, wins.unit_rows, blend=choice)
         out[i : i + len(rows)] = pred.float().cpu().numpy()
     return out
 

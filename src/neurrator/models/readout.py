@@ -37,8 +37,8 @@ import torch
 import torch.nn.functional as F
 
 __all__ = ["BETAS", "BLEND_DRAWS", "GAMMAS", "KNN_KS", "KNN_WEIGHTS", "MAX_BANK_BYTES", "MAX_GRID_BYTES",
-           "MAX_WINDOWS", "MIN_WINDOW_BANK", "TAUS", "bank_fits", "bank_plan", "fit_blend", "fit_subset_blend",
-           "retrieval_keys"]
+           "MAX_WINDOWS", "MIN_WINDOW_BANK", "TAUS", "bank_fits", "bank_plan", "candidate_rows", "fit_blend",
+           "fit_subset_blend", "retrieval_keys"]
 
 BETAS = (0.0, 0.25, 0.5, 0.75, 1.0)
 GAMMAS = (0.0, 0.5, 1.0)
@@ -232,6 +232,14 @@ def fit_blend(model, windows, frame: torch.Tensor, targets: torch.Tensor, bank: 
     model.blend_tau.fill_(out["tau"])
     out["by_size"] = by_size
     return out
+
+
+def candidate_rows(n_frames: int, holdout, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The blend's identification candidates: every frame but the held-out ones (their maps never inform the
+    model). -> (the candidate frames (F',) long; the row of each of ``frames`` among them), on ``frames``'
+    device. Training's choice and `neurrator.models.subset_blend.calibrate_blend` both rank among these."""
+    cand = torch.from_numpy(np.setdiff1d(np.arange(n_frames), np.asarray(holdout, np.int64))).to(frames.device)
+    return cand, torch.searchsorted(cand, frames)
 
 
 def _choice_data(model, frame: torch.Tensor, targets: torch.Tensor, bank: torch.Tensor | None) -> tuple:

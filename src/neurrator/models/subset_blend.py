@@ -8,7 +8,8 @@ gradient step, about 2 s at 120 units x 600 windows on one CPU core. `predict(..
 with it.
 
 The presentations must be ones the encoder did not train on and that will not be scored: the split's
-validation repeats (``split.val``), as in training. Frames the encoder held out (``holdout_frames``) are
+validation repeats (``split.val``), as in training. Repeats it trained on are refused (the encoder keeps their
+ids in ``extra["repeats"]``; encoders trained before it did cannot tell). Frames the encoder held out (``holdout_frames``) are
 left out, as in training.
 
 Measured (benchmarks/RESULTS.md, bench_peers.py's subset curve, 5 simulated sessions x 3 draws): against
@@ -26,8 +27,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
+from neurrator.models.encoder import BLEND_KEYS
 from neurrator.models.prediction import PresentationWindows, columns
-from neurrator.models.readout import fit_subset_blend
+from neurrator.models.readout import candidate_rows, fit_subset_blend
 
 __all__ = ["BlendChoice", "calibrate_blend"]
 
@@ -54,7 +56,7 @@ class BlendChoice:
     def params(self) -> dict:
         """Keyword arguments of `neurrator.models.encoder.SpikeEncoder.blend_output`."""
         d = asdict(self)
-        return {k: d[k] for k in ("beta", "gamma", "tau", "knn_k", "knn_w")}
+        return {k: d[k] for k in BLEND_KEYS}
 
 
 @torch.no_grad()
@@ -82,6 +84,11 @@ def calibrate_blend(trained, binned, targets: np.ndarray, presentation_idx: np.n
     pres = np.asarray(presentation_idx, dtype=np.int64).ravel()
     holdout = np.asarray(trained.holdout_frames, dtype=np.int64)
     pres = pres[~np.isin(np.asarray(binned.frame)[pres], holdout)]
+    seen = trained.extra.get("repeats", {})  # encoders trained before this was kept cannot tell
+    fitted = np.setdiff1d(seen.get("train", []), seen.get("val", []))
+    if np.isin(np.asarray(binned.repeat)[pres], fitted).any():
+        raise ValueError(f"presentation_idx holds repeats the encoder trained on (of {fitted.tolist()}): choose the "
+                         f"blend on the validation repeats (split.val)")
     if pres.size == 0:
         raise ValueError("no validation presentations to choose the blend on (none given, or all of held-out frames)")
     targets = np.asarray(targets)
@@ -89,12 +96,11 @@ def calibrate_blend(trained, binned, targets: np.ndarray, presentation_idx: np.n
     if targets.ndim != 3 or targets.shape[1:] != (c.n_patches, c.dim) or len(targets) <= last:
         raise ValueError(f"targets {targets.shape} are not the maps of this session's frames: need "
                          f"(> {last}, {c.n_patches}, {c.dim})")
-    cand = np.setdiff1d(np.arange(len(targets)), holdout)  # the candidates training ranked among
+    cand, frame = candidate_rows(len(targets), holdout, torch.from_numpy(np.asarray(binned.frame)[pres]).to(device))
     wins = PresentationWindows(trained, binned, pres, cols, device)
     model = trained.model.to(device).eval()
-    frame = torch.from_numpy(np.searchsorted(cand, np.asarray(binned.frame)[pres])).to(device)
     out = fit_subset_blend(model, lambda rows: (wins(rows), wins.unit_rows), frame,
-                           torch.from_numpy(np.ascontiguousarray(targets[cand], np.float32)).to(device))
+                           torch.from_numpy(np.ascontiguousarray(targets[cand.cpu().numpy()], np.float32)).to(device))
     return BlendChoice(beta=float(out["beta"]), gamma=float(out["gamma"]), tau=float(out["tau"]),
                        knn_k=int(out["knn_k"]), knn_w=float(out["knn_w"]), n_units=int(cols.size),
                        n_windows=int(out["n_windows"]), centred_patch_cosine=float(out["centred_patch_cosine"]),

@@ -28,7 +28,7 @@ from neurrator.models.encoder import SpikeEncoder
 from neurrator.errors import NeurratorError
 from neurrator.data.binning import window_index
 from neurrator.models.targets import fit_pca
-from neurrator.models.readout import bank_plan, fit_blend
+from neurrator.models.readout import bank_plan, candidate_rows, fit_blend
 from neurrator.models.linear_init import flat_pca, init_linear, linear_penalty
 from neurrator.models.subset_ridge import gram_rank_plan
 from neurrator.io.progress import Progress
@@ -298,7 +298,8 @@ def train_encoder(
         best_state, best_step = best_step
     model.load_state_dict(best_state)
     model.eval()
-    extra = {}
+    rep = np.asarray(binned.repeat)  # the repeats fitted and validated on (`calibrate_blend` refuses the former)
+    extra = {"repeats": {"train": np.unique(rep[train_idx]).tolist(), "val": np.unique(rep[val_idx]).tolist()}}
     if encoder.blend:
         units = torch.arange(N, device=device)
         if model.has_window_bank:  # every training window, or evenly spaced ones (`bank_plan`)
@@ -307,10 +308,8 @@ def train_encoder(
                 pooled = torch.cat([model.pooled_counts(data.windows(kept[i : i + 256], units))
                                     for i in range(0, len(kept), 256)])
             model.set_window_bank(pooled, torch.searchsorted(tf, data.frame[kept]))
-        # identification candidates: every frame but the held-out ones (their maps never inform the model)
-        cand = torch.from_numpy(np.setdiff1d(np.arange(F_), holdout)).to(device)
-        extra["blend"] = fit_blend(model, lambda rows: (data.windows(va[rows], units), units),
-                                   torch.searchsorted(cand, data.frame[va]), data.targets[cand],
+        cand, pos = candidate_rows(F_, holdout, data.frame[va])
+        extra["blend"] = fit_blend(model, lambda rows: (data.windows(va[rows], units), units), pos, data.targets[cand],
                                    data.targets[tf] if encoder.bank_frames else None, seed=seed)
     return TrainedEncoder(model=model, encoder_config=encoder, train_config=config, history=history,
                           unit_ids=np.asarray(binned.unit_ids, dtype=np.int64).copy(), target_spec=target_spec,
