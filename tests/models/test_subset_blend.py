@@ -107,6 +107,8 @@ def test_a_choice_decodes_as_blend_output_and_skips_the_encoder_it_does_not_read
     np.testing.assert_allclose(got, want.numpy(), rtol=1e-5, atol=1e-5)
     reads_encoder = choice.beta != 0.0 and choice.knn_w < 1.0
     assert bool(calls) == reads_encoder
+    with pytest.raises(ValueError, match="one unit subset shared by the batch"):
+        m(x[:2], wins.unit_rows.expand(2, -1), blend=choice.params())
 
 
 def test_refusals(data):
