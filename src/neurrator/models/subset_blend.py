@@ -4,7 +4,9 @@ After training, `neurrator.models.readout.fit_blend` chooses the blend (ridge + 
 retrieval, kNN over the training windows) once per subset size, on a few random draws of that size. A
 subset decoded later goes through its size's row. `calibrate_blend` makes the same choice for exactly the
 units to be decoded, on validation presentations of the session: the same grid, rule and windows, no
-gradient step, about 2 s at 120 units x 600 windows on one CPU core. `predict(..., blend=choice)` decodes
+gradient step, about 2 s at 120 units x 600 windows on one CPU core; at CLIP ViT-L/14-336's 576 x 1024
+targets 114 s and a peak of 11.9 GiB (2,000 units, 227 validation windows; benchmarks/RESULTS.md, "The
+blend's choice at full size", 21:30 UTC). `predict(..., blend=choice)` decodes
 with it.
 
 The presentations must be ones the encoder did not train on and that will not be scored: the split's
