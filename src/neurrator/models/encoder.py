@@ -311,10 +311,11 @@ class SpikeEncoder(nn.Module):
             raise ValueError(f"counts have {W} bins per window, the encoder expects {self.config.window_bins}")
         if unit_idx.shape[-1] != n:
             raise ValueError(f"unit_idx has {unit_idx.shape[-1]} units, counts have {n}")
-        if isinstance(blend, dict) and not (self.config.blend and unit_idx.dim() == 1 and mask is None):
+        one = unit_idx.dim() == 1 and mask is None  # the blend reads one unit subset shared by the batch
+        if isinstance(blend, dict) and not (self.config.blend and one):
             raise ValueError("a blend was given, but this encoder was trained without the output blend"
                              if not self.config.blend else "a blend reads one unit subset shared by the batch")
-        use = bool(blend) and self.config.blend and unit_idx.dim() == 1 and mask is None  # one subset for the batch
+        use = bool(blend) and self.config.blend and one
         params = (blend if isinstance(blend, dict) else dict(zip(BLEND_KEYS, self.blend_params(n)))) if use else None
         if use:  # blends that do not read the encoder's own output skip computing it (same numbers)
             if params["knn_k"] > 0 and params["knn_w"] >= 1.0 and self.has_window_bank:

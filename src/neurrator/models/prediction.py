@@ -85,9 +85,7 @@ def predict(
     cols = columns(binned, unit_idx)
     model = trained.model.to(device).eval()
     wins = PresentationWindows(trained, binned, presentation_idx, cols, device)
-    choice = True if blend is None else blend.params()
-    if blend is not None and not trained.encoder_config.blend:
-        raise ValueError("blend was given, but this encoder was trained without the output blend")
+    choice = True if blend is None else blend.params()  # the forward pass refuses a choice it cannot apply
     out = np.empty((len(wins), trained.encoder_config.n_patches, trained.encoder_config.dim), dtype=np.float32)
     for i in range(0, len(wins), batch_size):
         rows = torch.arange(i, min(i + batch_size, len(wins)), device=device)

@@ -6,13 +6,12 @@ subset decoded later goes through its size's row. `calibrate_blend` makes the sa
 units to be decoded, on validation presentations of the session: the same grid, rule and windows, no
 gradient step, about 2 s at 120 units x 600 windows on one CPU core; at CLIP ViT-L/14-336's 576 x 1024
 targets 114 s and a peak of 11.9 GiB (2,000 units, 227 validation windows; benchmarks/RESULTS.md, "The
-blend's choice at full size", 21:30 UTC). `predict(..., blend=choice)` decodes
-with it.
+blend's choice at full size", 21:30 UTC). `predict(..., blend=choice)` decodes with it.
 
 The presentations must be ones the encoder did not train on and that will not be scored: the split's
-validation repeats (``split.val``), as in training. Repeats it trained on are refused (the encoder keeps their
-ids in ``extra["repeats"]``; encoders trained before it did cannot tell). Frames the encoder held out (``holdout_frames``) are
-left out, as in training.
+validation repeats (``split.val``), as in training. Repeats it trained on are refused (the encoder keeps
+their ids in ``extra["repeats"]``; encoders trained before it did cannot tell). Frames the encoder held out
+(``holdout_frames``) are left out, as in training.
 
 Measured (benchmarks/RESULTS.md, bench_peers.py's subset curve, 5 simulated sessions x 3 draws): against
 the same encoder retrained on the subset, within 1 s -0.007 / -0.004 at 10 / 30 of 120 units (the size's
@@ -85,7 +84,9 @@ def calibrate_blend(trained, binned, targets: np.ndarray, presentation_idx: np.n
     cols = columns(binned, unit_idx)
     pres = np.asarray(presentation_idx, dtype=np.int64).ravel()
     holdout = np.asarray(trained.holdout_frames, dtype=np.int64)
-    pres = pres[~np.isin(np.asarray(binned.frame)[pres], holdout)]
+    frames = np.asarray(binned.frame)[pres]
+    kept = ~np.isin(frames, holdout)
+    pres, frames = pres[kept], frames[kept]
     seen = trained.extra.get("repeats", {})  # encoders trained before this was kept cannot tell
     fitted = np.setdiff1d(seen.get("train", []), seen.get("val", []))
     if np.isin(np.asarray(binned.repeat)[pres], fitted).any():
@@ -94,11 +95,11 @@ def calibrate_blend(trained, binned, targets: np.ndarray, presentation_idx: np.n
     if pres.size == 0:
         raise ValueError("no validation presentations to choose the blend on (none given, or all of held-out frames)")
     targets = np.asarray(targets)
-    c, last = trained.encoder_config, int(np.max(np.asarray(binned.frame)[pres]))
+    c, last = trained.encoder_config, int(np.max(frames))
     if targets.ndim != 3 or targets.shape[1:] != (c.n_patches, c.dim) or len(targets) <= last:
         raise ValueError(f"targets {targets.shape} are not the maps of this session's frames: need "
                          f"(> {last}, {c.n_patches}, {c.dim})")
-    cand, frame = candidate_rows(len(targets), holdout, torch.from_numpy(np.asarray(binned.frame)[pres]).to(device))
+    cand, frame = candidate_rows(len(targets), holdout, torch.from_numpy(frames).to(device))
     wins = PresentationWindows(trained, binned, pres, cols, device)
     model = trained.model.to(device).eval()
     out = fit_subset_blend(model, lambda rows: (wins(rows), wins.unit_rows), frame,
