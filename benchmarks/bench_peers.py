@@ -295,7 +295,7 @@ def real_dims(args) -> list[str]:
     training.fit_blend = timed_fit
     rng = np.random.default_rng(0)
     N, R, P_, D_ = 2000, 4, 576, 1024
-    walls, rows = {}, []
+    walls = {}
     for F in (args.real_frames, 2 * args.real_frames):
         counts = rng.poisson(0.2, size=(F * R * 4, N)).astype(np.uint16)
         binned = Binned(counts=counts, frame=np.tile(np.arange(F), R), repeat=np.repeat(np.arange(R), F),
