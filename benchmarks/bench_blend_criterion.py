@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -53,18 +52,13 @@ def main() -> None:
     ap.add_argument("--no-append", action="store_true")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    args = types.SimpleNamespace(epochs=8, val_subsets=[10, 30, 100], no_window_knn=False,
-                                 enc=dict(d_model=64, n_latents=16, depth=1))  # bench_peers' defaults
+    args = bp.bench_args()  # bench_peers' sessions and encoder
     bb = bp.load_backbone("tiny", seed=0)
     library = (readout._ranks, readout._ident)
     variants = {"library": library, "closeness": closeness_criterion()}
     scores = {v: [] for v in variants}
     for seed in range(a.seeds):
-        sim, binned = bp.simulated(120, 8, 300, seed, movie_seed=seed)
-        targets = bp.compute_targets(sim.frames, bb, batch_size=64)
-        split = bp.split_repeats(binned.repeat, n_val=2, n_test=2, seed=seed)
-        te = np.asarray(split.test)
-        train_frames = np.unique(binned.frame[np.asarray(split.train)])
+        binned, targets, split, te, sc = bp.movie_data(seed, args, bb)
         cfg, enc = bp.encoder_configs(args, binned.n_units, targets)
         for name, (ranks, ident) in variants.items():
             readout._ranks, readout._ident = ranks, ident
@@ -72,8 +66,7 @@ def main() -> None:
                 tr = bp.train_encoder(binned, targets, split, config=cfg, encoder=enc, seed=seed, progress=False)
             finally:
                 readout._ranks, readout._ident = library
-            scores[name].append(bp.score(bp.predict(tr, binned, te), binned.frame[te], targets, train_frames,
-                                         bp.duplicate_groups(targets), 30.0))
+            scores[name].append(sc(bp.predict(tr, binned, te)))
             b = tr.extra["blend"]
             print(f"session {seed} {name}: within 1 s {scores[name][-1]['within_1s']:.3f} top-1 "
                   f"{scores[name][-1]['top1']:.3f} (beta {b['beta']}, gamma {b['gamma']}, kNN {b['knn_k']} x "

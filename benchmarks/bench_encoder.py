@@ -53,16 +53,27 @@ def hardware() -> str:
     return f"{_hardware_line('cuda' if torch.cuda.is_available() else 'cpu')}; python {platform.python_version()}"
 
 
-def simulated(n_units: int, n_repeats: int, n_frames: int, seed: int, movie_seed: int = 0):
+def simulated(n_units: int, n_repeats: int, n_frames: int, seed: int, movie_seed: int = 0,
+              null_seed: int | None = None):
+    """A simulated session and its binned counts; with ``null_seed``, every unit's spikes circularly shifted
+    within every repeat by its own uniform lag (`neurrator.simulate.null.circular_shift_spikes`: a global null
+    with no stimulus information)."""
     from neurrator.simulate import simulate_session
 
     sim = simulate_session(n_units=n_units, n_repeats=n_repeats, n_frames=n_frames, seed=seed, movie_seed=movie_seed)
     spikes = sim.spike_times
     offsets = np.concatenate([[0], np.cumsum([len(s) for s in spikes])]).astype(np.int64)
     pres = sim.presentations
+    times = np.concatenate(spikes)
+    if null_seed is not None:
+        from neurrator.data.stimuli import Presentations
+        from neurrator.simulate.null import circular_shift_spikes, repeat_spans
+
+        spans = repeat_spans(Presentations(frame=np.asarray(pres["frame"]), start=np.asarray(pres["start"]),
+                                           stop=np.asarray(pres["stop"]), repeat=np.asarray(pres["repeat"])))
+        times, _ = circular_shift_spikes(times, offsets, spans, seed=null_seed)
     order = np.lexsort((pres["start"], pres["repeat"]))
-    counts = bin_spikes(np.concatenate(spikes), offsets, pres["start"][order], pres["stop"][order],
-                        bins_per_interval=4)
+    counts = bin_spikes(times, offsets, pres["start"][order], pres["stop"][order], bins_per_interval=4)
     binned = Binned(counts=counts, frame=np.asarray(pres["frame"][order], np.int64),
                     repeat=np.asarray(pres["repeat"][order], np.int64), bins_per_frame=4,
                     unit_ids=np.asarray(sim.truth.unit_ids, np.int64))

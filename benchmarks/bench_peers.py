@@ -56,6 +56,7 @@ import io
 import subprocess
 import sys
 import time
+import types
 import zipfile
 from pathlib import Path
 
@@ -159,15 +160,28 @@ def encoder_configs(args, n_units, targets, window_bins=20, **enc_kw):
 # ------------------------------------------------------------------------------------------ (a) + (b)
 
 
-def movie_session(seed: int, args, bb) -> dict:
-    sim, binned = simulated(args.units, args.repeats, args.frames, seed, movie_seed=seed)
+def bench_args(**over) -> types.SimpleNamespace:
+    """This script's defaults as an ``args`` namespace, for scripts that reuse its sessions and encoder."""
+    return types.SimpleNamespace(**{**dict(units=120, repeats=8, frames=300, epochs=8, val_subsets=[10, 30, 100],
+                                           no_window_knn=False, enc=dict(d_model=64, n_latents=16, depth=1),
+                                           window_bins=20, null_seed=None), **over})
+
+
+def movie_data(seed: int, args, bb) -> tuple:
+    """Session ``seed``: (binned, targets, split, test presentations, scorer of test predictions)."""
+    sim, binned = simulated(args.units, args.repeats, args.frames, seed, movie_seed=seed,
+                            null_seed=None if args.null_seed is None else args.null_seed + seed)
     targets = compute_targets(sim.frames, bb, batch_size=64)
     split = split_repeats(binned.repeat, n_val=2, n_test=2, seed=seed)
     te = np.asarray(split.test)
     train_frames = np.unique(binned.frame[np.asarray(split.train)])
     groups = duplicate_groups(targets)
     frames = binned.frame[te]
-    sc = lambda p: score(p, frames, targets, train_frames, groups, 30.0)  # noqa: E731
+    return binned, targets, split, te, lambda p: score(p, frames, targets, train_frames, groups, 30.0)
+
+
+def movie_session(seed: int, args, bb) -> dict:
+    binned, targets, split, te, sc = movie_data(seed, args, bb)
     res, times = {}, {}
     cfg, enc = encoder_configs(args, binned.n_units, targets, window_bins=args.window_bins)
     tr, times["encoder"] = timed(train_encoder, binned, targets, split, config=cfg, encoder=enc, seed=seed,
@@ -413,6 +427,8 @@ def main() -> None:
     ap.add_argument("--window-bins", type=int, default=20,
                     help="the encoder's window on the movie sessions, and the ridge and kNN baselines' (bins of 1/120 s; "
                          "40 = CEBRA offset10's 333 ms of context)")
+    ap.add_argument("--null-seed", type=int, default=None,
+                    help="global null: every unit's spikes circularly shifted within every repeat (seed + session)")
     ap.add_argument("--v4-splits", type=int, default=5)
     ap.add_argument("--no-v4", action="store_true")
     ap.add_argument("--real-dims", action="store_true", help="only (d): time training at real dimensions")
@@ -454,6 +470,9 @@ def main() -> None:
            "within this run only).", "",
            f"Simulated sessions (a): {args.seeds} x `simulate_session(n_units={args.units}, n_repeats={args.repeats}, "
            f"n_frames={args.frames}, seed=s, movie_seed=s)`, `tiny` targets, 4 train / 2 val / 2 test repeats. "
+           + (f"GLOBAL NULL: every unit's spikes circularly shifted within every repeat by its own uniform lag "
+              f"(`circular_shift_spikes`, seed {args.null_seed} + s), so no method has stimulus information. "
+              if args.null_seed is not None else "") +
            f"Encoder: library defaults except d_model {args.d_model}, {args.latents} latents, depth {args.depth}, "
            f"max {args.epochs} epochs, window {args.window_bins} bins ({args.window_bins / 120 * 1000:.0f} ms; the ridge and kNN "
            f"baselines read the same), val_subsets {tuple(args.val_subsets)}, output blend on (EncoderConfig.blend), "

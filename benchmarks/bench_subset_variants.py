@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -55,13 +54,8 @@ def impute(binned, cols: np.ndarray, train_pres, pools=((-8, -4), (-4, 0), (0, 4
 
 
 def session(seed: int, args, bb) -> list[tuple]:
-    sim, binned = bp.simulated(args.units, args.repeats, args.frames, seed, movie_seed=seed)
-    targets = bp.compute_targets(sim.frames, bb, batch_size=64)
-    split = bp.split_repeats(binned.repeat, n_val=2, n_test=2, seed=seed)
-    te = np.asarray(split.test)
-    train_frames = np.unique(binned.frame[np.asarray(split.train)])
-    groups = bp.duplicate_groups(targets)
-    w1s = lambda p: bp.score(p, binned.frame[te], targets, train_frames, groups, 30.0)["within_1s"]  # noqa: E731
+    binned, targets, split, te, sc = bp.movie_data(seed, args, bb)
+    w1s = lambda p: sc(p)["within_1s"]  # noqa: E731
     cfg, enc = bp.encoder_configs(args, binned.n_units, targets)
     tr = bp.train_encoder(binned, targets, split, config=cfg, encoder=enc, seed=seed, progress=False)
     rng = np.random.default_rng(1000 + seed)  # bench_peers.subset_curve's draws
@@ -104,10 +98,7 @@ def main() -> None:
     ap.add_argument("--no-append", action="store_true")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    # bench_peers' defaults: the same sessions, encoder configuration and draws
-    args = types.SimpleNamespace(units=120, repeats=8, frames=300, epochs=8, val_subsets=[10, 30, 100],
-                                 no_window_knn=False, enc=dict(d_model=64, n_latents=16, depth=1),
-                                 sizes=a.sizes, draws=a.draws)
+    args = bp.bench_args(sizes=a.sizes, draws=a.draws)  # bench_peers' sessions, encoder and draws
     bb = bp.load_backbone("tiny", seed=0)
     rows = [row for s in range(a.seeds) for row in session(s, args, bb)]
     publish("Native subset decodes without retraining (bench_subset_variants.py)",
