@@ -100,9 +100,10 @@ def score(pred, frames, targets, train_frames, groups, fps):
             "centred_patch_cosine": s["centred_patch_cosine"]}
 
 
-def cebra_predict(X: np.ndarray, frame: np.ndarray, run: np.ndarray, split, targets: np.ndarray, *, args,
-                  architecture: str, discrete: bool, seed: int):
-    """Fit CEBRA on the training rows (label: frame index), embed every split run by run, decode by kNN."""
+def cebra_embed(X: np.ndarray, frame: np.ndarray, run: np.ndarray, split, *, args, architecture: str,
+                discrete: bool, seed: int) -> tuple[dict, float]:
+    """Fit CEBRA on the training rows (label: frame index) and embed every split run by run.
+    -> ({"tr", "va", "te": (rows, cebra_dim) float32 tensors}, seconds)."""
     import cebra
 
     torch.manual_seed(seed)
@@ -121,23 +122,30 @@ def cebra_predict(X: np.ndarray, frame: np.ndarray, run: np.ndarray, split, targ
             out[m] = model.transform(X[rows[m]].astype(np.float32))
         return out
 
-    emb = {k: torch.from_numpy(embed(v)) for k, v in idx.items()}
-    pred, _ = knn_predict(emb, frame[idx["tr"]], frame[idx["va"]], targets, ks=KS)
+    return {k: torch.from_numpy(embed(v)) for k, v in idx.items()}, time.perf_counter() - t0
+
+
+def cebra_predict(X: np.ndarray, frame: np.ndarray, run: np.ndarray, split, targets: np.ndarray, *, args,
+                  architecture: str, discrete: bool, seed: int):
+    """`cebra_embed`, then decode by kNN in the embedding (k by validation MSE). -> (test predictions, seconds)."""
+    t0 = time.perf_counter()
+    emb, _ = cebra_embed(X, frame, run, split, args=args, architecture=architecture, discrete=discrete, seed=seed)
+    pred, _ = knn_predict(emb, frame[np.asarray(split[0])], frame[np.asarray(split[1])], targets, ks=KS)
     return pred, time.perf_counter() - t0
 
 
-def plain(trained, binned, te):
+def plain(trained, binned, te, unit_idx=None):
     """The same trained encoder without its output blend (beta 1, gamma 0): what the blend adds."""
     m = trained.model
     if not trained.encoder_config.blend:
-        return predict(trained, binned, te)
+        return predict(trained, binned, te, unit_idx=unit_idx)
     saved = {k: v.clone() for k, v in m.state_dict().items() if k.startswith("blend_")}
     m.blend_beta.fill_(1.0)
     m.blend_gamma.fill_(0.0)
     if m.has_window_bank:  # the per-size table: beta 1, gamma 0, no kNN in every row
         m.blend_table[:, 1:] = torch.tensor([1.0, 0.0, 0.01, 0.0, 0.0])
     try:
-        return predict(trained, binned, te)
+        return predict(trained, binned, te, unit_idx=unit_idx)
     finally:
         for k, v in saved.items():
             getattr(m, k).copy_(v)

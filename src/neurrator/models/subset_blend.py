@@ -13,9 +13,9 @@ validation repeats (``split.val``), as in training. Repeats it trained on are re
 their ids in ``extra["repeats"]``; encoders trained before it did cannot tell). Frames the encoder held out
 (``holdout_frames``) are left out, as in training.
 
-Measured (benchmarks/RESULTS.md, bench_peers.py's subset curve, 5 simulated sessions x 3 draws): against
-the same encoder retrained on the subset, within 1 s -0.009 / -0.004 at 10 / 30 of 120 units (the size's
-row: -0.017 / -0.014), but -0.010 / -0.009 at 60 / 100 (the row: +0.000 / -0.007), where one subset's
+Measured (benchmarks/RESULTS.md, bench_peers.py's subset curve, 10 simulated sessions x 3 draws): against
+the same encoder retrained on the subset, within 1 s -0.005 / -0.006 at 10 / 30 of 120 units (the size's
+row: -0.008 / -0.011), but -0.014 / -0.018 at 60 / 100 (the row: -0.004 / -0.007), where one subset's
 validation windows choose less reliably than the row's pooled draws; and on the demo session's 18
 subsets of at most 30 units, within 1 s -0.010 (13 behind, 4 ahead), top-1 +0.001, centred cosine
 +0.007. Not a reliable win: a tool to compare with, not the default decode (the pipeline does not use it).
