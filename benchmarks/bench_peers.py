@@ -182,10 +182,14 @@ def movie_data(seed: int, args, bb) -> tuple:
     targets = compute_targets(sim.frames, bb, batch_size=64)
     split = split_repeats(binned.repeat, n_val=2, n_test=2, seed=seed)
     te = np.asarray(split.test)
+    return binned, targets, split, te, scorer(binned, targets, split, te)
+
+
+def scorer(binned, targets, split, rows):
+    """`score` of predictions of the presentations ``rows`` (the split's training frames centre the maps)."""
     train_frames = np.unique(binned.frame[np.asarray(split.train)])
-    groups = duplicate_groups(targets)
-    frames = binned.frame[te]
-    return binned, targets, split, te, lambda p: score(p, frames, targets, train_frames, groups, 30.0)
+    groups, frames = duplicate_groups(targets), binned.frame[np.asarray(rows)]
+    return lambda p: score(p, frames, targets, train_frames, groups, 30.0)
 
 
 def movie_session(seed: int, args, bb) -> dict:

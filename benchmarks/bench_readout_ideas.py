@@ -78,10 +78,11 @@ def output_knn(trained, binned, split, targets, cols=None) -> tuple[np.ndarray, 
     return va, te
 
 
-def mixed(trained, binned, split, targets, sc, scv, cols=None) -> dict:
-    """(b) for one unit set: the chosen share and the test scores of the unmixed and the chosen output."""
+def mixed(trained, binned, split, targets, sc, scv, cols=None, blended=None) -> dict:
+    """(b) for one unit set: the chosen share and the test scores of the unmixed and the chosen output.
+    ``blended``: the library's (validation, test) predictions on these units, when the caller has them."""
     kva, kte = output_knn(trained, binned, split, targets, cols)
-    bva, bte = (bp.predict(trained, binned, np.asarray(p), unit_idx=cols) for p in (split.val, split.test))
+    bva, bte = blended or (bp.predict(trained, binned, np.asarray(p), unit_idx=cols) for p in (split.val, split.test))
     val = {s: scv((1 - s) * bva + s * kva) for s in SHARES}
     ok = [s for s in SHARES if val[s]["centred_patch_cosine"] >= val[0.0]["centred_patch_cosine"]]
     share = max(ok, key=lambda s: (val[s]["top1"] + val[s]["top5"]) / 2)
@@ -91,9 +92,7 @@ def mixed(trained, binned, split, targets, sc, scv, cols=None) -> dict:
 def session(seed: int, args, bb) -> dict:
     binned, targets, split, te, sc = bp.movie_data(seed, args, bb)
     va = np.asarray(split.val)
-    train_frames = np.unique(binned.frame[np.asarray(split.train)])
-    groups = bp.duplicate_groups(targets)
-    scv = lambda p: bp.score(p, binned.frame[va], targets, train_frames, groups, 30.0)  # noqa: E731
+    scv = bp.scorer(binned, targets, split, va)
     cfg, enc = bp.encoder_configs(args, binned.n_units, targets)
     trained = bp.train_encoder(binned, targets, split, config=cfg, encoder=enc, seed=seed, progress=False)
     X = np.asarray(binned.counts, np.float32).reshape(len(binned.frame), binned.bins_per_frame, -1).sum(1)
@@ -108,7 +107,7 @@ def session(seed: int, args, bb) -> dict:
                                  for k, p in (("va", va), ("te", te))}}
         out["smooth"][s] = {"encoder_va": scv(sm["va"]), "encoder": sc(sm["te"]),
                             "cebra": sc(bp.knn_predict(e, fr_tr, binned.frame[va], targets, ks=bp.KS)[0])}
-    out["all"] = mixed(trained, binned, split, targets, sc, scv)
+    out["all"] = mixed(trained, binned, split, targets, sc, scv, blended=(pred["va"], pred["te"]))
     out["gap"] = []
     rng = np.random.default_rng(1000 + seed)  # bench_peers.subset_curve's draws
     for k in args.sizes if seed < args.gap_seeds else ():
